@@ -1,0 +1,167 @@
+"""Plugin host: find entry points, load each in isolation, turn every failure into a status.
+
+Discovery is not loading. Each entry point of group ``zoo`` is imported on a worker thread with a
+time limit (``ZOO_PLUGIN_TIMEOUT``), inside its own try/except; a plugin that raises, hangs or
+registers something another plugin owns is marked ``failed`` with the reason, and every other
+plugin and command keeps working.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any
+
+import pluggy
+
+from zoo import constants, hookspecs
+from zoo.catalog import ModelCard
+from zoo.errors import DuplicateModelError
+from zoo.registrar import Registrar, Source
+
+ENTRY_POINT_GROUP = "zoo"
+
+
+@dataclass
+class PluginStatus:
+    """What ``zoo plugins`` shows for one plugin.
+
+    ``state`` is ``ok`` (loaded and registered), ``unavailable`` (its framework is not installed;
+    ``install`` says how to get it), ``failed`` (raised, timed out or conflicted; ``reason`` says
+    why) or ``disabled`` (by ``ZOO_PLUGINS`` / ``ZOO_DISABLE_PLUGINS``).
+    """
+
+    name: str
+    dist: str | None
+    version: str | None
+    state: str
+    reason: str = ""
+    install: str = ""
+    sources: list[str] = field(default_factory=list)
+    models: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _import_with_timeout(ep: metadata.EntryPoint, timeout: float) -> Any:
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["value"] = ep.load()
+        except BaseException as exc:  # noqa: BLE001 - any failure becomes a status
+            box["error"] = exc
+
+    worker = threading.Thread(target=target, name=f"zoo-plugin-{ep.name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError(f"importing took longer than {timeout:g}s (ZOO_PLUGIN_TIMEOUT)")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class PluginHost:
+    """Owns the pluggy manager, the plugin statuses, the sources and the dynamic models."""
+
+    def __init__(self, curated: dict[str, ModelCard] | None = None) -> None:
+        self.pm = pluggy.PluginManager("zoo")
+        self.pm.add_hookspecs(hookspecs)
+        self.statuses: dict[str, PluginStatus] = {}
+        self.sources: dict[str, Source] = {}
+        self.models: dict[str, ModelCard] = {}
+        self._curated = curated or {}
+        self._models_loaded = False
+
+    # ---- discovery and loading ----------------------------------------------------------------
+    def discover(self) -> list[metadata.EntryPoint]:
+        return sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
+
+    def load(self, extra: dict[str, Any] | None = None) -> None:
+        """Load every allowed entry-point plugin (and ``extra`` objects, for tests)."""
+        allowed, disabled = constants.allowed_plugins(), constants.disabled_plugins()
+        timeout = constants.plugin_import_timeout()
+        for ep in self.discover():
+            dist = getattr(ep, "dist", None)
+            st = PluginStatus(ep.name, dist.name if dist else None, dist.version if dist else None, "ok")
+            if ep.name in self.statuses:
+                prev = self.statuses[ep.name]
+                st.state, st.reason = "failed", f"entry point name also used by {prev.dist}; rename one"
+                self.statuses[f"{ep.name} ({st.dist})"] = st
+                continue
+            self.statuses[ep.name] = st
+            if ep.name in disabled or (allowed is not None and ep.name not in allowed):
+                st.state, st.reason = "disabled", "ZOO_DISABLE_PLUGINS" if ep.name in disabled else "not in ZOO_PLUGINS"
+                continue
+            try:
+                plugin = _import_with_timeout(ep, timeout)
+                self.pm.register(plugin, name=ep.name)
+            except BaseException as exc:  # noqa: BLE001
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                st.state, st.reason = "failed", _reason(exc)
+                continue
+        for name, plugin in (extra or {}).items():
+            self.statuses[name] = PluginStatus(name, None, None, "ok")
+            self.pm.register(plugin, name=name)
+        self._register_sources()
+
+    def _call_each(self, hook_name: str, table: dict[str, Any]) -> None:
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):  # pluggy keeps registration order reversed
+            st = self.statuses.get(impl.plugin_name)
+            if st is None or st.state == "failed":
+                continue
+            staged: dict[str, Any] = {}
+            reg = Registrar(impl.plugin_name, table, staged)
+            try:
+                impl.function(register=reg)
+            except DuplicateModelError as exc:
+                st.state, st.reason = "failed", str(exc)
+                print(f"zoo: warning: {exc}", file=sys.stderr)
+                continue
+            except Exception as exc:  # noqa: BLE001
+                st.state, st.reason = "failed", f"{hook_name} raised {_reason(exc)}"
+                continue
+            table.update(staged)
+            if hook_name == "zoo_register_models":
+                st.models += len(staged)
+
+    def _register_sources(self) -> None:
+        self._call_each("zoo_register_sources", self.sources)
+        for src in self.sources.values():
+            st = self.statuses.get(src.plugin)
+            if st is None:
+                continue
+            st.sources.append(src.name)
+            missing = src.missing()
+            if missing and st.state == "ok":
+                st.state = "unavailable"
+                st.reason = f"{', '.join(missing)} not installed"
+                st.install = src.install
+
+    def load_models(self) -> dict[str, ModelCard]:
+        """Dynamic catalog entries from every loaded plugin whose framework is installed."""
+        if not self._models_loaded:
+            self._models_loaded = True
+            blocked = [n for n, st in self.statuses.items() if st.state == "unavailable" and self.pm.get_plugin(n)]
+            # unavailable plugins contribute no dynamic entries (they depend on the framework)
+            saved = {n: self.pm.unregister(name=n) for n in blocked}
+            try:
+                self._call_each("zoo_register_models", self.models)
+            finally:
+                for n, plugin in saved.items():
+                    self.pm.register(plugin, name=n)
+        return self.models
+
+    def resolve_weights(self, model_id: Any, card: ModelCard | None) -> Any:
+        return self.pm.hook.zoo_resolve_weights(model_id=model_id, card=card)

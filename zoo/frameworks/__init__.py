@@ -1,0 +1,1 @@
+"""Framework bases for Backbone implementations. Each module imports its framework; import them lazily."""

@@ -1,0 +1,218 @@
+"""PyTorch base for Backbone handles: batching, freezing with BatchNorm policy, LR groups, heads.
+
+A torch source builds ``model`` as an ``nn.Module`` that maps the output of ``preprocess`` (a
+tensor, or a dict of tensors passed as keyword arguments) to pooled ``(N, feature_dim)`` features,
+and passes its layer groups, transforms and, where it has one, its pre-training head and labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.backbone import Backbone, InputSpec, LayerGroup
+from zoo.errors import InvalidInputError
+from zoo.inputs import load_images
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+def _keep_bn_eval(module: nn.Module, args: Any) -> None:
+    # forward pre-hook on BatchNorm of frozen groups: inference mode whatever .train() said
+    module.training = False
+
+
+def call_model(model: nn.Module, batch: Any) -> Any:
+    """Call a model with a tensor or with a dict of tensors as keyword arguments."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    return model(batch)
+
+
+def move(batch: Any, device: torch.device | str) -> Any:
+    if isinstance(batch, Mapping):
+        return {k: (v.to(device) if hasattr(v, "to") else v) for k, v in batch.items()}
+    return batch.to(device)
+
+
+def batch_len(batch: Any) -> int:
+    if isinstance(batch, Mapping):
+        return len(next(iter(batch.values())))
+    return len(batch)
+
+
+class ClassifierModel(nn.Module):
+    """``backbone`` (pooled features) -> dropout -> linear head. What ``with_head`` returns."""
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def forward(self, x: Any = None, **kwargs: Any) -> torch.Tensor:
+        feats = self.backbone(**kwargs) if x is None else call_model(self.backbone, x)
+        return self.head(self.dropout(feats.flatten(1)))
+
+
+class TorchBackbone(Backbone):
+    """Backbone over a torch ``nn.Module`` that returns pooled features.
+
+    Args:
+        model_id, card: as :class:`zoo.Backbone`.
+        model: module returning ``(N, feature_dim)`` pooled features.
+        groups: layer groups from input to output covering every parameter of ``model``.
+        feature_dim: pooled feature size.
+        input_spec: what ``preprocess`` produces.
+        eval_transform: PIL image -> CHW tensor, exactly the weights' inference preprocessing.
+        train_transform: PIL image -> CHW tensor with the source's augmentation (defaults to eval).
+        head: the pre-training head mapping pooled features to logits, if any.
+        labels: class names for ``head``'s outputs.
+    """
+
+    framework = "torch"
+
+    def __init__(
+        self,
+        model_id: Any,
+        card: Any,
+        model: nn.Module,
+        *,
+        groups: Sequence[LayerGroup],
+        feature_dim: int,
+        input_spec: InputSpec,
+        eval_transform: Callable[[Any], torch.Tensor] | None = None,
+        train_transform: Callable[[Any], torch.Tensor] | None = None,
+        head: nn.Module | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(model_id, card, model)
+        self._groups = list(groups)
+        self._feature_dim = int(feature_dim)
+        self._input_spec = input_spec
+        self.eval_transform = eval_transform
+        self.train_transform = train_transform or eval_transform
+        self._head = head
+        self.labels = list(labels) if labels is not None else None
+        self._bn_hooks: dict[int, Any] = {}
+        self.model.eval()
+
+    # ---- sizes ---------------------------------------------------------------------------------
+    @property
+    def feature_dim(self) -> int:
+        return self._feature_dim
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self._input_spec
+
+    @property
+    def device(self) -> torch.device:
+        try:
+            return next(self.model.parameters()).device
+        except StopIteration:
+            return torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> TorchBackbone:
+        self.model.to(device)
+        if self._head is not None:
+            self._head.to(device)
+        return self
+
+    # ---- data ----------------------------------------------------------------------------------
+    def preprocess(self, inputs: Any, train: bool = False) -> Any:
+        images = load_images(inputs)
+        tf = self.train_transform if train else self.eval_transform
+        if tf is None:
+            raise InvalidInputError(f"{self.id} has no image preprocessing; it takes text.")
+        return torch.stack([tf(img) for img in images])
+
+    def features(self, batch: Any) -> torch.Tensor:
+        """Pooled features of a preprocessed batch (no mode or grad handling)."""
+        return call_model(self.model, batch)
+
+    def _chunks(self, inputs: Any, batch_size: int) -> list[Any]:
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
+            return [inputs]
+        if len(inputs) == 0:
+            raise InvalidInputError("No inputs given: pass at least one input.")
+        return [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
+
+    def embed(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
+        was_training = self.model.training
+        self.model.eval()
+        outs = []
+        try:
+            with torch.inference_mode():
+                for chunk in self._chunks(inputs, batch_size):
+                    batch = move(self.preprocess(chunk), self.device)
+                    outs.append(self.features(batch).flatten(1).float().cpu().numpy())
+        finally:
+            self.model.train(was_training)
+        return np.concatenate(outs, axis=0)
+
+    # ---- transfer ------------------------------------------------------------------------------
+    @property
+    def layer_groups(self) -> Sequence[LayerGroup]:
+        return self._groups
+
+    def _set_group_trainable(self, group: LayerGroup, trainable: bool) -> None:
+        for module in group.modules:
+            for p in module.parameters():
+                p.requires_grad_(trainable)
+            for m in module.modules():
+                if isinstance(m, _BN):
+                    key = id(m)
+                    if trainable and key in self._bn_hooks:
+                        self._bn_hooks.pop(key).remove()
+                    elif not trainable and key not in self._bn_hooks:
+                        self._bn_hooks[key] = m.register_forward_pre_hook(_keep_bn_eval)
+
+    def trainable_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    def param_groups(self, lr: float, decay: float = 1.0) -> list[dict[str, Any]]:
+        out = []
+        seen: set[int] = set()
+        n = len(self._groups)
+        for i, g in enumerate(self._groups):
+            params = []
+            for module in g.modules:
+                for p in module.parameters():
+                    if p.requires_grad and id(p) not in seen:
+                        seen.add(id(p))
+                        params.append(p)
+            if params:
+                out.append({"params": params, "lr": lr * decay ** (n - 1 - i), "name": g.name})
+        return out[::-1]
+
+    def with_head(self, num_classes: int, dropout: float = 0.0) -> ClassifierModel:
+        if num_classes < 1:
+            raise InvalidInputError(f"num_classes must be at least 1, got {num_classes}.")
+        return ClassifierModel(self.model, self.feature_dim, num_classes, dropout).to(self.device)
+
+    @property
+    def source_head(self) -> nn.Module | None:
+        return self._head
+
+    def predict(self, inputs: Any, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        if self._head is None:
+            return super().predict(inputs, top_k)
+        self.model.eval()
+        self._head.eval()
+        results = []
+        with torch.inference_mode():
+            for chunk in self._chunks(inputs, 32):
+                batch = move(self.preprocess(chunk), self.device)
+                probs = self._head(self.features(batch).flatten(1)).float().softmax(-1).cpu()
+                p, idx = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+                for row_p, row_i in zip(p.tolist(), idx.tolist()):
+                    names = self.labels or [str(i) for i in range(probs.shape[-1])]
+                    results.append([(names[i], float(q)) for q, i in zip(row_p, row_i)])
+        return results

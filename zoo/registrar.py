@@ -1,0 +1,96 @@
+"""What a plugin's registration hooks receive: a registrar that validates at once and refuses duplicates."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from zoo.catalog import ModelCard
+from zoo.errors import DuplicateModelError, MissingFrameworkError
+
+
+@dataclass(frozen=True)
+class Source:
+    """A model source served by a plugin.
+
+    Attributes:
+        name: the id prefix, e.g. ``timm``.
+        framework: ``torch`` or ``tensorflow``.
+        loader: ``"module:function"`` (imported on first load) or a callable
+            ``loader(model_id, card, **options) -> Backbone``.
+        requires: top-level import names the loader needs, checked without importing them.
+        install: the ``pip install`` line that provides them.
+        description: one line for ``zoo plugins``.
+    """
+
+    name: str
+    framework: str
+    loader: str | Callable[..., Any]
+    requires: tuple[str, ...] = ()
+    install: str = ""
+    description: str = ""
+    plugin: str = field(default="", compare=False)
+
+    def missing(self) -> list[str]:
+        """Import names in ``requires`` that are not installed (no import happens)."""
+        out = []
+        for name in self.requires:
+            try:
+                if importlib.util.find_spec(name) is None:
+                    out.append(name)
+            except (ImportError, ValueError):
+                out.append(name)
+        return out
+
+    def load_function(self) -> Callable[..., Any]:
+        missing = self.missing()
+        if missing:
+            raise MissingFrameworkError(self.name, ", ".join(missing), self.install or f"pip install {' '.join(missing)}")
+        if callable(self.loader):
+            return self.loader
+        module, _, attr = self.loader.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+class Registrar:
+    """Collects what one plugin registers; shared tables make duplicates across plugins an error.
+
+    Plugins call it: ``register(Source(...))``, ``register(card_or_dict)``, ``register.many(cards)``.
+    """
+
+    def __init__(self, plugin: str, sources: dict[str, Source], models: dict[str, ModelCard], curated: Mapping[str, ModelCard] | None = None) -> None:
+        self.plugin = plugin
+        self._sources = sources
+        self._models = models
+        self._curated = curated or {}
+        self.count = 0
+
+    def __call__(self, item: Source | ModelCard | Mapping[str, Any]) -> None:
+        if isinstance(item, Source):
+            self._add_source(item)
+        else:
+            self._add_model(item)
+
+    def many(self, items: Iterable[ModelCard | Mapping[str, Any]]) -> None:
+        for item in items:
+            self._add_model(item)
+
+    def _add_source(self, src: Source) -> None:
+        prev = self._sources.get(src.name)
+        if prev is not None and prev.plugin != self.plugin:
+            raise DuplicateModelError(f"Source {src.name!r}", prev.plugin, self.plugin)
+        self._sources[src.name] = Source(**{**src.__dict__, "plugin": self.plugin})
+
+    def _add_model(self, item: ModelCard | Mapping[str, Any]) -> None:
+        if isinstance(item, ModelCard):
+            card = item if item.origin == self.plugin else item.model_copy(update={"origin": self.plugin})
+        else:
+            card = ModelCard.model_validate({**item, "origin": self.plugin})
+        prev = self._models.get(card.id)
+        if prev is not None and prev.origin != self.plugin:
+            raise DuplicateModelError(f"Model {card.id!r}", prev.origin, self.plugin)
+        self._models[card.id] = card
+        self.count += 1
