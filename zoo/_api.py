@@ -35,8 +35,7 @@ def _get(with_models: bool = True) -> _State:
     with _lock:
         if _state is None:
             reg = read_registry(os.environ.get("ZOO_REGISTRY") or REGISTRY_PATH)
-            curated = {m.id: m for m in reg.models}
-            host = PluginHost(curated)
+            host = PluginHost()
             host.load(extra=_extra_plugins)
             _state = _State(reg, host)
         if with_models and _state.cards is None:

@@ -73,13 +73,12 @@ def _reason(exc: BaseException) -> str:
 class PluginHost:
     """Owns the pluggy manager, the plugin statuses, the sources and the dynamic models."""
 
-    def __init__(self, curated: dict[str, ModelCard] | None = None) -> None:
+    def __init__(self) -> None:
         self.pm = pluggy.PluginManager("zoo")
         self.pm.add_hookspecs(hookspecs)
         self.statuses: dict[str, PluginStatus] = {}
         self.sources: dict[str, Source] = {}
         self.models: dict[str, ModelCard] = {}
-        self._curated = curated or {}
         self._models_loaded = False
 
     # ---- discovery and loading ----------------------------------------------------------------
@@ -115,14 +114,13 @@ class PluginHost:
             self.pm.register(plugin, name=name)
         self._register_sources()
 
-    def _call_each(self, hook_name: str, table: dict[str, Any]) -> None:
+    def _call_each(self, hook_name: str) -> None:
         hook = getattr(self.pm.hook, hook_name)
-        for impl in reversed(hook.get_hookimpls()):  # pluggy keeps registration order reversed
+        for impl in hook.get_hookimpls():  # registration order: entry-point name order
             st = self.statuses.get(impl.plugin_name)
             if st is None or st.state == "failed":
                 continue
-            staged: dict[str, Any] = {}
-            reg = Registrar(impl.plugin_name, table, staged)
+            reg = Registrar(impl.plugin_name, self.sources, self.models)
             try:
                 impl.function(register=reg)
             except DuplicateModelError as exc:
@@ -132,12 +130,10 @@ class PluginHost:
             except Exception as exc:  # noqa: BLE001
                 st.state, st.reason = "failed", f"{hook_name} raised {_reason(exc)}"
                 continue
-            table.update(staged)
-            if hook_name == "zoo_register_models":
-                st.models += len(staged)
+            st.models += reg.commit()
 
     def _register_sources(self) -> None:
-        self._call_each("zoo_register_sources", self.sources)
+        self._call_each("zoo_register_sources")
         for src in self.sources.values():
             st = self.statuses.get(src.plugin)
             if st is None:
@@ -157,7 +153,7 @@ class PluginHost:
             # unavailable plugins contribute no dynamic entries (they depend on the framework)
             saved = {n: self.pm.unregister(name=n) for n in blocked}
             try:
-                self._call_each("zoo_register_models", self.models)
+                self._call_each("zoo_register_models")
             finally:
                 for n, plugin in saved.items():
                     self.pm.register(plugin, name=n)

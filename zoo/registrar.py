@@ -56,17 +56,19 @@ class Source:
 
 
 class Registrar:
-    """Collects what one plugin registers; shared tables make duplicates across plugins an error.
+    """Collects what one plugin registers and refuses what another plugin already owns.
 
     Plugins call it: ``register(Source(...))``, ``register(card_or_dict)``, ``register.many(cards)``.
+    Registrations are staged; the host calls :meth:`commit` only when the plugin's hook returned
+    without error, so a failing plugin leaves nothing half-registered.
     """
 
-    def __init__(self, plugin: str, sources: dict[str, Source], models: dict[str, ModelCard], curated: Mapping[str, ModelCard] | None = None) -> None:
+    def __init__(self, plugin: str, sources: dict[str, Source], models: dict[str, ModelCard]) -> None:
         self.plugin = plugin
         self._sources = sources
         self._models = models
-        self._curated = curated or {}
-        self.count = 0
+        self.staged_sources: dict[str, Source] = {}
+        self.staged_models: dict[str, ModelCard] = {}
 
     def __call__(self, item: Source | ModelCard | Mapping[str, Any]) -> None:
         if isinstance(item, Source):
@@ -82,7 +84,7 @@ class Registrar:
         prev = self._sources.get(src.name)
         if prev is not None and prev.plugin != self.plugin:
             raise DuplicateModelError(f"Source {src.name!r}", prev.plugin, self.plugin)
-        self._sources[src.name] = Source(**{**src.__dict__, "plugin": self.plugin})
+        self.staged_sources[src.name] = Source(**{**src.__dict__, "plugin": self.plugin})
 
     def _add_model(self, item: ModelCard | Mapping[str, Any]) -> None:
         if isinstance(item, ModelCard):
@@ -92,5 +94,10 @@ class Registrar:
         prev = self._models.get(card.id)
         if prev is not None and prev.origin != self.plugin:
             raise DuplicateModelError(f"Model {card.id!r}", prev.origin, self.plugin)
-        self._models[card.id] = card
-        self.count += 1
+        self.staged_models[card.id] = card
+
+    def commit(self) -> int:
+        """Move the staged registrations into the shared tables; return how many models were added."""
+        self._sources.update(self.staged_sources)
+        self._models.update(self.staged_models)
+        return len(self.staged_models)

@@ -1,0 +1,290 @@
+"""The ``zoo`` command line. Thin: parse, call the Python API, print.
+
+Rich tables on a terminal, plain tab-separated text when piped, ``--json`` for scripts. Known
+errors print one line and exit 2; ``ZOO_DEBUG=1`` shows the traceback. Heavy imports live inside
+the command bodies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from zoo import __version__, constants
+
+EXIT_USAGE = 2
+
+
+# ---- output helpers ---------------------------------------------------------------------------
+
+
+def _is_tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_fmt(v) for v in value)
+    return str(value)
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= div:
+            return f"{n / div:.1f}{unit}"
+    return str(n)
+
+
+def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    if _is_tty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, header_style="bold")
+        for col in columns:
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            table.add_row(*[_fmt(v) for v in row])
+        Console().print(table)
+    else:
+        out = sys.stdout
+        out.write("\t".join(columns) + "\n")
+        for row in rows:
+            out.write("\t".join(_fmt(v) for v in row) + "\n")
+
+
+# ---- commands ---------------------------------------------------------------------------------
+
+
+def _card_row(c: Any) -> list[Any]:
+    return [c.id, c.family, c.modality, _human(c.params), c.gflops, c.top1, c.input_size, c.feature_dim]
+
+
+CARD_COLUMNS = ["id", "family", "modality", "params", "gflops", "top1", "input", "features"]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import zoo
+
+    cards = zoo.list_models(
+        args.pattern,
+        source=args.source,
+        modality=args.modality,
+        task=args.task,
+        family=args.family,
+        max_params=args.max_params,
+        max_gflops=args.max_gflops,
+        min_top1=args.min_top1,
+        curated_only=args.curated,
+    )
+    if args.limit:
+        cards = cards[: args.limit]
+    if args.json:
+        _print_json([c.summary() for c in cards])
+    else:
+        _table(f"{len(cards)} models", CARD_COLUMNS, [_card_row(c) for c in cards])
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    import zoo
+
+    cards = zoo.search(" ".join(args.text), limit=args.limit)
+    if args.json:
+        _print_json([c.summary() for c in cards])
+    elif not cards:
+        print(f"No model matches {' '.join(args.text)!r}; try fewer words or `zoo list`.", file=sys.stderr)
+    else:
+        _table(None, CARD_COLUMNS, [_card_row(c) for c in cards])
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import zoo
+
+    card = zoo.info(args.id)
+    data = card.summary()
+    src = zoo.sources().get(card.source, {})
+    data["source_state"] = src.get("state")
+    data["install"] = src.get("install")
+    if args.json:
+        _print_json(data)
+    else:
+        _table(card.id, ["field", "value"], [[k, v] for k, v in data.items()])
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    import zoo
+
+    statuses = zoo.plugins()
+    if args.json:
+        _print_json([s.as_dict() for s in statuses])
+    else:
+        rows = [
+            [s.name, s.dist, s.version, s.state, ",".join(s.sources), s.models, s.reason or s.install]
+            for s in statuses
+        ]
+        _table("plugins (entry point group 'zoo')", ["name", "package", "version", "state", "sources", "models", "reason / install"], rows)
+    return 0
+
+
+def cmd_catalog_validate(args: argparse.Namespace) -> int:
+    from zoo.catalog import REGISTRY_PATH, read_registry
+    from zoo.errors import CatalogError
+
+    path = args.path or REGISTRY_PATH
+    try:
+        reg = read_registry(path)
+    except CatalogError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print(f"zoo: error: {len(exc.problems)} problem(s) in {path}; fix the fields named above.", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{path}: {len(reg.models)} entries, {len(reg.sources)} sources, valid")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import zoo
+
+    backbone = zoo.load(args.id)
+    inputs: list[Any] = list(args.inputs)
+    if backbone.input_spec.modality == "image":
+        from zoo.inputs import load_images
+
+        load_images(inputs)  # fail early, naming the bad file
+    results = backbone.predict(inputs, top_k=args.top_k)
+    if args.json:
+        _print_json([{"input": str(i), "top": [{"label": l, "score": s} for l, s in r]} for i, r in zip(inputs, results)])
+    else:
+        for inp, res in zip(inputs, results):
+            _table(str(inp), ["rank", "label", "score"], [[k + 1, lab, f"{s:.4f}"] for k, (lab, s) in enumerate(res)])
+    return 0
+
+
+# ---- parser -----------------------------------------------------------------------------------
+
+
+def _add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+
+
+def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zoo",
+        description="One front door to every pretrained backbone (torchvision, timm, Keras, TF Hub, Hugging Face).",
+        epilog="Ids look like source:name[.tag][@revision], e.g. timm:resnet50.a1_in1k. ZOO_DEBUG=1 shows tracebacks.",
+    )
+    parser.add_argument("--version", action="version", version=f"zoo {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("list", help="list catalog entries, filtered")
+    p.add_argument("pattern", nargs="?", help="glob on the id, e.g. 'timm:resnet*' (a plain word matches anywhere)")
+    p.add_argument("--source", help="torchvision, timm, keras, tfhub, hf, or a plugin's source")
+    p.add_argument("--modality", help="image or text")
+    p.add_argument("--task", help="e.g. image-classification, fill-mask, text-generation")
+    p.add_argument("--family", help="e.g. resnet, efficientnet, bert, gpt2")
+    p.add_argument("--max-params", help="e.g. 10M, 1.5B")
+    p.add_argument("--max-gflops", type=float)
+    p.add_argument("--min-top1", type=float, help="minimum top-1 accuracy in percent")
+    p.add_argument("--curated", action="store_true", help="only the curated registry.yaml entries")
+    p.add_argument("--limit", type=int)
+    _add_json(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("search", help="search ids, families and descriptions")
+    p.add_argument("text", nargs="+")
+    p.add_argument("--limit", type=int, default=20)
+    _add_json(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", help="show one model's card")
+    p.add_argument("id")
+    _add_json(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("plugins", help="installed plugins and their state (ok, unavailable, failed, disabled)")
+    _add_json(p)
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("catalog", help="catalog tools")
+    csub = p.add_subparsers(dest="catalog_command", metavar="ACTION", required=True)
+    v = csub.add_parser("validate", help="validate a registry.yaml (default: the installed one)")
+    v.add_argument("path", nargs="?")
+    v.set_defaults(func=cmd_catalog_validate)
+
+    p = sub.add_parser("predict", help="top-k labels from a backbone's pre-training head")
+    p.add_argument("id")
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_TEXT")
+    p.add_argument("--top-k", type=int, default=5)
+    _add_json(p)
+    p.set_defaults(func=cmd_predict)
+
+    if plugin_commands:
+        from zoo._api import _get
+        from zoo.errors import ZooError
+
+        host = _get(with_models=False).host  # an invalid catalog raises here: one line from main()
+        for impl in host.pm.hook.zoo_register_commands.get_hookimpls():
+            try:
+                impl.function(cli=sub)
+            except ZooError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+                if constants.debug():
+                    raise
+                print(f"zoo: warning: plugin {impl.plugin_name!r} failed to add its commands ({exc})", file=sys.stderr)
+    return parser
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    from zoo.errors import ZooError
+
+    try:
+        return int(func(args) or 0)
+    except ZooError as exc:
+        if constants.debug():
+            raise
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("zoo: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from zoo.errors import ZooError
+
+    try:
+        parser = build_parser(plugin_commands=True)
+    except ZooError as exc:  # e.g. an invalid registry.yaml
+        if constants.debug():
+            raise
+        print(f"zoo: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    return _run(args.func, args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
