@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -69,8 +70,10 @@ def site(tmp_path_factory) -> Path:
     """Install the docs' example plugin and four throwaway plugin packages into a target dir."""
     src = tmp_path_factory.mktemp("pkgs")
     target = tmp_path_factory.mktemp("site")
+    example = src / "example_plugin"
+    shutil.copytree(EXAMPLE, example, ignore=shutil.ignore_patterns("*.egg-info", "build", "__pycache__"))
     pkgs = [
-        EXAMPLE,
+        example,
         _package(src, "zoo-broken", "zoo_broken", "broken", "raise RuntimeError('boom: this plugin is broken')\n"),
         _package(src, "zoo-slow", "zoo_slow", "slow", "import time\ntime.sleep(30)\n"),
         _package(src, "zoo-dup", "zoo_dup", "zzdup", DUP_BODY),
@@ -211,3 +214,18 @@ def test_missing_framework_error_in_process():
     src = Source(name="s", framework="torch", loader="x:y", requires=("definitely_not_installed_fw",), install="pip install s-fw")
     with pytest.raises(MissingFrameworkError, match="run `pip install s-fw`"):
         src.load_function()
+
+
+def test_example_plugin_runs_zoo_contract_suite_against_itself(site, tmp_path):
+    """A third-party package runs zoo.testing's contract suites on itself, as the guide shows."""
+    tests = tmp_path / "tests"
+    shutil.copytree(EXAMPLE / "tests", tests)
+    e = os.environ.copy()
+    e["PYTHONPATH"] = str(site)
+    e["ZOO_PLUGIN_TIMEOUT"] = "1"
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "zoo.testing", "-p", "no:cacheprovider", str(tests)],
+        capture_output=True, text=True, env=e, cwd=tmp_path, timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert "10 passed" in out.stdout, out.stdout[-500:]

@@ -110,6 +110,8 @@ class PluginHost:
                 st.state, st.reason = "failed", _reason(exc)
                 continue
         for name, plugin in (extra or {}).items():
+            if self.pm.is_registered(plugin) or self.pm.get_plugin(name) is not None:
+                continue
             self.statuses[name] = PluginStatus(name, None, None, "ok")
             self.pm.register(plugin, name=name)
         self._register_sources()

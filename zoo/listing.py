@@ -41,6 +41,31 @@ def write_json_atomic(path: Path, data: Any) -> None:
         raise
 
 
+def _rebuild(name: str, builder: str, cache: Path, timeout: float) -> list[dict[str, Any]] | None:
+    """Build the listing in a subprocess under a file lock; None when it fails or another build runs."""
+    from filelock import FileLock, Timeout
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(cache) + ".lock", timeout=timeout):
+            try:  # another process may have finished it while we waited
+                return json.loads(cache.read_text(encoding="utf-8"))["models"]
+            except (OSError, ValueError, KeyError):
+                pass
+            tmp = cache.with_suffix(f".{os.getpid()}.build")
+            try:
+                subprocess.run([sys.executable, "-m", builder, str(tmp)], check=True, capture_output=True, timeout=600)
+                data = json.loads(tmp.read_text(encoding="utf-8"))
+                write_json_atomic(cache, data)
+                return data["models"]
+            except (OSError, ValueError, KeyError, subprocess.SubprocessError):
+                return None
+            finally:
+                tmp.unlink(missing_ok=True)
+    except Timeout:
+        return None
+
+
 def cached_listing(name: str, dist: str, snapshot: Path, builder: str) -> list[dict[str, Any]]:
     """Return the model dicts for ``name``.
 
@@ -50,30 +75,38 @@ def cached_listing(name: str, dist: str, snapshot: Path, builder: str) -> list[d
         snapshot: JSON file shipped with the plugin: ``{"version": ..., "models": [...]}``.
         builder: module run as ``python -m builder OUT.json`` to rebuild the listing.
 
-    Returns an empty list when the framework is not installed or the rebuild fails.
+    The shipped snapshot is used when its version matches the installed framework; otherwise a
+    listing cached under ``ZOO_HOME/listings`` for that version; otherwise the stale snapshot is
+    returned at once and a rebuild starts in a detached background process, so a lookup never
+    waits for a framework import. With no snapshot at all the listing is built once, under a file
+    lock so concurrent commands build it only once. Returns ``[]`` when the framework is not
+    installed or the build fails.
     """
     version = installed_version(dist)
     if version is None:
         return []
+    stale = None
     try:
         data = json.loads(snapshot.read_text(encoding="utf-8"))
         if data.get("version") == version:
             return data["models"]
-    except (OSError, ValueError):
+        stale = data["models"]
+    except (OSError, ValueError, KeyError):
         pass
     cache = constants.zoo_home() / "listings" / f"{name}-{version}.json"
     try:
         return json.loads(cache.read_text(encoding="utf-8"))["models"]
     except (OSError, ValueError, KeyError):
         pass
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(f".{os.getpid()}.build")
-    try:
-        subprocess.run([sys.executable, "-m", builder, str(tmp)], check=True, capture_output=True, timeout=300)
-        data = json.loads(tmp.read_text(encoding="utf-8"))
-        write_json_atomic(cache, data)
-        return data["models"]
-    except (OSError, ValueError, KeyError, subprocess.SubprocessError):
-        return []
-    finally:
-        tmp.unlink(missing_ok=True)
+    if stale is not None:
+        code = f"from zoo.listing import _rebuild; from pathlib import Path; _rebuild({name!r}, {builder!r}, Path({str(cache)!r}), 0)"
+        try:
+            subprocess.Popen(
+                [sys.executable, "-c", code],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError:
+            pass
+        return stale
+    return _rebuild(name, builder, cache, timeout=600) or []

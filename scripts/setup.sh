@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create .venv (if needed) and install zoo, every source plugin and the test tools into it.
+# Idempotent: a second run only checks. Used by scripts/demo.sh and scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+VPY=.venv/bin/python
+stamp=.venv/.zoo-installed
+want=$(cat pyproject.toml plugins/*/pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+echo "zoo: installing into .venv (torch, tensorflow, transformers, timm: several minutes the first time)" >&2
+"$VPY" -m pip install -q --upgrade pip
+# tensorflow_hub 0.16 imports pkg_resources, which setuptools 81 removed
+"$VPY" -m pip install -q 'setuptools<81' wheel
+# the newest torch/torchvision this build machine serves; pinned so CI and developers agree
+"$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
+plugins=()
+for p in plugins/*/; do plugins+=(-e "$p"); done
+"$VPY" -m pip install -q -e '.[all,demo,test]' "${plugins[@]}"
+echo "$want" > "$stamp"

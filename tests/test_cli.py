@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import zoo
+from zoo import cli
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "example_plugin"
+
+
+@pytest.fixture
+def example_plugin(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    import zoo_example
+
+    zoo.reset(extra_plugins={"example": zoo_example})
+    return zoo_example
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_list_json_and_plain(capsys, example_plugin):
+    code, out, _ = run(capsys, "list", "--source", "example", "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["id"] for r in rows] == ["example:tinycnn.random", "example:tinycnn.wide"]
+    assert rows[0]["feature_dim"] == 16 and rows[0]["origin"] == "example"
+    code, out, _ = run(capsys, "list", "example:*wide")
+    lines = out.strip().splitlines()
+    assert lines[0].split("\t")[:3] == ["id", "family", "modality"]
+    assert lines[1].startswith("example:tinycnn.wide\ttinycnn\timage")
+
+
+def test_filters_compose_on_cli(capsys, example_plugin):
+    code, out, _ = run(capsys, "list", "--source", "example", "--max-params", "2k", "--json")
+    assert [r["id"] for r in json.loads(out)] == ["example:tinycnn.random"]
+    code, out, _ = run(capsys, "list", "--modality", "text", "--source", "example", "--json")
+    assert json.loads(out) == []
+
+
+def test_rich_table_on_terminal(capsys, example_plugin, monkeypatch):
+    monkeypatch.setattr(cli, "_is_tty", lambda: True)
+    monkeypatch.setenv("COLUMNS", "120")
+    code, out, _ = run(capsys, "list", "--source", "example")
+    assert code == 0
+    assert "2 models" in out and "┃" in out and "example:tinycnn.wide" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
+
+
+def test_info_and_search(capsys, example_plugin):
+    code, out, _ = run(capsys, "info", "example:tinycnn.wide", "--json")
+    data = json.loads(out)
+    assert data["params"] == 4496 and data["source_state"] == "ok"
+    code, out, _ = run(capsys, "search", "toy", "cnn", "--json")
+    assert {r["id"] for r in json.loads(out)} == {"example:tinycnn.random", "example:tinycnn.wide"}
+    code, out, err = run(capsys, "search", "qwertyuiop")
+    assert code == 0 and "No model matches" in err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["info", "example:tinycnn.rando"], "Unknown model 'example:tinycnn.rando'. Did you mean: example:tinycnn.random"),
+        (["info", "tinycnn"], "Malformed model id 'tinycnn': the source is missing"),
+        (["info", "exampel:tinycnn.random"], "Unknown source 'exampel'. Did you mean: example? Valid sources:"),
+        (["list", "--modality", "imgae"], "Unknown modality 'imgae'. Did you mean: image?"),
+        (["list", "--family", "tinycn"], "Unknown family 'tinycn'. Did you mean: tinycnn?"),
+        (["list", "--max-params", "lots"], "Unknown count 'lots'"),
+    ],
+)
+def test_bad_input_one_line_exit_2(capsys, example_plugin, argv, fragment):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("zoo: error: ")
+    assert fragment in err
+
+
+def test_debug_shows_traceback(capsys, example_plugin, monkeypatch):
+    monkeypatch.setenv("ZOO_DEBUG", "1")
+    with pytest.raises(zoo.errors.UnknownModelError):
+        cli.main(["info", "example:nope.x"])
+
+
+def test_predict_names_bad_file(capsys, example_plugin, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    code, _, err = run(capsys, "predict", "example:tinycnn.random", str(bad))
+    assert code == 2 and f"{bad}: not a readable image" in err
+    code, _, err = run(capsys, "predict", "example:tinycnn.random", str(tmp_path / "missing.jpg"))
+    assert code == 2 and "no such image file" in err
+
+
+def test_help_and_version():
+    out = subprocess.run([sys.executable, "-m", "zoo", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for command in ("list", "search", "info", "plugins", "catalog", "predict"):
+        assert command in out.stdout
+    out = subprocess.run([sys.executable, "-m", "zoo", "--version"], capture_output=True, text=True)
+    assert out.stdout.strip() == f"zoo {zoo.__version__}"
+
+
+class CommandPlugin:
+    @zoo.hookimpl
+    def zoo_register_commands(self, cli):
+        p = cli.add_parser("hello", help="say hello")
+        p.add_argument("name")
+        p.set_defaults(func=lambda args: print(f"hello {args.name}") or 0)
+
+
+class BrokenCommandPlugin:
+    @zoo.hookimpl
+    def zoo_register_commands(self, cli):
+        raise RuntimeError("cannot add commands")
+
+
+def test_plugin_commands(capsys):
+    zoo.reset(extra_plugins={"greeter": CommandPlugin(), "broken_cmds": BrokenCommandPlugin()})
+    code, out, err = run(capsys, "hello", "world")
+    assert code == 0 and out == "hello world\n"
+    assert "plugin 'broken_cmds' failed to add its commands" in err
+    code, out, _ = run(capsys, "list", "--json")
+    assert code == 0

@@ -1,0 +1,265 @@
+"""Keras base for Backbone handles: batching, freezing with BatchNorm policy, LR groups, heads.
+
+Works with Keras 3 (``keras``) and with legacy Keras 2 (``tf_keras``, which TF Hub needs): the
+source passes the keras module it built the model with. A source builds ``model`` so that it maps
+the output of ``preprocess`` (a float32 NHWC numpy batch) to pooled ``(N, feature_dim)`` features,
+and passes its layer groups, its image transform and the family's own ``preprocess_input``.
+
+BatchNorm: Keras runs a ``BatchNormalization`` layer whose ``trainable`` is ``False`` in inference
+mode even when the model is called with ``training=True`` (Keras 3 and tf.keras >= 2.0), so
+freezing a group by ``layer.trainable = False`` keeps its BatchNorm statistics fixed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from zoo.backbone import Backbone, InputSpec, LayerGroup
+from zoo.errors import InvalidInputError
+from zoo.inputs import load_images
+
+ImageTransform = Callable[[Any], np.ndarray]
+
+
+def resize_image(size: int, *, interpolation: str = "bilinear") -> ImageTransform:
+    """PIL image -> ``(size, size, 3)`` float32 array in ``[0, 255]``, resized as ``keras.utils.load_img`` does.
+
+    ``keras.utils.load_img(path, target_size=(size, size), interpolation=...)`` resizes the whole
+    image with PIL; this transform gives the same pixels for an image already in memory.
+    """
+    from PIL import Image
+
+    methods = {
+        "nearest": Image.NEAREST,
+        "bilinear": Image.BILINEAR,
+        "bicubic": Image.BICUBIC,
+        "lanczos": Image.LANCZOS,
+        "box": Image.BOX,
+        "hamming": Image.HAMMING,
+    }
+    if interpolation not in methods:
+        raise InvalidInputError(f"interpolation {interpolation!r} is unknown; use one of {', '.join(methods)}.")
+    method = methods[interpolation]
+
+    def transform(img: Any) -> np.ndarray:
+        if img.size != (size, size):
+            img = img.resize((size, size), method)
+        return np.asarray(img, dtype=np.float32)
+
+    return transform
+
+
+def random_resized_crop(img: Any, rng: np.random.Generator, scale: tuple[float, float] = (0.35, 1.0)) -> Any:
+    """Random crop (area in ``scale``, aspect ratio 3/4..4/3) and random horizontal flip of a PIL image."""
+    from PIL import Image
+
+    w, h = img.size
+    area = w * h
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        cw = int(round(math.sqrt(target * ratio)))
+        ch = int(round(math.sqrt(target / ratio)))
+        if 0 < cw <= w and 0 < ch <= h:
+            left = int(rng.integers(0, w - cw + 1))
+            top = int(rng.integers(0, h - ch + 1))
+            img = img.crop((left, top, left + cw, top + ch))
+            break
+    if rng.random() < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    return img
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "numpy"):
+        x = x.numpy()
+    elif hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def _numel(variable: Any) -> int:
+    return int(np.prod([int(d) for d in variable.shape])) if len(variable.shape) else 1
+
+
+class KerasBackbone(Backbone):
+    """Backbone over a Keras model (Keras 3 or ``tf_keras``) that returns pooled features.
+
+    Args:
+        model_id, card: as :class:`zoo.Backbone`.
+        model: Keras model mapping a preprocessed NHWC batch to ``(N, feature_dim)``.
+        keras_module: the module the model was built with (``keras`` or ``tf_keras``);
+            ``with_head`` builds the classifier with it.
+        groups: layer groups from input to output; each a list of Keras layers, covering every
+            weight of ``model``.
+        input_spec: what ``preprocess`` produces (``channels_last=True``).
+        transform: PIL RGB image -> HWC float32 array (resize / crop per the source).
+        preprocess_input: the family's own batch preprocessing (e.g.
+            ``keras.applications.resnet.preprocess_input``); identity if ``None``.
+        feature_dim: pooled feature size; read from ``model.output_shape`` if omitted.
+        head: the pre-training head mapping pooled features to class probabilities, if any.
+        labels: class names for ``head``'s outputs.
+        seed: seed of the training augmentation.
+    """
+
+    framework = "tensorflow"
+
+    def __init__(
+        self,
+        model_id: Any,
+        card: Any,
+        model: Any,
+        *,
+        keras_module: Any,
+        groups: Sequence[LayerGroup],
+        input_spec: InputSpec,
+        transform: ImageTransform,
+        preprocess_input: Callable[[np.ndarray], Any] | None = None,
+        feature_dim: int | None = None,
+        head: Any | None = None,
+        labels: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(model_id, card, model)
+        self.keras = keras_module
+        self._groups = list(groups)
+        self._input_spec = input_spec
+        self.transform = transform
+        self.preprocess_input = preprocess_input
+        if feature_dim is None:
+            feature_dim = int(model.output_shape[-1])
+        self._feature_dim = int(feature_dim)
+        self._head = head
+        self.labels = list(labels) if labels is not None else None
+        self._rng = np.random.default_rng(seed)
+
+    # ---- sizes ---------------------------------------------------------------------------------
+    @property
+    def feature_dim(self) -> int:
+        return self._feature_dim
+
+    @property
+    def input_spec(self) -> InputSpec:
+        return self._input_spec
+
+    # ---- data ----------------------------------------------------------------------------------
+    def preprocess(self, inputs: Any, train: bool = False) -> np.ndarray:
+        """Images to a float32 NHWC numpy batch, exactly as the weights expect.
+
+        ``train=True`` adds a random resized crop and a random horizontal flip before the resize.
+        """
+        images = load_images(inputs)
+        arrays = []
+        for img in images:
+            if train:
+                img = random_resized_crop(img, self._rng)
+            arrays.append(np.asarray(self.transform(img), dtype=np.float32))
+        batch = np.stack(arrays).astype(np.float32)
+        if self.preprocess_input is not None:
+            batch = _to_numpy(self.preprocess_input(batch)).astype(np.float32)
+        return batch
+
+    def features(self, batch: Any) -> Any:
+        """Pooled features of a preprocessed batch in inference mode (a framework tensor)."""
+        return self.model(batch, training=False)
+
+    def _chunks(self, inputs: Any, batch_size: int) -> list[Any]:
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Sequence, np.ndarray)):
+            return [inputs]
+        if isinstance(inputs, np.ndarray) and inputs.ndim != 4:
+            return [inputs]
+        if len(inputs) == 0:
+            raise InvalidInputError("No inputs given: pass at least one input.")
+        return [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
+
+    def embed(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
+        """Pooled features as float32 ``(n, feature_dim)``: inference mode, batched."""
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
+        outs = []
+        for chunk in self._chunks(inputs, batch_size):
+            batch = self.preprocess(chunk)
+            feats = _to_numpy(self.features(batch)).astype(np.float32)
+            outs.append(feats.reshape(len(batch), -1))
+        return np.concatenate(outs, axis=0)
+
+    # ---- transfer ------------------------------------------------------------------------------
+    @property
+    def layer_groups(self) -> Sequence[LayerGroup]:
+        return self._groups
+
+    def _set_group_trainable(self, group: LayerGroup, trainable: bool) -> None:
+        # BatchNormalization with trainable=False runs in inference mode whatever `training` says.
+        for layer in group.modules:
+            layer.trainable = trainable
+
+    def group_variables(self, group: LayerGroup, trainable_only: bool = True) -> list[Any]:
+        """The variables of ``group`` (only the trainable ones by default)."""
+        out = []
+        for layer in group.modules:
+            out.extend(layer.trainable_weights if trainable_only else layer.weights)
+        return out
+
+    def trainable_parameter_count(self) -> int:
+        return sum(_numel(v) for v in self.model.trainable_weights)
+
+    def param_groups(self, lr: float, decay: float = 1.0) -> list[dict[str, Any]]:
+        """``[{"name", "lr", "variables"}]`` top group first; groups without trainable variables are left out.
+
+        The top group holding trainable variables gets ``lr``, the next one down ``lr * decay``, ...
+        """
+        found = []
+        seen: set[int] = set()
+        for g in self._groups:
+            variables = []
+            for v in self.group_variables(g, trainable_only=True):
+                if id(v) not in seen:
+                    seen.add(id(v))
+                    variables.append(v)
+            if variables:
+                found.append((g.name, variables))
+        out = []
+        for rank, (name, variables) in enumerate(reversed(found)):
+            out.append({"name": name, "lr": lr * decay**rank, "variables": variables})
+        return out
+
+    def with_head(self, num_classes: int, dropout: float = 0.0) -> Any:
+        """``backbone -> Dropout -> Dense(num_classes)`` as a model of the same Keras flavour.
+
+        The backbone is called without forcing ``training``, so ``fit`` trains the unfrozen groups
+        (their BatchNorm in training mode) while frozen groups stay in inference mode.
+        """
+        if num_classes < 1:
+            raise InvalidInputError(f"num_classes must be at least 1, got {num_classes}.")
+        if not 0.0 <= dropout < 1.0:
+            raise InvalidInputError(f"dropout must be in [0, 1), got {dropout}.")
+        k = self.keras
+        inputs = k.Input(shape=tuple(self.model.input_shape[1:]))
+        x = self.model(inputs)
+        x = k.layers.Dropout(dropout, name="head_dropout")(x)
+        outputs = k.layers.Dense(num_classes, name="head")(x)
+        return k.Model(inputs, outputs, name=f"{self.model.name}_classifier")
+
+    @property
+    def source_head(self) -> Any | None:
+        return self._head
+
+    def predict(self, inputs: Any, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        if self._head is None:
+            return super().predict(inputs, top_k)
+        results = []
+        for chunk in self._chunks(inputs, 32):
+            probs = _to_numpy(self._head(self.features(self.preprocess(chunk)), training=False)).astype(np.float64)
+            probs = probs.reshape(len(probs), -1)
+            if not np.allclose(probs.sum(-1), 1.0, atol=1e-3) or (probs < 0).any():
+                e = np.exp(probs - probs.max(-1, keepdims=True))
+                probs = e / e.sum(-1, keepdims=True)
+            names = self.labels or [str(i) for i in range(probs.shape[-1])]
+            for row in probs:
+                idx = np.argsort(-row)[: min(top_k, len(row))]
+                results.append([(names[i], float(row[i])) for i in idx])
+        return results
