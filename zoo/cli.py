@@ -176,6 +176,48 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from zoo.recommender import recommend
+
+    plan = recommend(
+        samples=args.samples,
+        classes=args.classes,
+        modality=args.modality,
+        similarity=args.similarity,
+        domain=args.domain,
+        shift=args.shift,
+        device=args.device,
+        time_budget=args.time_budget,
+        max_params=args.max_params,
+        smallest_class=args.smallest_class,
+        image_size=args.image_size,
+    )
+    if args.output:
+        plan.write(args.output)
+    if args.json:
+        sys.stdout.write(plan.model_dump_json(indent=2) + "\n")
+        return 0
+    cost = plan.expected_cost
+    rows = [
+        ["backbone", plan.backbone],
+        ["strategy", plan.strategy],
+        ["unfreeze", ", ".join(plan.unfreeze) or "(none: head only)"],
+        ["learning rates", ", ".join(f"{k}={v:.2g}" for k, v in plan.lr.items())],
+        ["optimizer", f"{plan.optimizer.name}" + (f" momentum={plan.optimizer.momentum}" if plan.optimizer.momentum else "")],
+        ["schedule", f"{plan.schedule.epochs} epochs, batch {plan.schedule.batch_size}, warm-up {plan.schedule.warmup_frac:.0%}, {plan.schedule.decay}"],
+        ["augmentation", ", ".join(k for k, v in plan.augment.model_dump().items() if v is True) or "none"],
+        ["batchnorm", plan.bn],
+        ["resolution", plan.resolution],
+        ["expected cost", f"{cost.total_seconds / 60:.1f} min on {cost.device}"],
+    ]
+    _table(f"plan ({plan.signals['regime']} data, {plan.signals['similarity']} similarity)", ["", ""], rows)
+    for r in plan.rationale:
+        print(f"- {r.text}  [{r.source}]")
+    if args.output:
+        print(f"plan written to {args.output}")
+    return 0
+
+
 # ---- parser -----------------------------------------------------------------------------------
 
 
@@ -233,6 +275,22 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=5)
     _add_json(p)
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("recommend", help="recommend feature extraction or fine-tuning depth, backbone, LRs and schedule")
+    p.add_argument("--samples", type=int, required=True, help="number of labelled training examples")
+    p.add_argument("--classes", type=int, required=True)
+    p.add_argument("--smallest-class", type=int, help="examples in the smallest class")
+    p.add_argument("--modality", default="image", help="image or text")
+    p.add_argument("--similarity", help="high, medium or low similarity to the pre-training data")
+    p.add_argument("--domain", help="natural, fine-grained, medical, satellite, documents or synthetic")
+    p.add_argument("--shift", help="input, feature or label")
+    p.add_argument("--device", default="cpu", help="cpu or gpu")
+    p.add_argument("--time-budget", help="e.g. 30m, 2h")
+    p.add_argument("--max-params", help="e.g. 10M")
+    p.add_argument("--image-size", type=int, help="typical image side in pixels")
+    p.add_argument("-o", "--output", help="write the plan (plan.yaml or plan.json)")
+    _add_json(p)
+    p.set_defaults(func=cmd_recommend)
 
     if plugin_commands:
         from zoo._api import _get

@@ -1,0 +1,104 @@
+import json
+
+import pytest
+
+import zoo
+from zoo.cli import main
+from zoo.errors import InvalidInputError, UnknownFilterValueError
+from zoo.recommender import Plan, recommend
+from zoo.recommender.rules import parse_duration, regime
+
+
+@pytest.mark.parametrize(
+    "n, per_class, expected",
+    [(500, 50, "tiny"), (5000, 5, "tiny"), (1000, 100, "small"), (19_999, 200, "small"), (20_000, 200, "medium"), (600_000, 600, "large")],
+)
+def test_regimes(n, per_class, expected):
+    assert regime(n, per_class) == expected
+
+
+@pytest.mark.parametrize(
+    "samples, similarity, strategy, unfreeze",
+    [
+        (500, "high", "linear-probe", []),
+        (500, "low", "lp-concat", []),
+        (5000, "high", "lp-ft", ["top-1"]),
+        (5000, "medium", "lp-ft", ["top-1", "top-2"]),
+        (5000, "low", "lp-ft", ["top-1", "top-2", "top-3"]),
+        (100_000, "high", "lp-ft", ["all"]),
+        (100_000, "low", "full-finetune", ["all"]),
+    ],
+)
+def test_strategy_table(samples, similarity, strategy, unfreeze):
+    plan = recommend(samples=samples, classes=10, similarity=similarity, device="gpu", time_budget="48h")
+    assert plan.strategy == strategy
+    assert plan.unfreeze == unfreeze
+    assert set(plan.lr) == {"head", *unfreeze}
+    lrs = [plan.lr["head"]] + [plan.lr[u] for u in unfreeze]
+    assert lrs == sorted(lrs, reverse=True)  # discriminative: lower LR further from the head
+    assert all(r.source for r in plan.rationale)
+
+
+def test_overrides():
+    assert recommend(samples=5000, classes=10, shift="input").strategy == "surgical"
+    assert recommend(samples=5000, classes=10, shift="input").unfreeze == ["early-1", "early-2"]
+    label = recommend(samples=5000, classes=10, shift="label")
+    assert label.strategy == "head-only" and label.unfreeze == []
+    fg = recommend(samples=5000, classes=10, domain="fine-grained")
+    assert fg.unfreeze == ["top-1", "top-2", "top-3"]
+
+
+def test_no_flips_for_orientation_sensitive_data():
+    docs = recommend(samples=5000, classes=10, domain="documents")
+    assert docs.augment.hflip is False and docs.augment.trivial_augment is False
+    nat = recommend(samples=5000, classes=10, domain="natural")
+    assert nat.augment.hflip is True
+
+
+def test_budget_and_params_respected():
+    plan = recommend(samples=5000, classes=10, similarity="high", max_params="6M", time_budget="10m")
+    card = zoo.info(plan.backbone)
+    assert card.params <= 6e6
+    assert plan.expected_cost.total_seconds <= 600
+    big = recommend(samples=5000, classes=10, similarity="high", device="gpu", time_budget="48h")
+    assert zoo.info(big.backbone).top1 >= card.top1
+
+
+def test_text_modality():
+    plan = recommend(samples=800, classes=4, modality="text")
+    card = zoo.info(plan.backbone)
+    assert card.modality == "text"
+    assert plan.augment.hflip is False and plan.resolution is None
+
+
+def test_small_images_train_at_128():
+    assert recommend(samples=1797, classes=10, image_size=8).resolution == 128
+
+
+def test_plan_roundtrip_and_versioned(tmp_path):
+    plan = recommend(samples=1797, classes=10, domain="documents")
+    for name in ("plan.yaml", "plan.json"):
+        path = plan.write(tmp_path / name)
+        assert Plan.read(path) == plan
+    (tmp_path / "old.yaml").write_text("version: 0\n")
+    with pytest.raises(InvalidInputError, match="not a version-1 zoo plan"):
+        Plan.read(tmp_path / "old.yaml")
+
+
+def test_bad_input():
+    with pytest.raises(InvalidInputError, match="20 classes but only 10 samples"):
+        recommend(samples=10, classes=20)
+    with pytest.raises(UnknownFilterValueError, match="Unknown domain 'xray'"):
+        recommend(samples=100, classes=2, domain="xray")
+    with pytest.raises(UnknownFilterValueError, match="time budget"):
+        parse_duration("soon")
+    assert parse_duration("30m") == 1800 and parse_duration("2h") == 7200 and parse_duration("90") == 90
+
+
+def test_cli(tmp_path, capsys):
+    out = tmp_path / "plan.yaml"
+    assert main(["recommend", "--samples", "1797", "--classes", "10", "--domain", "documents", "-o", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["version"] == 1 and Plan.read(out).backbone == data["backbone"]
+    assert main(["recommend", "--samples", "5", "--classes", "10"]) == 2
+    assert capsys.readouterr().err.startswith("zoo: error: 10 classes but only 5 samples")

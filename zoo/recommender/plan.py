@@ -1,0 +1,127 @@
+"""The Plan: what ``zoo recommend`` writes and ``zoo run`` executes as is. Typed and versioned."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Strategy = Literal["linear-probe", "lp-concat", "lp-ft", "full-finetune", "surgical", "head-only"]
+PLAN_VERSION = 1
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Reason(_Frozen):
+    """One line of the rationale, with where the rule comes from."""
+
+    text: str
+    source: str
+
+
+class Optimizer(_Frozen):
+    name: Literal["sgd", "adamw"]
+    momentum: float | None = None
+    weight_decay: float = 0.0
+
+
+class Schedule(_Frozen):
+    stage1: Literal["lbfgs-logreg"] = "lbfgs-logreg"
+    epochs: int = Field(ge=0)
+    batch_size: int = Field(gt=0)
+    steps: int = Field(ge=0)
+    warmup_frac: float = Field(ge=0, le=1)
+    decay: Literal["cosine", "constant"] = "cosine"
+    gradual_unfreeze: bool = False
+    early_stop_patience: int = Field(ge=0)
+
+
+class Augment(_Frozen):
+    random_resized_crop: bool
+    hflip: bool
+    trivial_augment: bool
+    mixup: float = 0.0
+    label_smoothing: float = 0.0
+    resolution: int | None = None
+
+
+class Cost(_Frozen):
+    device: Literal["cpu", "gpu"]
+    stage1_seconds: float
+    stage2_seconds: float
+    total_seconds: float
+    flops: float
+
+
+class Plan(_Frozen):
+    """A transfer-learning plan.
+
+    ``unfreeze`` selects layer groups by position: ``top-i`` is the i-th group from the output,
+    ``early-i`` the i-th from the input, ``middle`` the middle third, ``all`` every group. ``lr``
+    maps ``head`` and each selected group to a learning rate; ``lr_decay`` extends it to groups the
+    plan could not name (per group further from the head). ``signals`` holds what was measured or
+    given; ``rationale`` says why, each line with its source.
+    """
+
+    version: Literal[1] = PLAN_VERSION
+    modality: Literal["image", "text"]
+    backbone: str
+    alternatives: list[str] = []
+    strategy: Strategy
+    unfreeze: list[str]
+    lr: dict[str, float]
+    lr_decay: float = Field(gt=0, le=1)
+    optimizer: Optimizer
+    schedule: Schedule
+    augment: Augment
+    bn: Literal["frozen-stats", "train"]
+    resolution: int | None
+    expected_cost: Cost
+    signals: dict[str, Any]
+    rationale: list[Reason]
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    def write(self, path: str | Path) -> Path:
+        """Write YAML (``.yaml``/``.yml``) or JSON atomically."""
+        import json
+        import os
+        import tempfile
+
+        path = Path(path)
+        text = self.model_dump_json(indent=2) if path.suffix == ".json" else self.to_yaml()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _ = json  # JSON is produced by pydantic; json kept for symmetry with read()
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> Plan:
+        """Read a plan written by :meth:`write` (YAML or JSON)."""
+        import yaml
+
+        from zoo.errors import InvalidInputError
+
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise InvalidInputError(f"{path}: cannot read the plan ({exc}); write one with `zoo recommend -o {path.name}`.") from None
+        if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
+            raise InvalidInputError(f"{path}: not a version-{PLAN_VERSION} zoo plan; regenerate it with `zoo recommend -o {path.name}`.")
+        return cls.model_validate(data)

@@ -1,0 +1,343 @@
+"""Metadata-mode recommender: size regime x similarity -> strategy, depth, LRs, schedule, cost.
+
+The table and its sources are in shared/research/anchors-recommender.md, sections 6.3-6.4: CS231n's
+four quadrants, Yosinski et al. 2014, Kornblith et al. 2019, BiT (Kolesnikov et al. 2020), LP-FT
+(Kumar et al. 2022), surgical fine-tuning (Lee et al. 2023), ULMFiT (Howard & Ruder 2018), Li et al.
+2020 (hyper-parameters for fine-tuning). Loads no ML framework.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from zoo.catalog import ModelCard
+from zoo.errors import InvalidInputError, UnknownFilterValueError
+from zoo.recommender.plan import Augment, Cost, Optimizer, Plan, Reason, Schedule
+
+DOMAINS = ("natural", "fine-grained", "medical", "satellite", "documents", "synthetic")
+SIMILARITIES = ("high", "medium", "low")
+SHIFTS = ("input", "feature", "label")
+DEVICES = ("cpu", "gpu")
+ORIENTATION_SENSITIVE = ("documents", "synthetic")
+DOMAIN_SIMILARITY = {
+    "natural": "high",
+    "fine-grained": "medium",
+    "medical": "low",
+    "satellite": "low",
+    "documents": "low",
+    "synthetic": "low",
+}
+# effective training throughput assumed by the cost model (FLOP/s); the runner reports the truth
+CPU_FLOPS_PER_CORE = 2.0e10
+GPU_FLOPS = 5.0e13
+DEFAULT_BUDGET_S = {"cpu": 30 * 60, "gpu": 2 * 3600}
+
+SRC_CS231N = "CS231n transfer-learning notes (four quadrants)"
+SRC_BIT = "Kolesnikov et al. 2020, BiT (size regimes, schedule, resolution)"
+SRC_LPFT = "Kumar et al. 2022, LP-FT"
+SRC_SURGICAL = "Lee et al. 2023, surgical fine-tuning"
+SRC_ULMFIT = "Howard & Ruder 2018, ULMFiT (discriminative LRs, gradual unfreezing)"
+SRC_KORNBLITH = "Kornblith et al. 2019, Do better ImageNet models transfer better?"
+SRC_LI2020 = "Li et al. 2020, Rethinking the hyperparameters for fine-tuning"
+SRC_YOSINSKI = "Yosinski et al. 2014, How transferable are features"
+SRC_HEAD2TOE = "Evci et al. 2022, Head2Toe (mid-level features for different domains)"
+SRC_KERAS = "Keras transfer-learning guide (BatchNorm in inference mode)"
+
+
+@dataclass(frozen=True)
+class Request:
+    """What metadata mode knows about the task."""
+
+    samples: int
+    classes: int
+    modality: str = "image"
+    similarity: str | None = None
+    domain: str | None = None
+    shift: str | None = None
+    device: str = "cpu"
+    time_budget_s: float | None = None
+    max_params: float | None = None
+    smallest_class: int | None = None
+    image_size: int | None = None
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """``30m``, ``2h``, ``90s`` or seconds -> seconds."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    t = str(text).strip().lower()
+    mult = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(t[-1:], None)
+    try:
+        return float(t[:-1]) * mult if mult else float(t)
+    except ValueError:
+        raise UnknownFilterValueError("time budget", str(text), ["a duration like 90s, 30m or 2h"]) from None
+
+
+def _check(req: Request) -> None:
+    if req.samples < 1 or req.classes < 2:
+        raise InvalidInputError(f"need at least 1 sample and 2 classes, got samples={req.samples} classes={req.classes}.")
+    if req.classes > req.samples:
+        raise InvalidInputError(f"{req.classes} classes but only {req.samples} samples: every class needs at least one example.")
+    for field, value, valid in (
+        ("modality", req.modality, ("image", "text")),
+        ("similarity", req.similarity, SIMILARITIES),
+        ("domain", req.domain, DOMAINS),
+        ("shift", req.shift, SHIFTS),
+        ("device", req.device, DEVICES),
+    ):
+        if value is not None and value not in valid:
+            raise UnknownFilterValueError(field, value, valid)
+
+
+def regime(samples: int, per_class: float) -> str:
+    """BiT-style size regime with a small-data cut on examples per class."""
+    if samples < 1000 or per_class < 10:
+        return "tiny"
+    if samples < 20_000:
+        return "small"
+    if samples < 500_000:
+        return "medium"
+    return "large"
+
+
+def _throughput(device: str) -> float:
+    return GPU_FLOPS if device == "gpu" else CPU_FLOPS_PER_CORE * (os.cpu_count() or 1)
+
+
+def _fwd_flops(card: ModelCard, resolution: int | None) -> float:
+    if card.modality == "text":
+        tokens = 128
+        return 2.0 * (card.params or 110e6) * tokens
+    g = card.gflops if card.gflops is not None else 2.0 * (card.params or 25e6) * 224 * 224 / 1e9 / 1000
+    if resolution and card.input_size:
+        g *= (resolution / card.input_size) ** 2
+    return g * 1e9
+
+
+def _candidates(cards: Sequence[ModelCard], req: Request) -> list[ModelCard]:
+    out = []
+    for c in cards:
+        if c.modality != req.modality or c.origin != "registry":
+            continue
+        if req.max_params is not None and (c.params is None or c.params > req.max_params):
+            continue
+        if req.modality == "image" and (c.top1 is None or c.params is None):
+            continue
+        if req.modality == "text" and c.params is None:
+            continue
+        out.append(c)
+    return out
+
+
+def _rank(cands: list[ModelCard], req: Request, reasons: list[Reason]) -> list[ModelCard]:
+    if req.modality == "image":
+        # static prior (ImageNet top-1); within 1 point, the cheaper model first
+        ordered = sorted(cands, key=lambda c: (-(c.top1 or 0), c.gflops or 1e9))
+        best = ordered[0]
+        ties = [c for c in ordered[1:] if (best.top1 or 0) - (c.top1 or 0) < 1.0 and (c.gflops or 1e9) < (best.gflops or 1e9)]
+        if ties:
+            cheap = min(ties, key=lambda c: c.gflops or 1e9)
+            ordered.remove(cheap)
+            ordered.insert(0, cheap)
+            reasons.append(Reason(text=f"{cheap.id} is within 1 top-1 point of {best.id} and cheaper: near-ties go to the cheaper model", source="zoo rule (DESIGN.md)"))
+        return ordered
+    # text: sentence-embedding models transfer best as frozen features on little data; bigger encoders with more
+    small = req.samples < 20_000
+    def key(c: ModelCard) -> tuple:
+        sentence = "sentence-similarity" in c.tasks
+        encoder = "fill-mask" in c.tasks or sentence
+        return (0 if (sentence and small) else 1, 0 if encoder else 1, c.params or 1e12)
+    return sorted(cands, key=key)
+
+
+def recommend_metadata(req: Request, cards: Sequence[ModelCard]) -> Plan:
+    """Build a plan from the task's metadata and the curated catalog alone."""
+    _check(req)
+    reasons: list[Reason] = []
+    per_class = req.samples / req.classes
+    smallest = req.smallest_class or int(per_class)
+    reg = regime(req.samples, min(per_class, smallest))
+    similarity = req.similarity or (DOMAIN_SIMILARITY[req.domain] if req.domain else "medium")
+    if req.similarity is None:
+        how = f"from domain '{req.domain}'" if req.domain else "no domain or measurement given (use --data to measure)"
+        reasons.append(Reason(text=f"similarity taken as {similarity}: {how}", source=SRC_YOSINSKI))
+    budget = req.time_budget_s or DEFAULT_BUDGET_S[req.device]
+
+    cands = _candidates(cards, req)
+    if not cands:
+        raise InvalidInputError(
+            f"no curated {req.modality} backbone fits (max params {req.max_params:.0f}); raise --max-params or check `zoo list --curated --modality {req.modality}`."
+            if req.max_params else f"no curated {req.modality} backbone in the catalog; check `zoo list --curated`."
+        )
+    ranked = _rank(cands, req, reasons)
+
+    # --- strategy and depth from the table --------------------------------------------------
+    table = {
+        ("tiny", "high"): ("linear-probe", 0),
+        ("tiny", "medium"): ("linear-probe", 0),
+        ("tiny", "low"): ("lp-concat", 0),
+        ("small", "high"): ("lp-ft", 1),
+        ("small", "medium"): ("lp-ft", 2),
+        ("small", "low"): ("lp-ft", 3),
+        ("medium", "high"): ("lp-ft", -1),
+        ("medium", "medium"): ("lp-ft", -1),
+        ("medium", "low"): ("full-finetune", -1),
+        ("large", "high"): ("full-finetune", -1),
+        ("large", "medium"): ("full-finetune", -1),
+        ("large", "low"): ("full-finetune", -1),
+    }
+    strategy, k = table[(reg, similarity)]
+    quadrant = {"high": "similar", "medium": "moderately similar", "low": "different"}[similarity]
+    src = {"tiny": SRC_CS231N, "small": SRC_LPFT, "medium": SRC_ULMFIT, "large": SRC_BIT}[reg]
+    if strategy == "lp-concat":
+        src = SRC_HEAD2TOE
+    depth = {0: "head only", -1: "all groups"}.get(k, f"top {k} groups")
+    reasons.append(Reason(text=f"{reg} data ({req.samples} samples, {per_class:.0f} per class) and {quadrant} domain: {strategy}, {depth}", source=src))
+    if req.domain == "fine-grained" and k > 0:
+        k += 1
+        reasons.append(Reason(text="fine-grained: one more group unfrozen (frozen ImageNet features are weak here)", source=SRC_KORNBLITH))
+    if req.shift == "input":
+        strategy, k = "surgical", 2
+        reasons.append(Reason(text="input-level shift: tune the first groups (stem and first stage), keep the top frozen", source=SRC_SURGICAL))
+    elif req.shift == "label":
+        strategy, k = "head-only", 0
+        reasons.append(Reason(text="label shift: same inputs, new label semantics: train the head only", source=SRC_SURGICAL))
+    elif req.shift == "feature" and strategy not in ("linear-probe", "lp-concat"):
+        strategy, k = "surgical", -2
+        reasons.append(Reason(text="feature-level shift: tune the middle groups", source=SRC_SURGICAL))
+
+    # --- pick the best-ranked backbone whose cost fits the budget, shrinking the plan if needed
+    chosen = None
+    for card in ranked:
+        plan_parts = _schedule(req, reg, similarity, strategy, k, card, budget)
+        if plan_parts["cost"].total_seconds <= budget:
+            chosen = (card, plan_parts)
+            break
+    if chosen is None:
+        card = min(ranked, key=lambda c: _fwd_flops(c, None))
+        parts = _schedule(req, reg, similarity, "linear-probe", 0, card, budget)
+        reasons.append(Reason(text=f"no plan fits the {budget / 60:.0f} min budget: the cheapest backbone with a linear probe", source="zoo cost model"))
+        chosen = (card, parts)
+        strategy, k = "linear-probe", 0
+    card, parts = chosen
+    if card is not ranked[0]:
+        reasons.append(Reason(text=f"{ranked[0].id} would not fit the {budget / 60:.0f} min {req.device} budget; {card.id} is the best that does", source="zoo cost model"))
+    reasons.append(Reason(text=f"backbone {card.id}: " + (f"best ImageNet top-1 ({card.top1}) within budget" if req.modality == "image" else "text encoder chosen by size regime and budget"), source=SRC_KORNBLITH if req.modality == "image" else SRC_ULMFIT))
+    reasons.extend(parts["reasons"])
+    unfreeze = _selectors(strategy, k)
+    decay = parts["decay"]
+    lr = {"head": parts["base_lr"]}
+    for i, sel in enumerate(unfreeze):
+        lr[sel] = parts["base_lr"] * decay ** (i + 1)
+    return Plan(
+        modality=req.modality,
+        backbone=card.id,
+        alternatives=[c.id for c in ranked if c.id != card.id][:3],
+        strategy=strategy,
+        unfreeze=unfreeze,
+        lr=lr,
+        lr_decay=decay,
+        optimizer=parts["optimizer"],
+        schedule=parts["schedule"],
+        augment=parts["augment"],
+        bn=parts["bn"],
+        resolution=parts["resolution"],
+        expected_cost=parts["cost"],
+        signals={
+            "mode": "metadata",
+            "samples": req.samples,
+            "classes": req.classes,
+            "smallest_class": smallest,
+            "per_class": round(per_class, 2),
+            "regime": reg,
+            "similarity": similarity,
+            "domain": req.domain,
+            "shift": req.shift,
+            "prior_top1": card.top1,
+            "budget_seconds": budget,
+        },
+        rationale=reasons,
+    )
+
+
+def _selectors(strategy: str, k: int) -> list[str]:
+    if strategy in ("linear-probe", "lp-concat", "head-only") or k == 0:
+        return []
+    if strategy == "surgical":
+        return ["middle"] if k == -2 else [f"early-{i}" for i in range(1, k + 1)]
+    if k == -1:
+        return ["all"]
+    return [f"top-{i}" for i in range(1, k + 1)]
+
+
+def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, card: ModelCard, budget: float) -> dict:
+    reasons: list[Reason] = []
+    image = req.modality == "image"
+    # resolution (BiT rule, CPU-friendly)
+    resolution = None
+    if image:
+        native = card.input_size or 224
+        if req.image_size is not None and req.image_size ** 2 < 96 ** 2:
+            resolution = 128
+            reasons.append(Reason(text=f"small images ({req.image_size}px): train at 128px", source=SRC_BIT))
+        else:
+            resolution = min(native, 224) if req.device == "cpu" else native
+    fine_tune = strategy not in ("linear-probe", "lp-concat", "head-only")
+    batch = 32 if req.device == "cpu" else 64
+    # samples seen in stage 2 (BiT: ~256k for N < 20k, 10k/20k steps above), scaled to the budget
+    target = {"tiny": 0, "small": 256_000, "medium": 10_000 * batch, "large": 20_000 * batch}[reg] if fine_tune else 0
+    epochs = max(1, min(50, round(target / req.samples))) if fine_tune else 0
+    fwd = _fwd_flops(card, resolution)
+    thr = _throughput(req.device)
+    n_groups = card.layer_groups or (14 if card.modality == "text" else 5)
+    trained = n_groups if k in (-1,) else (max(1, n_groups // 3) if k == -2 else max(k, 1))
+    frac = min(1.0, trained / n_groups)
+    stage1 = fwd * req.samples / thr * (2 if strategy == "lp-concat" else 1)
+
+    def stage2(ep: int) -> float:
+        return (1 + 2 * frac) * fwd * req.samples * ep / thr
+
+    if fine_tune and stage1 + stage2(epochs) > budget:
+        fit = int((budget - stage1) / max(stage2(1), 1e-9))
+        if fit >= 3:
+            reasons.append(Reason(text=f"epochs cut from {epochs} to {fit} to fit the {budget / 60:.0f} min budget", source="zoo cost model"))
+            epochs = fit
+        else:
+            epochs = 3
+    steps = math.ceil(req.samples / batch) * epochs
+    cost = Cost(device=req.device, stage1_seconds=round(stage1, 1), stage2_seconds=round(stage2(epochs) if fine_tune else 0.0, 1), total_seconds=round(stage1 + (stage2(epochs) if fine_tune else 0.0), 1), flops=fwd)
+    # learning rates
+    cnn = image and card.family not in ("vit", "deit", "swin", "beit")
+    if cnn:
+        base = 0.01 * batch / 256
+        opt = Optimizer(name="sgd", momentum=0.9, weight_decay=0.0)
+        decay = 1 / 2.6 if similarity != "low" else 1 / 1.5
+    else:
+        base = 1e-4 if image else 5e-5
+        opt = Optimizer(name="adamw", weight_decay=0.01)
+        decay = 0.75 if reg in ("tiny", "small") else 0.9
+    if fine_tune:
+        if similarity == "high":
+            base *= 0.5
+            reasons.append(Reason(text="similar domain: half the base learning rate", source=SRC_LI2020))
+        elif similarity == "low":
+            base *= 2.0
+            reasons.append(Reason(text="different domain: twice the base learning rate and a flatter per-group decay", source=SRC_LI2020))
+        reasons.append(Reason(text=f"per-group learning rates: x{decay:.2f} per group below the head", source=SRC_ULMFIT))
+    gradual = fine_tune and reg == "small" and k >= 2
+    # augmentation
+    if image:
+        flips = req.domain not in ORIENTATION_SENSITIVE
+        if not flips:
+            reasons.append(Reason(text=f"{req.domain}: orientation carries meaning, so no flips or rotations", source="Zhai et al. 2019, VTAB (structured tasks)"))
+        aug = Augment(random_resized_crop=fine_tune, hflip=flips and fine_tune, trivial_augment=fine_tune and req.samples >= 1000 and req.domain in (None, "natural", "fine-grained"), mixup=0.1 if req.samples >= 20_000 and fine_tune else 0.0, label_smoothing=0.1 if fine_tune else 0.0, resolution=resolution)
+    else:
+        aug = Augment(random_resized_crop=False, hflip=False, trivial_augment=False, label_smoothing=0.1 if fine_tune else 0.0)
+    bn = "frozen-stats" if (batch < 32 or req.samples < 5000) else "train"
+    if image and bn == "frozen-stats":
+        reasons.append(Reason(text="little data or small batches: BatchNorm statistics stay frozen (inference mode)", source=SRC_KERAS))
+    sched = Schedule(epochs=epochs, batch_size=batch, steps=steps if fine_tune else 0, warmup_frac=0.05 if fine_tune else 0.0, decay="cosine", gradual_unfreeze=gradual, early_stop_patience=5)
+    return {"cost": cost, "schedule": sched, "augment": aug, "bn": bn, "resolution": resolution, "optimizer": opt, "base_lr": base, "decay": decay, "reasons": reasons}
