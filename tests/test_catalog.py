@@ -152,3 +152,10 @@ def test_curated_takes_precedence():
     merged = merge(curated, dynamic)
     assert merged["a:x.y"].params == 1 and merged["a:x.y"].origin == "registry"
     assert "a:z.y" in merged
+
+
+def test_default_flag_survives_curation():
+    curated = [card("a:x.v2", params=1)]
+    dynamic = {"a:x.v2": card("a:x.v2", origin="p", default=True), "a:x.v1": card("a:x.v1", origin="p")}
+    merged = merge(curated, dynamic)
+    assert merged["a:x.v2"].default and merged["a:x.v2"].params == 1

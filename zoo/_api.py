@@ -154,7 +154,7 @@ def _resolve(model_id: str | ModelId) -> tuple[ModelId, ModelCard | None]:
     if card is None and mid.tag is None:
         # a bare architecture: the source's default weights, i.e. the first tagged entry
         prefix = mid.base + "."
-        tagged = sorted(k for k in cards if k.startswith(prefix))
+        tagged = sorted((k for k in cards if k.startswith(prefix)), key=lambda k: (not cards[k].default, k))
         if tagged:
             card = cards[tagged[0]]
     return mid, card

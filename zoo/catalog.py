@@ -51,6 +51,7 @@ class ModelCard(BaseModel):
         mean, std: normalisation constants the source publishes, if any.
         url: where the weights live (hub repo, TF Hub handle, weights URL).
         description: one line for humans and for ``zoo search``.
+        default: these are the source's default weights for a bare ``source:name`` id.
         origin: who contributed the entry: ``registry`` for curated ones, else the plugin name.
     """
 
@@ -75,6 +76,7 @@ class ModelCard(BaseModel):
     std: tuple[float, ...] | None = None
     url: str | None = None
     description: str | None = None
+    default: bool = False
     origin: str = "registry"
 
     @field_validator("id")
@@ -340,5 +342,8 @@ def merge(curated: Iterable[ModelCard], dynamic: Mapping[str, ModelCard]) -> dic
     """Curated entries take precedence over plugin entries with the same id."""
     out = dict(dynamic)
     for c in curated:
+        plugin_card = dynamic.get(c.id)
+        if plugin_card is not None and plugin_card.default and not c.default:
+            c = c.model_copy(update={"default": True})  # the source knows its default weights
         out[c.id] = c
     return out
