@@ -10,9 +10,11 @@ subclass :class:`BackboneContract` and provide a ``backbone`` fixture (and optio
 ``sample_inputs``)::
 
     class TestMyBackbone(BackboneContract):
-        @pytest.fixture(scope="class")
+        @pytest.fixture
         def backbone(self):
             return zoo.load("mysource:model")
+
+(use a module-scoped fixture outside the class to share one expensive model across the tests).
 
 :class:`PluginContract` checks registration: give it a ``plugin_name`` fixture.
 """

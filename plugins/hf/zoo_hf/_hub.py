@@ -1,0 +1,124 @@
+"""Where a repo's files are: a ``path=`` option, a ``zoo_resolve_weights`` answer, or HF's own cache.
+
+Downloads go through :func:`huggingface_hub.snapshot_download` into the standard cache layout
+(``$HF_HOME/hub/models--org--name/{blobs,refs,snapshots}``), configs, tokenizer and preprocessor
+files plus ``*.safetensors`` only (``pytorch_model.bin`` only for repos that have no safetensors).
+Offline (``ZOO_OFFLINE`` / ``HF_HUB_OFFLINE``) nothing is fetched: ``local_files_only=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from zoo.constants import offline
+from zoo.errors import InvalidInputError, NotCachedError
+
+#: Everything but the weights that transformers needs to rebuild a model and its preprocessing.
+CONFIG_PATTERNS = [
+    "*.json",
+    "*.txt",
+    "*.model",
+    "tokenizer*",
+]
+SAFE_WEIGHTS = ["*.safetensors"]
+TORCH_WEIGHTS = ["pytorch_model*.bin"]
+#: Exported copies for other runtimes, never needed here.
+IGNORE_PATTERNS = ["onnx/*", "openvino/*", "coreml/*", "tf_*", "flax_*", "rust_*", "*.h5", "*.msgpack", "*.onnx", "*.ot"]
+
+
+def repo_of(model_id: Any) -> str:
+    """The Hub repo id of a parsed ``hf:`` id (a stray tag is part of the name: ``org/model-v1.5``)."""
+    return model_id.name + (f".{model_id.tag}" if model_id.tag else "")
+
+
+def hub_cache() -> Path:
+    """HF's hub cache as the environment says *now* (huggingface_hub reads it only at import)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "huggingface" / "hub"
+
+
+def repo_cache_dir(repo: str) -> Path:
+    """``<hub cache>/models--org--name``: where HF keeps ``repo``."""
+    return hub_cache() / ("models--" + repo.replace("/", "--"))
+
+
+def _has_weights(folder: Path) -> bool:
+    return any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin"))
+
+
+def _checked_dir(path: Any, what: str) -> Path:
+    folder = Path(path).expanduser()
+    if folder.is_file():
+        folder = folder.parent
+    if not (folder / "config.json").is_file():
+        raise InvalidInputError(f"{what} {folder} has no config.json; point it at a saved transformers model directory.")
+    return folder
+
+
+def locate(model_id: Any, card: Any, path: Any = None) -> Path:
+    """The local directory holding ``model_id``'s config, tokenizer/processor and weights.
+
+    Args:
+        model_id: the parsed ``hf:`` id; ``@revision`` selects a commit, branch or tag.
+        card: its catalog card, passed on to ``zoo_resolve_weights``.
+        path: a local model directory that overrides every lookup.
+
+    Raises:
+        NotCachedError: offline and the snapshot is not in HF's cache.
+        InvalidInputError: ``path`` (or a plugin's answer) is not a model directory.
+    """
+    if path is not None:
+        return _checked_dir(path, "path=")
+    import zoo
+
+    answer = zoo.resolve_weights(model_id, card)
+    if answer is not None:
+        return _checked_dir(answer, "zoo_resolve_weights answer")
+    return _snapshot(model_id)
+
+
+def _snapshot(model_id: Any) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import IncompleteSnapshotError, LocalEntryNotFoundError
+
+    repo = repo_of(model_id)
+    revision = model_id.revision or "main"
+    cache = hub_cache()
+    where = repo_cache_dir(repo)
+    if offline():
+        try:
+            folder = Path(
+                snapshot_download(
+                    repo,
+                    revision=revision,
+                    cache_dir=cache,
+                    local_files_only=True,
+                    allow_patterns=CONFIG_PATTERNS + SAFE_WEIGHTS,
+                    ignore_patterns=IGNORE_PATTERNS,
+                )
+            )
+        except (LocalEntryNotFoundError, IncompleteSnapshotError, FileNotFoundError):
+            raise NotCachedError(str(model_id), str(where)) from None
+        if not (folder / "config.json").is_file() or not _has_weights(folder):
+            raise NotCachedError(str(model_id), str(folder))
+        return folder
+    from huggingface_hub import HfApi
+
+    files = HfApi().list_repo_files(repo, revision=revision)
+    weights = SAFE_WEIGHTS if any(f.endswith(".safetensors") for f in files) else TORCH_WEIGHTS
+    return Path(
+        snapshot_download(
+            repo,
+            revision=revision,
+            cache_dir=cache,
+            allow_patterns=CONFIG_PATTERNS + weights,
+            ignore_patterns=IGNORE_PATTERNS,
+        )
+    )
