@@ -417,7 +417,7 @@ def keras_cards() -> list[dict]:
 
 def tfhub_input_size(handle: str) -> int | None:
     """The input side a TF Hub handle states in its name (``..._224/``), else None."""
-    m = re.search(r"_(\d{3})/", handle)
+    m = re.search(r"_\d{3}_(\d{3})/", handle)  # ..._<width multiplier>_<side>/, not resnet_v2_101
     return int(m.group(1)) if m else None
 
 

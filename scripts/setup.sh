@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 VPY=.venv/bin/python
 stamp=.venv/.zoo-installed
-want=$(cat pyproject.toml plugins/*/pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)
+want=$(cat pyproject.toml plugins/*/pyproject.toml scripts/setup.sh scripts/constraints.txt | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
@@ -18,8 +18,9 @@ echo "zoo: installing into .venv (torch, tensorflow, transformers, timm: several
 # tensorflow_hub 0.16 imports pkg_resources, which setuptools 81 removed
 "$VPY" -m pip install -q 'setuptools<81' wheel
 # the newest torch/torchvision this build machine serves; pinned so CI and developers agree
-"$VPY" -m pip install -q torch==2.14.1 torchvision==0.29.1
+"$VPY" -m pip install -q -c scripts/constraints.txt torch==2.14.1 torchvision==0.29.1
 plugins=()
 for p in plugins/*/; do plugins+=(-e "$p"); done
-"$VPY" -m pip install -q -e '.[all,demo,test]' "${plugins[@]}"
+# scripts/constraints.txt pins what the suite was last run with (regenerate: pip freeze --exclude-editable)
+"$VPY" -m pip install -q -c scripts/constraints.txt -e '.[all,demo,test]' "${plugins[@]}"
 echo "$want" > "$stamp"

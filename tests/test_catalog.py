@@ -159,3 +159,5 @@ def test_default_flag_survives_curation():
     dynamic = {"a:x.v2": card("a:x.v2", origin="p", default=True), "a:x.v1": card("a:x.v1", origin="p")}
     merged = merge(curated, dynamic)
     assert merged["a:x.v2"].default and merged["a:x.v2"].params == 1
+    filled = merge([card("a:y.v1", params=1)], {"a:y.v1": card("a:y.v1", origin="p", params=2, input_size=299)})
+    assert filled["a:y.v1"].params == 1 and filled["a:y.v1"].input_size == 299 and filled["a:y.v1"].origin == "registry"

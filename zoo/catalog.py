@@ -339,11 +339,20 @@ def parse_count(text: str | float | int | None) -> float | None:
 
 
 def merge(curated: Iterable[ModelCard], dynamic: Mapping[str, ModelCard]) -> dict[str, ModelCard]:
-    """Curated entries take precedence over plugin entries with the same id."""
+    """Curated entries take precedence over plugin entries with the same id.
+
+    A figure the curated entry leaves unknown (``null``) is filled from the plugin's entry, and the
+    plugin's ``default`` flag is kept.
+    """
     out = dict(dynamic)
     for c in curated:
         plugin_card = dynamic.get(c.id)
-        if plugin_card is not None and plugin_card.default and not c.default:
-            c = c.model_copy(update={"default": True})  # the source knows its default weights
+        if plugin_card is not None:
+            # figures the curator left unknown are taken from the source's own metadata
+            fill = {k: v for k, v in plugin_card if getattr(c, k) is None and v is not None}
+            if plugin_card.default and not c.default:
+                fill["default"] = True  # the source knows its default weights
+            if fill:
+                c = c.model_copy(update=fill)
         out[c.id] = c
     return out

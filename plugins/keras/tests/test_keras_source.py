@@ -1,0 +1,283 @@
+"""The Keras applications source: real Keras models with random weights written in Keras' cache layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import h5py
+import keras
+import numpy as np
+import pytest
+
+import zoo
+from zoo.errors import InvalidInputError, NotCachedError, UnknownModelError
+from zoo.testing import BackboneContract, PluginContract, sample_image
+
+SMALL = "MobileNetV3Small"
+# the file names Keras' own download writes, read from keras/src/applications/*.py
+NO_TOP = {
+    "MobileNetV3Small": "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5",
+    "MobileNetV2": "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+}
+
+
+def random_backbone_model(app: str, seed: int = 0) -> Any:
+    """``App(include_top=False, pooling="avg", weights=None)`` with every weight, BN statistics included, random."""
+    rng = np.random.default_rng(seed)
+    model = getattr(keras.applications, app)(include_top=False, pooling="avg", weights=None)
+    for layer in model.layers:
+        for w in layer.weights:
+            shape = tuple(int(d) for d in w.shape)
+            if "variance" in w.name:
+                w.assign(rng.uniform(0.5, 1.5, shape).astype("float32"))
+            elif layer.__class__.__name__ == "BatchNormalization":
+                w.assign(rng.normal(0.0, 0.2, shape).astype("float32") + (1.0 if w.name == "gamma" else 0.0))
+    return model
+
+
+def write_keras_h5(model: Any, path: Path) -> Path:
+    """Weights in the legacy HDF5 layout of the files Keras downloads (``layer_names`` / ``weight_names``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode("utf8") for layer in model.layers]
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = keras.__version__.encode("utf8")
+        for layer in model.layers:
+            g = f.create_group(layer.name)
+            weights = layer.trainable_weights + layer.non_trainable_weights
+            names = [f"{layer.name}/{w.name}_{i}:0".encode("utf8") for i, w in enumerate(weights)]
+            g.attrs["weight_names"] = names
+            for name, w in zip(names, weights):
+                g.create_dataset(name.decode(), data=np.asarray(keras.ops.convert_to_numpy(w)))
+    return path
+
+
+def keras_models_dir(zoo_home: Path) -> Path:
+    return zoo_home.parent / "keras" / "models"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_zoo() -> Any:
+    zoo.reset()
+    yield
+    zoo.reset()
+    keras.backend.clear_session()
+
+
+@pytest.mark.parametrize("app", [SMALL, "MobileNetV2"])
+def test_embed_equals_keras_reference(app: str, zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    weights = write_keras_h5(random_backbone_model(app, seed=1), keras_models_dir(zoo_home) / NO_TOP[app])
+    bb = zoo.load(f"keras:{app}.imagenet")
+    assert bb.framework == "tensorflow" and bb.feature_dim == bb.model.output_shape[-1]
+    got = bb.embed(sample_image("chelsea"))
+
+    # the reference, as the Keras documentation writes it
+    from PIL import Image
+
+    img_path = tmp_path / "chelsea.png"
+    Image.fromarray(sample_image("chelsea")).save(img_path)
+    img = keras.utils.load_img(img_path, target_size=(224, 224), interpolation="bilinear")
+    x = np.expand_dims(keras.utils.img_to_array(img), 0)
+    module = {"MobileNetV3Small": keras.applications.mobilenet_v3, "MobileNetV2": keras.applications.mobilenet_v2}[app]
+    x = module.preprocess_input(x)
+    ref_model = getattr(keras.applications, app)(include_top=False, pooling="avg", weights=str(weights))
+    ref = ref_model.predict(x, verbose=0)
+    assert got.shape == ref.shape == (1, bb.feature_dim)
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+
+    # the cached weights were really used: a fresh random model gives other features
+    fresh = getattr(keras.applications, app)(include_top=False, pooling="avg", weights=None).predict(x, verbose=0)
+    assert np.abs(fresh - ref).max() > 1e-3
+
+
+def test_predict_with_cached_top_weights(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    import json
+
+    from PIL import Image
+
+    from zoo_keras._backbone import weights_filenames
+
+    app = "MobileNetV2"
+    full = random_backbone_model(app, seed=4)  # body weights
+    top = keras.applications.MobileNetV2(include_top=True, weights=None)
+    for layer in top.layers:
+        if layer.weights and layer.name != "predictions":
+            layer.set_weights(full.get_layer(layer.name).get_weights())
+    kernel, bias = top.get_layer("predictions").get_weights()
+    rng = np.random.default_rng(5)
+    top.get_layer("predictions").set_weights([rng.normal(0, 0.3, kernel.shape), rng.normal(0, 0.3, bias.shape)])
+    models = keras_models_dir(zoo_home)
+    write_keras_h5(full, models / weights_filenames(app)[0])
+    write_keras_h5(top, models / weights_filenames(app)[1])
+    (models / "imagenet_class_index.json").write_text(json.dumps({str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}))
+
+    bb = zoo.load(f"keras:{app}.imagenet")
+    assert bb.source_head is not None and bb.labels is not None
+    got = bb.predict([sample_image("chelsea")], top_k=5)[0]
+
+    img_path = tmp_path / "chelsea.png"
+    Image.fromarray(sample_image("chelsea")).save(img_path)
+    x = keras.utils.img_to_array(keras.utils.load_img(img_path, target_size=(224, 224), interpolation="bilinear"))[None]
+    probs = top.predict(keras.applications.mobilenet_v2.preprocess_input(x), verbose=0)[0]
+    best = np.argsort(-probs)[:5]
+    assert [name for name, _ in got] == [f"class_{i}" for i in best]
+    np.testing.assert_allclose([p for _, p in got], probs[best], rtol=1e-4, atol=1e-6)
+
+
+def test_weight_file_names_are_the_ones_keras_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from keras.src.utils import file_utils
+
+    from zoo_keras._backbone import weights_filenames
+
+    class Asked(Exception):
+        pass
+
+    def fake_get_file(fname: Any = None, origin: Any = None, **kwargs: Any) -> str:
+        assert kwargs.get("cache_subdir") == "models"
+        raise Asked(fname)
+
+    monkeypatch.setattr(file_utils, "get_file", fake_get_file)
+    cases = [(SMALL, False), (SMALL, True), ("MobileNetV2", False), ("MobileNet", False), ("EfficientNetB0", False), ("ResNet50", False)]
+    for app, top in cases:
+        with pytest.raises(Asked) as info:
+            getattr(keras.applications, app)(include_top=top, weights="imagenet")
+        assert str(info.value) == weights_filenames(app)[1 if top else 0], app
+        keras.backend.clear_session()
+    assert weights_filenames(SMALL)[0] == NO_TOP[SMALL]
+
+
+def test_offline_and_missing_raises_not_cached(zoo_home: Path, no_network: None) -> None:
+    with pytest.raises(NotCachedError) as info:
+        zoo.load(f"keras:{SMALL}.imagenet")
+    assert info.value.cache_path == str(keras_models_dir(zoo_home) / NO_TOP[SMALL])
+    assert "zoo pull" in str(info.value)
+
+
+def test_resolve_weights_hook_answers_offline(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    path = write_keras_h5(random_backbone_model(SMALL, seed=2), tmp_path / "mirror" / "weights.h5")
+
+    class Mirror:
+        @zoo.hookimpl
+        def zoo_resolve_weights(self, model_id: Any, card: Any) -> Any:
+            return str(path) if model_id.source == "keras" else None
+
+    zoo.reset(extra_plugins={"mirror": Mirror()})
+    bb = zoo.load(f"keras:{SMALL}")  # bare name = ImageNet weights
+    assert bb.id.name == SMALL and bb.card is not None and bb.card.id == f"keras:{SMALL}.imagenet"
+    ref = keras.applications.MobileNetV3Small(include_top=False, pooling="avg", weights=str(path))
+    np.testing.assert_allclose(bb.model.get_weights()[0], ref.get_weights()[0])
+
+
+def test_unknown_application_and_bad_weights(zoo_home: Path, no_network: None) -> None:
+    with pytest.raises(UnknownModelError) as info:
+        zoo.load("keras:MobileNetV3Smal.imagenet")
+    assert f"keras:{SMALL}.imagenet" in info.value.suggestions
+    with pytest.raises(InvalidInputError):
+        zoo.load(f"keras:{SMALL}.imagenet", weights=str(zoo_home / "nope.h5"))
+
+
+def test_listing_has_every_application(zoo_home: Path) -> None:
+    import zoo_keras
+    from zoo.listing import cached_listing
+    from zoo_keras._backbone import applications, default_size
+
+    apps = applications()
+    assert len(apps) >= 38
+    listing = {m["id"]: m for m in cached_listing("keras", "keras", zoo_keras.LISTING, "zoo_keras._listing")}
+    assert set(listing) == {f"keras:{name}.imagenet" for name in apps}
+    cards = {c.id: c for c in zoo.list_models(source="keras")}
+    assert set(listing) <= set(cards)  # curated entries of registry.yaml take precedence over these
+    for name in apps:
+        entry = listing[f"keras:{name}.imagenet"]
+        assert entry["framework"] == "tensorflow" and entry["modality"] == "image"
+        assert entry["input_size"] == default_size(name), name
+        assert entry["params"] and entry["feature_dim"] and entry["layer_groups"] >= 2, name
+        assert cards[entry["id"]].input_size == entry["input_size"], name
+    families = {n: listing[f"keras:{n}.imagenet"]["family"] for n in ("EfficientNetV2S", "ResNet50V2", "MobileNetV3Large", "InceptionV3", "VGG19")}
+    assert families == {"EfficientNetV2S": "efficientnet", "ResNet50V2": "resnet", "MobileNetV3Large": "mobilenet", "InceptionV3": "inception", "VGG19": "vgg"}
+    full = keras.applications.MobileNetV3Small(include_top=True, weights=None)
+    assert listing[f"keras:{SMALL}.imagenet"]["params"] == full.count_params()
+    assert listing["keras:ResNet50.imagenet"]["params"] == 25636712  # Keras' applications table: 25.6M
+    assert listing["keras:ResNet50.imagenet"]["feature_dim"] == 2048
+    assert listing["keras:VGG16.imagenet"]["feature_dim"] == 512  # pooled last conv block
+    assert listing["keras:InceptionV3.imagenet"]["input_size"] == 299
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_keras_h5(random_backbone_model(SMALL, seed=3), tmp_path_factory.mktemp("kw") / NO_TOP[SMALL])
+
+
+def _group_sizes(bb: Any) -> list[int]:
+    bb.unfreeze()
+    return [sum(int(np.prod(v.shape)) for layer in g.modules for v in layer.trainable_weights) for g in bb.layer_groups]
+
+
+def test_groups_partition_and_exact_counts(small_weights: Path) -> None:
+    bb = zoo.load(f"keras:{SMALL}.imagenet", weights=str(small_weights))
+    assert bb.source_head is None
+    with pytest.raises(NotImplementedError):
+        bb.predict(sample_image("coffee"))
+    names = [g.name for g in bb.layer_groups]
+    assert names[0] == "stem" and names[-1] == "top" and "block5" in names
+    owners: dict[int, str] = {}
+    for g in bb.layer_groups:
+        for layer in g.modules:
+            for v in layer.weights:
+                assert id(v) not in owners, f"{v.path} in {owners.get(id(v))} and {g.name}"
+                owners[id(v)] = g.name
+    assert set(owners) == {id(v) for v in bb.model.weights}
+    sizes = _group_sizes(bb)
+    assert all(s > 0 for s in sizes)
+    assert sum(sizes) == sum(int(np.prod(v.shape)) for v in bb.model.trainable_weights)
+    n = len(sizes)
+    for k in range(n + 1):
+        bb.unfreeze(top=k)
+        assert bb.trainable_parameter_count() == sum(sizes[n - k :]), k
+    bb.unfreeze(top=2)
+    groups = bb.param_groups(0.1, decay=0.5)
+    assert [g["name"] for g in groups] == names[::-1][:2]
+    assert [g["lr"] for g in groups] == [0.1, 0.05]
+    assert sum(int(np.prod(v.shape)) for g in groups for v in g["variables"]) == sum(sizes[-2:])
+
+
+def test_frozen_batchnorm_statistics_survive_a_fit_step(small_weights: Path) -> None:
+    bb = zoo.load(f"keras:{SMALL}.imagenet", weights=str(small_weights))
+    bb.unfreeze(top=1)
+    frozen = [layer for g in bb.layer_groups[:-1] for layer in g.modules]
+    top = bb.layer_groups[-1].modules
+    bn = keras.layers.BatchNormalization
+    frozen_bn = [layer for layer in frozen if isinstance(layer, bn)]
+    top_bn = [layer for layer in top if isinstance(layer, bn)]
+    assert frozen_bn and top_bn
+    before_frozen = [keras.ops.convert_to_numpy(w).copy() for layer in frozen for w in layer.weights]
+    before_top_bn = [keras.ops.convert_to_numpy(w).copy() for layer in top_bn for w in layer.non_trainable_weights]
+
+    clf = bb.with_head(3, dropout=0.1)
+    clf.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x = bb.preprocess([sample_image(n) for n in ("chelsea", "coffee", "astronaut", "camera")], train=True)
+    clf.fit(x, np.array([0, 1, 2, 0]), epochs=1, batch_size=4, verbose=0)
+
+    after_frozen = [keras.ops.convert_to_numpy(w) for layer in frozen for w in layer.weights]
+    for a, b in zip(before_frozen, after_frozen):
+        np.testing.assert_array_equal(a, b)
+    after_top_bn = [keras.ops.convert_to_numpy(w) for layer in top_bn for w in layer.non_trainable_weights]
+    assert any(np.abs(a - b).max() > 0 for a, b in zip(before_top_bn, after_top_bn)), "the trainable BN did not update"
+
+
+@pytest.fixture(scope="class")
+def backbone(small_weights: Path) -> Any:
+    """MobileNetV3Small with random weights loaded through zoo, shared by the contract tests."""
+    zoo.reset()
+    return zoo.load(f"keras:{SMALL}.imagenet", weights=str(small_weights))
+
+
+class TestKerasBackboneContract(BackboneContract):
+    """The zoo Backbone contract on a Keras application."""
+
+
+class TestKerasPluginContract(PluginContract):
+    @pytest.fixture
+    def plugin_name(self) -> str:
+        return "keras"

@@ -1,0 +1,258 @@
+"""Keras applications as zoo Backbones: ``keras:<Application>.imagenet``.
+
+The model is ``keras.applications.<App>(include_top=False, pooling="avg", weights=...)`` and its
+preprocessing the family's own ``keras.applications.<module>.preprocess_input`` after resizing the
+image to the family's input size, as the Keras documentation shows (``keras.utils.load_img(path,
+target_size=...)``). Weights come from ``zoo.resolve_weights``, a ``weights=`` path, or Keras'
+own cache ``$KERAS_HOME/models/<file>`` under the file name Keras' download writes.
+
+When the with-top weights file is cached too, its ImageNet classifier becomes ``source_head``
+(families whose top is pooling -> Dense; ``predict`` names classes when Keras'
+``imagenet_class_index.json`` is cached, else by index). Otherwise ``predict`` raises
+``NotImplementedError``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+
+import zoo
+from zoo.backbone import InputSpec, LayerGroup
+from zoo.constants import offline
+from zoo.errors import InvalidInputError, NotCachedError, UnknownModelError, close_matches
+from zoo.frameworks.keras import KerasBackbone, resize_image
+from zoo_keras._groups import group_layers
+
+TAG = "imagenet"
+
+# family module -> catalog family
+FAMILIES = {
+    "convnext": "convnext",
+    "densenet": "densenet",
+    "efficientnet": "efficientnet",
+    "efficientnet_v2": "efficientnet",
+    "inception_resnet_v2": "inception_resnet",
+    "inception_v3": "inception",
+    "mobilenet": "mobilenet",
+    "mobilenet_v2": "mobilenet",
+    "mobilenet_v3": "mobilenet",
+    "nasnet": "nasnet",
+    "regnet": "regnet",
+    "resnet": "resnet",
+    "resnet_v2": "resnet",
+    "vgg16": "vgg",
+    "vgg19": "vgg",
+    "xception": "xception",
+}
+
+# default input sizes where they are not 224 (each application's `default_size`)
+_SIZES = {
+    "InceptionV3": 299,
+    "InceptionResNetV2": 299,
+    "Xception": 299,
+    "NASNetLarge": 331,
+    "EfficientNetB1": 240,
+    "EfficientNetB2": 260,
+    "EfficientNetB3": 300,
+    "EfficientNetB4": 380,
+    "EfficientNetB5": 456,
+    "EfficientNetB6": 528,
+    "EfficientNetB7": 600,
+    "EfficientNetV2B1": 240,
+    "EfficientNetV2B2": 260,
+    "EfficientNetV2B3": 300,
+    "EfficientNetV2S": 384,
+    "EfficientNetV2M": 480,
+    "EfficientNetV2L": 480,
+}
+
+
+def applications() -> dict[str, Any]:
+    """Every model builder in ``keras.applications``: ``{"ResNet50": keras.applications.ResNet50, ...}``."""
+    return {
+        name: fn
+        for name in dir(keras.applications)
+        if name[:1].isupper() and callable(fn := getattr(keras.applications, name))
+    }
+
+
+def family_module(fn: Any) -> str:
+    """The ``keras.applications`` submodule of an application (``resnet_v2``), from its ``__module__``."""
+    return fn.__module__.rsplit(".", 1)[-1]
+
+
+def default_size(app: str) -> int:
+    """The application's default (ImageNet) input side in pixels."""
+    return _SIZES.get(app, 224)
+
+
+def weights_filenames(app: str) -> tuple[str, str]:
+    """``(no_top, with_top)`` file names that Keras' own download writes under ``$KERAS_HOME/models``.
+
+    Read from the application sources of the installed Keras (default ``alpha`` and size).
+    """
+    low = app.lower()
+    if app.startswith("ConvNeXt"):
+        stem = "convnext_" + app[len("ConvNeXt"):].lower()
+        return f"{stem}_notop.h5", f"{stem}.h5"
+    if app.startswith("EfficientNetV2"):
+        stem = "efficientnetv2-" + app[len("EfficientNetV2"):].lower()
+        return f"{stem}_notop.h5", f"{stem}.h5"
+    if app.startswith("EfficientNet"):
+        return f"{low}_notop.h5", f"{low}.h5"
+    if app == "MobileNet":
+        return "mobilenet_1_0_224_tf_no_top.h5", "mobilenet_1_0_224_tf.h5"
+    if app == "MobileNetV2":
+        stem = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224"
+        return f"{stem}_no_top.h5", f"{stem}.h5"
+    if app.startswith("MobileNetV3"):
+        stem = "weights_mobilenet_v3_" + app[len("MobileNetV3"):].lower() + "_224_1.0_float"
+        return f"{stem}_no_top_v2.h5", f"{stem}.h5"
+    if app.startswith("NASNet"):
+        stem = "nasnet_" + app[len("NASNet"):].lower()
+        return f"{stem}_no_top.h5", f"{stem}.h5"
+    stems = {"InceptionV3": "inception_v3", "InceptionResNetV2": "inception_resnet_v2"}
+    stem = stems.get(app, low) + "_weights_tf_dim_ordering_tf_kernels"
+    return f"{stem}_notop.h5", f"{stem}.h5"
+
+
+def keras_cache_dir() -> Path:
+    """``$KERAS_HOME/models`` (Keras' default ``~/.keras/models``)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return Path(home) / "models"
+
+
+def _unknown(model_id: Any) -> UnknownModelError:
+    known = [f"keras:{n}.{TAG}" for n in applications()]
+    return UnknownModelError(str(model_id), close_matches(f"keras:{model_id.name}.{TAG}", known))
+
+
+def _weights_for(model_id: Any, card: Any, app: str, weights: Any) -> Any:
+    """A local file, ``"imagenet"`` (Keras downloads it), or ``None`` (random initialisation)."""
+    if weights is None:
+        return None
+    if weights not in ("imagenet", "default"):
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise InvalidInputError(f"weights={str(weights)!r}: no such weights file; pass a Keras .h5 weights file.")
+        return str(path)
+    resolved = zoo.resolve_weights(model_id, card)
+    if resolved is not None:
+        path = Path(resolved)
+        if path.is_dir():
+            path = path / weights_filenames(app)[0]
+        if path.is_file():
+            return str(path)
+    cached = keras_cache_dir() / weights_filenames(app)[0]
+    if cached.is_file():
+        # passed as a path: Keras' get_file would re-download a file whose hash it does not know
+        return str(cached)
+    if offline():
+        raise NotCachedError(str(model_id), str(cached))
+    return "imagenet"
+
+
+# the ImageNet classifier after the pooled features: GlobalAveragePooling2D -> (Dropout) -> Dense
+_HEAD_LAYER = {"convnext": "{model}_head_dense"}
+_NO_DENSE_HEAD = {"mobilenet", "mobilenet_v3", "vgg16", "vgg19"}
+
+
+def _cached_top_file(model_id: Any, card: Any, app: str, weights: Any) -> Path | None:
+    if weights is None or weights not in ("imagenet", "default"):
+        return None
+    candidates = []
+    resolved = zoo.resolve_weights(model_id, card)
+    if resolved is not None and Path(resolved).is_dir():
+        candidates.append(Path(resolved) / weights_filenames(app)[1])
+    candidates.append(keras_cache_dir() / weights_filenames(app)[1])
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def imagenet_labels() -> list[str] | None:
+    """ImageNet class names from Keras' ``imagenet_class_index.json`` when it is in the cache (never downloaded)."""
+    import json
+
+    path = keras_cache_dir() / "imagenet_class_index.json"
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+        return [index[str(i)][1] for i in range(len(index))]
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def source_head(app: str, module: str, model: Any, top_file: Path) -> Any | None:
+    """The ImageNet classifier (``Dense`` + softmax) read from the with-top weights file, if the family has one."""
+    import h5py
+
+    if module in _NO_DENSE_HEAD:
+        return None
+    name = _HEAD_LAYER.get(module, "predictions").format(model=model.name)
+    try:
+        with h5py.File(top_file, "r") as f:
+            group = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
+            if name not in group:
+                return None
+            g = group[name]
+            names = [n.decode("utf8") if isinstance(n, bytes) else n for n in g.attrs["weight_names"]]
+            kernel, bias = (g[n][()] for n in names)
+    except (OSError, KeyError, ValueError):
+        return None
+    if kernel.shape[0] != int(model.output_shape[-1]):
+        return None
+    head = keras.layers.Dense(kernel.shape[1], activation="softmax", name="imagenet_head")
+    head.build((None, kernel.shape[0]))
+    head.set_weights([kernel, bias])
+    return head
+
+
+def build_groups(model: Any, family: str) -> list[LayerGroup]:
+    """Layer groups (stem, blocks/stages, top) of an application model."""
+    return [LayerGroup(name, layers) for name, layers in group_layers(family, model.layers)]
+
+
+def load(model_id: Any, card: Any = None, **options: Any) -> KerasBackbone:
+    """Load ``keras:<Application>[.imagenet]`` as a :class:`~zoo.frameworks.keras.KerasBackbone`.
+
+    Args:
+        model_id: the parsed id; the tag must be ``imagenet`` or absent.
+        card: its catalog card, if any (input size and figures).
+        **options: ``weights`` (a local ``.h5`` file, ``"imagenet"`` (default) or ``None`` for
+            random initialisation), ``interpolation`` (resize filter, default ``"bilinear"``),
+            ``seed`` (training augmentation).
+
+    Raises:
+        UnknownModelError: not a Keras application or an unknown tag.
+        NotCachedError: offline and the weights are not in ``$KERAS_HOME/models``.
+    """
+    apps = applications()
+    app = model_id.name
+    if app not in apps or (model_id.tag not in (None, TAG)):
+        raise _unknown(model_id)
+    unknown = set(options) - {"weights", "interpolation", "seed"}
+    if unknown:
+        raise InvalidInputError(f"unknown option(s) {', '.join(sorted(unknown))} for keras; use weights, interpolation, seed.")
+    fn = apps[app]
+    module = family_module(fn)
+    weights = _weights_for(model_id, card, app, options.get("weights", "imagenet"))
+    model = fn(include_top=False, pooling="avg", weights=weights)
+    top_file = _cached_top_file(model_id, card, app, options.get("weights", "imagenet"))
+    head = source_head(app, module, model, top_file) if top_file is not None else None
+    size = (card.input_size if card is not None and card.input_size else None) or default_size(app)
+    preprocess_input = getattr(getattr(keras.applications, module), "preprocess_input")
+    return KerasBackbone(
+        model_id,
+        card,
+        model,
+        keras_module=keras,
+        groups=build_groups(model, module),
+        input_spec=InputSpec(modality="image", size=size, channels_last=True, input_range=(0.0, 255.0)),
+        transform=resize_image(size, interpolation=options.get("interpolation", "bilinear")),
+        preprocess_input=preprocess_input,
+        seed=options.get("seed"),
+        head=head,
+        labels=imagenet_labels() if head is not None else None,
+    )

@@ -1,0 +1,213 @@
+"""The TF Hub source: a small tf_keras SavedModel with random weights in tensorflow_hub's cache layout."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo.errors import NotCachedError
+from zoo.testing import BackboneContract, PluginContract, sample_image
+
+HANDLE = "google/imagenet/mobilenet_v2_100_224/feature_vector/5"
+URL = f"https://tfhub.dev/{HANDLE}"
+
+
+def _tf() -> tuple[Any, Any, Any]:
+    from zoo_tfhub._compat import import_hub
+
+    hub = import_hub()
+    import tensorflow as tf
+    import tf_keras
+
+    return tf, tf_keras, hub
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A reusable TF2 SavedModel (conv/BN stem and block, pooled), random weights and BN statistics."""
+    tf, tf_keras, _ = _tf()
+    tf_keras.utils.set_random_seed(0)
+    inputs = tf_keras.Input((None, None, 3))
+    x = tf_keras.layers.Conv2D(8, 3, strides=2, name="stem_conv")(inputs)
+    x = tf_keras.layers.BatchNormalization(name="stem_bn")(x)
+    x = tf_keras.layers.ReLU()(x)
+    x = tf_keras.layers.Conv2D(16, 3, strides=2, name="block1_conv")(x)
+    x = tf_keras.layers.BatchNormalization(name="block1_bn")(x)
+    x = tf_keras.layers.ReLU()(x)
+    x = tf_keras.layers.GlobalAveragePooling2D()(x)
+    model = tf_keras.Model(inputs, x)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, tf_keras.layers.BatchNormalization):
+            gamma, beta, mean, var = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape), rng.normal(0, 0.2, mean.shape), rng.uniform(0.5, 1.5, var.shape)])
+    path = tmp_path_factory.mktemp("hub") / "saved_model"
+    tf.saved_model.save(model, str(path))
+    return path
+
+
+def put_in_hub_cache(saved_model: Path, cache: Path, url: str = URL) -> Path:
+    """Place the SavedModel where tensorflow_hub's resolver keeps ``url``, descriptor included."""
+    module_dir = cache / hashlib.sha1(url.encode("utf8")).hexdigest()
+    shutil.copytree(saved_model, module_dir)
+    Path(f"{module_dir}.descriptor.txt").write_text(
+        f"Module: {url}\nDownload Time: {time.ctime()}\nDownloader Hostname: test (PID:{os.getpid()})\n"
+    )
+    return module_dir
+
+
+@pytest.fixture(autouse=True)
+def _fresh_zoo() -> Any:
+    zoo.reset()
+    yield
+    zoo.reset()
+
+
+def test_embed_equals_tfhub_reference(saved_model: Path, zoo_home: Path, no_network: None) -> None:
+    tf, tf_keras, hub = _tf()
+    cache = Path(os.environ["TFHUB_CACHE_DIR"])
+    module_dir = put_in_hub_cache(saved_model, cache)
+    from zoo_tfhub._backbone import module_dir as zoo_module_dir
+
+    assert zoo_module_dir(URL) == module_dir
+
+    bb = zoo.load(f"tfhub:{HANDLE}")
+    assert bb.card is not None and bb.card.input_size == 224 and bb.input_spec.input_range == (0.0, 1.0)
+    assert bb.framework == "tensorflow" and bb.model.__class__.__module__.startswith("tf_keras")
+    got = bb.embed([sample_image("chelsea")])
+
+    # as the TF Hub docs show: the handle in a tf_keras model, the image in [0, 1] resized
+    ref_model = tf_keras.Sequential([hub.KerasLayer(URL, trainable=False)])
+    image = tf.image.resize(sample_image("chelsea").astype(np.float32) / 255.0, (224, 224))[tf.newaxis]
+    ref = ref_model(image).numpy()
+    assert got.shape == ref.shape == (1, 16) and bb.feature_dim == 16
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
+    assert np.abs(ref).max() > 1e-3
+
+
+def test_offline_and_missing_raises_not_cached(zoo_home: Path, no_network: None) -> None:
+    with pytest.raises(NotCachedError) as info:
+        zoo.load(f"tfhub:{HANDLE}")
+    expected = Path(os.environ["TFHUB_CACHE_DIR"]) / hashlib.sha1(URL.encode()).hexdigest()
+    assert info.value.cache_path == str(expected)
+    kaggle = "https://www.kaggle.com/models/google/mobilenet-v2/TensorFlow2/100-224-feature-vector/2"
+    with pytest.raises(NotCachedError) as info:
+        zoo.load(f"tfhub:{HANDLE}", handle=kaggle)
+    assert info.value.cache_path.endswith(hashlib.sha1(kaggle.encode()).hexdigest())
+
+
+def test_kaggle_handle_and_local_path(saved_model: Path, zoo_home: Path, no_network: None) -> None:
+    kaggle = "https://www.kaggle.com/models/google/mobilenet-v2/TensorFlow2/100-224-feature-vector/2"
+    put_in_hub_cache(saved_model, Path(os.environ["TFHUB_CACHE_DIR"]), kaggle)
+    a = zoo.load("tfhub:google/mobilenet-v2/100-224", handle=kaggle)
+    assert a.input_spec.size == 224  # from the handle name
+    b = zoo.load("tfhub:local/tiny", path=str(saved_model), size=160)
+    assert b.input_spec.size == 160 and b.preprocess(sample_image("coffee")).shape == (1, 160, 160, 3)
+    img = sample_image("astronaut")
+    np.testing.assert_allclose(a.embed(img), zoo.load("tfhub:local/tiny", path=str(saved_model)).embed(img), rtol=1e-6)
+
+
+def test_pkg_resources_shim_when_missing() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['pkg_resources'] = None  # as with setuptools>=81\n"
+        "from zoo_tfhub._compat import import_hub\n"
+        "hub = import_hub()\n"
+        "import pkg_resources\n"
+        "assert pkg_resources.__zoo_shim__\n"
+        "assert pkg_resources.parse_version('2.21.0') > pkg_resources.parse_version('1.15.0')\n"
+        "print('ok', hub.__version__)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.startswith("ok 0.")
+
+
+def test_pkg_resources_left_alone_when_present() -> None:
+    from zoo_tfhub._compat import ensure_pkg_resources, make_shim
+
+    import importlib.util
+
+    if importlib.util.find_spec("pkg_resources") is not None:
+        assert ensure_pkg_resources() is False
+    shim = make_shim()
+    assert shim.parse_version("1.15.0") < shim.parse_version("2.0.0rc1") < shim.parse_version("2.0.0")
+
+
+def test_groups_freeze_and_batchnorm(saved_model: Path) -> None:
+    tf, tf_keras, _ = _tf()
+    bb = zoo.load("tfhub:local/tiny", path=str(saved_model))
+    assert [g.name for g in bb.layer_groups] == ["stem_conv", "stem_bn", "block1_conv", "block1_bn"]
+    assert bb.trainable_parameter_count() == 0  # frozen when loaded, as TF Hub recommends
+    sizes = [sum(int(np.prod(v.shape)) for p in g.modules for v in p.trainable_variables) for g in bb.layer_groups]
+    assert sizes == [8 * 27 + 8, 16, 16 * 72 + 16, 32]
+    for k in range(5):
+        assert bb.unfreeze(top=k).trainable_parameter_count() == sum(sizes[4 - k :])
+
+    x = bb.preprocess([sample_image(n) for n in ("chelsea", "coffee", "astronaut", "camera")])
+    y = np.array([0, 1, 2, 0])
+
+    def snapshot() -> dict[str, np.ndarray]:
+        return {v.name: v.numpy().copy() for v in bb.hub_layer.weights}
+
+    bb.unfreeze(top=1)  # only block1_bn's gamma/beta train; the module runs in inference mode
+    clf = bb.with_head(3)
+    clf.compile(optimizer=tf_keras.optimizers.SGD(0.5), loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = snapshot()
+    clf.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    after = snapshot()
+    changed = {n for n in before if np.abs(before[n] - after[n]).max() > 0}
+    assert changed == {"block1_bn/gamma:0", "block1_bn/beta:0"}
+
+    bb.unfreeze()  # everything trains, BatchNorm in training mode; Keras needs a new compile
+    clf.compile(optimizer=tf_keras.optimizers.SGD(0.5), loss=tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    clf.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    final = snapshot()
+    assert np.abs(final["stem_bn/moving_mean:0"] - after["stem_bn/moving_mean:0"]).max() > 0
+    assert np.abs(final["stem_conv/kernel:0"] - after["stem_conv/kernel:0"]).max() > 0
+
+
+def test_catalog_entries() -> None:
+    from zoo_tfhub import catalog_entries
+    from zoo_tfhub._backbone import size_from_handle
+
+    entries = {e["id"]: e for e in catalog_entries()}
+    cards = {c.id: c for c in zoo.list_models(source="tfhub")}
+    assert set(entries) <= set(cards) and len(entries) >= 8  # curated entries take precedence
+    assert entries[f"tfhub:{HANDLE}"]["input_size"] == 224 and entries[f"tfhub:{HANDLE}"]["feature_dim"] == 1280
+    assert entries["tfhub:google/imagenet/inception_v3/feature_vector/5"]["input_size"] == 299
+    assert size_from_handle("https://tfhub.dev/google/imagenet/resnet_v2_101/feature_vector/5") is None
+    assert size_from_handle("https://www.kaggle.com/models/google/mobilenet-v2/TensorFlow2/035-128-feature-vector/2") == 128
+    for e in entries.values():
+        assert size_from_handle(e["url"]) in (None, e["input_size"])
+        assert e["input_range"] == [0.0, 1.0]
+    assert cards[f"tfhub:{HANDLE}"].input_size == 224
+    assert entries["tfhub:tensorflow/efficientnet/b7/feature-vector/1"]["input_size"] == 600
+    assert entries["tfhub:google/imagenet/resnet_v2_101/feature_vector/5"]["input_size"] == 224
+
+
+@pytest.fixture(scope="class")
+def backbone(saved_model: Path) -> Any:
+    """The tiny SavedModel loaded through zoo, shared by the contract tests."""
+    zoo.reset()
+    return zoo.load("tfhub:local/tiny", path=str(saved_model))
+
+
+class TestTfhubBackboneContract(BackboneContract):
+    """The zoo Backbone contract on a TF Hub backbone."""
+
+
+class TestTfhubPluginContract(PluginContract):
+    @pytest.fixture
+    def plugin_name(self) -> str:
+        return "tfhub"
