@@ -10,6 +10,7 @@ threads. Target (issue 3): zoo / hand-written >= 0.9.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -45,9 +46,7 @@ def main() -> None:
     import zoo
 
     bb = zoo.load(args.id)
-    name = bb.id.name
-    ref = timm.create_model(name, pretrained=False, num_classes=0)
-    ref.load_state_dict(bb.model.state_dict())
+    ref = copy.deepcopy(bb.model)  # the same module and weights, driven by hand
     ref.eval()
     cfg = timm.data.resolve_model_data_config(ref)
     tf = timm.data.create_transform(**cfg, is_training=False)
