@@ -129,3 +129,30 @@ def test_plugin_commands(capsys):
     assert "plugin 'broken_cmds' failed to add its commands" in err
     code, out, _ = run(capsys, "list", "--json")
     assert code == 0
+
+
+def test_full_catalog_lists_every_source_and_filters_compose():
+    """With every built-in plugin installed: >= 1,500 entries from all five sources."""
+    out = subprocess.run([sys.executable, "-m", "zoo", "list", "--json"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert len(rows) >= 1500
+    assert {r["id"].split(":")[0] for r in rows} >= {"torchvision", "timm", "keras", "tfhub", "hf"}
+    out = subprocess.run([sys.executable, "-m", "zoo", "list", "--modality", "text", "--family", "bert", "--json"], capture_output=True, text=True)
+    bert = json.loads(out.stdout)
+    assert bert and all(r["modality"] == "text" and r["family"] == "bert" for r in bert)
+    assert "hf:google-bert/bert-base-uncased" in {r["id"] for r in bert}
+    statuses = {p.name: p.state for p in zoo.plugins()}
+    assert all(statuses.get(n) == "ok" for n in ("torchvision", "timm", "keras", "tfhub", "hf", "pypi_weights")), statuses
+
+
+def test_pull_and_offline_error_name_the_remedy(capsys, example_plugin, monkeypatch, zoo_home):
+    code, out, _ = run(capsys, "pull", "example:tinycnn.random")
+    assert code == 0 and out.startswith("example:tinycnn.random: ready")
+    # a real source, offline and not cached: one line naming the model, the cache path and `zoo pull`
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    zoo.reset()
+    code, _, err = run(capsys, "pull", "torchvision:resnet18.IMAGENET1K_V1")
+    assert code == 2 and err.count("\n") == 1
+    assert "torchvision:resnet18.IMAGENET1K_V1 is not cached at " in err
+    assert str(zoo_home.parent) in err and "run `zoo pull torchvision:resnet18.IMAGENET1K_V1`" in err
