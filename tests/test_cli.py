@@ -156,3 +156,27 @@ def test_pull_and_offline_error_name_the_remedy(capsys, example_plugin, monkeypa
     assert code == 2 and err.count("\n") == 1
     assert "torchvision:resnet18.IMAGENET1K_V1 is not cached at " in err
     assert str(zoo_home.parent) in err and "run `zoo pull torchvision:resnet18.IMAGENET1K_V1`" in err
+
+
+def test_predict_with_packaged_weights_offline(tmp_path, zoo_home):
+    """`zoo predict` on the embedded default, offline, in a fresh process with an empty ZOO_HOME."""
+    import os
+
+    from PIL import Image
+    from skimage import data
+
+    files = []
+    for name in ("chelsea", "coffee"):
+        files.append(tmp_path / f"{name}.png")
+        Image.fromarray(getattr(data, name)()).save(files[-1])
+    env = dict(os.environ, ZOO_OFFLINE="1", HF_HUB_OFFLINE="1")
+    out = subprocess.run(
+        [sys.executable, "-m", "zoo", "predict", "timm:efficientnet_lite0.pypi_in1k", *map(str, files), "--json"],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    cat, coffee = json.loads(out.stdout)
+    assert coffee["top"][0]["label"] == "espresso"
+    cats = {"tabby, tabby cat", "tiger cat", "Egyptian cat"}
+    assert cat["top"][0]["label"] in cats and "tabby, tabby cat" in {t["label"] for t in cat["top"][:3]}
+    assert len(cat["top"]) == 5

@@ -171,8 +171,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([{"input": str(i), "top": [{"label": l, "score": s} for l, s in r]} for i, r in zip(inputs, results)])
     else:
-        for inp, res in zip(inputs, results):
-            _table(str(inp), ["rank", "label", "score"], [[k + 1, lab, f"{s:.4f}"] for k, (lab, s) in enumerate(res)])
+        rows = [[str(inp), k + 1, lab, f"{sc:.4f}"] for inp, res in zip(inputs, results) for k, (lab, sc) in enumerate(res)]
+        _table(f"{backbone.id}: top {args.top_k}", ["input", "rank", "label", "score"], rows)
     return 0
 
 
