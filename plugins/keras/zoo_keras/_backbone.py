@@ -18,7 +18,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import keras
+from zoo._compat import prepare_tensorflow
+
+prepare_tensorflow()
+
+import keras  # noqa: E402
 
 import zoo
 from zoo.backbone import InputSpec, LayerGroup

@@ -40,6 +40,10 @@ TFHUB_URL = "https://tfhub.dev/"
 DEFAULT_SIZE = 224
 
 hub = import_hub()
+from zoo._compat import prepare_tensorflow  # noqa: E402
+
+prepare_tensorflow()
+
 import tensorflow as tf  # noqa: E402  (after the pkg_resources stand-in)
 import tf_keras  # noqa: E402
 
