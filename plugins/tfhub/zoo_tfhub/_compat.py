@@ -9,6 +9,7 @@ used) is put in ``sys.modules`` before the import. Nothing is replaced when the 
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -41,6 +42,7 @@ def make_shim() -> types.ModuleType:
     shim = types.ModuleType(SHIM_NAME, "zoo stand-in for pkg_resources (parse_version only), for tensorflow_hub")
     shim.parse_version = parse_version  # type: ignore[attr-defined]
     shim.__zoo_shim__ = True  # type: ignore[attr-defined]
+    shim.__spec__ = importlib.machinery.ModuleSpec(SHIM_NAME, None)  # find_spec() works on it
     return shim
 
 
