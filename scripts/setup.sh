@@ -16,7 +16,7 @@ fi
 echo "zoo: installing into .venv (torch, tensorflow, transformers, timm: several minutes the first time)" >&2
 "$VPY" -m pip install -q --upgrade pip
 # tensorflow_hub 0.16 imports pkg_resources, which setuptools 81 removed
-"$VPY" -m pip install -q 'setuptools<81' wheel
+"$VPY" -m pip install -q -c scripts/constraints.txt 'setuptools<81' wheel
 # the newest torch/torchvision this build machine serves; pinned so CI and developers agree
 "$VPY" -m pip install -q -c scripts/constraints.txt torch==2.14.1 torchvision==0.29.1
 plugins=()
