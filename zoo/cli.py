@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from zoo import __version__, constants
+from zoo import __version__, _cli_cache, constants
 
 EXIT_USAGE = 2
 
@@ -218,15 +218,6 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pull(args: argparse.Namespace) -> int:
-    import zoo
-
-    for model_id in args.ids:
-        backbone = zoo.load(model_id)  # each source downloads into its own cache (TORCH_HOME, HF_HOME, ...)
-        print(f"{backbone.id}: ready ({backbone.framework}, {backbone.feature_dim}-d features)")
-    return 0
-
-
 # ---- parser -----------------------------------------------------------------------------------
 
 
@@ -285,9 +276,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     _add_json(p)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("pull", help="download models into their sources' caches, for offline use later")
-    p.add_argument("ids", nargs="+", metavar="ID")
-    p.set_defaults(func=cmd_pull)
+    _cli_cache.add_commands(sub)
 
     p = sub.add_parser("recommend", help="recommend feature extraction or fine-tuning depth, backbone, LRs and schedule")
     p.add_argument("--samples", type=int, required=True, help="number of labelled training examples")

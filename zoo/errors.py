@@ -138,7 +138,7 @@ class NotCachedError(ZooError, FileNotFoundError):
         self.cache_path = cache_path
         super().__init__(
             f"{model_id} is not cached at {cache_path} and zoo is offline (ZOO_OFFLINE/HF_HUB_OFFLINE): "
-            f"run `zoo pull {model_id}` with network (on this machine, or on another one and copy that path here)."
+            f"run `zoo pull {model_id}` with network, or `zoo cache import BUNDLE.tar` / `zoo cache import DIR --as {model_id}`."
         )
 
 

@@ -60,6 +60,26 @@ def zoo_resolve_weights(model_id: ModelId, card: ModelCard | None) -> Any:
     """
 
 
+@hookspec(firstresult=True)
+def zoo_model_files(model_id: ModelId, card: ModelCard | None) -> Any:
+    """List the files ``model_id`` is made of, where its source's cache keeps them; ``None`` to pass.
+
+    Used by ``zoo lock`` (hash every file), ``zoo bundle``, ``zoo pull --lock`` (re-fetch a file by
+    its URL) and ``zoo cache import DIR --as ID`` (the paths are the destinations). Answer only for
+    your own source, without downloading anything and without the files having to exist yet::
+
+        {"revision": "<resolved commit or version, or None>",
+         "files": [{"path": "<local path>", "url": "<download URL or None>",
+                    "sha256_prefix": "<hash prefix the source publishes, optional>"}]}
+
+    A source that cannot list the files of a model it has never seen may instead answer
+    ``{"revision": ..., "files": [], "folder": "<dir>", "write": {"<path>": "<text>"}}``:
+    ``zoo cache import DIR --as ID`` then copies the whole of ``DIR`` into ``folder`` and writes
+    the small ``write`` files (a Hugging Face ``refs/main``). Paths must lie under one of the cache roots (``ZOO_HOME``, ``TORCH_HOME``, ``HF_HOME``,
+    ``KERAS_HOME``, ``TFHUB_CACHE_DIR``) so that a bundle can recreate them on another machine.
+    """
+
+
 @hookspec
 def zoo_register_commands(cli: Any) -> None:
     """Add sub-commands to the ``zoo`` command line.

@@ -13,7 +13,7 @@ from zoo import Source, hookimpl
 
 from zoo_hf._catalog import CARDS
 
-__all__ = ["zoo_register_sources", "zoo_register_models"]
+__all__ = ["zoo_register_sources", "zoo_register_models", "zoo_model_files"]
 
 
 @hookimpl
@@ -35,3 +35,13 @@ def zoo_register_sources(register: Any) -> None:
 def zoo_register_models(register: Any) -> None:
     """A small static set of well-known repos; any other repo id loads too."""
     register.many(CARDS)
+
+
+@hookimpl
+def zoo_model_files(model_id: Any, card: Any) -> Any:
+    """The cached snapshot of an ``hf:`` id, pinned to its commit (for ``zoo lock`` and bundles)."""
+    if model_id.source != "hf":
+        return None
+    from zoo_hf._hub import model_files
+
+    return model_files(model_id)

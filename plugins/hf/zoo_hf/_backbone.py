@@ -12,6 +12,7 @@ config and builds one of:
 
 from __future__ import annotations
 
+import contextvars
 import json
 import random
 import warnings
@@ -29,6 +30,9 @@ from zoo.frameworks.torch import TorchBackbone, move
 from zoo.inputs import load_images, load_texts
 
 from zoo_hf._hub import locate, repo_of
+
+#: True only inside a load whose id passed :func:`zoo.cache.trust.check_remote_code`.
+_TRUST: contextvars.ContextVar[bool] = contextvars.ContextVar("zoo_hf_trust_remote_code", default=False)
 from zoo_hf._modules import (
     TEXT_POOLINGS,
     VISION_POOLINGS,
@@ -70,7 +74,8 @@ def load(
         path: a local model directory to load instead of the Hub cache.
         normalize: L2-normalise text features (default: when the repo's sentence-transformers
             ``modules.json`` has a Normalize step).
-        trust_remote_code: refused; repos with custom code are not supported.
+        trust_remote_code: run the repo's own modelling code; refused unless the id is pinned
+            (``@<commit>``) and allowed by ``ZOO_TRUST_REMOTE_CODE`` (a comma list of ids, or 1).
 
     Raises:
         NotCachedError: offline and the repo is not in HF's cache.
@@ -82,7 +87,17 @@ def load(
         (2, 384)
     """
     if trust_remote_code:
-        raise InvalidInputError("trust_remote_code=True is not supported by the hf source; use a repo with built-in transformers classes.")
+        from zoo.cache.trust import check_remote_code
+
+        check_remote_code(model_id)  # pinned to a revision and allowed by ZOO_TRUST_REMOTE_CODE, else refused
+    token = _TRUST.set(bool(trust_remote_code))
+    try:
+        return _load(model_id, card, pooling, max_length, path, normalize, options)
+    finally:
+        _TRUST.reset(token)
+
+
+def _load(model_id: Any, card: ModelCard | None, pooling: str | None, max_length: int | None, path: Any, normalize: bool | None, options: dict[str, Any]) -> TorchBackbone:
     if options:
         raise InvalidInputError(
             f"Unknown option(s) for hf: {', '.join(sorted(options))}; valid: pooling, max_length, path, normalize."
@@ -90,7 +105,7 @@ def load(
     from transformers import AutoConfig
 
     folder = locate(model_id, card, path)
-    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=_TRUST.get())
     if _is_vision(config):
         if max_length is not None or normalize is not None:
             raise InvalidInputError(f"{model_id} is a vision model: max_length and normalize apply to text models only.")
@@ -108,7 +123,7 @@ def _is_vision(config: Any) -> bool:
 
 def _from_pretrained(cls: Any, folder: Path) -> tuple[Any, list[str]]:
     model, info = cls.from_pretrained(
-        folder, trust_remote_code=False, dtype=torch.float32, output_loading_info=True
+        folder, trust_remote_code=_TRUST.get(), dtype=torch.float32, output_loading_info=True
     )
     return model, list(info.get("missing_keys", ()))
 
@@ -179,7 +194,7 @@ def _load_vision(model_id: Any, card: ModelCard | None, folder: Path, config: An
         base, _ = _from_pretrained(AutoModel, folder)
     if pooling != "pooler":
         drop_unused_pooler(base)
-    processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=False)
+    processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=_TRUST.get())
     model = VisionEncoder(base, pooling).eval()
     size = _processor_size(processor) or getattr(config, "image_size", None)
     size = int(size[0] if isinstance(size, (list, tuple)) else size) if size else None
@@ -313,7 +328,7 @@ def _load_text(
     drop_unused_pooler(base)
     if hasattr(base.config, "use_cache"):
         base.config.use_cache = False
-    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=_TRUST.get())
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
             raise InvalidInputError(f"{model_id}'s tokenizer has neither a pad nor an end-of-text token; zoo cannot batch it.")

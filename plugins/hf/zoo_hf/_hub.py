@@ -21,6 +21,7 @@ CONFIG_PATTERNS = [
     "*.txt",
     "*.model",
     "tokenizer*",
+    "*.py",  # a repo's own code: downloaded, executed only when trust_remote_code passed zoo's policy
 ]
 SAFE_WEIGHTS = ["*.safetensors"]
 TORCH_WEIGHTS = ["pytorch_model*.bin"]
@@ -122,3 +123,40 @@ def _snapshot(model_id: Any) -> Path:
             ignore_patterns=IGNORE_PATTERNS,
         )
     )
+
+
+def model_files(model_id: Any) -> dict[str, Any] | None:
+    """The cached snapshot files of an ``hf:`` id and its resolved commit (for ``zoo_model_files``).
+
+    Reads only the cache: ``refs/<revision>`` gives the commit, ``snapshots/<commit>/`` the files.
+    When nothing is cached, answers with the snapshot folder a hand-carried directory is adopted
+    into (``zoo cache import DIR --as hf:org/model``) and the ref to write.
+    """
+    import re
+
+    repo = repo_of(model_id)
+    where = repo_cache_dir(repo)
+    revision = model_id.revision or "main"
+    if re.fullmatch(r"[0-9a-f]{40}", revision) and (where / "snapshots" / revision).is_dir():
+        commit, ref = revision, None
+    else:
+        ref = where / "refs" / revision
+        commit = ref.read_text(encoding="utf-8").strip() if ref.is_file() else None
+    if commit is None:
+        # not cached: a hand-carried model directory is adopted as a snapshot of a local commit id
+        # (the pinned revision when it is a commit, else one derived from the repo name)
+        import hashlib
+
+        local = revision if re.fullmatch(r"[0-9a-f]{40}", revision) else hashlib.sha1(f"zoo-import:{repo}".encode()).hexdigest()
+        write = {} if revision == local else {str(where / "refs" / revision): local}
+        return {"revision": local, "files": [], "folder": str(where / "snapshots" / local), "write": write}
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    snap = where / "snapshots" / commit
+    files = [
+        {"path": str(p), "url": f"{endpoint}/{repo}/resolve/{commit}/{p.relative_to(snap).as_posix()}"}
+        for p in sorted(snap.rglob("*"))
+        if p.is_file()
+    ]
+    if ref is not None:
+        files.append({"path": str(ref), "url": None})
+    return {"revision": commit, "files": files}

@@ -34,3 +34,17 @@ def zoo_register_models(register: Any) -> None:
     from zoo.listing import cached_listing
 
     register.many(cached_listing("keras", "keras", LISTING, "zoo_keras._listing"))
+
+
+@hookimpl
+def zoo_model_files(model_id: Any, card: Any) -> Any:
+    """The weights files of a ``keras:`` id in ``$KERAS_HOME/models`` (no-top, and with-top when cached)."""
+    if model_id.source != "keras":
+        return None
+    from zoo_keras._backbone import keras_cache_dir, weights_filenames
+
+    notop, top = (keras_cache_dir() / n for n in weights_filenames(model_id.name))
+    files = [{"path": str(notop), "url": None}]
+    if top.is_file():
+        files.append({"path": str(top), "url": None})
+    return {"revision": None, "files": files}

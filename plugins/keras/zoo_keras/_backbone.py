@@ -242,7 +242,10 @@ def load(model_id: Any, card: Any = None, **options: Any) -> KerasBackbone:
     fn = apps[app]
     module = family_module(fn)
     weights = _weights_for(model_id, card, app, options.get("weights", "imagenet"))
-    model = fn(include_top=False, pooling="avg", weights=weights)
+    from zoo_keras._download import zoo_downloads
+
+    with zoo_downloads(str(model_id)):  # a download goes through zoo's downloader (temp, Keras' hash, rename)
+        model = fn(include_top=False, pooling="avg", weights=weights)
     top_file = _cached_top_file(model_id, card, app, options.get("weights", "imagenet"))
     head = source_head(app, module, model, top_file) if top_file is not None else None
     size = (card.input_size if card is not None and card.input_size else None) or default_size(app)

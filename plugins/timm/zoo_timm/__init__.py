@@ -39,3 +39,13 @@ def zoo_register_models(register: Any) -> None:
     if "default" not in ModelCard.model_fields:  # a zoo without default-weights marks
         models = [{k: v for k, v in m.items() if k != "default"} for m in models]
     register.many(models)
+
+
+@hookimpl
+def zoo_model_files(model_id: Any, card: Any) -> Any:
+    """The cached weights file of a ``timm:`` id (HF cache or torch.hub checkpoints), for ``zoo lock``."""
+    if model_id.source != "timm":
+        return None
+    from zoo_timm._weights import model_files
+
+    return model_files(model_id)

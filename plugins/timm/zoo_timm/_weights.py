@@ -159,3 +159,32 @@ def create(model_id: Any, resolved: Any, *, pretrained: bool, **kwargs: Any) -> 
         overlay = {"hf_hub_id": f"{_split_revision(cfg['hf_hub_id'], None)[0]}@{model_id.revision}"}
     cache_dir = str(hf_hub_cache()) if cfg.get("hf_hub_id") else None
     return timm.create_model(full, pretrained=True, pretrained_cfg_overlay=overlay, cache_dir=cache_dir, **kwargs)
+
+
+def model_files(model_id: Any) -> dict[str, Any]:
+    """The weights file ``model_id`` loads, where timm's loading caches it, with its URL and revision.
+
+    Hub-hosted tags: the snapshot file and its ``refs`` entry in ``$HF_HOME/hub`` (revision: the
+    snapshot's commit); URL tags: ``$TORCH_HOME/hub/checkpoints/<file>``.
+    """
+    from zoo.cache.download import hash_prefix_of
+
+    check_arch(model_id)
+    cfg = pretrained_cfg(model_id.name, model_id.tag)
+    if cfg is None:
+        return {"revision": None, "files": []}
+    found, where = cached_file(cfg, model_id.revision)
+    if cfg.get("hf_hub_id"):
+        if found is None:
+            return {"revision": None, "files": []}
+        repo, rev = _split_revision(cfg["hf_hub_id"], model_id.revision)
+        snap = found.parent
+        commit = snap.name
+        endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+        files = [{"path": str(found), "url": f"{endpoint}/{repo}/resolve/{commit}/{found.name}"}]
+        ref = hf_repo_dir(repo) / "refs" / (rev or "main")
+        if ref.is_file():
+            files.append({"path": str(ref), "url": None})
+        return {"revision": commit, "files": files}
+    url = cfg.get("url")
+    return {"revision": None, "files": [{"path": str(where), "url": url, "sha256_prefix": hash_prefix_of(url) if url else None}]}

@@ -36,3 +36,13 @@ def zoo_register_models(register: Any) -> None:
     from zoo.listing import cached_listing
 
     register.many(cached_listing("torchvision", "torchvision", LISTING, "zoo_torchvision._listing"))
+
+
+@hookimpl
+def zoo_model_files(model_id: Any, card: Any) -> Any:
+    """The checkpoint file of a ``torchvision:`` id in ``$TORCH_HOME/hub/checkpoints`` (for ``zoo lock``)."""
+    if model_id.source != "torchvision":
+        return None
+    from zoo_torchvision._backbone import model_files
+
+    return model_files(model_id)

@@ -112,11 +112,24 @@ def state_dict_for(model_id: ModelId, member: Any, card: ModelCard | None) -> di
     path = checkpoint_path(member)
     if not path.is_file() and constants.offline():
         raise NotCachedError(str(model_id), str(path))
-    # downloads into $TORCH_HOME/hub/checkpoints with torchvision's hash-prefix check when missing
+    if not path.is_file():
+        # zoo's downloader: temp file, torchvision's hash-prefix check, fsync, rename, per-file lock
+        from zoo.cache.download import fetch, hash_prefix_of
+
+        fetch(member.url, path, sha256_prefix=hash_prefix_of(member.url), model_id=str(model_id))
     with _refusing_pickles(path):
-        return torch.hub.load_state_dict_from_url(
-            member.url, map_location="cpu", progress=True, check_hash=True, weights_only=True
-        )
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def model_files(model_id: ModelId) -> dict[str, Any]:
+    """The checkpoint ``model_id`` needs, for ``zoo_model_files``: path, URL and published hash prefix."""
+    from zoo.cache.download import hash_prefix_of
+
+    member = weights_member(model_id)
+    return {
+        "revision": None,
+        "files": [{"path": str(checkpoint_path(member)), "url": member.url, "sha256_prefix": hash_prefix_of(member.url)}],
+    }
 
 
 @contextmanager

@@ -1,0 +1,293 @@
+"""zoo's downloader and Hugging Face's, against a loopback HTTP server that serves files like the hubs.
+
+After every failure (cut-off transfer, wrong hash, 404, 5xx) the destination holds the whole
+verified file or nothing; four processes pulling one file leave one valid file and all succeed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from zoo.cache import records
+from zoo.cache.download import fetch, hash_prefix_of
+from zoo.cache.errors import DownloadError, IntegrityError
+from zoo.errors import NotCachedError
+
+PAYLOAD = os.urandom(300_000) + b"zoo weights"
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+class Hub:
+    """A loopback server (127.0.0.1 only). ``plan[path]`` is a list of behaviours consumed one per
+    GET (the last one repeats): ``"ok"``, ``"cut"`` (announces the full length, sends half, closes),
+    ``"slow"`` (the whole file in small chunks), or an HTTP status code. It stops by itself after
+    ``lifetime`` seconds."""
+
+    def __init__(self, lifetime: float = 90.0) -> None:
+        self.files: dict[str, bytes] = {}
+        self.plan: dict[str, list[object]] = {}
+        self.gets: dict[str, int] = {}
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _headers(self, path: str, body: bytes) -> None:
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("Accept-Ranges", "none")
+
+            def _answer(self, head: bool) -> None:
+                path = self.path.split("?")[0]
+                if path not in hub.files:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.send_header("X-Error-Code", "EntryNotFound")
+                    self.end_headers()
+                    return
+                body = hub.files[path]
+                if head:
+                    self.send_response(200)
+                    self._headers(path, body)
+                    self.end_headers()
+                    return
+                hub.gets[path] = hub.gets.get(path, 0) + 1
+                steps = hub.plan.get(path, ["ok"])
+                step = steps.pop(0) if len(steps) > 1 else steps[0]
+                if isinstance(step, int):
+                    self.send_response(step)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self._headers(path, body)
+                self.end_headers()
+                if step == "cut":
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                elif step == "slow":
+                    for i in range(0, len(body), 16384):
+                        self.wfile.write(body[i : i + 16384])
+                        time.sleep(0.01)
+                else:
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._answer(head=True)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._answer(head=False)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.timer = threading.Timer(lifetime, self.server.shutdown)
+        self.timer.daemon = True
+
+    def __enter__(self) -> Hub:
+        self.thread.start()
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.cancel()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hub() -> Hub:
+    with Hub() as h:
+        yield h
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+@pytest.fixture
+def ckpt_dir(zoo_home: Path) -> Path:
+    return Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
+
+
+NAME = f"/models/resnet18-{SHA[:8]}.pth"  # torch.hub style: the name publishes a sha256 prefix
+
+
+def test_whole_file_verified_against_the_published_prefix_and_recorded(hub: Hub, ckpt_dir: Path) -> None:
+    hub.files[NAME] = PAYLOAD
+    dest = ckpt_dir / Path(NAME).name
+    assert hash_prefix_of(NAME) == SHA[:8]
+    fetch(hub.url + NAME, dest, sha256_prefix=hash_prefix_of(NAME), model_id="torchvision:resnet18", progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert _leftovers(ckpt_dir) == [dest.name]
+    rec = records.files()[f"TORCH_HOME/hub/checkpoints/{dest.name}"]
+    assert rec["sha256"] == SHA and rec["size"] == len(PAYLOAD) and rec["models"] == ["torchvision:resnet18"]
+    fetch(hub.url + NAME, dest, sha256_prefix=SHA[:8], progress=False)  # cached and valid: no second GET
+    assert hub.gets[NAME] == 1
+
+
+def test_transfer_cut_off_leaves_nothing_then_retry_gets_whole_file(hub: Hub, ckpt_dir: Path) -> None:
+    hub.files[NAME] = PAYLOAD
+    hub.plan[NAME] = ["cut"]
+    dest = ckpt_dir / Path(NAME).name
+    with pytest.raises(DownloadError, match="cut off"):
+        fetch(hub.url + NAME, dest, sha256=SHA, retries=1, backoff=0.01, progress=False)
+    assert hub.gets[NAME] == 2 and _leftovers(ckpt_dir) == []
+    hub.plan[NAME] = ["cut", "ok"]
+    fetch(hub.url + NAME, dest, sha256=SHA, retries=2, backoff=0.01, progress=False)
+    assert dest.read_bytes() == PAYLOAD and _leftovers(ckpt_dir) == [dest.name]
+
+
+def test_wrong_hash_is_refused_and_nothing_is_kept(hub: Hub, ckpt_dir: Path) -> None:
+    bad = f"/models/resnet18-{'0' * 8}.pth"
+    hub.files[bad] = PAYLOAD  # the name publishes a prefix the bytes do not have
+    dest = ckpt_dir / Path(bad).name
+    with pytest.raises(IntegrityError, match="nothing was written") as err:
+        fetch(hub.url + bad, dest, sha256_prefix=hash_prefix_of(bad), progress=False)
+    assert SHA in str(err.value)
+    hub.files[NAME] = PAYLOAD
+    with pytest.raises(IntegrityError):
+        fetch(hub.url + NAME, ckpt_dir / "x.pth", sha256="f" * 64, progress=False)  # a lock's full hash
+    with pytest.raises(IntegrityError, match="bytes"):
+        fetch(hub.url + NAME, ckpt_dir / "y.pth", size=len(PAYLOAD) + 1, progress=False)
+    assert _leftovers(ckpt_dir) == [] and records.files() == {}
+
+
+def test_404_is_one_clear_line_and_not_retried(hub: Hub, ckpt_dir: Path) -> None:
+    dest = ckpt_dir / "missing-abcdef12.pth"
+    with pytest.raises(DownloadError) as err:
+        fetch(hub.url + "/models/missing-abcdef12.pth", dest, progress=False)
+    msg = str(err.value)
+    assert "HTTP 404" in msg and str(dest) in msg and "\n" not in msg
+    assert _leftovers(ckpt_dir) == []
+
+
+def test_5xx_then_success(hub: Hub, ckpt_dir: Path) -> None:
+    hub.files[NAME] = PAYLOAD
+    hub.plan[NAME] = [503, 500, "ok"]
+    dest = ckpt_dir / Path(NAME).name
+    fetch(hub.url + NAME, dest, sha256_prefix=SHA[:8], retries=3, backoff=0.01, progress=False)
+    assert hub.gets[NAME] == 3 and dest.read_bytes() == PAYLOAD and _leftovers(ckpt_dir) == [dest.name]
+    hub.plan["/models/down.pth"] = [503]
+    hub.files["/models/down.pth"] = PAYLOAD
+    with pytest.raises(DownloadError, match="HTTP 503.*3 attempt"):
+        fetch(hub.url + "/models/down.pth", ckpt_dir / "down.pth", retries=2, backoff=0.01, progress=False)
+    assert _leftovers(ckpt_dir) == [dest.name]
+
+
+def test_offline_opens_no_socket(hub: Hub, ckpt_dir: Path, no_network: None) -> None:
+    hub.files[NAME] = PAYLOAD
+    with pytest.raises(NotCachedError, match="torchvision:resnet18"):
+        fetch(hub.url + NAME, ckpt_dir / Path(NAME).name, model_id="torchvision:resnet18", progress=False)
+    assert hub.gets == {}
+
+
+def test_four_processes_pulling_one_file(hub: Hub, ckpt_dir: Path) -> None:
+    hub.files[NAME] = PAYLOAD
+    hub.plan[NAME] = ["slow"]
+    dest = ckpt_dir / Path(NAME).name
+    code = (
+        "import sys; from zoo.cache.download import fetch\n"
+        "fetch(sys.argv[1], sys.argv[2], sha256=sys.argv[3], model_id='torchvision:resnet18', progress=False)\n"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, hub.url + NAME, str(dest), SHA], env=os.environ.copy(), stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    results = [(p.wait(timeout=60), p.stderr.read().decode()) for p in procs]
+    assert all(rc == 0 for rc, _ in results), results
+    assert dest.read_bytes() == PAYLOAD
+    assert _leftovers(ckpt_dir) == [dest.name]
+    assert hub.gets[NAME] == 1  # the lock let one process download; the others found the verified file
+    assert records.files()[f"TORCH_HOME/hub/checkpoints/{dest.name}"]["sha256"] == SHA
+
+
+# ---- Hugging Face: huggingface_hub's own download, HF_ENDPOINT pointed at the loopback hub -------
+REPO = "zoo-test/tiny"
+
+
+def _hf_cached(filename: str) -> object:
+    from huggingface_hub import try_to_load_from_cache
+
+    return try_to_load_from_cache(REPO, filename, cache_dir=str(Path(os.environ["HF_HOME"]) / "hub"))
+
+
+def _hf_get(hub: Hub, filename: str) -> str:
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(REPO, filename, cache_dir=str(Path(os.environ["HF_HOME"]) / "hub"), endpoint=hub.url, etag_timeout=5)
+
+
+def test_hf_download_404_cut_off_and_resume(hub: Hub, zoo_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from huggingface_hub import constants as hf_constants
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # read at import, maybe by an earlier offline test
+    monkeypatch.setattr("huggingface_hub.file_download.time.sleep", lambda s: None, raising=False)
+    with pytest.raises(EntryNotFoundError):
+        _hf_get(hub, "nothing.safetensors")
+    assert _hf_cached("nothing.safetensors") is None
+
+    path = f"/{REPO}/resolve/main/model.safetensors"
+    hub.files[path] = PAYLOAD
+    hub.plan[path] = ["cut"]
+    with pytest.raises(Exception):  # noqa: B017 - huggingface_hub's consistency/transfer error
+        _hf_get(hub, "model.safetensors")
+    assert hub.gets[path] >= 1  # the transfer was really attempted and cut
+    assert _hf_cached("model.safetensors") is None  # no usable file: nothing in snapshots/
+    snap = Path(os.environ["HF_HOME"]) / "hub" / f"models--{REPO.replace('/', '--')}" / "snapshots"
+    assert not any(p.is_file() for p in snap.rglob("*")) if snap.exists() else True
+
+    hub.plan[path] = ["cut", "ok"]
+    got = _hf_get(hub, "model.safetensors")
+    assert Path(got).read_bytes() == PAYLOAD and COMMIT in got
+    assert _hf_cached("model.safetensors") == got
+
+
+# ---- `zoo pull --lock` and `zoo cache verify --repair` fetch from the lock's URLs ----------------
+def test_pull_lock_fetches_verifies_and_repair_refetches(hub: Hub, zoo_home: Path, tmp_path: Path, capsys) -> None:
+    from zoo import cli
+    from zoo.cache.lockfile import LockedFile, LockedModel, LockFile
+
+    hub.files["/w/a.safetensors"] = PAYLOAD
+    key = "ZOO_HOME/models/demo/a.safetensors"
+    lock = LockFile(models=[LockedModel(id="demo:a", source="demo", revision="v1", files=[
+        LockedFile(key=key, sha256=SHA, size=len(PAYLOAD), url=hub.url + "/w/a.safetensors")])])
+    lock.write(tmp_path / "zoo.lock")
+    assert cli.main(["pull", "--lock", str(tmp_path / "zoo.lock")]) == 0
+    dest = records.path_of(key)
+    assert dest.read_bytes() == PAYLOAD and "demo:a@v1: 1 file(s) verified" in capsys.readouterr().out
+    # the server now serves other bytes: a lock keeps them out
+    hub.files["/w/a.safetensors"] = PAYLOAD[::-1]
+    dest.unlink()
+    assert cli.main(["pull", "--lock", str(tmp_path / "zoo.lock")]) == 2
+    assert "expected sha256 " + SHA in capsys.readouterr().err and not dest.exists()
+    # a damaged file is re-fetched by --repair from the recorded URL and checked against the record
+    hub.files["/w/a.safetensors"] = PAYLOAD
+    assert cli.main(["pull", "--lock", str(tmp_path / "zoo.lock")]) == 0
+    dest.write_bytes(PAYLOAD[:-1])
+    capsys.readouterr()
+    assert cli.main(["cache", "verify", "--repair"]) == 0
+    out = capsys.readouterr().out
+    assert str(dest) in out and "truncated" in out and "re-fetched" in out
+    assert dest.read_bytes() == PAYLOAD

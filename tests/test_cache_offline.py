@@ -1,0 +1,232 @@
+"""Offline use of cached models, lock -> bundle -> import on an empty machine, and `zoo cache verify`.
+
+Random weights written where torchvision's download puts them stand in for the real checkpoints.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision.models as tvm
+from skimage import data
+
+import zoo
+from zoo import cli, hookimpl
+from zoo.cache import records
+from zoo.cache.errors import IntegrityError
+from zoo.cache.lockfile import LockFile
+from zoo.errors import NotCachedError
+from zoo.testing import CACHE_VARS
+
+RESNET18 = tvm.ResNet18_Weights.IMAGENET1K_V1
+MBV3S = tvm.MobileNet_V3_Small_Weights.IMAGENET1K_V1
+R18 = "torchvision:resnet18.IMAGENET1K_V1"
+MB = "torchvision:mobilenet_v3_small.IMAGENET1K_V1"
+
+
+def checkpoint(member: object) -> Path:
+    return Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / os.path.basename(member.url)  # type: ignore[attr-defined]
+
+
+def write_random(name: str, member: object, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = tvm.get_model(name, weights=None, num_classes=1000)
+    path = checkpoint(member)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def images() -> list[np.ndarray]:
+    return [data.chelsea(), data.coffee()]
+
+
+@pytest.fixture
+def tv(zoo_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.setenv("ZOO_PLUGINS", "torchvision")
+    monkeypatch.delenv("ZOO_DISABLE_PLUGINS", raising=False)
+    zoo.reset()
+    yield zoo_home
+    zoo.reset()
+
+
+def _sockets_fail(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
+    calls: list[tuple] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise OSError("network disabled in this test")
+
+    for target, name in ((socket.socket, "connect"), (socket.socket, "connect_ex"), (socket, "create_connection"), (socket, "getaddrinfo")):
+        monkeypatch.setattr(target, name, refuse)
+    return calls
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_offline_lookup_load_predict_on_cached_model(tv: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    write_random("resnet18", RESNET18)
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    calls = _sockets_fail(monkeypatch)
+    assert zoo.info(R18).feature_dim == 512
+    assert R18 in [c.id for c in zoo.list_models("torchvision:resnet18*")]
+    bb = zoo.load(R18)
+    feats = bb.embed(images())
+    assert feats.shape == (2, 512) and np.isfinite(feats).all()
+    top = bb.predict(images()[:1], top_k=3)
+    assert len(top[0]) == 3 and all(lab in RESNET18.meta["categories"] for lab, _ in top[0])
+    code, out, err = run(capsys, "info", R18)
+    assert code == 0 and "resnet" in out
+    # a model that is not cached fails at once, naming the model and the cache path
+    with pytest.raises(NotCachedError) as exc:
+        zoo.load(MB)
+    assert MB in str(exc.value) and str(checkpoint(MBV3S)) in str(exc.value) and "zoo pull" in str(exc.value)
+    assert calls == []  # nothing even tried to open a socket
+
+
+def _second_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "offline-machine"
+    for var, sub in CACHE_VARS.items():
+        (root / sub).mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(var, str(root / sub))
+    zoo.reset()
+    return root
+
+
+def test_lock_bundle_import_on_empty_home_gives_same_embeddings(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    write_random("resnet18", RESNET18, seed=1)
+    write_random("mobilenet_v3_small", MBV3S, seed=2)
+    first = {i: zoo.load(i).embed(images()) for i in (R18, MB)}
+    lock_path, tar = tmp_path / "zoo.lock", tmp_path / "models.tar"
+    code, out, err = run(capsys, "lock", R18, MB, "-o", str(lock_path))
+    assert code == 0, err
+    lock = LockFile.read(lock_path)
+    assert [m.id for m in lock.models] == [R18, MB]
+    f = lock.models[0].files[0]
+    assert f.key == "TORCH_HOME/hub/checkpoints/" + os.path.basename(RESNET18.url) and f.url == RESNET18.url
+    assert (f.sha256, f.size) == records.sha256_file(checkpoint(RESNET18))
+    code, out, err = run(capsys, "bundle", str(lock_path), "-o", str(tar))
+    assert code == 0, err
+
+    root = _second_machine(tmp_path, monkeypatch)
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    calls = _sockets_fail(monkeypatch)
+    with pytest.raises(NotCachedError):
+        zoo.load(R18)
+    code, out, err = run(capsys, "cache", "import", str(tar))
+    assert code == 0, err
+    assert checkpoint(RESNET18).is_relative_to(root)
+    for i in (R18, MB):
+        np.testing.assert_allclose(zoo.load(i).embed(images()), first[i], rtol=1e-5, atol=1e-5)
+    code, out, err = run(capsys, "pull", "--lock", str(lock_path))  # offline: verifies what is there
+    assert code == 0 and "verified" in out, err
+    assert calls == []
+
+
+def test_bundle_member_altered_is_refused(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import tarfile
+
+    from zoo.cache.bundle import bundle, import_bundle
+    from zoo.cache.lockfile import lock_models
+
+    write_random("mobilenet_v3_small", MBV3S)
+    lock = lock_models([MB])
+    tar = bundle(lock, tmp_path / "ok.tar")
+    bad = tmp_path / "bad.tar"
+    with tarfile.open(tar) as src, tarfile.open(bad, "w") as dst:
+        for m in src.getmembers():
+            payload = src.extractfile(m).read()  # type: ignore[union-attr]
+            if m.name.startswith("files/"):
+                payload = payload[:100] + bytes([payload[100] ^ 1]) + payload[101:]
+            import io
+
+            dst.addfile(m, io.BytesIO(payload))
+    _second_machine(tmp_path, monkeypatch)
+    with pytest.raises(IntegrityError, match="damaged"):
+        import_bundle(bad)
+    assert not checkpoint(MBV3S).exists() and not list(checkpoint(MBV3S).parent.glob(".*part"))
+
+
+def test_verify_names_truncated_and_flipped_files_and_repair_removes_them(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    a, b = write_random("resnet18", RESNET18), write_random("mobilenet_v3_small", MBV3S)
+    assert run(capsys, "lock", R18, MB, "-o", str(tmp_path / "zoo.lock"))[0] == 0
+    assert run(capsys, "cache", "verify")[0] == 0
+    raw = a.read_bytes()
+    a.write_bytes(raw[:-1])  # truncated by one byte
+    raw = bytearray(b.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # one flipped bit
+    b.write_bytes(bytes(raw))
+    code, out, err = run(capsys, "cache", "verify")
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert any(str(a) in line and "truncated" in line for line in lines), out
+    assert any(str(b) in line and "altered" in line for line in lines), out
+    code, out, err = run(capsys, "cache", "ls", "--json")
+    assert code == 0 and {R18, MB} <= {m for row in __import__("json").loads(out) for m in row["models"]}
+    monkeypatch.setenv("ZOO_OFFLINE", "1")  # nothing to re-fetch from: repair removes them
+    code, out, err = run(capsys, "cache", "verify", "--repair")
+    assert code == 0 and out.count("removed") == 2
+    assert not a.exists() and not b.exists()
+    assert run(capsys, "cache", "verify")[1].strip() == "all recorded files verify"
+
+
+def test_cache_rm_deletes_a_models_files(tv: Path, tmp_path: Path, capsys) -> None:
+    a = write_random("resnet18", RESNET18)
+    assert run(capsys, "lock", R18, "-o", str(tmp_path / "zoo.lock"))[0] == 0
+    code, out, err = run(capsys, "cache", "rm", R18)
+    assert code == 0 and "removed TORCH_HOME/hub/checkpoints/" in out
+    assert not a.exists() and records.files() == {}
+    code, out, err = run(capsys, "cache", "rm", "torchvision:nothing")
+    assert code == 2 and "cache ls" in err
+
+
+# ---- `zoo cache import DIR --as ID`, and the zoo_model_files hook of a third-party source -------
+class FolderSource:
+    """A plugin whose model is one weights file in ``$ZOO_HOME/folder/<name>/``."""
+
+    @hookimpl
+    def zoo_register_sources(self, register):
+        register(zoo.Source(name="folder", framework="torch", loader="nowhere:load", requires=(), install="-", description="test"))
+
+    @hookimpl
+    def zoo_model_files(self, model_id, card):
+        if model_id.source != "folder":
+            return None
+        base = Path(os.environ["ZOO_HOME"]) / "folder" / model_id.name
+        return {"revision": "v1", "files": [{"path": str(base / "weights.safetensors"), "url": None}, {"path": str(base / "sub" / "config.json")}]}
+
+
+def test_import_dir_adopts_a_hand_carried_folder(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    zoo.reset(extra_plugins={"folder": FolderSource()})
+    carried = tmp_path / "usb"
+    (carried / "sub").mkdir(parents=True)
+    (carried / "weights.safetensors").write_bytes(b"w" * 1000)
+    (carried / "sub" / "config.json").write_text('{"a": 1}')
+    code, out, err = run(capsys, "cache", "import", str(carried), "--as", "folder:tiny")
+    assert code == 0, err
+    dest = Path(os.environ["ZOO_HOME"]) / "folder" / "tiny"
+    assert (dest / "weights.safetensors").read_bytes() == b"w" * 1000 and (dest / "sub" / "config.json").is_file()
+    assert set(records.files()) == {"ZOO_HOME/folder/tiny/weights.safetensors", "ZOO_HOME/folder/tiny/sub/config.json"}
+    (carried / "sub" / "config.json").unlink()
+    code, out, err = run(capsys, "cache", "import", str(carried), "--as", "folder:other")
+    assert code == 2 and "config.json" in err
+
+
+def test_import_dir_checks_the_sources_published_hash(tv: Path, tmp_path: Path, capsys) -> None:
+    carried = tmp_path / "usb"
+    carried.mkdir()
+    torch.save({"not": torch.zeros(1)}, carried / os.path.basename(RESNET18.url))
+    code, out, err = run(capsys, "cache", "import", str(carried), "--as", R18)
+    assert code == 2 and "published by the source" in err
+    assert not checkpoint(RESNET18).exists()

@@ -1,0 +1,197 @@
+"""Move a locked set of models to a machine without network: one tar file, or a folder by hand.
+
+``zoo bundle zoo.lock -o models.tar`` writes ``zoo-bundle.json`` (the lock) and every locked file
+under ``files/<key>``; ``zoo cache import models.tar`` checks each member against the lock and puts
+it where the source's cache expects it (temp file, fsync, rename). ``zoo cache import DIR --as ID``
+adopts a folder carried by hand: the source lists the files the model needs
+(``zoo_model_files``) and each is looked up in the folder by its relative path or file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tarfile
+import tempfile
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from zoo.cache import records
+from zoo.cache.errors import IntegrityError
+from zoo.cache.lockfile import LockFile, SourceFiles, model_files
+from zoo.errors import InvalidInputError, NotCachedError
+
+MANIFEST = "zoo-bundle.json"
+
+
+def bundle(lock: LockFile, out: str | Path) -> Path:
+    """Write the locked files into a tar at ``out`` (verifying each first); returns ``out``.
+
+    Raises:
+        NotCachedError: a locked file is not in the cache (run ``zoo pull --lock`` first).
+        IntegrityError: a cached file differs from the lock.
+    """
+    out = Path(out)
+    for model in lock.models:
+        for lf in model.files:
+            path = records.path_of(lf.key)
+            if not path.is_file():
+                raise NotCachedError(model.pinned_id, str(path))
+            digest, size = records.sha256_file(path)
+            if (digest, size) != (lf.sha256, lf.size):
+                raise IntegrityError(str(path), f"sha256 {lf.sha256} ({lf.size} bytes) as locked", f"sha256 {digest} ({size} bytes)", "run `zoo pull --lock` to repair it.")
+    fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        with tarfile.open(tmp, "w") as tar:
+            data = lock.model_dump_json(indent=2).encode("utf8")
+            info = tarfile.TarInfo(MANIFEST)
+            info.size = len(data)
+            import io
+
+            tar.addfile(info, io.BytesIO(data))
+            seen = set()
+            for model in lock.models:
+                for lf in model.files:
+                    if lf.key not in seen:
+                        seen.add(lf.key)
+                        real = records.path_of(lf.key).resolve()  # HF snapshots are links to blobs: pack the bytes
+                        info = tar.gettarinfo(str(real), arcname=f"files/{lf.key}")
+                        with open(real, "rb") as fh:
+                            tar.addfile(info, fh)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def _install(src: IO[bytes], key: str, sha256: str | None, size: int | None, model: str, check: Callable[[str], None] | None = None) -> Path:
+    """Copy a stream to the path of ``key`` through a verified temp file."""
+    from filelock import FileLock
+
+    dest = records.path_of(key)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(records.lock_path(dest))):
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        try:
+            h, n = hashlib.sha256(), 0
+            with os.fdopen(fd, "wb") as fh:
+                while chunk := src.read(records.CHUNK):
+                    h.update(chunk)
+                    fh.write(chunk)
+                    n += len(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            digest = h.hexdigest()
+            if (sha256 and digest != sha256) or (size is not None and n != size):
+                raise IntegrityError(f"{key} for {model}", f"sha256 {sha256} ({size} bytes)", f"sha256 {digest} ({n} bytes)", "the bundle is damaged; copy it again.")
+            if check:
+                check(digest)
+            os.replace(tmp, dest)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    records.record(key, digest, n, model=model)
+    return dest
+
+
+def import_bundle(path: str | Path) -> LockFile:
+    """Install every file of a bundle tar into the cache roots of this machine; returns its lock.
+
+    Raises:
+        InvalidInputError: not a zoo bundle, or a member's name is unsafe.
+        IntegrityError: a member differs from the bundle's lock (nothing of it is kept).
+    """
+    path = Path(path)
+    try:
+        tar = tarfile.open(path, "r")
+    except (tarfile.TarError, OSError) as exc:
+        raise InvalidInputError(f"{path}: not a readable tar file ({exc}); pass a file written by `zoo bundle`.") from None
+    with tar:
+        member = _member(tar, MANIFEST, path)
+        lock = LockFile.model_validate_json(tar.extractfile(member).read())  # type: ignore[union-attr]
+        for model in lock.models:
+            for lf in model.files:
+                m = _member(tar, f"files/{lf.key}", path)
+                if not m.isfile():
+                    raise InvalidInputError(f"{path}: member files/{lf.key} is not a regular file; the bundle was not written by zoo.")
+                _install(tar.extractfile(m), lf.key, lf.sha256, lf.size, model.id)  # type: ignore[arg-type]
+    return lock
+
+
+def _member(tar: tarfile.TarFile, name: str, path: Path) -> tarfile.TarInfo:
+    try:
+        return tar.getmember(name)
+    except KeyError:
+        raise InvalidInputError(f"{path}: no {name} in this tar; pass a file written by `zoo bundle`.") from None
+
+
+def import_dir(folder: str | Path, model_id: str) -> list[Path]:
+    """Adopt a hand-carried folder as ``model_id``: copy each file the source lists into place.
+
+    A file is found in ``folder`` by its path relative to the model's own folder in the cache, or
+    by its file name. A hash the source publishes (torchvision's file-name prefix) is checked.
+
+    Raises:
+        InvalidInputError: ``folder`` is not a directory, or a needed file is not in it.
+        IntegrityError: a file does not match the hash its source publishes.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InvalidInputError(f"{folder}: not a directory; pass the folder that holds the model's files, or a bundle tar.")
+    found = model_files(model_id)
+    if not found.files and found.folder is not None:
+        return _adopt_folder(folder, found)
+    if not found.files:
+        raise InvalidInputError(f"{model_id}: its source lists no files to import.")
+    by_name: dict[str, list[Path]] = {}
+    for p in folder.rglob("*"):
+        if p.is_file():
+            by_name.setdefault(p.name, []).append(p)
+    installed = []
+    for sf in found.files:
+        rel = PurePosixPath(sf.key.partition("/")[2])
+        candidates = [folder / Path(*rel.parts[i:]) for i in range(len(rel.parts))]
+        src = next((c for c in candidates if c.is_file()), None) or next(iter(by_name.get(rel.name, [])), None)
+        if src is None:
+            raise InvalidInputError(f"{folder} has no {rel.name} for {found.model_id}; it needs {', '.join(PurePosixPath(f.key).name for f in found.files)}.")
+
+        def check(digest: str, sf: object = sf, src: Path = src) -> None:
+            pub, prefix = getattr(sf, "sha256"), getattr(sf, "sha256_prefix")
+            if (pub and digest != pub) or (prefix and not digest.startswith(prefix)):
+                raise IntegrityError(str(src), f"sha256 {pub or prefix + '...'} (published by the source)", f"sha256 {digest}", "this is not the file the source publishes under that name.")
+
+        with open(src, "rb") as fh:
+            installed.append(_install(fh, sf.key, None, None, found.model_id.base, check))
+    return installed
+
+
+def _adopt_folder(folder: Path, found: SourceFiles) -> list[Path]:
+    """Copy every file of ``folder`` under ``found.folder`` (same relative paths), then the source's small files."""
+    import io
+
+    installed = []
+    dest_key = records.key_of(found.folder)  # type: ignore[arg-type]
+    for src in sorted(p for p in folder.rglob("*") if p.is_file()):
+        with open(src, "rb") as fh:
+            installed.append(_install(fh, f"{dest_key}/{src.relative_to(folder).as_posix()}", None, None, found.model_id.base))
+    if not installed:
+        raise InvalidInputError(f"{folder} is empty; pass the folder that holds {found.model_id}'s files.")
+    for path, text in found.write.items():
+        installed.append(_install(io.BytesIO(text.encode("utf8")), records.key_of(path), None, None, found.model_id.base))
+    return installed
+
+
+def remove_tree_if_empty(path: Path, stop: Path) -> None:
+    """Remove empty parent folders of ``path`` up to (not including) ``stop``."""
+    cur = path.parent
+    while cur != stop and stop in cur.parents:
+        try:
+            cur.rmdir()
+        except OSError:
+            return
+        cur = cur.parent
+
+

@@ -1,0 +1,243 @@
+"""zoo's one downloader: temp file, sha256 while streaming, verify, fsync, atomic rename, file lock.
+
+Every outcome leaves the destination either holding the whole verified file or untouched: the
+bytes go to ``.<name>.<random>.part`` in the destination folder and are renamed into place only
+after the size and hash checks pass; any failure removes the temporary file. A per-artifact lock
+(under ``$ZOO_HOME/locks``) makes concurrent pulls of one file safe: the first process downloads,
+the others wait and then find the verified file. Offline (``ZOO_OFFLINE`` / ``HF_HUB_OFFLINE``)
+no socket is opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from zoo import constants
+from zoo.cache import records
+from zoo.cache.errors import DownloadError, IntegrityError
+from zoo.errors import NotCachedError
+
+RETRY_STATUS = {429, 500, 502, 503, 504}
+#: torch.hub's rule: ``name-<hex>.ext`` publishes a prefix of the file's sha256.
+HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
+
+
+def hash_prefix_of(url_or_name: str) -> str | None:
+    """The sha256 prefix a torch.hub-style file name publishes (``resnet18-f37072fd.pth``), if any."""
+    match = HASH_PREFIX.search(os.path.basename(url_or_name.split("?")[0]))
+    return match.group(1) if match else None
+
+
+def _matches(digest: str, size: int, sha256: str | None, prefix: str | None, expected_size: int | None) -> bool:
+    if sha256 and digest != sha256.lower():
+        return False
+    if prefix and not digest.startswith(prefix.lower()):
+        return False
+    return expected_size is None or size == expected_size
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _progress(total: int | None, label: str) -> Callable[[int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True)
+    task = bar.add_task(label, total=total)
+    bar.start()
+
+    def advance(n: int) -> None:
+        if n < 0:
+            bar.stop()
+        else:
+            bar.advance(task, n)
+
+    return advance
+
+
+def _stream(url: str, dest: Path, timeout: float, progress: bool) -> tuple[Path, str, int, str]:
+    """One attempt: stream ``url`` into a temp file beside ``dest``; returns (temp, sha256, size, md5)."""
+    request = urllib.request.Request(url, headers={"User-Agent": "zoo-hub"})
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        h = hashlib.sha256()
+        m = hashlib.md5(usedforsecurity=False)
+        size = 0
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
+            length = resp.headers.get("Content-Length")
+            expected = int(length) if length and length.isdigit() else None
+            tick = _progress(expected, dest.name) if progress else None
+            try:
+                while True:
+                    chunk = resp.read(records.CHUNK)
+                    if not chunk:
+                        break
+                    h.update(chunk)
+                    m.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                    if tick:
+                        tick(len(chunk))
+            finally:
+                if tick:
+                    tick(-1)
+            if expected is not None and size != expected:
+                raise http.client.IncompleteRead(b"", expected - size)
+            out.flush()
+            os.fsync(out.fileno())
+        return tmp, h.hexdigest(), size, m.hexdigest()
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def fetch(
+    url: str,
+    dest: str | Path,
+    *,
+    sha256: str | None = None,
+    sha256_prefix: str | None = None,
+    md5: str | None = None,
+    size: int | None = None,
+    model_id: str | None = None,
+    retries: int = 3,
+    timeout: float = 60.0,
+    backoff: float = 0.5,
+    progress: bool = True,
+) -> Path:
+    """Download ``url`` to ``dest`` safely and return ``dest``.
+
+    Args:
+        url: what to download (http or https).
+        dest: the final path, in the source's native cache layout.
+        sha256: the expected sha256 (a lock file's); ``sha256_prefix``: the prefix a source
+            publishes in its file names (torchvision's ``-f37072fd``); ``md5``: the hash Keras
+            publishes for its application weights. Each one given is checked.
+        size: the expected size in bytes, if known.
+        model_id: the model this file belongs to (for errors and the cache record).
+        retries: extra attempts after a 5xx/429 answer, a dropped connection or a truncated body.
+
+    Returns:
+        ``dest``, holding the whole verified file.
+
+    Raises:
+        NotCachedError: offline and ``dest`` is missing (or does not verify).
+        DownloadError: HTTP 404 or another client error, or every attempt failed.
+        IntegrityError: the downloaded bytes do not have the expected hash or size.
+
+    Example:
+        >>> fetch("https://download.pytorch.org/models/resnet18-f37072fd.pth",  # doctest: +SKIP
+        ...       Path(torch.hub.get_dir()) / "checkpoints" / "resnet18-f37072fd.pth",
+        ...       sha256_prefix="f37072fd")
+    """
+    dest = Path(dest)
+    expects = bool(sha256 or sha256_prefix or md5 or size is not None)
+
+    def good() -> tuple[str, int] | None:
+        if not dest.is_file():
+            return None
+        if not expects:
+            return records.sha256_file(dest)
+        digest, n = records.sha256_file(dest)
+        if md5 and _md5(dest) != md5.lower():
+            return None
+        return (digest, n) if _matches(digest, n, sha256, sha256_prefix, size) else None
+
+    if constants.offline():
+        if good() is None:
+            raise NotCachedError(model_id or url, str(dest))
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    from filelock import FileLock
+
+    with FileLock(str(records.lock_path(dest))):
+        have = good()
+        if have is None:
+            have = _download(url, dest, (sha256, sha256_prefix, md5, size), retries, timeout, backoff, progress)
+        _record(dest, have, url, model_id)
+    return dest
+
+
+def _record(dest: Path, have: tuple[str, int], url: str, model_id: str | None) -> None:
+    try:
+        key = records.key_of(dest)
+    except Exception:  # noqa: BLE001 - a file outside the roots is simply not recorded
+        return
+    records.record(key, have[0], have[1], url=url, model=model_id)
+
+
+def _md5(path: Path) -> str:
+    m = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        while chunk := fh.read(records.CHUNK):
+            m.update(chunk)
+    return m.hexdigest()
+
+
+def _download(
+    url: str,
+    dest: Path,
+    expected: tuple[str | None, str | None, str | None, int | None],
+    retries: int,
+    timeout: float,
+    backoff: float,
+    progress: bool,
+) -> tuple[str, int]:
+    sha256, prefix, md5, size = expected
+    problem = "no attempt was made"
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * (2 ** (attempt - 1)))
+        try:
+            tmp, digest, n, md5_digest = _stream(url, dest, timeout, progress)
+        except urllib.error.HTTPError as exc:
+            problem = f"HTTP {exc.code} {exc.reason}"
+            if exc.code in RETRY_STATUS:
+                continue
+            raise DownloadError(url, problem, str(dest)) from None
+        except http.client.IncompleteRead as exc:
+            problem = f"the transfer was cut off ({exc.expected} bytes missing)"
+            continue
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
+            problem = f"connection failed ({getattr(exc, 'reason', exc)})"
+            continue
+        try:
+            if md5 and md5_digest != md5.lower():
+                raise IntegrityError(f"Download of {url}", f"md5 {md5}", f"md5 {md5_digest}", f"nothing was written to {dest}; the server's file changed or is corrupt.")
+            if not _matches(digest, n, sha256, prefix, size):
+                want = sha256 or (f"{prefix}..." if prefix else "?")
+                if size is not None and n != size:
+                    raise IntegrityError(f"Download of {url}", f"{size} bytes", f"{n} bytes", f"nothing was written to {dest}; the server's file changed or the lock is stale.")
+                raise IntegrityError(
+                    f"Download of {url}", f"sha256 {want}", f"sha256 {digest}",
+                    f"nothing was written to {dest}; the server's file changed, is corrupt, or the lock is stale.",
+                )
+            os.replace(tmp, dest)
+            _fsync_dir(dest.parent)
+            return digest, n
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise DownloadError(url, f"{problem} after {retries + 1} attempt(s)", str(dest))

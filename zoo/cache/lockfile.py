@@ -1,0 +1,207 @@
+"""``zoo.lock``: each id pinned to its resolved revision, each file to its sha256 and size.
+
+A lock is JSON (pydantic-validated, unknown fields refused)::
+
+    {"version": 1, "models": [{"id": "torchvision:resnet18.IMAGENET1K_V1", "source": "torchvision",
+      "revision": null, "files": [{"key": "TORCH_HOME/hub/checkpoints/resnet18-f37072fd.pth",
+      "sha256": "...", "size": 46830571, "url": "https://download.pytorch.org/..."}]}]}
+
+Files are named by cache keys (see :mod:`zoo.cache.records`), so a lock made on one machine is
+valid on another whose cache variables point elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from zoo.cache import records
+from zoo.errors import InvalidInputError, NotCachedError
+
+LOCK_VERSION = 1
+
+
+class LockedFile(BaseModel):
+    """One file of a locked model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+    url: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        records.check_key(value)
+        return value
+
+
+class LockedModel(BaseModel):
+    """One id, its resolved revision and its files."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    source: str
+    revision: str | None = None
+    files: list[LockedFile]
+
+    @property
+    def pinned_id(self) -> str:
+        """The id with its revision (``hf:org/model@<commit>``), what to load to get exactly these files."""
+        return f"{self.id.split('@', 1)[0]}@{self.revision}" if self.revision else self.id
+
+
+class LockFile(BaseModel):
+    """A whole ``zoo.lock``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = LOCK_VERSION
+    models: list[LockedModel] = []
+
+    def write(self, path: str | Path) -> Path:
+        """Write as indented JSON; returns the path."""
+        path = Path(path)
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def read(cls, path: str | Path) -> LockFile:
+        """Read and validate a lock file.
+
+        Raises:
+            InvalidInputError: missing, not JSON, or a field is wrong (the message names it).
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            lock = cls.model_validate(data)
+        except FileNotFoundError:
+            raise InvalidInputError(f"{path}: no such lock file; create one with `zoo lock ID... -o {path}`.") from None
+        except ValueError as exc:  # JSON or pydantic
+            detail = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
+            where = ".".join(str(p) for p in detail["loc"])
+            raise InvalidInputError(f"{path}: invalid lock file ({where}: {detail['msg']}); re-create it with `zoo lock`.") from None
+        if lock.version != LOCK_VERSION:
+            raise InvalidInputError(f"{path}: lock version {lock.version} is not supported (expected {LOCK_VERSION}); re-create it with this zoo.")
+        return lock
+
+
+@dataclass
+class SourceFile:
+    """A file a source says a model needs (from the ``zoo_model_files`` hook)."""
+
+    key: str
+    url: str | None = None
+    sha256_prefix: str | None = None
+    sha256: str | None = None
+
+    @property
+    def path(self) -> Path:
+        return records.path_of(self.key)
+
+
+@dataclass
+class SourceFiles:
+    """A source's answer for one model."""
+
+    model_id: Any
+    revision: str | None
+    files: list[SourceFile] = field(default_factory=list)
+    #: where a whole hand-carried folder goes when the source cannot list files in advance
+    folder: Path | None = None
+    #: small files to write after adopting a folder (``path -> text``, e.g. a Hugging Face ref)
+    write: dict[str, str] = field(default_factory=dict)
+
+
+def model_files(model_id: Any, card: Any = None) -> SourceFiles:
+    """Ask the plugins (``zoo_model_files``) which files ``model_id`` is made of.
+
+    Raises:
+        InvalidInputError: no plugin of this source answers.
+    """
+    from zoo._api import _get, _resolve
+
+    mid, found = _resolve(model_id)
+    card = card if card is not None else found
+    answer = _get(with_models=False).host.pm.hook.zoo_model_files(model_id=mid, card=card)
+    if answer is None:
+        raise InvalidInputError(
+            f"{mid}: source {mid.source!r} does not list its files (its plugin has no zoo_model_files hook), "
+            "so it cannot be locked, bundled or imported; ask its author, or use `zoo pull`."
+        )
+    out = []
+    for item in answer.get("files", []):
+        item = dict(item)
+        key = item.get("key") or records.key_of(item["path"])
+        out.append(SourceFile(key=key, url=item.get("url"), sha256_prefix=item.get("sha256_prefix"), sha256=item.get("sha256")))
+    folder = Path(answer["folder"]) if answer.get("folder") else None
+    return SourceFiles(mid, answer.get("revision"), out, folder, dict(answer.get("write") or {}))
+
+
+def lock_models(ids: list[str], *, fetch: bool = True) -> LockFile:
+    """Resolve ``ids`` (downloading what is missing unless offline) and pin every file.
+
+    Args:
+        ids: model ids; a bare architecture pins the source's default weights.
+        fetch: ``zoo.load`` each id first, which downloads into the source's cache.
+
+    A source's published hash (torchvision's file-name prefix) is checked when a file is
+    downloaded, as torch.hub does; the lock records the sha256 of the bytes in the cache.
+
+    Raises:
+        NotCachedError: a file the source lists is missing after loading.
+    """
+    import zoo
+
+    models = []
+    for text in ids:
+        resolved_id = text
+        if fetch:
+            backbone = zoo.load(text)
+            resolved_id = str(backbone.id)
+        found = model_files(resolved_id)
+        files = []
+        for sf in found.files:
+            path = sf.path
+            if not path.is_file():
+                raise NotCachedError(resolved_id, str(path))
+            digest, size = records.sha256_file(path)
+            records.record(sf.key, digest, size, url=sf.url, model=found.model_id.base)
+            files.append(LockedFile(key=sf.key, sha256=digest, size=size, url=sf.url))
+        mid = found.model_id
+        models.append(LockedModel(id=mid.base, source=mid.source, revision=found.revision or mid.revision, files=files))
+    return LockFile(models=models)
+
+
+def pull_lock(lock: LockFile, *, progress: bool = True) -> list[Path]:
+    """Make the cache hold exactly the locked files: verify what is there, fetch what is not.
+
+    Raises:
+        IntegrityError: a cached or downloaded file differs from the lock.
+        NotCachedError: a file is missing and offline, or the lock has no URL for it.
+    """
+    from zoo.cache.download import fetch
+
+    done = []
+    for model in lock.models:
+        for lf in model.files:
+            path = records.path_of(lf.key)
+            if path.is_file():
+                digest, size = records.sha256_file(path)
+                if digest == lf.sha256 and size == lf.size:
+                    records.record(lf.key, digest, size, url=lf.url, model=model.id)
+                    done.append(path)
+                    continue
+            if not lf.url:
+                raise NotCachedError(model.pinned_id, str(path))
+            fetch(lf.url, path, sha256=lf.sha256, size=lf.size, model_id=model.id, progress=progress)
+            done.append(path)
+    return done

@@ -1,0 +1,102 @@
+"""``zoo cache ls | verify [--repair] | rm``: what zoo recorded, and whether the files still match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zoo import constants
+from zoo.cache import records
+
+
+@dataclass
+class Problem:
+    """A recorded file that no longer matches its record."""
+
+    key: str
+    path: Path
+    reason: str
+    repaired: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "path": str(self.path), "reason": self.reason, "repaired": self.repaired}
+
+
+def entries() -> list[dict[str, Any]]:
+    """Every recorded file with its path, size, models and whether it is present."""
+    out = []
+    for key, rec in sorted(records.files().items()):
+        path = records.path_of(key)
+        out.append({"key": key, "path": str(path), "size": rec["size"], "sha256": rec["sha256"], "models": rec.get("models", []), "present": path.is_file()})
+    return out
+
+
+def check(key: str, rec: dict[str, Any]) -> str | None:
+    """Why the file of ``key`` does not match ``rec`` (missing, truncated, altered), or ``None``."""
+    path = records.path_of(key)
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if size != rec["size"]:
+        kind = "truncated" if size < rec["size"] else "grown"
+        return f"{kind}: {size} bytes, recorded {rec['size']}"
+    digest, _ = records.sha256_file(path)
+    if digest != rec["sha256"]:
+        return f"altered: sha256 {digest[:16]}..., recorded {rec['sha256'][:16]}..."
+    return None
+
+
+def verify(*, repair: bool = False, progress: bool = False) -> list[Problem]:
+    """Check every recorded file; with ``repair``, re-fetch bad ones that have a URL (when online),
+    else delete them and drop them from the record.
+
+    Returns:
+        The problems found, each with what the repair did.
+    """
+    problems = []
+    for key, rec in sorted(records.files().items()):
+        reason = check(key, rec)
+        if reason is None:
+            continue
+        problem = Problem(key, records.path_of(key), reason)
+        if repair:
+            problem.repaired = _repair(key, rec, progress)
+        problems.append(problem)
+    return problems
+
+
+def _repair(key: str, rec: dict[str, Any], progress: bool) -> str:
+    from zoo.cache.download import fetch
+    from zoo.errors import ZooError
+
+    path = records.path_of(key)
+    if rec.get("url") and not constants.offline():
+        try:
+            models = rec.get("models") or [None]
+            fetch(rec["url"], path, sha256=rec["sha256"], size=rec["size"], model_id=models[0], progress=progress)
+            return "re-fetched"
+        except ZooError as exc:
+            reason = f"re-fetch failed ({exc}); "
+    else:
+        reason = ""
+    path.unlink(missing_ok=True)
+    records.forget([key])
+    return reason + "removed"
+
+
+def remove(targets: list[str]) -> list[str]:
+    """Delete the recorded files of each target (a model id as recorded, or a cache key); returns the keys removed."""
+    recs = records.files()
+    keys = []
+    for target in targets:
+        hits = [k for k, r in recs.items() if k == target or target in r.get("models", []) or any(m.split("@")[0] == target.split("@")[0] for m in r.get("models", []))]
+        if not hits:
+            from zoo.errors import InvalidInputError
+
+            raise InvalidInputError(f"{target!r} is neither a recorded model nor a cache key; `zoo cache ls` lists them.")
+        keys += hits
+    for key in sorted(set(keys)):
+        records.path_of(key).unlink(missing_ok=True)
+    records.forget(sorted(set(keys)))
+    return sorted(set(keys))
