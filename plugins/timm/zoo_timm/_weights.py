@@ -16,9 +16,11 @@ from typing import Any
 
 import timm
 import torch
+
 from timm.models import get_pretrained_cfg
 
 from zoo import constants
+from zoo.constants import hf_hub_cache, hf_repo_dir
 from zoo.errors import InvalidInputError, NotCachedError, UnknownModelError, close_matches
 
 # safetensors metadata keys a resolved weights file may carry (JSON values)
@@ -27,20 +29,7 @@ META_PRETRAINED_CFG = "zoo.timm.pretrained_cfg"
 HF_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
-def hf_hub_cache() -> Path:
-    """The Hugging Face hub cache, read from the environment now (not at huggingface_hub import)."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    if os.environ.get("HF_HOME"):
-        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "huggingface" / "hub"
 
-
-def hf_repo_dir(repo_id: str) -> Path:
-    """``$HF_HOME/hub/models--org--name``: where the hub cache keeps ``repo_id``."""
-    return hf_hub_cache() / ("models--" + repo_id.replace("/", "--"))
 
 
 def torch_checkpoint_path(url: str) -> Path:
