@@ -102,3 +102,39 @@ def test_cli(tmp_path, capsys):
     assert data["version"] == 1 and Plan.read(out).backbone == data["backbone"]
     assert main(["recommend", "--samples", "5", "--classes", "10"]) == 2
     assert capsys.readouterr().err.startswith("zoo: error: 10 classes but only 5 samples")
+
+
+@pytest.mark.parametrize(
+    "case, kwargs, strategy, families",
+    [
+        ("small and similar: extraction", dict(samples=500, classes=10, similarity="high"), "linear-probe", None),
+        ("large and different: deep fine-tuning", dict(samples=600_000, classes=100, similarity="low", device="gpu", time_budget="200h"), "full-finetune", None),
+        ("compute-constrained: MobileNet/EfficientNet class", dict(samples=5000, classes=10, similarity="high", max_params="10M", time_budget="10m", priority="cost"), "lp-ft", {"mobilenet", "efficientnet"}),
+        ("best accuracy with budget: ResNet/DenseNet/ConvNeXt class", dict(samples=5000, classes=10, similarity="high", device="gpu", time_budget="48h", priority="accuracy"), "lp-ft", {"resnet", "densenet", "convnext"}),
+    ],
+)
+def test_lecture_notes_and_cs231n_table(case, kwargs, strategy, families):
+    plan = recommend(**kwargs)
+    assert plan.strategy == strategy, case
+    if strategy == "full-finetune":
+        assert plan.unfreeze == ["all"]
+    if strategy == "linear-probe":
+        assert plan.unfreeze == [] and plan.schedule.epochs == 0
+    if families:
+        assert zoo.info(plan.backbone).family in families, (case, plan.backbone)
+    # every plan field is filled
+    for name, value in plan.model_dump().items():
+        if name in ("features",):
+            continue
+        assert value is not None, (case, name)
+    for name in ("epochs", "batch_size", "steps", "warmup_frac", "early_stop_patience"):
+        assert getattr(plan.schedule, name) is not None
+    assert plan.expected_cost.total_seconds >= 0 and plan.rationale and all(r.source for r in plan.rationale)
+
+
+def test_metadata_plot(tmp_path):
+    pic = tmp_path / "plane.png"
+    plan = recommend(samples=5000, classes=10, similarity="low", plot=pic)
+    assert plan.signals["mode"] == "metadata" and pic.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(InvalidInputError, match="give --samples and --classes"):
+        recommend(samples=10)

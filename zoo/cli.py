@@ -182,6 +182,11 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     plan = recommend(
         samples=args.samples,
         classes=args.classes,
+        data=args.data,
+        candidates=args.candidates,
+        priority=args.priority,
+        max_samples=args.max_samples,
+        plot=args.plot,
         modality=args.modality,
         similarity=args.similarity,
         domain=args.domain,
@@ -210,11 +215,19 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         ["resolution", plan.resolution],
         ["expected cost", f"{cost.total_seconds / 60:.1f} min on {cost.device}"],
     ]
+    if plan.signals.get("mode") == "data":
+        d = plan.signals["data"]
+        rows.append(["data", f"{d['samples']} items, {d['classes']} classes, smallest {d['smallest_class']}, {d['skipped_unreadable']} unreadable skipped"])
+        for name, sig in plan.signals["candidates"].items():
+            rows.append([name, f"rank {sig['mean_rank']:.2f}  LogME {sig['logme']:.3f}  k-NN {sig['knn_acc']:.3f}  probe {sig['lp_acc']:.3f}" + (f"  MSP {sig['msp']:.3f}" if sig.get("msp") is not None else "")])
+        rows.append(["features", plan.features])
     _table(f"plan ({plan.signals['regime']} data, {plan.signals['similarity']} similarity)", ["", ""], rows)
     for r in plan.rationale:
         print(f"- {r.text}  [{r.source}]")
     if args.output:
         print(f"plan written to {args.output}")
+    if args.plot:
+        print(f"picture written to {args.plot}")
     return 0
 
 
@@ -279,11 +292,15 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     _cli_cache.add_commands(sub)
 
     p = sub.add_parser("recommend", help="recommend feature extraction or fine-tuning depth, backbone, LRs and schedule")
-    p.add_argument("--samples", type=int, required=True, help="number of labelled training examples")
-    p.add_argument("--classes", type=int, required=True)
+    p.add_argument("--data", metavar="PATH", help="measure a dataset: an image folder (one sub-folder per class) or a CSV/JSONL of text and label")
+    p.add_argument("--candidates", metavar="ID,ID,...", help="backbones to measure in data mode (default: those available offline)")
+    p.add_argument("--max-samples", type=int, default=2000, help="stratified sample size for the signals (data mode)")
+    p.add_argument("--samples", type=int, help="number of labelled training examples (metadata mode)")
+    p.add_argument("--classes", type=int, help="number of classes (metadata mode)")
     p.add_argument("--smallest-class", type=int, help="examples in the smallest class")
     p.add_argument("--modality", default="image", help="image or text")
-    p.add_argument("--similarity", help="high, medium or low similarity to the pre-training data")
+    p.add_argument("--similarity", help="high, medium, low or a number in [0, 1] (data mode measures it)")
+    p.add_argument("--priority", default="balanced", help="balanced, accuracy or cost")
     p.add_argument("--domain", help="natural, fine-grained, medical, satellite, documents or synthetic")
     p.add_argument("--shift", help="input, feature or label")
     p.add_argument("--device", default="cpu", help="cpu or gpu")
@@ -291,6 +308,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--max-params", help="e.g. 10M")
     p.add_argument("--image-size", type=int, help="typical image side in pixels")
     p.add_argument("-o", "--output", help="write the plan (plan.yaml or plan.json)")
+    p.add_argument("--plot", metavar="FILE", help="draw the size x similarity plane (and, with --data, the probe profile and scores)")
     _add_json(p)
     p.set_defaults(func=cmd_recommend)
 

@@ -1,19 +1,27 @@
-"""``zoo recommend``: feature extraction or fine-tuning depth, backbone, LRs and schedule."""
+"""``zoo recommend``: feature extraction or fine-tuning depth, backbone, LRs and schedule.
+
+Metadata mode (``samples``/``classes``) answers from rules and the catalog and loads no framework.
+Data mode (``data=PATH``) measures the dataset and each candidate backbone's signals on a stratified
+sample (:mod:`zoo.recommender.datamode`).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from zoo.recommender.plan import Plan, Reason
-from zoo.recommender.rules import Request, parse_duration, recommend_metadata
+from zoo.recommender.rules import Request, parse_duration, recommend_metadata, similarity_level
 
 
 def recommend(
     *,
-    samples: int,
-    classes: int,
+    samples: int | None = None,
+    classes: int | None = None,
+    data: str | Path | None = None,
+    candidates: list[str] | str | None = None,
     modality: str = "image",
-    similarity: str | None = None,
+    similarity: str | float | None = None,
     domain: str | None = None,
     shift: str | None = None,
     device: str = "cpu",
@@ -21,8 +29,18 @@ def recommend(
     max_params: str | float | None = None,
     smallest_class: int | None = None,
     image_size: int | None = None,
+    priority: str = "balanced",
+    max_samples: int = 2000,
+    plot: str | Path | None = None,
 ) -> Plan:
-    """Recommend a transfer plan from the task's metadata (no framework is loaded).
+    """Recommend a transfer plan.
+
+    Metadata mode: give ``samples`` and ``classes`` (no framework is loaded). Data mode: give
+    ``data`` (an image folder with one sub-folder per class, or a CSV/JSONL with text and label
+    columns); each of ``candidates`` (default: the backbones available offline) runs once over a
+    stratified sample of at most ``max_samples`` items. ``similarity`` is ``high``/``medium``/``low``
+    or a number in [0, 1]; ``priority`` is ``balanced``, ``accuracy`` or ``cost``. ``plot`` writes
+    the picture (size x similarity plane; in data mode also the probe profile and the scores).
 
     Example:
         >>> plan = zoo.recommend(samples=1797, classes=10, domain="documents", image_size=8)
@@ -31,12 +49,28 @@ def recommend(
     """
     import zoo
     from zoo.catalog import parse_count
+    from zoo.errors import InvalidInputError
+    from zoo.recommender.rules import _check
 
+    level = similarity_level(similarity)
+    if data is not None:
+        from zoo.recommender.datamode import recommend_data
+
+        if isinstance(candidates, str):
+            candidates = [c.strip() for c in candidates.split(",") if c.strip()]
+        _check(Request(samples=2, classes=2, similarity=level, domain=domain, shift=shift, device=device, priority=priority))
+        return recommend_data(
+            data, candidates=candidates, similarity=level, domain=domain, shift=shift, device=device,
+            time_budget_s=parse_duration(time_budget), max_params=parse_count(max_params), priority=priority,
+            max_samples=max_samples, plot=plot,
+        )
+    if samples is None or classes is None:
+        raise InvalidInputError("give --samples and --classes (metadata mode) or --data PATH (data mode).")
     req = Request(
         samples=int(samples),
         classes=int(classes),
         modality=modality,
-        similarity=similarity,
+        similarity=level,
         domain=domain,
         shift=shift,
         device=device,
@@ -44,8 +78,14 @@ def recommend(
         max_params=parse_count(max_params),
         smallest_class=smallest_class,
         image_size=image_size,
+        priority=priority,
     )
-    return recommend_metadata(req, zoo.list_models(curated_only=True))
+    plan = recommend_metadata(req, zoo.list_models(curated_only=True))
+    if plot:
+        from zoo.recommender.plot import plot_plan
+
+        plot_plan(plan, plot)
+    return plan
 
 
-__all__ = ["Plan", "Reason", "Request", "recommend", "recommend_metadata", "parse_duration"]
+__all__ = ["Plan", "Reason", "Request", "recommend", "recommend_metadata", "parse_duration", "similarity_level"]

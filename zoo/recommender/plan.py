@@ -63,7 +63,9 @@ class Plan(_Frozen):
     ``early-i`` the i-th from the input, ``middle`` the middle third, ``all`` every group. ``lr``
     maps ``head`` and each selected group to a learning rate; ``lr_decay`` extends it to groups the
     plan could not name (per group further from the head). ``signals`` holds what was measured or
-    given; ``rationale`` says why, each line with its source.
+    given; ``rationale`` says why, each line with its source. ``features`` (data mode) is the
+    ``.npz`` feature cache of the chosen backbone on the sample, which ``zoo run`` reuses for its
+    stage-1 probe.
     """
 
     version: Literal[1] = PLAN_VERSION
@@ -82,6 +84,7 @@ class Plan(_Frozen):
     expected_cost: Cost
     signals: dict[str, Any]
     rationale: list[Reason]
+    features: str | None = None  # data mode: the chosen backbone's feature cache (zoo.recommender.features)
 
     def to_yaml(self) -> str:
         import yaml

@@ -21,6 +21,7 @@ DOMAINS = ("natural", "fine-grained", "medical", "satellite", "documents", "synt
 SIMILARITIES = ("high", "medium", "low")
 SHIFTS = ("input", "feature", "label")
 DEVICES = ("cpu", "gpu")
+PRIORITIES = ("balanced", "accuracy", "cost")
 ORIENTATION_SENSITIVE = ("documents", "synthetic")
 DOMAIN_SIMILARITY = {
     "natural": "high",
@@ -62,6 +63,30 @@ class Request:
     max_params: float | None = None
     smallest_class: int | None = None
     image_size: int | None = None
+    priority: str = "balanced"
+    orientation_sensitive: bool | None = None  # measured in data mode (flip test); else from the domain
+    throughput: float | None = None  # measured forward FLOP/s on this device (data mode)
+
+
+def similarity_level(value: str | float | None) -> str | None:
+    """``high``/``medium``/``low`` or a number in [0, 1] (>= 2/3 high, >= 1/3 medium) -> a level.
+
+    Raises:
+        InvalidInputError: a number outside [0, 1].
+        UnknownFilterValueError: any other word.
+    """
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text in SIMILARITIES:
+        return text
+    try:
+        x = float(text)
+    except ValueError:
+        raise UnknownFilterValueError("similarity", str(value), [*SIMILARITIES, "a number in [0, 1]"]) from None
+    if not 0.0 <= x <= 1.0 or x != x:
+        raise InvalidInputError(f"similarity {value} is out of range: give high, medium, low or a number between 0 and 1.")
+    return "high" if x >= 2 / 3 else "medium" if x >= 1 / 3 else "low"
 
 
 def parse_duration(text: str | float | None) -> float | None:
@@ -87,6 +112,7 @@ def _check(req: Request) -> None:
         ("domain", req.domain, DOMAINS),
         ("shift", req.shift, SHIFTS),
         ("device", req.device, DEVICES),
+        ("priority", req.priority, PRIORITIES),
     ):
         if value is not None and value not in valid:
             raise UnknownFilterValueError(field, value, valid)
@@ -103,7 +129,9 @@ def regime(samples: int, per_class: float) -> str:
     return "large"
 
 
-def _throughput(device: str) -> float:
+def _throughput(device: str, measured: float | None = None) -> float:
+    if measured:
+        return measured
     return GPU_FLOPS if device == "gpu" else CPU_FLOPS_PER_CORE * (os.cpu_count() or 1)
 
 
@@ -132,12 +160,32 @@ def _candidates(cards: Sequence[ModelCard], req: Request) -> list[ModelCard]:
     return out
 
 
+def _card_flops(card: ModelCard) -> float:
+    return card.gflops if card.gflops is not None else 2.0 * (card.params or 25e6) * 224 * 224 / 1e12
+
+
 def _rank(cands: list[ModelCard], req: Request, reasons: list[Reason]) -> list[ModelCard]:
+    if req.modality == "image" and req.priority == "cost":
+        # compute first: the cheapest forward pass among models within 5 top-1 points of the best
+        best = max(c.top1 or 0 for c in cands)
+        near = sorted((c for c in cands if (c.top1 or 0) >= best - 5.0), key=lambda c: (_card_flops(c), -(c.top1 or 0)))
+        rest = sorted((c for c in cands if c not in near), key=lambda c: (-(c.top1 or 0), _card_flops(c)))
+        reasons.append(Reason(text=f"cost priority: the cheapest forward pass within 5 top-1 points of the best ({best:.1f})", source="Tan & Le 2019, EfficientNet; Howard et al. 2019, MobileNetV3 (accuracy per FLOP)"))
+        return near + rest
+    if req.modality == "image" and req.priority == "accuracy":
+        # accuracy first: top-1 counts only at the resolution it was measured at; fine-tuning runs
+        # at 224 px (the resolution transfer benchmarks use), so checkpoints measured above it rank behind
+        cap = 224
+        fits = [c for c in cands if (c.input_size or 224) <= cap]
+        ordered = sorted(fits, key=lambda c: (-(c.top1 or 0), c.gflops or 1e9)) + sorted((c for c in cands if c not in fits), key=lambda c: -(c.top1 or 0))
+        reasons.append(Reason(text=f"accuracy priority: top-1 among checkpoints evaluated at <= {cap}px, the resolution the plan trains at", source="Touvron et al. 2019, FixRes (train-test resolution discrepancy); Kornblith et al. 2019"))
+        cands = ordered
     if req.modality == "image":
         # static prior (ImageNet top-1); within 1 point, the cheaper model first
-        ordered = sorted(cands, key=lambda c: (-(c.top1 or 0), c.gflops or 1e9))
+        ordered = sorted(cands, key=lambda c: (-(c.top1 or 0), c.gflops or 1e9)) if req.priority != "accuracy" else list(cands)
         best = ordered[0]
-        ties = [c for c in ordered[1:] if (best.top1 or 0) - (c.top1 or 0) < 1.0 and (c.gflops or 1e9) < (best.gflops or 1e9)]
+        pool = [c for c in ordered[1:] if req.priority != "accuracy" or (c.input_size or 224) <= 224]
+        ties = [c for c in pool if (best.top1 or 0) - (c.top1 or 0) < 1.0 and (c.gflops or 1e9) < (best.gflops or 1e9)]
         if ties:
             cheap = min(ties, key=lambda c: c.gflops or 1e9)
             ordered.remove(cheap)
@@ -153,10 +201,22 @@ def _rank(cands: list[ModelCard], req: Request, reasons: list[Reason]) -> list[M
     return sorted(cands, key=key)
 
 
-def recommend_metadata(req: Request, cards: Sequence[ModelCard]) -> Plan:
-    """Build a plan from the task's metadata and the curated catalog alone."""
+def recommend_metadata(
+    req: Request,
+    cards: Sequence[ModelCard],
+    *,
+    ranked: Sequence[ModelCard] | None = None,
+    depth: tuple[int, Reason] | None = None,
+    reasons: list[Reason] | None = None,
+) -> Plan:
+    """Build a plan from the task's metadata and the curated catalog alone.
+
+    Data mode passes ``ranked`` (candidates already ordered by measured signals, skipping the
+    catalog ranking), ``depth`` (k measured from the probe profile, with its reason, used where
+    the table says LP-FT of the top groups on small data) and its own ``reasons`` to start from.
+    """
     _check(req)
-    reasons: list[Reason] = []
+    reasons = list(reasons or [])
     per_class = req.samples / req.classes
     smallest = req.smallest_class or int(per_class)
     reg = regime(req.samples, min(per_class, smallest))
@@ -166,13 +226,14 @@ def recommend_metadata(req: Request, cards: Sequence[ModelCard]) -> Plan:
         reasons.append(Reason(text=f"similarity taken as {similarity}: {how}", source=SRC_YOSINSKI))
     budget = req.time_budget_s or DEFAULT_BUDGET_S[req.device]
 
-    cands = _candidates(cards, req)
+    ranked_given = ranked is not None
+    cands = list(ranked) if ranked is not None else _candidates(cards, req)
     if not cands:
         raise InvalidInputError(
             f"no curated {req.modality} backbone fits (max params {req.max_params:.0f}); raise --max-params or check `zoo list --curated --modality {req.modality}`."
             if req.max_params else f"no curated {req.modality} backbone in the catalog; check `zoo list --curated`."
         )
-    ranked = _rank(cands, req, reasons)
+    ranked = cands if ranked is not None else _rank(cands, req, reasons)
 
     # --- strategy and depth from the table --------------------------------------------------
     table = {
@@ -194,8 +255,11 @@ def recommend_metadata(req: Request, cards: Sequence[ModelCard]) -> Plan:
     src = {"tiny": SRC_CS231N, "small": SRC_LPFT, "medium": SRC_ULMFIT, "large": SRC_BIT}[reg]
     if strategy == "lp-concat":
         src = SRC_HEAD2TOE
-    depth = {0: "head only", -1: "all groups"}.get(k, f"top {k} groups")
-    reasons.append(Reason(text=f"{reg} data ({req.samples} samples, {per_class:.0f} per class) and {quadrant} domain: {strategy}, {depth}", source=src))
+    depth_text = {0: "head only", -1: "all groups"}.get(k, f"top {k} groups")
+    reasons.append(Reason(text=f"{reg} data ({req.samples} samples, {per_class:.0f} per class) and {quadrant} domain: {strategy}, {depth_text}", source=src))
+    if depth is not None and reg == "small" and strategy == "lp-ft" and similarity != "high":
+        k = max(1, depth[0])
+        reasons.append(depth[1])
     if req.domain == "fine-grained" and k > 0:
         k += 1
         reasons.append(Reason(text="fine-grained: one more group unfrozen (frozen ImageNet features are weak here)", source=SRC_KORNBLITH))
@@ -225,7 +289,12 @@ def recommend_metadata(req: Request, cards: Sequence[ModelCard]) -> Plan:
     card, parts = chosen
     if card is not ranked[0]:
         reasons.append(Reason(text=f"{ranked[0].id} would not fit the {budget / 60:.0f} min {req.device} budget; {card.id} is the best that does", source="zoo cost model"))
-    reasons.append(Reason(text=f"backbone {card.id}: " + (f"best ImageNet top-1 ({card.top1}) within budget" if req.modality == "image" else "text encoder chosen by size regime and budget"), source=SRC_KORNBLITH if req.modality == "image" else SRC_ULMFIT))
+    if ranked_given:
+        pass  # data mode explains its choice from the measured signals
+    elif req.modality == "image" and req.priority == "cost":
+        reasons.append(Reason(text=f"backbone {card.id}: cheapest forward pass ({_card_flops(card):.2f} GFLOPs) near the best top-1, within budget", source="zoo cost model"))
+    else:
+        reasons.append(Reason(text=f"backbone {card.id}: " + (f"best ImageNet top-1 ({card.top1}) within budget" if req.modality == "image" else "text encoder chosen by size regime and budget"), source=SRC_KORNBLITH if req.modality == "image" else SRC_ULMFIT))
     reasons.extend(parts["reasons"])
     unfreeze = _selectors(strategy, k)
     decay = parts["decay"]
@@ -258,6 +327,7 @@ def recommend_metadata(req: Request, cards: Sequence[ModelCard]) -> Plan:
             "shift": req.shift,
             "prior_top1": card.top1,
             "budget_seconds": budget,
+            "priority": req.priority,
         },
         rationale=reasons,
     )
@@ -291,7 +361,7 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     target = {"tiny": 0, "small": 256_000, "medium": 10_000 * batch, "large": 20_000 * batch}[reg] if fine_tune else 0
     epochs = max(1, min(50, round(target / req.samples))) if fine_tune else 0
     fwd = _fwd_flops(card, resolution)
-    thr = _throughput(req.device)
+    thr = _throughput(req.device, req.throughput)
     n_groups = card.layer_groups or (14 if card.modality == "text" else 5)
     trained = n_groups if k in (-1,) else (max(1, n_groups // 3) if k == -2 else max(k, 1))
     frac = min(1.0, trained / n_groups)
@@ -330,10 +400,12 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     gradual = fine_tune and reg == "small" and k >= 2
     # augmentation
     if image:
-        flips = req.domain not in ORIENTATION_SENSITIVE
+        sensitive = req.orientation_sensitive if req.orientation_sensitive is not None else req.domain in ORIENTATION_SENSITIVE
+        flips = not sensitive
         if not flips:
-            reasons.append(Reason(text=f"{req.domain}: orientation carries meaning, so no flips or rotations", source="Zhai et al. 2019, VTAB (structured tasks)"))
-        aug = Augment(random_resized_crop=fine_tune, hflip=flips and fine_tune, trivial_augment=fine_tune and req.samples >= 1000 and req.domain in (None, "natural", "fine-grained"), mixup=0.1 if req.samples >= 20_000 and fine_tune else 0.0, label_smoothing=0.1 if fine_tune else 0.0, resolution=resolution)
+            why = "measured: flipped images lose k-NN accuracy" if req.orientation_sensitive else f"{req.domain}"
+            reasons.append(Reason(text=f"{why}: orientation carries meaning, so no flips or rotations", source="Zhai et al. 2019, VTAB (structured tasks)"))
+        aug = Augment(random_resized_crop=fine_tune, hflip=flips and fine_tune, trivial_augment=fine_tune and flips and req.samples >= 1000 and req.domain in (None, "natural", "fine-grained"), mixup=0.1 if req.samples >= 20_000 and fine_tune else 0.0, label_smoothing=0.1 if fine_tune else 0.0, resolution=resolution)
     else:
         aug = Augment(random_resized_crop=False, hflip=False, trivial_augment=False, label_smoothing=0.1 if fine_tune else 0.0)
     bn = "frozen-stats" if (batch < 32 or req.samples < 5000) else "train"

@@ -1,0 +1,181 @@
+"""Data mode end to end on real data, offline, and each bad input with its one-line message."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zoo.cli import main
+from zoo.errors import InvalidInputError, UnknownFilterValueError
+from zoo.recommender import Plan, recommend
+from zoo.recommender import features as F
+from zoo.recommender.data import load_dataset
+
+LITE0 = "timm:efficientnet_lite0.pypi_in1k"
+MINILM = "hf:sentence-transformers/all-MiniLM-L6-v2"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _digits(tmp_path: Path, limit: int = 300) -> Path:
+    spec = importlib.util.spec_from_file_location("make_digits_folder", ROOT / "scripts" / "make_digits_folder.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.write_digits(tmp_path / "digits", limit=limit)
+
+
+def _png(path: Path, value: int = 128) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((8, 8), value, dtype=np.uint8), mode="L").save(path)
+
+
+@pytest.mark.slow
+def test_digits_end_to_end_offline(tmp_path, zoo_home, no_network, capsys):
+    root = _digits(tmp_path)
+    (root / "3" / "broken.png").write_bytes(b"not a png at all")
+    (root / "7" / "truncated.png").write_bytes((root / "7" / sorted(p.name for p in (root / "7").iterdir())[0]).read_bytes()[:40])
+    pic = tmp_path / "recommend.png"
+    plan = recommend(data=root, candidates=[LITE0], plot=pic)
+    s = plan.signals
+    assert s["mode"] == "data" and s["samples"] == 300 and s["classes"] == 10
+    assert s["data"]["skipped_unreadable"] == 2
+    assert any("skipped 2 unreadable" in r.text for r in plan.rationale)
+    assert s["data"]["image_size"]["median_side"] == 8 and plan.resolution == 128
+    sig = s["candidates"][LITE0]
+    # real features of real digits: far above chance (0.1) on every signal that measures accuracy
+    assert sig["knn_acc"] > 0.6 and sig["lp_acc"] > 0.6 and np.isfinite(sig["logme"])
+    assert list(sig["probe_profile"])[-1] == "top" and len(sig["probe_profile"]) >= 5
+    assert 0 < sig["msp"] <= 1 and sig["gflops_at_resolution"] > 0
+    assert s["regime"] == "tiny" and plan.strategy in ("linear-probe", "lp-concat", "head-only")
+    assert all(r.source for r in plan.rationale)
+    # the features cache: where the plan says, in the documented format, equal to a fresh extraction's shape
+    path = Path(plan.features)
+    assert path.parent == zoo_home / "features" and path.suffix == ".npz"
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        assert meta["backbone"] == LITE0 and z["labels"].shape == (300,)
+        assert z["group_%02d" % (len(meta["groups"]) - 1)].shape == (300, 1280) and z["logits"].shape == (300, 1000)
+    assert pic.stat().st_size > 10_000 and pic.read_bytes()[:4] == b"\x89PNG"
+    # the CLI reuses the cache and writes the plan
+    out = tmp_path / "plan.yaml"
+    assert main(["recommend", "--data", str(root), "--candidates", LITE0, "-o", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["signals"]["candidates"][LITE0]["features_cached"] is True
+    again = Plan.read(out)
+    assert again.backbone == LITE0 and again.features == plan.features
+    assert again.signals["candidates"][LITE0]["logme"] == sig["logme"]
+
+
+def _descr_sentences() -> list[tuple[str, str]]:
+    import sklearn.datasets as d
+
+    rows = []
+    for name in ("iris", "wine", "breast_cancer", "digits"):
+        text = getattr(d, f"load_{name}")().DESCR.replace("\n", " ")
+        for sent in text.split(". "):
+            sent = " ".join(sent.split())
+            if 5 <= len(sent.split()) <= 120:
+                rows.append((sent, name))
+    return rows
+
+
+@pytest.mark.slow
+def test_text_end_to_end_offline(tmp_path, zoo_home, no_network):
+    import csv
+
+    rows = _descr_sentences()
+    path = tmp_path / "sentences.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["text", "label"])
+        w.writerows(rows)
+    pic = tmp_path / "text.png"
+    plan = recommend(data=path, plot=pic)
+    assert plan.modality == "text" and plan.backbone == MINILM
+    s = plan.signals
+    assert s["classes"] == 4 and s["samples"] == len(rows)
+    sig = s["candidates"][MINILM]
+    assert sig["knn_acc"] > 0.4 and sig["lp_acc"] > 0.4  # 4 classes: chance is 0.25
+    assert list(sig["probe_profile"]) == ["embeddings", "layer.0", "layer.1", "layer.2", "layer.3", "layer.4", "layer.5"]
+    assert sig["lm_perplexity"] is None  # this checkpoint ships without its MLM head
+    assert Path(plan.features).is_file() and pic.is_file()
+    # JSONL with the same rows gives the same dataset
+    jl = tmp_path / "sentences.jsonl"
+    jl.write_text("\n".join(json.dumps({"sentence": t, "category": l}) for t, l in rows), encoding="utf-8")
+    ds = load_dataset(jl)
+    assert ds.n == len(rows) and ds.classes == ["breast_cancer", "digits", "iris", "wine"]
+
+
+def test_stratified_sample_caps_and_keeps_every_class(tmp_path):
+    path = tmp_path / "big.csv"
+    lines = ["text,label"] + [f"sentence number {i},{'a' if i < 2990 else 'b'}" for i in range(3000)]
+    path.write_text("\n".join(lines), encoding="utf-8")
+    ds = load_dataset(path, max_samples=500)
+    assert ds.n == 3000 and len(ds.items) <= 500 + 2
+    assert set(ds.labels.tolist()) == {0, 1} and int((ds.labels == 1).sum()) >= 2
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        ({}, "no images found; put one sub-folder per class"),
+        ({"cat": 3}, "only one class ('cat')"),
+        ({"cat": 3, "dog": 1}, "class 'dog' has 1 readable image(s); give every class at least 2"),
+        ({"a": 1, "b": 1, "c": 1, "d": 0}, "4 classes but only 3 images"),
+    ],
+)
+def test_bad_image_folders(tmp_path, layout, message):
+    root = tmp_path / "data"
+    root.mkdir()
+    for cls, n in layout.items():
+        (root / cls).mkdir()
+        for i in range(n):
+            _png(root / cls / f"{i}.png", 10 * i)
+    with pytest.raises(InvalidInputError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:
+        recommend(data=root)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_tables_and_options(tmp_path):
+    no_label = tmp_path / "t.csv"
+    no_label.write_text("text,score\nhello there,1\nbye now,2\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="no label column .*rename the label column to 'label'"):
+        recommend(data=no_label)
+    with pytest.raises(InvalidInputError, match="similarity 1.5 is out of range"):
+        recommend(data=no_label, similarity=1.5)
+    with pytest.raises(InvalidInputError, match="similarity -0.2 is out of range"):
+        recommend(samples=100, classes=2, similarity="-0.2")
+    with pytest.raises(UnknownFilterValueError, match="similarity"):
+        recommend(samples=100, classes=2, similarity="very")
+    assert recommend(samples=5000, classes=10, similarity=0.9).signals["similarity"] == "high"
+    with pytest.raises(InvalidInputError, match="no such file or folder"):
+        recommend(data=tmp_path / "missing")
+
+
+def test_budget_no_candidate_fits_names_the_constraint(tmp_path):
+    root = tmp_path / "data"
+    for cls in ("a", "b"):
+        for i in range(3):
+            _png(root / cls / f"{i}.png", 40 * i + (100 if cls == "b" else 0))
+    with pytest.raises(InvalidInputError, match="no candidate fits --max-params 1e\\+06.*raise --max-params to at least"):
+        recommend(data=root, max_params="1M")
+    with pytest.raises(InvalidInputError, match="no candidate fits the 0s time budget.*raise --time-budget"):
+        recommend(data=root, time_budget="0.0001s")
+
+
+def test_feature_cache_roundtrip_is_atomic_and_keyed(zoo_home):
+    fs = F.FeatureSet("x:y", {"stem": np.ones((4, 3), np.float32), "top": np.zeros((4, 2), np.float32)}, np.arange(4), None, {"seconds": 1.0})
+    k1 = F.cache_key("x:y", "abc", {"resolution": 128})
+    assert k1 != F.cache_key("x:y", "abc", {"resolution": 160}) != F.cache_key("x:z", "abc", {"resolution": 128})
+    path = F.save(fs, k1)
+    assert path == zoo_home / "features" / f"{k1}.npz" and not list(path.parent.glob("*.tmp"))
+    back = F.load(k1)
+    assert back.cached and list(back.groups) == ["stem", "top"] and back.logits is None
+    np.testing.assert_array_equal(back.final, fs.final)
+    path.write_bytes(b"garbage")
+    assert F.load(k1) is None

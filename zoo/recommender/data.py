@@ -1,0 +1,252 @@
+"""Datasets for ``zoo recommend --data``: an image folder (one sub-folder per class) or a CSV/JSONL of text and label.
+
+:func:`load_dataset` measures N, C, the smallest class and the image sizes, skips (and counts)
+unreadable files, checks that a classifier can be trained at all, and draws a stratified sample of
+at most ``max_samples`` items on which the signals are computed. Messages are one line and say what
+to do. Imports Pillow only for image folders.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import InvalidInputError
+
+TEXT_COLUMNS = ("text", "sentence", "document", "content", "review", "body")
+LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
+TABULAR = (".csv", ".tsv", ".jsonl", ".ndjson")
+
+
+@dataclass
+class Dataset:
+    """A labelled dataset and the stratified sample the recommender works on.
+
+    Attributes:
+        path: what the user passed.
+        modality: ``image`` or ``text``.
+        classes: class names, sorted; labels index into them.
+        counts: readable items per class (whole dataset).
+        items: the sample: image paths or texts.
+        labels: the sample's labels, int64.
+        skipped: files that could not be read (not fatal), with up to three examples.
+        image_sizes: (width, height) of the sampled images.
+        fingerprint: sha256 over the sample's identities and labels (and file sizes and times).
+    """
+
+    path: Path
+    modality: str
+    classes: list[str]
+    counts: dict[str, int]
+    items: list[Any]
+    labels: np.ndarray
+    skipped: int = 0
+    skipped_examples: list[str] = field(default_factory=list)
+    image_sizes: list[tuple[int, int]] = field(default_factory=list)
+    fingerprint: str = ""
+
+    @property
+    def n(self) -> int:
+        """Readable items in the whole dataset."""
+        return sum(self.counts.values())
+
+    @property
+    def smallest_class(self) -> int:
+        return min(self.counts.values())
+
+    @property
+    def image_side(self) -> int | None:
+        """Median shorter side of the sampled images."""
+        if not self.image_sizes:
+            return None
+        return int(np.median([min(w, h) for w, h in self.image_sizes]))
+
+    def summary(self) -> dict[str, Any]:
+        """What the plan records about the data."""
+        out: dict[str, Any] = {
+            "path": str(self.path),
+            "samples": self.n,
+            "classes": len(self.classes),
+            "smallest_class": self.smallest_class,
+            "sampled": len(self.items),
+            "skipped_unreadable": self.skipped,
+            "fingerprint": self.fingerprint[:16],
+        }
+        if self.image_sizes:
+            ws = [w for w, _ in self.image_sizes]
+            hs = [h for _, h in self.image_sizes]
+            out["image_size"] = {"median_side": self.image_side, "min": [min(ws), min(hs)], "max": [max(ws), max(hs)]}
+        return out
+
+
+def load_dataset(path: str | Path, max_samples: int = 2000, seed: int = 0, text_column: str | None = None, label_column: str | None = None) -> Dataset:
+    """Read ``path`` (image folder, ``.csv``/``.tsv``/``.jsonl``) and draw the stratified sample.
+
+    Raises:
+        InvalidInputError: missing path, no items, one class, more classes than items, a class
+            with fewer than two items, or a table without a text or label column.
+    """
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InvalidInputError(f"{p}: no such file or folder; pass an image folder (one sub-folder per class) or a CSV/JSONL file.")
+    if p.is_dir():
+        return _image_folder(p, max_samples, seed)
+    if p.suffix.lower() in TABULAR:
+        return _table(p, max_samples, seed, text_column, label_column)
+    raise InvalidInputError(f"{p}: not a folder or a .csv/.tsv/.jsonl file; pass an image folder (one sub-folder per class) or a table of text and label.")
+
+
+def _check_classes(p: Path, counts: dict[str, int], unit: str) -> None:
+    total = sum(counts.values())
+    if total == 0:
+        raise InvalidInputError(f"{p}: no readable {unit}s found; put one sub-folder per class with its {unit}s in it." if unit == "image" else f"{p}: no rows with a text and a label.")
+    if len(counts) < 2:
+        raise InvalidInputError(f"{p}: only one class ({next(iter(counts))!r}); a classifier needs at least 2 classes.")
+    if len(counts) > total:
+        raise InvalidInputError(f"{p}: {len(counts)} classes but only {total} {unit}s: every class needs at least 2 examples.")
+    thin = sorted(c for c, n in counts.items() if n < 2)
+    if thin:
+        more = f" (and {len(thin) - 1} more)" if len(thin) > 1 else ""
+        raise InvalidInputError(f"{p}: class {thin[0]!r}{more} has {counts[thin[0]]} readable {unit}(s); give every class at least 2 examples or remove it.")
+
+
+def stratified_sample(labels: np.ndarray, max_samples: int, seed: int = 0) -> np.ndarray:
+    """Indices of a stratified sample: proportional to class size, at least 2 per class, at most ``max_samples``.
+
+    Indices come back sorted by class, then by a seeded shuffle within the class.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n <= max_samples:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    take = np.maximum(2, np.floor(counts * max_samples / n)).astype(int)
+    take = np.minimum(take, counts)
+    out = []
+    for c, k in zip(classes, take):
+        idx = np.flatnonzero(labels == c)
+        out.append(np.sort(rng.choice(idx, size=k, replace=False)))
+    return np.concatenate(out)
+
+
+def _image_folder(p: Path, max_samples: int, seed: int) -> Dataset:
+    from PIL import Image, UnidentifiedImageError
+
+    class_dirs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+    files: list[Path] = []
+    labels: list[int] = []
+    names = [d.name for d in class_dirs]
+    for ci, d in enumerate(class_dirs):
+        for f in sorted(d.rglob("*")):
+            if f.is_file() and not f.name.startswith("."):
+                files.append(f)
+                labels.append(ci)
+    if not files:
+        raise InvalidInputError(f"{p}: no images found; put one sub-folder per class with its images in it.")
+    # header check of every file (cheap: Pillow reads the size, not the pixels)
+    ok: list[int] = []
+    skipped: list[str] = []
+    sizes: dict[int, tuple[int, int]] = {}
+    for i, f in enumerate(files):
+        try:
+            with Image.open(f) as im:
+                sizes[i] = im.size
+            ok.append(i)
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+            skipped.append(str(f.relative_to(p)))
+    lab = np.array([labels[i] for i in ok], dtype=np.int64)
+    counts = {name: int((lab == ci).sum()) for ci, name in enumerate(names)}
+    _check_classes(p, counts, "image")
+    pick = stratified_sample(lab, max_samples, seed)
+    items: list[Any] = []
+    keep_labels: list[int] = []
+    img_sizes: list[tuple[int, int]] = []
+    h = hashlib.sha256(f"images|{max_samples}|{seed}".encode())
+    for j in pick:
+        i = ok[int(j)]
+        f = files[i]
+        try:  # decode now: a truncated file must be skipped here, not crash the forward pass
+            with Image.open(f) as im:
+                im.load()
+        except (OSError, ValueError, SyntaxError):
+            skipped.append(str(f.relative_to(p)))
+            counts[names[labels[i]]] -= 1
+            continue
+        items.append(f)
+        keep_labels.append(labels[i])
+        img_sizes.append(sizes[i])
+        st = f.stat()
+        h.update(f"{f.relative_to(p)}|{st.st_size}|{st.st_mtime_ns}|{labels[i]}\n".encode())
+    _check_classes(p, counts, "image")
+    y = np.array(keep_labels, dtype=np.int64)
+    _check_classes(p, {names[c]: int((y == c).sum()) for c in range(len(names))}, "image")
+    return Dataset(p, "image", names, counts, items, y, len(skipped), skipped[:3], img_sizes, h.hexdigest())
+
+
+def _rows(p: Path) -> list[dict[str, Any]]:
+    suffix = p.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".ndjson"):
+            rows = []
+            with p.open(encoding="utf-8") as fh:
+                for ln, line in enumerate(fh, 1):
+                    if line.strip():
+                        obj = json.loads(line)
+                        if not isinstance(obj, dict):
+                            raise InvalidInputError(f"{p}:{ln}: each line must be a JSON object with a text and a label.")
+                        rows.append(obj)
+            return rows
+        with p.open(encoding="utf-8", newline="") as fh:
+            return list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ","))
+    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
+        raise InvalidInputError(f"{p}: cannot parse it as {suffix[1:].upper()} ({exc}); save it as UTF-8 with a header row.") from None
+
+
+def _pick_column(p: Path, columns: list[str], wanted: str | None, known: tuple[str, ...], what: str) -> str:
+    lower = {c.lower().strip(): c for c in columns}
+    if wanted is not None:
+        if wanted in columns:
+            return wanted
+        raise InvalidInputError(f"{p}: no column {wanted!r} (columns: {', '.join(columns)}); name an existing {what} column.")
+    for k in known:
+        if k in lower:
+            return lower[k]
+    raise InvalidInputError(f"{p}: no {what} column (looked for {', '.join(known)}; found {', '.join(columns) or 'none'}); rename the {what} column to {known[0]!r}.")
+
+
+def _table(p: Path, max_samples: int, seed: int, text_column: str | None, label_column: str | None) -> Dataset:
+    rows = _rows(p)
+    if not rows:
+        raise InvalidInputError(f"{p}: no rows; add a header row and one row per labelled text.")
+    columns = list(dict.fromkeys(k for r in rows[:50] for k in r))
+    lab_col = _pick_column(p, columns, label_column, LABEL_COLUMNS, "label")
+    txt_col = _pick_column(p, [c for c in columns if c != lab_col], text_column, TEXT_COLUMNS, "text")
+    texts: list[str] = []
+    raw: list[str] = []
+    skipped: list[str] = []
+    for i, r in enumerate(rows):
+        t, lab = r.get(txt_col), r.get(lab_col)
+        if not isinstance(t, str) or not t.strip() or lab is None or str(lab).strip() == "":
+            skipped.append(f"row {i + 1}")
+            continue
+        texts.append(t)
+        raw.append(str(lab).strip())
+    names = sorted(set(raw))
+    index = {n: i for i, n in enumerate(names)}
+    y_all = np.array([index[r] for r in raw], dtype=np.int64)
+    counts = {n: int((y_all == i).sum()) for i, n in enumerate(names)}
+    _check_classes(p, counts, "row")
+    pick = stratified_sample(y_all, max_samples, seed)
+    items = [texts[int(i)] for i in pick]
+    y = y_all[pick]
+    h = hashlib.sha256(f"text|{max_samples}|{seed}".encode())
+    for t, lab in zip(items, y):
+        h.update(hashlib.sha1(t.encode("utf-8")).digest() + f"|{int(lab)}\n".encode())
+    return Dataset(p, "text", names, counts, items, y, len(skipped), skipped[:3], [], h.hexdigest())

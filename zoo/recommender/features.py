@@ -1,0 +1,257 @@
+"""Per-group features of a labelled sample, extracted in one forward pass and cached on disk.
+
+Cache format (read by the recommender and reused by ``zoo run`` for its stage 1, the linear probe
+fitted on frozen features):
+
+* location: ``zoo.constants.zoo_home() / "features" / f"{key}.npz"``, where ``key`` is the first 32
+  hex digits of sha256 over ``backbone id | data fingerprint | preprocessing`` (the preprocessing
+  as sorted JSON: ``{"resolution": 128, "resize": "bicubic-shorter-side+center-crop"}`` for
+  images, ``{"max_length": ...}`` for text). Change any of the three and the key changes.
+* written atomically (a temporary file in the same folder, then ``os.replace``); a file that
+  cannot be read is treated as absent and rewritten.
+* arrays (``numpy.load(path)``):
+
+  - ``labels``: int64 ``(n,)``, indices into ``meta["classes"]``;
+  - ``group_00``, ``group_01``, ...: float32 ``(n, d_j)`` pooled output of each layer group, input
+    to output (names in ``meta["groups"]``); the last one equals ``Backbone.embed`` under this
+    preprocessing;
+  - ``logits``: float32 ``(n, C_source)`` of the pre-training head, when the backbone has one;
+  - ``meta``: a 0-d unicode array holding JSON: ``format`` (1), ``backbone``, ``fingerprint``,
+    ``preprocessing``, ``groups``, ``classes``, ``n``, ``seconds`` (extraction wall time),
+    ``seconds_per_item``, ``flops_per_item`` (forward FLOPs of one item, or null), ``created``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo import constants
+
+FORMAT = 1
+
+
+@dataclass
+class FeatureSet:
+    """Features of one backbone on one sample (what the cache file holds)."""
+
+    backbone: str
+    groups: dict[str, np.ndarray]  # input to output; the last is the pooled embedding
+    labels: np.ndarray
+    logits: np.ndarray | None
+    meta: dict[str, Any]
+    path: Path | None = None
+    cached: bool = False
+
+    @property
+    def final(self) -> np.ndarray:
+        return list(self.groups.values())[-1]
+
+
+def cache_dir() -> Path:
+    return constants.zoo_home() / "features"
+
+
+def cache_key(backbone_id: str, fingerprint: str, preprocessing: dict[str, Any]) -> str:
+    """Key of a feature file: sha256 of backbone id, data fingerprint and preprocessing (32 hex digits)."""
+    text = f"{backbone_id}|{fingerprint}|{json.dumps(preprocessing, sort_keys=True)}"
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def cache_path(key: str) -> Path:
+    return cache_dir() / f"{key}.npz"
+
+
+def save(fs: FeatureSet, key: str) -> Path:
+    """Write ``fs`` atomically under its key; returns the path."""
+    path = cache_path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, Any] = {"labels": fs.labels.astype(np.int64)}
+    names = list(fs.groups)
+    for i, name in enumerate(names):
+        arrays[f"group_{i:02d}"] = fs.groups[name].astype(np.float32)
+    if fs.logits is not None:
+        arrays["logits"] = fs.logits.astype(np.float32)
+    meta = dict(fs.meta, format=FORMAT, groups=names, backbone=fs.backbone)
+    arrays["meta"] = np.array(json.dumps(meta))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fs.path = path
+    return path
+
+
+def load(key: str) -> FeatureSet | None:
+    """The cached features under ``key``, or ``None`` when absent or unreadable."""
+    path = cache_path(key)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("format") != FORMAT:
+                return None
+            groups = {name: z[f"group_{i:02d}"] for i, name in enumerate(meta["groups"])}
+            logits = z["logits"] if "logits" in z.files else None
+            labels = z["labels"]
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None
+    return FeatureSet(meta["backbone"], groups, labels, logits, meta, path, cached=True)
+
+
+def preprocessing_for(backbone: Any, resolution: int | None) -> dict[str, Any]:
+    """How the sample is preprocessed for ``backbone`` (part of the cache key)."""
+    if backbone.input_spec.modality == "image":
+        return {"resolution": resolution, "resize": "bicubic-shorter-side+center-crop", "mean": backbone.input_spec.mean, "std": backbone.input_spec.std}
+    return {"max_length": getattr(backbone, "max_length", None)}
+
+
+def _image_transform(backbone: Any, resolution: int) -> Any:
+    from torchvision import transforms as T
+
+    spec = backbone.input_spec
+    steps = [T.Resize(resolution, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(resolution), T.ToTensor()]
+    if spec.mean is not None and spec.std is not None:
+        steps.append(T.Normalize(spec.mean, spec.std))
+    return T.Compose(steps)
+
+
+def _pool(out: Any, mask: Any) -> Any:
+    import torch
+
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if hasattr(out, "last_hidden_state"):
+        out = out.last_hidden_state
+    if not isinstance(out, torch.Tensor):
+        return None
+    out = out.float()
+    if out.ndim == 4:
+        return out.mean(dim=(2, 3))
+    if out.ndim == 3:
+        if mask is not None and mask.shape[:2] == out.shape[:2]:
+            m = mask.to(out.dtype).unsqueeze(-1)
+            return (out * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return out.mean(dim=1)
+    return out.flatten(1)
+
+
+def _flops(backbone: Any, batch: Any) -> float | None:
+    try:
+        import torch
+        from torch.utils.flop_counter import FlopCounterMode
+
+        from zoo.frameworks.torch import batch_len, call_model
+
+        with torch.inference_mode(), FlopCounterMode(display=False) as fc:
+            call_model(backbone.model, batch)
+        return float(fc.get_total_flops()) / max(1, batch_len(batch))
+    except Exception:  # noqa: BLE001 - FLOPs are a cost estimate only
+        return None
+
+
+def extract(backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 64) -> FeatureSet:
+    """Pooled output of every layer group (and the source head's logits) in one forward pass.
+
+    Works for any torch Backbone: a forward hook on each group's modules keeps the output of the
+    last one to run, pooled over space (CNN) or over real tokens (text). Images are resized to
+    ``resolution`` (shorter side, bicubic) and centre-cropped; text uses the backbone's tokenizer.
+    """
+    import torch
+
+    from zoo.frameworks.torch import move
+
+    model = backbone.model
+    image = backbone.input_spec.modality == "image"
+    if image:
+        if resolution is None:
+            resolution = backbone.input_spec.size or 224
+        tf = _image_transform(backbone, resolution)
+        from zoo.inputs import load_images
+
+        def prep(chunk: Sequence[Any]) -> Any:
+            return torch.stack([tf(im) for im in load_images(list(chunk))])
+    else:
+        def prep(chunk: Sequence[Any]) -> Any:
+            return backbone.preprocess(list(chunk))
+
+    was = model.training
+    groups = list(backbone.layer_groups)
+    names = [g.name for g in groups]
+    state: dict[str, Any] = {"mask": None}
+    current: dict[str, Any] = {}
+    handles = []
+
+    def hook_for(name: str) -> Any:
+        def hook(module: Any, args: Any, out: Any) -> None:
+            pooled = _pool(out, state["mask"])
+            if pooled is not None:
+                current[name] = pooled
+        return hook
+
+    model.eval()
+    flops = _flops(backbone, move(prep(items[:1]), backbone.device))
+    for g in groups:
+        for m in g.modules:
+            if isinstance(m, torch.nn.Module):
+                handles.append(m.register_forward_hook(hook_for(g.name)))
+    head = backbone.source_head if image else None
+    outs: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    logit_chunks: list[np.ndarray] = []
+    t0 = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(items), batch_size):
+                batch = move(prep(items[start : start + batch_size]), backbone.device)
+                state["mask"] = batch.get("attention_mask") if isinstance(batch, dict) else None
+                current.clear()
+                pooled = backbone.features(batch).flatten(1).float()
+                current[names[-1]] = pooled  # the last group's output is the model's pooled embedding
+                for n in names:
+                    if n in current:
+                        outs[n].append(current[n].cpu().numpy())
+                if head is not None:
+                    logit_chunks.append(head(pooled).float().cpu().numpy())
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    seconds = time.perf_counter() - t0
+    ordered = {n: np.concatenate(outs[n]) for n in names if outs[n] and len(outs[n]) == len(outs[names[-1]])}
+    meta = {
+        "seconds": round(seconds, 3),
+        "seconds_per_item": seconds / max(1, len(items)),
+        "flops_per_item": flops or None,
+        "n": len(items),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return FeatureSet(str(backbone.id), ordered, np.asarray(labels, dtype=np.int64), np.concatenate(logit_chunks) if logit_chunks else None, meta)
+
+
+def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size: int = 64) -> FeatureSet:
+    """Cached features of ``dataset``'s sample for ``backbone``, extracting and saving them on a miss."""
+    prep = preprocessing_for(backbone, resolution)
+    key = cache_key(str(backbone.id), dataset.fingerprint, prep)
+    hit = load(key)
+    if hit is not None and len(hit.labels) == len(dataset.labels):
+        return hit
+    fs = extract(backbone, dataset.items, dataset.labels, resolution=resolution, batch_size=batch_size)
+    fs.meta.update(fingerprint=dataset.fingerprint, preprocessing=prep, classes=list(dataset.classes))
+    save(fs, key)
+    return fs
