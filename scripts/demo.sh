@@ -21,6 +21,11 @@ $ZOO plugins
 $ZOO list --curated --modality image --max-params 6M
 $ZOO list --modality text --family bert
 $ZOO search efficientnet lite
-$ZOO recommend --samples 1797 --classes 10 --domain documents --image-size 8 --max-params 6M -o "$work/plan.yaml"
+# metadata mode: rules and the catalog only, no framework loaded
+$ZOO recommend --samples 1797 --classes 10 --domain documents --image-size 8 --max-params 6M
+# data mode: measure scikit-learn's digits with the packaged EfficientNet-Lite0/1/2 weights, offline
+.venv/bin/python scripts/make_digits_folder.py "$work/digits" >/dev/null
+$ZOO recommend --data "$work/digits" -o "$work/plan.yaml" --plot "$work/recommend.png"
+mkdir -p "$ZOO_HOME" && cp "$work/plan.yaml" "$work/recommend.png" "$ZOO_HOME/" && echo "plan and picture copied to $ZOO_HOME/"
 $ZOO info timm:efficientnet_lite0.pypi_in1k
 $ZOO predict timm:efficientnet_lite0.pypi_in1k "$work/chelsea.png" "$work/coffee.png" "$work/astronaut.png"
