@@ -24,6 +24,7 @@ COMMANDS = {
     "zoo info torchvision:resnet50.IMAGENET1K_V2": ZOO + ["info", "torchvision:resnet50.IMAGENET1K_V2"],
     "zoo search efficientnet": ZOO + ["search", "efficientnet"],
     "zoo list --modality text --family bert": ZOO + ["list", "--modality", "text", "--family", "bert"],
+    "zoo recommend (metadata mode)": ZOO + ["recommend", "--samples", "800", "--classes", "10"],
 }
 PEERS = {
     "timm.list_models('*')": [PY, "-c", "import timm; timm.list_models('*')"],
@@ -48,9 +49,6 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=7)
     args = ap.parse_args()
-    extra = {}
-    if "--with-recommend" in sys.argv or True:
-        extra["zoo recommend (metadata mode)"] = ZOO + ["recommend", "--samples", "800", "--classes", "10"]
     peers = {name: median_time(cmd, args.runs) for name, cmd in PEERS.items()}
     timm_t = peers["timm.list_models('*')"]
     print(f"median wall time over {args.runs} runs (python {sys.version.split()[0]}, {os.cpu_count()} cpus)")
@@ -58,7 +56,7 @@ def main() -> None:
     for name, t in peers.items():
         print(f"{name:48s} {t:9.3f} {'':>9s}")
     ok = True
-    for name, cmd in {**COMMANDS, **extra}.items():
+    for name, cmd in COMMANDS.items():
         try:
             t = median_time(cmd, args.runs)
         except SystemExit as exc:
