@@ -40,6 +40,7 @@ _LAZY = {
     "reset": "zoo._api",
     "resolve_weights": "zoo._api",
     "recommend": "zoo.recommender",
+    "run": "zoo.runner",
     "Plan": "zoo.recommender.plan",
     "errors": "zoo.errors",
 }
@@ -55,6 +56,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from zoo.catalog import ModelCard, read_registry
     from zoo.hookspecs import hookimpl, hookspec
     from zoo.recommender import recommend
+    from zoo.runner import run
     from zoo.recommender.plan import Plan
     from zoo.registrar import Registrar, Source
 

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from zoo import __version__, _cli_cache, constants
+from zoo import __version__, _cli_cache, _cli_run, constants
 
 EXIT_USAGE = 2
 
@@ -290,6 +290,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     _cli_cache.add_commands(sub)
+    _cli_run.add_commands(sub)
 
     p = sub.add_parser("recommend", help="recommend feature extraction or fine-tuning depth, backbone, LRs and schedule")
     p.add_argument("--data", metavar="PATH", help="measure a dataset: an image folder (one sub-folder per class) or a CSV/JSONL of text and label")

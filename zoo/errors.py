@@ -156,3 +156,11 @@ class LayerGroupRangeError(ZooError, ValueError):
             f"unfreeze(top={k}) is out of range: this backbone has {n_groups} layer groups, "
             f"so top must be between 0 and {n_groups}."
         )
+
+
+class DivergedError(ZooError, ArithmeticError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class CheckpointError(ZooError, OSError):
+    """A checkpoint could not be written or read (the previous one, if any, is intact)."""

@@ -1,0 +1,211 @@
+"""zoo run on real digits, offline: stage 1 on the recommender's feature cache, stage 2 LP-FT, the run folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo.cli import main
+from zoo.errors import InvalidInputError, LayerGroupRangeError
+from zoo.recommender.plan import Optimizer, Plan, Schedule
+
+LITE0 = "timm:efficientnet_lite0.pypi_in1k"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def digits(tmp_path: Path, limit: int) -> Path:
+    """scikit-learn's first ``limit`` digits as an image folder (scripts/make_digits_folder.py)."""
+    spec = importlib.util.spec_from_file_location("make_digits_folder", ROOT / "scripts" / "make_digits_folder.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.write_digits(tmp_path / "digits", limit=limit)
+
+
+def tiny_plan(*, strategy: str = "lp-ft", unfreeze: tuple[str, ...] = ("top-1",), epochs: int = 2, resolution: int = 64, lr: float = 0.01, hflip: bool = False, patience: int = 3) -> Plan:
+    """A recommender plan (metadata mode) for digits, made tiny: lite0, small images, few epochs."""
+    plan = zoo.recommend(samples=200, classes=10, domain="documents", image_size=8)
+    lrs = {"head": lr, **{sel: lr * 0.5 ** (i + 1) for i, sel in enumerate(unfreeze)}}
+    return plan.model_copy(update={
+        "backbone": LITE0, "strategy": strategy, "unfreeze": list(unfreeze), "lr": lrs, "resolution": resolution,
+        "optimizer": Optimizer(name="sgd", momentum=0.9, weight_decay=0.0),
+        "schedule": Schedule(epochs=epochs, batch_size=32, steps=epochs * 5, warmup_frac=0.1, early_stop_patience=patience),
+        "augment": plan.augment.model_copy(update={"hflip": hflip, "random_resized_crop": False, "trivial_augment": False}),
+    })
+
+
+# ---- units: selectors, schedule, augmentation ------------------------------------------------------
+
+
+def test_selectors_resolve_onto_layer_groups():
+    from zoo.runner.stage2 import resolve_selectors
+
+    assert resolve_selectors(["top-1"], 9) == [8]
+    assert resolve_selectors(["top-1", "top-2", "top-3"], 9) == [8, 7, 6]
+    assert resolve_selectors(["early-1", "early-2"], 9) == [1, 0]
+    assert resolve_selectors(["middle"], 9) == [5, 4, 3]
+    assert resolve_selectors(["all"], 4) == [3, 2, 1, 0]
+    with pytest.raises(LayerGroupRangeError):
+        resolve_selectors(["top-10"], 9)
+    with pytest.raises(InvalidInputError, match="top-i, early-i, middle or all"):
+        resolve_selectors(["bottom-1"], 9)
+
+
+def test_group_lrs_and_warmup_cosine():
+    from zoo.runner.stage2 import group_lr, lr_lambda
+
+    plan = tiny_plan(unfreeze=("top-1", "top-2"), lr=0.1)
+    assert group_lr(plan, 8, 9) == pytest.approx(0.05)  # the plan's own top-1
+    assert group_lr(plan, 7, 9) == pytest.approx(0.025)
+    assert group_lr(plan, 5, 9) == pytest.approx(0.1 * plan.lr_decay ** 4)  # not named: head x decay^distance
+    f = lr_lambda(100, 0.1, "cosine")
+    assert f(0) == pytest.approx(0.1) and f(9) == pytest.approx(1.0)
+    assert f(10) == pytest.approx(1.0) and f(55) == pytest.approx(0.5) and f(100) == pytest.approx(0.0)
+    assert lr_lambda(100, 0.0, "constant")(80) == 1.0
+
+
+def test_augmentation_follows_the_plan():
+    from torchvision import transforms as T
+
+    from zoo.runner.stage2 import image_transforms
+
+    bb = zoo.load(LITE0)
+    no_flip = tiny_plan(hflip=False).augment
+    train, _ = image_transforms(bb, 64, no_flip)
+    assert not any(isinstance(t, T.RandomHorizontalFlip) for t in train.transforms)
+    flip = no_flip.model_copy(update={"hflip": True, "random_resized_crop": True, "trivial_augment": True})
+    train, evaluate = image_transforms(bb, 64, flip)
+    kinds = {type(t) for t in train.transforms}
+    assert {T.RandomHorizontalFlip, T.RandomResizedCrop, T.TrivialAugmentWide} <= kinds
+    assert T.RandomHorizontalFlip not in {type(t) for t in evaluate.transforms}
+
+
+# ---- stage 1 -------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_stage1_reuses_the_recommender_cache_and_beats_chance(tmp_path, zoo_home, no_network, capsys):
+    from zoo.recommender.data import load_dataset
+    from zoo.recommender.features import features_for
+
+    root = digits(tmp_path, 200)
+    (root / "3" / "broken.png").write_bytes(b"not a png at all")  # skipped and counted, not fatal
+    plan = tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0)
+    bb = zoo.load(LITE0)
+    features_for(bb, load_dataset(root), 64)  # what `zoo recommend --data` leaves behind
+    before = sorted((zoo_home / "features").iterdir())
+    r = zoo.run(plan, root, out=tmp_path / "run")
+    assert r.features_cached and sorted((zoo_home / "features").iterdir()) == before
+    assert r.epochs_run == 0 and r.final_val_acc == r.stage1_val_acc
+    assert r.stage1_val_acc >= 0.75  # chance is 0.1 on 10 digits
+    s1 = json.loads((tmp_path / "run" / "stage1.json").read_text())
+    assert s1["train_acc"] >= s1["val_acc"] and len(s1["val_pred"]) == 40
+    assert r.skipped_unreadable == 1 and "1 unreadable file(s) skipped" in (tmp_path / "run" / "report.md").read_text()
+    # the CLI: same figures, human-readable; an occupied folder needs --resume (one-line error, exit 2)
+    plan_path = plan.write(tmp_path / "plan.yaml")
+    assert main(["run", str(plan_path), "--data", str(root), "--out", str(tmp_path / "cli")]) == 0
+    printed = capsys.readouterr().out
+    assert f"stage 1 (linear probe) held-out accuracy: {r.stage1_val_acc:.4f}" in printed and "skipped 1 unreadable" in printed
+    assert main(["run", str(plan_path), "--data", str(root), "--out", str(tmp_path / "cli")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pass --resume" in err
+
+
+# ---- stage 2 and the run folder ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_stage2_lp_ft_top1_and_the_run_folder(tmp_path, zoo_home, no_network):
+    import torch
+    from safetensors.torch import load_file
+
+    from zoo.runner.stage2 import evaluate, make_prep
+
+    root = digits(tmp_path, 200)
+    plan = tiny_plan(epochs=2)
+    out = tmp_path / "run"
+    r = zoo.run(plan, root, out=out, seed=3)
+    assert r.epochs_run == 2 and [h["epoch"] for h in r.history] == [1, 2]
+    assert r.final_val_acc >= r.stage1_val_acc  # LP-FT improves or holds the probe
+    assert all(h["val_acc"] >= r.stage1_val_acc - 0.1 and np.isfinite(h["train_loss"]) for h in r.history)
+    assert r.history[0]["lr"][0] > 0 and r.history[-1]["lr"][0] == pytest.approx(0.0, abs=1e-9)  # cosine to zero
+    # the run folder
+    assert Plan.read(out / "plan.yaml") == plan
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    assert cfg["backbone"] == LITE0 and cfg["classes"] == [str(i) for i in range(10)] and cfg["preprocessor"]["resolution"] == 64
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["stage"] for x in lines] == ["stage1", "stage2", "stage2"]
+    for png in ("curves.png", "confusion.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG" and (out / png).stat().st_size > 5_000
+    text = (out / "report.md").read_text()
+    assert f"{r.final_val_acc:.4f}" in text and "stage 1" in text and "0 unreadable" in text
+    # only the top group moved; frozen-stats BatchNorm kept every running mean
+    bb = zoo.load(LITE0)
+    ref = {f"backbone.{k}": v for k, v in bb.model.state_dict().items()}
+    last = load_file(str(out / "checkpoints" / "epoch-0002" / "model.safetensors"))
+    top = {f"backbone.{n}" for m in bb.layer_groups[-1].modules for n, _ in bb.model.named_parameters() if any(p is _ for p in m.parameters())}
+    moved = {k for k, v in ref.items() if v.is_floating_point() and not torch.equal(v, last[k])}
+    assert moved and moved <= top and not any("running_" in k for k in moved)
+    # the best model reloads with its own preprocessing and scores what the run says
+    best = bb.with_head(10)
+    best.load_state_dict(load_file(str(out / "model" / "model.safetensors")))
+    from zoo.recommender.data import load_dataset
+    from zoo.runner.pipeline import split
+
+    ds = load_dataset(root)
+    _, va = split(ds.labels, 0.2, 3)
+    _, acc, _ = evaluate(best, make_prep(bb, 64, plan.augment), [ds.items[i] for i in va], ds.labels[va], 32, "cpu", _nullctx)
+    assert acc == pytest.approx(r.final_val_acc)
+
+
+def _nullctx():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_with_a_clear_message(tmp_path, zoo_home, no_network):
+    from zoo.runner.stage2 import DivergedError
+
+    root = digits(tmp_path, 100)
+    plan = tiny_plan(epochs=1, lr=1e37, resolution=32)
+    with pytest.raises(DivergedError, match=r"loss became (nan|inf) at epoch 1, step \d+; no checkpoint yet; lower the learning rates"):
+        zoo.run(plan, root, out=tmp_path / "run")
+    assert (tmp_path / "run" / "model" / "model.safetensors").is_file()  # stage 1's model is kept
+
+
+def test_occupied_out_needs_resume(tmp_path, zoo_home):
+    out = tmp_path / "run"
+    (out / "checkpoints").mkdir(parents=True)
+    with pytest.raises(InvalidInputError, match="--resume"):
+        zoo.run(tiny_plan(), tmp_path, out=out)
+
+
+@pytest.mark.slow
+def test_gradual_unfreeze_and_trained_batchnorm(tmp_path, zoo_home, no_network):
+    import torch
+    from safetensors.torch import load_file
+
+    root = digits(tmp_path, 100)
+    plan = tiny_plan(unfreeze=("top-1", "top-2"), epochs=1, resolution=32)
+    plan = plan.model_copy(update={"bn": "train", "schedule": plan.schedule.model_copy(update={"gradual_unfreeze": True})})
+    r = zoo.run(plan, root, out=tmp_path / "run")
+    assert r.epochs_run == 1 and len(r.history[0]["lr"]) == 3  # head + two groups in the optimizer
+    bb = zoo.load(LITE0)
+    ref = {f"backbone.{k}": v for k, v in bb.model.state_dict().items()}
+    last = load_file(str(tmp_path / "run" / "checkpoints" / "epoch-0001" / "model.safetensors"))
+    names = {id(p): f"backbone.{n}" for n, p in bb.model.named_parameters()}
+    names.update({id(b): f"backbone.{n}" for n, b in bb.model.named_buffers()})
+
+    def keys(group):
+        return {names[id(t)] for m in group.modules for t in [*m.parameters(), *m.buffers()] if id(t) in names}
+
+    top, second = keys(bb.layer_groups[-1]), keys(bb.layer_groups[-2])
+    moved = {k for k, v in ref.items() if v.is_floating_point() and not torch.equal(v, last[k])}
+    assert moved <= top and moved & second == set()  # epoch 1 of gradual unfreezing: only the top group
+    assert any("running_mean" in k for k in moved)  # bn: train updates the trainable group's statistics

@@ -1,0 +1,43 @@
+"""``zoo run PLAN --data PATH``: execute a recommended plan (see :mod:`zoo.runner`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run stage 1 and stage 2 of a plan and print the final metrics."""
+    from zoo.runner import run
+
+    result = run(
+        args.plan, args.data, out=args.out, resume=args.resume, epochs=args.epochs, seed=args.seed,
+        batch_size=args.batch_size, val_frac=args.val_frac, progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps({k: v for k, v in vars(result).items() if k != "history"}, indent=2))
+        return 0
+    print(f"stage 1 (linear probe) held-out accuracy: {result.stage1_val_acc:.4f}")
+    for h in result.history:
+        print(f"stage 2 epoch {h['epoch']}: train loss {h['train_loss']:.4f}, held-out accuracy {h['val_acc']:.4f}")
+    print(f"final held-out accuracy (best model, epoch {result.best_epoch}): {result.final_val_acc:.4f}")
+    if result.skipped_unreadable:
+        print(f"skipped {result.skipped_unreadable} unreadable file(s)")
+    print(f"run folder: {result.out} (report.md, metrics.jsonl, model/)")
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    """Add ``zoo run`` to the CLI's sub-command parser."""
+    p = sub.add_parser("run", help="execute a plan: linear probe on cached features, then fine-tuning as planned")
+    p.add_argument("plan", help="plan.yaml or plan.json from `zoo recommend -o`")
+    p.add_argument("--data", required=True, metavar="PATH", help="an image folder (one sub-folder per class) or a CSV/JSONL of text and label")
+    p.add_argument("--out", metavar="DIR", help="run folder (default runs/<backbone>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument("--epochs", type=int, help="stage-2 epochs (default: the plan's)")
+    p.add_argument("--seed", type=int, default=0, help="fixes the split, data order and augmentation")
+    p.add_argument("--batch-size", type=int, help="default: the plan's")
+    p.add_argument("--val-frac", type=float, default=0.2, help="share of each class held out (early stopping, report)")
+    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    p.set_defaults(func=cmd_run)

@@ -1,0 +1,190 @@
+"""``zoo.run``: execute a plan end to end (stage 1 on cached features, stage 2 as the plan says).
+
+The run folder holds ``plan.yaml``, ``model/`` (``model.safetensors`` of the best model and
+``config.json``: backbone, classes, preprocessing), ``stage1.json``, ``metrics.jsonl``,
+``curves.png``, ``confusion.png``, ``report.md``, ``result.json`` and ``checkpoints/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import InvalidInputError
+
+RECOMMENDER_MAX_SAMPLES = 2000  # zoo recommend's default sample: same sample, same fingerprint, same cache
+
+
+@dataclass
+class RunResult:
+    """What a run produced (also ``RUN/result.json``)."""
+
+    out: str
+    backbone: str
+    stage1_val_acc: float
+    final_val_acc: float
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    skipped_unreadable: int
+    features_cached: bool
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resumed_from: int | None = None
+
+
+def split(labels: np.ndarray, val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified train / held-out indices: ``val_frac`` of each class (at least one, never all)."""
+    rng = np.random.default_rng(seed)
+    tr, va = [], []
+    for c in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = min(len(idx) - 1, max(1, int(round(val_frac * len(idx)))))
+        va.append(idx[:k])
+        tr.append(idx[k:])
+    return np.sort(np.concatenate(tr)), np.sort(np.concatenate(va))
+
+
+def _dataset(data: Any) -> Any:
+    from zoo.recommender.data import load_dataset
+
+    ds = load_dataset(data, max_samples=RECOMMENDER_MAX_SAMPLES)
+    if len(ds.items) < ds.n:  # the recommender saw a sample; training uses everything
+        ds = load_dataset(data, max_samples=ds.n)
+    return ds
+
+
+def _check_out(out: Path, plan: Any, resume: bool) -> None:
+    saved = out / "plan.yaml"
+    if resume:
+        if saved.is_file() and saved.read_text(encoding="utf-8") != plan.to_yaml():
+            raise InvalidInputError(f"{out}: holds a run of a different plan; resume with the same plan or pass a new --out.")
+        return
+    if (out / "checkpoints").exists() or (out / "result.json").exists():
+        raise InvalidInputError(f"{out}: already holds a run; pass --resume to continue it or a new --out.")
+
+
+def run(
+    plan: Any,
+    data: str | Path,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    epochs: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    val_frac: float = 0.2,
+    progress: bool = True,
+) -> RunResult:
+    """Execute ``plan`` on ``data`` and write the run folder.
+
+    Args:
+        plan: a :class:`zoo.Plan` or the path of one (``zoo recommend -o plan.yaml``).
+        data: an image folder (one sub-folder per class) or a CSV/JSONL of text and label.
+        out: the run folder (default ``runs/<backbone>-<time>``).
+        resume: continue from the last checkpoint in ``out``.
+        epochs: stage-2 epochs (default: the plan's).
+        seed: fixes the split, the head, the data order and the augmentation.
+        batch_size: default the plan's.
+        val_frac: share of each class held out for early stopping and the report.
+
+    Returns:
+        :class:`RunResult`; the same figures are in ``out/result.json``.
+
+    Raises:
+        InvalidInputError: bad data, a plan for a Keras/TF Hub source (not yet supported), an
+            occupied ``out`` without ``resume``.
+        DivergedError: the loss became NaN (the last checkpoint is kept).
+
+    Example:
+        >>> result = zoo.run("plan.yaml", "digits/", out="runs/digits")   # doctest: +SKIP
+        >>> result.final_val_acc                                            # doctest: +SKIP
+        0.97
+    """
+    import torch
+
+    import zoo
+    from zoo.recommender.features import features_for
+    from zoo.recommender.plan import Plan
+    from zoo.runner import report
+    from zoo.runner.stage1 import fit_head
+
+    if not isinstance(plan, Plan):
+        plan = Plan.read(plan)
+    if not 0 < val_frac < 1:
+        raise InvalidInputError(f"val_frac must be between 0 and 1, got {val_frac}.")
+    out = Path(out) if out is not None else Path("runs") / f"{plan.backbone.split(':', 1)[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_out(out, plan, resume)
+    ds = _dataset(data)
+    if ds.modality != plan.modality:
+        raise InvalidInputError(f"{data}: {ds.modality} data but the plan is for {plan.modality}; run `zoo recommend --data {data}` again.")
+    backbone = zoo.load(plan.backbone)
+    if backbone.framework != "torch":
+        raise InvalidInputError(f"{plan.backbone}: zoo run supports torch sources so far; pick a torch backbone in the plan (e.g. --candidates timm:...).")
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_text(out / "plan.yaml", plan.to_yaml())
+    torch.manual_seed(seed)
+    res = plan.resolution if ds.modality == "image" else None
+    fs = features_for(backbone, ds, res)
+    tr, va = split(ds.labels, val_frac, seed)
+    feats = fs.final
+    n_classes = len(ds.classes)
+    s1 = fit_head(feats[tr], ds.labels[tr], feats[va], ds.labels[va], n_classes)
+    stage1 = dict(s1.metrics(), val_pred=[int(v) for v in s1.val_pred])
+    report.write_text(out / "stage1.json", json.dumps(stage1))
+    spec = backbone.input_spec
+    config = {
+        "backbone": plan.backbone, "framework": backbone.framework, "modality": ds.modality, "classes": list(ds.classes),
+        "num_classes": n_classes, "feature_dim": backbone.feature_dim, "architecture": "ClassifierModel(backbone -> dropout -> linear head)",
+        "preprocessor": {"resolution": res, "resize": "bicubic-shorter-side+center-crop", "mean": spec.mean, "std": spec.std, "input_range": spec.input_range}
+        if ds.modality == "image" else {"tokenizer": plan.backbone, "max_length": getattr(backbone, "max_length", None)},
+    }
+    report.write_text(out / "model" / "config.json", json.dumps(config, indent=2))
+    records: list[dict[str, Any]] = [s1.metrics()]
+    n_epochs = plan.schedule.epochs if epochs is None else int(epochs)
+    bs = batch_size or plan.schedule.batch_size
+    train_items = [ds.items[i] for i in tr]
+    val_items = [ds.items[i] for i in va]
+    if plan.unfreeze and n_epochs > 0:
+        from zoo.runner.stage2 import fine_tune
+
+        def log(hist: list[dict[str, Any]]) -> None:
+            report.write_metrics(out / "metrics.jsonl", records + hist)
+
+        r2 = fine_tune(
+            backbone, plan, s1.weight, s1.bias, (train_items, ds.labels[tr]), (val_items, ds.labels[va]), stage1,
+            out=out, epochs=n_epochs, batch_size=bs, seed=seed, resume=resume, progress=progress, log=log,
+        )
+        history, best_epoch, final_acc, pred = r2.history, r2.best_epoch, r2.best_val_acc, np.asarray(r2.best_val_pred)
+        stopped, resumed_from, groups = r2.stopped_early, r2.resumed_from, r2.groups
+    else:
+        from zoo.runner.stage2 import _write_best
+
+        model = backbone.with_head(n_classes)
+        with torch.no_grad():
+            model.head.weight.copy_(torch.as_tensor(s1.weight))
+            model.head.bias.copy_(torch.as_tensor(s1.bias))
+        _write_best(out / "model" / "model.safetensors", model.state_dict())
+        history, best_epoch, final_acc, pred, stopped, resumed_from, groups = [], 0, s1.val_acc, s1.val_pred, False, None, []
+    records += history
+    report.write_metrics(out / "metrics.jsonl", records)
+    report.plot_curves(out / "curves.png", stage1, history)
+    report.plot_confusion(out / "confusion.png", report.confusion(ds.labels[va], pred, n_classes), ds.classes)
+    result = RunResult(
+        out=str(out), backbone=plan.backbone, stage1_val_acc=s1.val_acc, final_val_acc=float(final_acc), best_epoch=best_epoch,
+        epochs_run=len(history), stopped_early=stopped, skipped_unreadable=ds.skipped, features_cached=fs.cached,
+        history=history, resumed_from=resumed_from,
+    )
+    summary = dict(
+        backbone=plan.backbone, data=str(data), samples=ds.n, classes=n_classes, train=len(tr), val=len(va), skipped_unreadable=ds.skipped,
+        strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=res, seed=seed, features_cached=fs.cached,
+        features=str(fs.path), stage1=stage1,
+        notes=["lp-concat runs as a linear probe on the final pooled features in this version (no mid-level concatenation)."] if plan.strategy == "lp-concat" else [], history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
+    )
+    report.write_report(out / "report.md", summary)
+    report.write_text(out / "result.json", json.dumps(asdict(result), indent=2))
+    return result

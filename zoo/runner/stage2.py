@@ -1,0 +1,372 @@
+"""Stage 2: fine-tune as the plan says (LP-FT), on Hugging Face Accelerate, resumable per epoch.
+
+The head starts from stage 1; the plan's ``unfreeze`` selectors pick layer groups (``top-i``,
+``early-i``, ``middle``, ``all``); each group gets its learning rate from ``plan.lr`` (or
+``lr["head"] * lr_decay ** distance`` for groups the plan did not name); linear warm-up then cosine
+(or constant); BatchNorm frozen or trained as the plan says; augmentation as ``plan.augment``
+(no flips unless ``hflip``); early stopping on the held-out split; optional gradual unfreezing (one
+more selected group per epoch, from the top). Every epoch starts from a seed derived from the run
+seed and the epoch, so a run resumed from a checkpoint replays exactly what an uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from zoo.errors import DivergedError, InvalidInputError, LayerGroupRangeError
+from zoo.frameworks.torch import _BN, call_model, move
+from zoo.runner import checkpoint
+
+
+
+@dataclass
+class Stage2Result:
+    """Per-epoch history and the best held-out accuracy (stage 1 counts as epoch 0)."""
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_acc: float
+    best_val_loss: float
+    best_val_pred: list[int]
+    stopped_early: bool
+    resumed_from: int | None = None
+    groups: list[str] = field(default_factory=list)
+
+
+# ---- plan -> groups and learning rates ------------------------------------------------------------
+
+
+def resolve_selectors(selectors: Sequence[str], n: int) -> list[int]:
+    """Layer-group indices (input = 0) the selectors name, ordered from the output down.
+
+    Raises:
+        LayerGroupRangeError: ``top-i``/``early-i`` outside ``1..n``.
+        InvalidInputError: an unknown selector.
+    """
+    out: list[int] = []
+    for sel in selectors:
+        if sel == "all":
+            idx = list(range(n))
+        elif sel == "middle":
+            idx = list(range(n // 3, max(n // 3 + 1, 2 * n // 3)))
+        elif sel.startswith(("top-", "early-")) and sel.split("-", 1)[1].isdigit():
+            i = int(sel.split("-", 1)[1])
+            if not 1 <= i <= n:
+                raise LayerGroupRangeError(i, n)
+            idx = [n - i] if sel.startswith("top-") else [i - 1]
+        else:
+            raise InvalidInputError(f"unknown unfreeze selector {sel!r}; use top-i, early-i, middle or all.")
+        out.extend(j for j in idx if j not in out)
+    return sorted(out, reverse=True)
+
+
+def group_lr(plan: Any, index: int, n: int) -> float:
+    """Learning rate of group ``index``: the plan's own for the selector naming it, else head LR x decay^distance."""
+    for sel in (f"top-{n - index}", f"early-{index + 1}"):
+        if sel in plan.lr:
+            return float(plan.lr[sel])
+    return float(plan.lr["head"]) * plan.lr_decay ** (n - index)
+
+
+def lr_lambda(total: int, warmup_frac: float, decay: str) -> Callable[[int], float]:
+    """Linear warm-up over ``warmup_frac`` of ``total`` steps, then cosine to zero (or constant)."""
+    warm = int(math.ceil(warmup_frac * total)) if warmup_frac > 0 else 0
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if decay == "constant" or total <= warm:
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warm) / (total - warm))))
+
+    return f
+
+
+# ---- data -----------------------------------------------------------------------------------------
+
+
+def image_transforms(backbone: Any, resolution: int, augment: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """``(train, eval)`` transforms: eval exactly as the feature cache (bicubic resize + centre crop), train per ``augment``."""
+    from torchvision import transforms as T
+
+    from zoo.recommender.features import _image_transform
+
+    spec = backbone.input_spec
+    steps: list[Any] = []
+    if augment.random_resized_crop:
+        steps.append(T.RandomResizedCrop(resolution, scale=(0.35, 1.0), interpolation=T.InterpolationMode.BICUBIC))
+    else:
+        steps += [T.Resize(resolution, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(resolution)]
+    if augment.hflip:
+        steps.append(T.RandomHorizontalFlip())
+    if augment.trivial_augment:
+        steps.append(T.TrivialAugmentWide())
+    steps.append(T.ToTensor())
+    if spec.mean is not None and spec.std is not None:
+        steps.append(T.Normalize(spec.mean, spec.std))
+    return T.Compose(steps), _image_transform(backbone, resolution)
+
+
+def make_prep(backbone: Any, resolution: int | None, augment: Any) -> Callable[[Sequence[Any], bool], Any]:
+    """``prep(items, train)`` -> a native batch (image tensor, or the tokenizer's dict for text)."""
+    if backbone.input_spec.modality != "image":
+        return lambda items, train: backbone.preprocess(list(items))
+    from zoo.inputs import load_images
+
+    train_tf, eval_tf = image_transforms(backbone, resolution or backbone.input_spec.size or 224, augment)
+
+    def prep(items: Sequence[Any], train: bool) -> Any:
+        tf = train_tf if train else eval_tf
+        return torch.stack([tf(im.convert("RGB")) for im in load_images(list(items))])
+
+    return prep
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[np.ndarray]:
+    order = torch.randperm(n, generator=generator).numpy() if generator is not None else np.arange(n)
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    st = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [st[0], torch.from_numpy(st[1].astype(np.int64)), int(st[2]), int(st[3]), float(st[4])],
+        "python": list(random.getstate()[1]),
+    }
+
+
+def _set_rng_state(s: dict[str, Any]) -> None:
+    torch.set_rng_state(s["torch"])
+    n = s["numpy"]
+    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), n[2], n[3], n[4]))
+    random.setstate((3, tuple(s["python"]), None))
+
+
+def _write_best(path: Path, model_state: dict[str, torch.Tensor]) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Bar:
+    """A progress bar with ETA on a terminal (rich), silent otherwise."""
+
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.p = None
+        if enabled and sys.stderr.isatty():
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.p = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeRemainingColumn(), transient=True)
+            self.p.start()
+            self.task = self.p.add_task(label, total=total)
+
+    def advance(self) -> None:
+        if self.p is not None:
+            self.p.advance(self.task)
+
+    def close(self) -> None:
+        if self.p is not None:
+            self.p.stop()
+
+
+# ---- training -------------------------------------------------------------------------------------
+
+
+def evaluate(model: nn.Module, prep: Callable[..., Any], items: Sequence[Any], labels: np.ndarray, batch_size: int, device: Any, autocast: Any) -> tuple[float, float, np.ndarray]:
+    """``(loss, accuracy, predictions)`` on held-out items with the eval preprocessing."""
+    model.eval()
+    losses, preds = [], []
+    with torch.inference_mode():
+        for idx in _batches(len(items), batch_size, None):
+            batch = move(prep([items[i] for i in idx], False), device)
+            with autocast():
+                logits = call_model(model, batch).float()
+            y = torch.as_tensor(labels[idx], device=logits.device)
+            losses.append(float(nn.functional.cross_entropy(logits, y, reduction="sum")))
+            preds.append(logits.argmax(1).cpu().numpy())
+    pred = np.concatenate(preds)
+    return sum(losses) / len(items), float((pred == labels).mean()), pred
+
+
+def fine_tune(
+    backbone: Any,
+    plan: Any,
+    head_weight: np.ndarray,
+    head_bias: np.ndarray,
+    train: tuple[Sequence[Any], np.ndarray],
+    val: tuple[Sequence[Any], np.ndarray],
+    stage1: dict[str, Any],
+    *,
+    out: Path,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> Stage2Result:
+    """Run stage 2 (see the module docstring); writes ``out/model/model.safetensors`` on each improvement.
+
+    ``stage1`` (``val_acc``, ``val_loss``, ``val_pred``) is the baseline that epoch 0 stands for.
+    ``log`` receives the stage-2 history (every finished epoch) after each checkpoint is written.
+
+    Raises:
+        DivergedError: the loss became NaN or infinite (the last checkpoint is kept).
+        CheckpointError: a checkpoint could not be written (the previous one is kept).
+    """
+    from accelerate import Accelerator
+
+    cuda = torch.cuda.is_available()
+    acc = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
+    groups = list(backbone.layer_groups)
+    n = len(groups)
+    chosen = resolve_selectors(plan.unfreeze, n)
+    if not chosen:
+        raise InvalidInputError("the plan unfreezes no layer group; stage 2 has nothing to train (strategy linear-probe).")
+    _seed_all(seed)
+    model = backbone.with_head(int(head_weight.shape[0]))
+    with torch.no_grad():
+        model.head.weight.copy_(torch.as_tensor(head_weight))
+        model.head.bias.copy_(torch.as_tensor(head_bias))
+    backbone.freeze()
+    for i in chosen:
+        backbone._set_group_trainable(groups[i], True)
+    wd = plan.optimizer.weight_decay
+    pgroups = [{"params": list(model.head.parameters()), "lr": float(plan.lr["head"]), "name": "head", "weight_decay": wd}]
+    for i in chosen:
+        params = [p for m in groups[i].modules for p in m.parameters()]
+        pgroups.append({"params": params, "lr": group_lr(plan, i, n), "name": groups[i].name, "weight_decay": wd})
+    if plan.optimizer.name == "sgd":
+        opt: Any = torch.optim.SGD(pgroups, lr=pgroups[0]["lr"], momentum=plan.optimizer.momentum or 0.0, nesterov=bool(plan.optimizer.momentum))
+    else:
+        opt = torch.optim.AdamW(pgroups, lr=pgroups[0]["lr"])
+    train_items, train_y = train
+    val_items, val_y = val
+    steps_per_epoch = math.ceil(len(train_items) / batch_size)
+    state: dict[str, Any] = {
+        "epoch": 0, "epochs": epochs, "history": [], "best_epoch": 0, "best_val_acc": float(stage1["val_acc"]),
+        "best_val_loss": float(stage1["val_loss"]), "best_val_pred": [int(v) for v in stage1["val_pred"]], "bad_epochs": 0, "stopped_early": False,
+    }
+    ckpt_root = out / "checkpoints"
+    best_path = out / "model" / "model.safetensors"
+    resumed_from = None
+    loaded = checkpoint.load(ckpt_root) if resume else None
+    if loaded is not None:
+        epochs = int(loaded[1]["epochs"])
+    # the scheduler first: its constructor rewrites every group's lr, which the optimizer state then restores
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(epochs * steps_per_epoch, plan.schedule.warmup_frac, plan.schedule.decay))
+    if loaded is not None:
+        model_state, saved = loaded
+        model.load_state_dict(model_state)
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        _set_rng_state(saved["rng"])
+        state.update({k: saved[k] for k in state})
+        resumed_from = int(saved["epoch"])
+    else:
+        _write_best(best_path, model.state_dict())  # stage 1's head on the pretrained backbone: epoch 0
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    model, opt = acc.prepare(model, opt)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=plan.augment.label_smoothing)
+    prep = make_prep(backbone, plan.resolution, plan.augment)
+    patience = plan.schedule.early_stop_patience
+    mixup = plan.augment.mixup
+    for epoch in range(state["epoch"] + 1, epochs + 1):
+        if state["stopped_early"]:
+            break
+        _seed_all(seed * 100_003 + epoch)
+        if plan.schedule.gradual_unfreeze:
+            active = set(chosen[: min(epoch, len(chosen))])
+            for i in chosen:
+                backbone._set_group_trainable(groups[i], i in active)
+        model.train()
+        if plan.bn == "frozen-stats":
+            for m in model.modules():
+                if isinstance(m, _BN):
+                    m.eval()
+        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        t0 = time.perf_counter()
+        seen, loss_sum, correct = 0, 0.0, 0
+        bar = _Bar(progress, steps_per_epoch, f"epoch {epoch}/{epochs}")
+        for step, idx in enumerate(_batches(len(train_items), batch_size, gen)):
+            x = prep([train_items[i] for i in idx], True)
+            if cuda and isinstance(x, torch.Tensor):
+                x = x.contiguous(memory_format=torch.channels_last)
+            x = move(x, acc.device)
+            y = torch.as_tensor(train_y[idx], device=acc.device)
+            with acc.autocast():
+                if mixup > 0 and isinstance(x, torch.Tensor):
+                    lam = float(np.random.beta(mixup, mixup))
+                    perm = torch.randperm(len(idx)).to(acc.device)
+                    logits = call_model(model, lam * x + (1 - lam) * x[perm]).float()
+                    loss = lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[perm])
+                else:
+                    logits = call_model(model, x).float()
+                    loss = loss_fn(logits, y)
+            if not torch.isfinite(loss):
+                bar.close()
+                kept = checkpoint.latest(ckpt_root)
+                raise DivergedError(f"the training loss became {float(loss.detach())} at epoch {epoch}, step {step + 1}; {'kept ' + str(kept) if kept else 'no checkpoint yet'}; lower the learning rates in the plan and rerun{' with --resume' if kept else ''}.")
+            opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            opt.step()
+            sched.step()
+            seen += len(idx)
+            loss_sum += float(loss.detach()) * len(idx)
+            correct += int((logits.detach().argmax(1) == y).sum())
+            bar.advance()
+        bar.close()
+        val_loss, val_acc, val_pred = evaluate(model, prep, val_items, val_y, batch_size, acc.device, acc.autocast)
+        rec = {
+            "stage": "stage2", "epoch": epoch, "train_loss": round(loss_sum / seen, 6), "train_acc": round(correct / seen, 6),
+            "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6), "lr": [round(g["lr"], 10) for g in opt.param_groups],
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        state["history"].append(rec)
+        state["epoch"] = epoch
+        if val_acc > state["best_val_acc"] + 1e-12:
+            state.update(best_epoch=epoch, best_val_acc=val_acc, best_val_loss=val_loss, best_val_pred=[int(v) for v in val_pred], bad_epochs=0)
+            _write_best(best_path, acc.unwrap_model(model).state_dict())
+        else:
+            state["bad_epochs"] += 1
+            if patience and state["bad_epochs"] >= patience:
+                state["stopped_early"] = True
+        saved = dict(state, optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=_rng_state(), seed=seed)
+        checkpoint.save(ckpt_root, epoch, acc.unwrap_model(model).state_dict(), saved)
+        if log is not None:
+            log(list(state["history"]))
+    return Stage2Result(
+        history=list(state["history"]), best_epoch=int(state["best_epoch"]), best_val_acc=float(state["best_val_acc"]),
+        best_val_loss=float(state["best_val_loss"]), best_val_pred=list(state["best_val_pred"]), stopped_early=bool(state["stopped_early"]),
+        resumed_from=resumed_from, groups=[groups[i].name for i in chosen],
+    )
