@@ -26,6 +26,9 @@ $ZOO recommend --samples 1797 --classes 10 --domain documents --image-size 8 --m
 # data mode: measure scikit-learn's digits with the packaged EfficientNet-Lite0/1/2 weights, offline
 .venv/bin/python scripts/make_digits_folder.py "$work/digits" >/dev/null
 $ZOO recommend --data "$work/digits" -o "$work/plan.yaml" --plot "$work/recommend.png"
-mkdir -p "$ZOO_HOME" && cp "$work/plan.yaml" "$work/recommend.png" "$ZOO_HOME/" && echo "plan and picture copied to $ZOO_HOME/"
+# execute the plan (stage 1 reuses the features cached above); a CPU demo runs 2 of the plan's
+# epochs, and the run keeps the best checkpoint on the held-out split
+$ZOO run "$work/plan.yaml" --data "$work/digits" --out "$work/run" --epochs 2
+mkdir -p "$ZOO_HOME" && cp -r "$work/plan.yaml" "$work/recommend.png" "$work/run" "$ZOO_HOME/" && echo "plan, picture and run folder copied to $ZOO_HOME/"
 $ZOO info timm:efficientnet_lite0.pypi_in1k
 $ZOO predict timm:efficientnet_lite0.pypi_in1k "$work/chelsea.png" "$work/coffee.png" "$work/astronaut.png"
