@@ -86,6 +86,24 @@ class Backbone(abc.ABC):
         augmentation.
         """
 
+    def _chunks(self, inputs: Any, batch_size: int) -> list[Any]:
+        """Split inputs into batches: lists and NHWC arrays by ``batch_size``; one item stays whole.
+
+        Raises:
+            InvalidInputError: an empty list or array.
+        """
+        import numpy as np
+
+        from zoo.errors import InvalidInputError
+
+        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Sequence, np.ndarray)):
+            return [inputs]
+        if isinstance(inputs, np.ndarray) and inputs.ndim != 4:
+            return [inputs]
+        if len(inputs) == 0:
+            raise InvalidInputError("No inputs given: pass at least one input.")
+        return [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
+
     @abc.abstractmethod
     def embed(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
         """Pooled features of ``inputs`` as a float32 numpy array ``(n, feature_dim)``.

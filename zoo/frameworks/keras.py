@@ -167,15 +167,6 @@ class KerasBackbone(Backbone):
         """Pooled features of a preprocessed batch in inference mode (a framework tensor)."""
         return self.model(batch, training=False)
 
-    def _chunks(self, inputs: Any, batch_size: int) -> list[Any]:
-        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (Sequence, np.ndarray)):
-            return [inputs]
-        if isinstance(inputs, np.ndarray) and inputs.ndim != 4:
-            return [inputs]
-        if len(inputs) == 0:
-            raise InvalidInputError("No inputs given: pass at least one input.")
-        return [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
-
     def embed(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
         """Pooled features as float32 ``(n, feature_dim)``: inference mode, batched."""
         if batch_size < 1:

@@ -135,13 +135,6 @@ class TorchBackbone(Backbone):
         """Pooled features of a preprocessed batch (no mode or grad handling)."""
         return call_model(self.model, batch)
 
-    def _chunks(self, inputs: Any, batch_size: int) -> list[Any]:
-        if isinstance(inputs, (str, bytes)) or not isinstance(inputs, Sequence):
-            return [inputs]
-        if len(inputs) == 0:
-            raise InvalidInputError("No inputs given: pass at least one input.")
-        return [inputs[i : i + batch_size] for i in range(0, len(inputs), batch_size)]
-
     def embed(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
