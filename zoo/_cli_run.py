@@ -1,4 +1,4 @@
-"""``zoo run PLAN --data PATH``: execute a recommended plan (see :mod:`zoo.runner`)."""
+"""``zoo run PLAN --data PATH``: execute a recommended plan (see :mod:`zoo.runner`); ``zoo export RUN_DIR``."""
 
 from __future__ import annotations
 
@@ -28,8 +28,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export a run folder's trained model (TorchScript or ONNX) and print where it went."""
+    from zoo.runner.predict import load_run
+
+    path = load_run(args.run_dir).export(args.format, args.output)
+    if args.json:
+        print(json.dumps({"run": args.run_dir, "format": args.format, "path": str(path)}, indent=2))
+    else:
+        print(f"wrote {path} ({args.format}; input: the preprocessed batch described in model/config.json, output: logits)")
+    return 0
+
+
 def add_commands(sub: Any) -> None:
-    """Add ``zoo run`` to the CLI's sub-command parser."""
+    """Add ``zoo run`` and ``zoo export`` to the CLI's sub-command parser."""
     p = sub.add_parser("run", help="execute a plan: linear probe on cached features, then fine-tuning as planned")
     p.add_argument("plan", help="plan.yaml or plan.json from `zoo recommend -o`")
     p.add_argument("--data", required=True, metavar="PATH", help="an image folder (one sub-folder per class) or a CSV/JSONL of text and label")
@@ -41,3 +53,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--val-frac", type=float, default=0.2, help="share of each class held out (early stopping, report)")
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("export", help="export a run folder's trained model (torchscript, onnx)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `zoo run`")
+    p.add_argument("--format", required=True, choices=["torchscript", "onnx", "savedmodel"], help="savedmodel is for Keras runs (not supported yet)")
+    p.add_argument("-o", "--output", metavar="FILE", help="default RUN_DIR/model/model.<format>.<pt|onnx>")
+    p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
+    p.set_defaults(func=cmd_export)

@@ -160,10 +160,18 @@ def cmd_catalog_validate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import zoo
+    from pathlib import Path
 
-    backbone = zoo.load(args.id)
+    from zoo.runner.predict import load_run
+
+    if Path(args.id).is_dir():  # a `zoo run` folder: its trained model, classes and preprocessing
+        backbone = load_run(args.id)
+        modality, name = backbone.modality, args.id
+    else:
+        backbone = zoo.load(args.id)
+        modality, name = backbone.input_spec.modality, backbone.id
     inputs: list[Any] = list(args.inputs)
-    if backbone.input_spec.modality == "image":
+    if modality == "image":
         from zoo.inputs import load_images
 
         load_images(inputs)  # fail early, naming the bad file
@@ -172,7 +180,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _print_json([{"input": str(i), "top": [{"label": l, "score": s} for l, s in r]} for i, r in zip(inputs, results)])
     else:
         rows = [[str(inp), k + 1, lab, f"{sc:.4f}"] for inp, res in zip(inputs, results) for k, (lab, sc) in enumerate(res)]
-        _table(f"{backbone.id}: top {args.top_k}", ["input", "rank", "label", "score"], rows)
+        _table(f"{name}: top {args.top_k}", ["input", "rank", "label", "score"], rows)
     return 0
 
 
@@ -282,8 +290,8 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     v.add_argument("path", nargs="?")
     v.set_defaults(func=cmd_catalog_validate)
 
-    p = sub.add_parser("predict", help="top-k labels from a backbone's pre-training head")
-    p.add_argument("id")
+    p = sub.add_parser("predict", help="top-k labels from a backbone's pre-training head or a `zoo run` folder's model")
+    p.add_argument("id", help="model id, or a run folder (zoo run --out)")
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_TEXT")
     p.add_argument("--top-k", type=int, default=5)
     _add_json(p)

@@ -1,0 +1,163 @@
+"""``zoo predict RUN_DIR`` and ``zoo export RUN_DIR``: a tiny real run on digits, reloaded offline."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import zoo
+from zoo.cli import main
+from zoo.errors import InvalidInputError
+from zoo.testing import CACHE_VARS
+
+LITE0 = "timm:efficientnet_lite0.pypi_in1k"
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 5
+
+
+def _digits(tmp_path: Path, limit: int) -> Path:
+    spec = importlib.util.spec_from_file_location("make_digits_folder", ROOT / "scripts" / "make_digits_folder.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.write_digits(tmp_path / "digits", limit=limit)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A stage-1 run (linear probe on lite0 features) of 150 digits at 64 px, in its own ZOO_HOME."""
+    from zoo.recommender.plan import Optimizer, Schedule
+
+    tmp = tmp_path_factory.mktemp("predict")
+    mp = pytest.MonkeyPatch()
+    for var, sub in CACHE_VARS.items():  # what the zoo_home fixture does, for the whole module
+        (tmp / "cache" / sub).mkdir(parents=True, exist_ok=True)
+        mp.setenv(var, str(tmp / "cache" / sub))
+    mp.setenv("ZOO_OFFLINE", "1")
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    zoo.reset()
+    plan = zoo.recommend(samples=150, classes=10, domain="documents", image_size=8)
+    plan = plan.model_copy(update={
+        "backbone": LITE0, "strategy": "linear-probe", "unfreeze": [], "resolution": 64,
+        "optimizer": Optimizer(name="sgd", momentum=0.9, weight_decay=0.0),
+        "schedule": Schedule(epochs=0, batch_size=32, steps=0, warmup_frac=0.0, early_stop_patience=3),
+    })
+    root = _digits(tmp, 150)
+    out = tmp / "run"
+    result = zoo.run(plan, root, out=out, seed=SEED, progress=False)
+    yield out, root, result
+    zoo.reset()
+    mp.undo()
+
+
+def _held_out(root: Path) -> tuple[list, np.ndarray]:
+    from zoo.recommender.data import load_dataset
+    from zoo.runner.pipeline import split
+
+    ds = load_dataset(root)
+    _, va = split(ds.labels, 0.2, SEED)
+    return [ds.items[i] for i in va], ds.labels[va]
+
+
+@pytest.mark.slow
+def test_load_run_rebuilds_the_trained_classifier(run_dir, no_network):
+    from zoo.runner.predict import load_run
+
+    out, root, result = run_dir
+    m = load_run(out)
+    assert m.classes == [str(i) for i in range(10)] and m.resolution == 64 and m.model.head.out_features == 10
+    items, labels = _held_out(root)
+    logits = m.logits(items)
+    acc = float((logits.argmax(1).numpy() == labels).mean())
+    assert acc == pytest.approx(result.final_val_acc)  # the run's own figure: same weights, same preprocessing
+    assert acc >= 0.5  # chance is 0.1 on 10 digits
+    top = m.predict(items[:4], top_k=3)
+    assert [len(r) for r in top] == [3] * 4
+    for row, lg in zip(top, logits[:4]):
+        assert row[0][0] == m.classes[int(lg.argmax())]
+        assert row[0][1] >= row[1][1] >= row[2][1] and 0 < sum(p for _, p in row) <= 1 + 1e-6
+
+
+@pytest.mark.slow
+def test_cli_predict_on_a_run_dir(run_dir, no_network, capsys):
+    from zoo.runner.predict import load_run
+
+    out, root, _ = run_dir
+    items, labels = _held_out(root)
+    files = [str(p) for p in items[:6]]
+    assert main(["predict", str(out), *files, "--json", "--top-k", "2"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    direct = load_run(out).logits(files).argmax(1).tolist()
+    assert [r["input"] for r in printed] == files
+    assert [r["top"][0]["label"] for r in printed] == [str(i) for i in direct]
+    assert all(len(r["top"]) == 2 for r in printed)
+    assert sum(r["top"][0]["label"] == str(y) for r, y in zip(printed, labels[:6])) >= 3
+    # plain output: one row per rank, the same top-1
+    assert main(["predict", str(out), files[0], "--top-k", "3"]) == 0
+    rows = [r.split("\t") for r in capsys.readouterr().out.splitlines()[1:]]
+    assert [r[1] for r in rows] == ["1", "2", "3"] and rows[0][0] == files[0] and rows[0][2] == str(direct[0])
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
+def test_export_torchscript_matches_the_model(run_dir, no_network, capsys, tmp_path):
+    import torch
+
+    from zoo.runner.predict import load_run
+
+    out, root, _ = run_dir
+    target = tmp_path / "exported" / "digits.pt"
+    assert main(["export", str(out), "--format", "torchscript", "-o", str(target), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(target)
+    assert [p.name for p in target.parent.iterdir()] == ["digits.pt"]  # no temporary left behind
+    extra = {"config.json": ""}
+    scripted = torch.jit.load(str(target), _extra_files=extra)
+    assert json.loads(extra["config.json"])["classes"] == [str(i) for i in range(10)]
+    m = load_run(out)
+    items, _ = _held_out(root)
+    batch = m.preprocess(items[:5])
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(batch), m.model(batch), atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_export_onnx_and_savedmodel_say_what_to_do(run_dir, no_network, capsys, tmp_path):
+    out, _, _ = run_dir
+    assert importlib.util.find_spec("onnx") is None  # this environment: the error path
+    assert main(["export", str(out), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install onnx onnxscript" in err
+    assert not (tmp_path / "m.onnx").exists()
+    assert main(["export", str(out), "--format", "savedmodel"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Keras runs" in err and "not supported yet" in err
+
+
+def test_a_folder_that_is_not_a_run_is_a_one_line_error(tmp_path, capsys):
+    from zoo.runner.predict import load_run
+
+    (tmp_path / "model").mkdir()
+    img = tmp_path / "x.png"
+    img.write_bytes(b"")
+    for argv in (["predict", str(tmp_path), str(img)], ["export", str(tmp_path), "--format", "torchscript"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "not a run folder" in err and "zoo run" in err
+    with pytest.raises(InvalidInputError, match="not a run folder"):
+        load_run(tmp_path / "missing")
+
+
+def test_a_run_without_weights_or_with_bad_config_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "model").mkdir()
+    cfg = {"backbone": LITE0, "framework": "torch", "modality": "image", "classes": ["a", "b"], "num_classes": 2,
+           "preprocessor": {"resolution": 32, "mean": [0.5] * 3, "std": [0.5] * 3}}
+    (tmp_path / "model" / "config.json").write_text(json.dumps(cfg))
+    assert main(["export", str(tmp_path), "--format", "torchscript"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "model.safetensors: missing" in err
+    (tmp_path / "model" / "config.json").write_text("{not json")
+    assert main(["export", str(tmp_path), "--format", "torchscript"]) == 2
+    assert "unreadable run config" in capsys.readouterr().err

@@ -1,0 +1,249 @@
+"""Reload a ``zoo run`` folder as a classifier, predict with it, export it (TorchScript, ONNX).
+
+The model is rebuilt offline from the run folder alone: the backbone through ``zoo.load`` (the
+run's ``model/config.json`` names it), a linear head of the run's class count, the trained weights
+from ``model/model.safetensors``, and the run's own eval preprocessing at the run's resolution
+(bicubic resize of the shorter side, centre crop, the backbone's normalisation) — exactly what
+stage 1 embedded and stage 2 evaluated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import InvalidInputError
+
+CONFIG = Path("model") / "config.json"
+WEIGHTS = Path("model") / "model.safetensors"
+EXPORT_FORMATS = ("torchscript", "onnx", "savedmodel")
+EXPORT_TOLERANCE = 1e-5
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding a ``zoo run`` model (``model/config.json``)."""
+    p = Path(path)
+    return p.is_dir() and (p / CONFIG).is_file()
+
+
+class RunModel:
+    """A trained run: ``model`` (``ClassifierModel``, eval mode), its ``classes`` and preprocessing.
+
+    Build it with :func:`load_run`.
+    """
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], backbone: Any, model: Any) -> None:
+        self.run_dir = run_dir
+        self.config = config
+        self.backbone = backbone
+        self.model = model
+        self.classes: list[str] = [str(c) for c in config["classes"]]
+        self.modality: str = config.get("modality", "image")
+        self.resolution: int | None = (config.get("preprocessor") or {}).get("resolution")
+        self._transform = _image_transform(config["preprocessor"]) if self.modality == "image" else None
+
+    @property
+    def device(self) -> Any:
+        """Where the model's weights are."""
+        return next(self.model.parameters()).device
+
+    def preprocess(self, inputs: Any) -> Any:
+        """The run's eval preprocessing: images (paths, PIL, arrays) -> ``(N, 3, R, R)``; texts -> tokenizer dict."""
+        import torch
+
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if not items:
+            raise InvalidInputError("No inputs given: pass at least one input.")
+        if self._transform is None:
+            return self.backbone.preprocess(items)
+        from zoo.inputs import load_images
+
+        return torch.stack([self._transform(im.convert("RGB")) for im in load_images(items)])
+
+    def logits(self, inputs: Any, batch_size: int = 32) -> Any:
+        """Raw ``(N, num_classes)`` float logits of ``inputs`` (on the CPU)."""
+        import torch
+
+        from zoo.frameworks.torch import call_model, move
+
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
+        if not items:
+            raise InvalidInputError("No inputs given: pass at least one input.")
+        self.model.eval()
+        outs = []
+        with torch.inference_mode():
+            for i in range(0, len(items), batch_size):
+                batch = move(self.preprocess(items[i : i + batch_size]), self.device)
+                outs.append(call_model(self.model, batch).float().cpu())
+        return torch.cat(outs)
+
+    def predict(self, inputs: Any, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-``top_k`` ``(class name, probability)`` per input, most likely first."""
+        if top_k < 1:
+            raise InvalidInputError(f"top_k must be at least 1, got {top_k}.")
+        probs = self.logits(inputs).softmax(-1)
+        p, idx = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+        return [[(self.classes[i], float(q)) for q, i in zip(row_p, row_i)] for row_p, row_i in zip(p.tolist(), idx.tolist())]
+
+    # ---- export ----------------------------------------------------------------------------------
+    def example_batch(self, n: int = 2, seed: int = 0) -> Any:
+        """``n`` preprocessed synthetic images (seeded noise) at the run's resolution, for tracing."""
+        import numpy as np
+        from PIL import Image
+
+        if self.modality != "image":
+            raise InvalidInputError(f"{self.run_dir}: export supports image runs so far; this run is {self.modality}.")
+        rng = np.random.default_rng(seed)
+        side = int(self.resolution or 224)
+        return self.preprocess([Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(n)])
+
+    def export(self, fmt: str, out: str | Path | None = None) -> Path:
+        """Write the classifier as ``fmt`` (``torchscript`` or ``onnx``) and return the file's path.
+
+        The exported model takes the preprocessed ``(N, 3, R, R)`` batch (see ``model/config.json``)
+        and returns logits. TorchScript is checked against the eager model (to 1e-5, on two batch
+        sizes) before it is written; every file is written to a temporary name and renamed into place.
+
+        Raises:
+            InvalidInputError: an unknown format, ``savedmodel`` (Keras runs are not supported yet), ONNX
+                without the ``onnx`` package, a text run, or an export that does not match the model.
+        """
+        if fmt not in EXPORT_FORMATS:
+            raise InvalidInputError(f"Unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}.")
+        if fmt == "savedmodel":
+            raise InvalidInputError("savedmodel export is for Keras runs, which are not supported yet; use --format torchscript (or onnx) for this torch run.")
+        if fmt == "onnx":
+            try:
+                import onnx  # noqa: F401
+            except ImportError:
+                raise InvalidInputError("ONNX export needs the onnx package, which is not installed: run `pip install onnx onnxscript`.") from None
+        suffix = ".pt" if fmt == "torchscript" else ".onnx"
+        path = Path(out) if out is not None else self.run_dir / "model" / f"model.{fmt}{suffix}"
+        example = self.example_batch(2).to(self.device)
+        writer = self._torchscript if fmt == "torchscript" else self._onnx
+        return _atomic(path, lambda tmp: writer(example, tmp))
+
+    def _check(self, got: Any, want: Any, what: str) -> None:
+        diff = float((got.float() - want.float()).abs().max())
+        if not diff <= EXPORT_TOLERANCE:
+            raise InvalidInputError(f"{self.run_dir}: the {what} export differs from the model by {diff:.2e} (> {EXPORT_TOLERANCE:g}); not written.")
+
+    def _torchscript(self, example: Any, tmp: Path) -> None:
+        import torch
+
+        self.model.eval()
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")  # deprecated, still the TorchScript API
+            traced = torch.jit.trace(self.model, example, check_trace=False)
+            other = self.example_batch(3, seed=1).to(self.device)  # a different batch size: the trace must generalise
+            for batch in (example, other):
+                self._check(traced(batch), self.model(batch), "TorchScript")
+            extra = {"config.json": json.dumps(self.config, indent=2)}
+            torch.jit.save(traced, str(tmp), _extra_files=extra)
+
+    def _onnx(self, example: Any, tmp: Path) -> None:  # pragma: no cover - needs the onnx package
+        import onnx
+        import torch
+
+        self.model.eval()
+        batch = torch.export.Dim("batch")
+        torch.onnx.export(
+            self.model, (example,), str(tmp), input_names=["pixel_values"], output_names=["logits"],
+            dynamic_shapes=({0: batch},), external_data=False,
+        )
+        onnx.checker.check_model(str(tmp))
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return
+        sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            want = self.model(example).cpu()
+        got = torch.as_tensor(sess.run(None, {"pixel_values": example.cpu().numpy()})[0])
+        diff = float((got - want).abs().max())
+        if not diff <= 1e-4:
+            raise InvalidInputError(f"{self.run_dir}: the ONNX export differs from the model by {diff:.2e}; not written.")
+
+
+def _image_transform(pre: dict[str, Any]) -> Any:
+    from torchvision import transforms as T
+
+    res = int(pre["resolution"])
+    steps = [T.Resize(res, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(res), T.ToTensor()]
+    if pre.get("mean") is not None and pre.get("std") is not None:
+        steps.append(T.Normalize(pre["mean"], pre["std"]))
+    return T.Compose(steps)
+
+
+def _atomic(path: Path, write: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_run(run_dir: str | Path, device: str | None = None) -> RunModel:
+    """Rebuild the trained classifier of a ``zoo run`` folder, offline.
+
+    Args:
+        run_dir: the run folder (``zoo run --out``).
+        device: where to put the model (default the CPU).
+
+    Returns:
+        :class:`RunModel` with ``.predict(inputs, top_k)``, ``.logits(inputs)`` and ``.export(fmt, out)``.
+
+    Raises:
+        InvalidInputError: ``run_dir`` is not a run folder, its model is missing or unreadable, or the
+            run is not a torch run.
+
+    Example:
+        >>> m = load_run("runs/digits")                      # doctest: +SKIP
+        >>> m.predict(["digits/3/0003.png"], top_k=1)         # doctest: +SKIP
+        [[('3', 0.98)]]
+    """
+    import zoo
+
+    run_dir = Path(run_dir)
+    if not is_run_dir(run_dir):
+        raise InvalidInputError(f"{run_dir}: not a run folder (no {CONFIG.as_posix()}); pass the --out folder of a finished `zoo run`.")
+    try:
+        config = json.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
+        classes, num_classes, backbone_id = config["classes"], int(config["num_classes"]), config["backbone"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(f"{run_dir / CONFIG}: unreadable run config ({exc}); rerun `zoo run`.") from None
+    if len(classes) != num_classes:
+        raise InvalidInputError(f"{run_dir / CONFIG}: {len(classes)} class names for {num_classes} classes; rerun `zoo run`.")
+    if config.get("framework", "torch") != "torch":
+        raise InvalidInputError(f"{run_dir}: a {config.get('framework')} run; only torch runs can be reloaded so far.")
+    weights = run_dir / WEIGHTS
+    if not weights.is_file():
+        raise InvalidInputError(f"{weights}: missing; the run did not finish stage 1, rerun `zoo run` (or --resume).")
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    backbone = zoo.load(backbone_id)
+    model = backbone.with_head(num_classes)
+    try:
+        state = load_file(str(weights))
+        model.load_state_dict(state)
+    except (SafetensorError, RuntimeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInputError(f"{weights}: cannot load the trained model ({first}); rerun `zoo run`.") from None
+    if device is not None:
+        model.to(device)
+    model.eval()
+    return RunModel(run_dir, config, backbone, model)
