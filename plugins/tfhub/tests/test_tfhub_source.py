@@ -209,3 +209,35 @@ class TestTfhubPluginContract(PluginContract):
     @pytest.fixture
     def plugin_name(self) -> str:
         return "tfhub"
+
+
+def test_lock_bundle_import_offline_gives_same_embeddings(saved_model: Path, zoo_home: Path, no_network: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """A TF Hub module is locked, bundled and imported into an empty cache like any other source."""
+    from zoo.cache.lockfile import LockFile
+    from zoo.cli import main
+
+    put_in_hub_cache(saved_model, Path(os.environ["TFHUB_CACHE_DIR"]))
+    mid = f"tfhub:{HANDLE}"
+    first = zoo.load(mid).embed([sample_image("chelsea"), sample_image("coffee")])
+    lock_path, tar = tmp_path / "zoo.lock", tmp_path / "models.tar"
+    assert main(["lock", mid, "-o", str(lock_path)]) == 0, capsys.readouterr().err
+    keys = [f.key for f in LockFile.read(lock_path).models[0].files]
+    digest = hashlib.sha1(URL.encode()).hexdigest()
+    assert f"TFHUB_CACHE_DIR/{digest}/saved_model.pb" in keys and f"TFHUB_CACHE_DIR/{digest}.descriptor.txt" in keys
+    assert any(k.startswith(f"TFHUB_CACHE_DIR/{digest}/variables/") for k in keys)
+    assert main(["bundle", str(lock_path), "-o", str(tar)]) == 0, capsys.readouterr().err
+
+    # a second machine: empty caches, offline, no socket
+    second = tmp_path / "second"
+    for var in ("ZOO_HOME", "TORCH_HOME", "HF_HOME", "KERAS_HOME", "TFHUB_CACHE_DIR"):
+        (second / var).mkdir(parents=True)
+        monkeypatch.setenv(var, str(second / var))
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    zoo.reset()
+    with pytest.raises(NotCachedError):
+        zoo.load(mid)
+    assert main(["cache", "import", str(tar)]) == 0, capsys.readouterr().err
+    zoo.reset()
+    again = zoo.load(mid).embed([sample_image("chelsea"), sample_image("coffee")])
+    np.testing.assert_allclose(again, first, rtol=1e-5, atol=1e-5)
+    assert main(["pull", "--lock", str(lock_path)]) == 0  # offline: verifies what is there

@@ -81,3 +81,13 @@ def zoo_register_sources(register: Any) -> None:
 def zoo_register_models(register: Any) -> None:
     """A handful of well-known image handles."""
     register.many(catalog_entries())
+
+
+@hookimpl
+def zoo_model_files(model_id: Any, card: Any) -> Any:
+    """The files of a cached ``tfhub:`` module in ``TFHUB_CACHE_DIR`` (for ``zoo lock`` and bundles)."""
+    if model_id.source != "tfhub":
+        return None
+    from zoo_tfhub._paths import model_files
+
+    return model_files(model_id)

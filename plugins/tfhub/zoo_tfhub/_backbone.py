@@ -20,10 +20,7 @@ trains like ``hub.KerasLayer(trainable=True)``.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +32,8 @@ from zoo.constants import offline
 from zoo.errors import InvalidInputError, NotCachedError
 from zoo.frameworks.keras import KerasBackbone
 from zoo_tfhub._compat import import_hub
+from zoo_tfhub._paths import TFHUB_URL, handle_url, module_dir  # noqa: F401 (module_dir re-exported)
 
-TFHUB_URL = "https://tfhub.dev/"
 DEFAULT_SIZE = 224
 
 hub = import_hub()
@@ -48,21 +45,10 @@ import tensorflow as tf  # noqa: E402  (after the pkg_resources stand-in)
 import tf_keras  # noqa: E402
 
 
-def handle_url(model_id: Any, handle: str | None = None) -> str:
-    """The handle URL for an id (``https://tfhub.dev/<name>``) or an explicit (Kaggle) handle."""
-    if handle:
-        return str(handle)
-    return TFHUB_URL + model_id.name
 
 
-def cache_root() -> Path:
-    """``$TFHUB_CACHE_DIR``, else tensorflow_hub's default ``<tmp>/tfhub_modules``."""
-    return Path(os.environ.get("TFHUB_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "tfhub_modules"))
 
 
-def module_dir(handle: str) -> Path:
-    """Where tensorflow_hub's resolver keeps ``handle``: ``<cache>/<sha1(handle)>``."""
-    return cache_root() / hashlib.sha1(handle.encode("utf8")).hexdigest()
 
 
 def size_from_handle(handle: str) -> int | None:

@@ -1,0 +1,46 @@
+"""Where tensorflow_hub keeps a module, computed without importing TensorFlow."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TFHUB_URL = "https://tfhub.dev/"
+
+
+def handle_url(model_id: Any, handle: str | None = None) -> str:
+    """The handle URL for an id (``https://tfhub.dev/<name>``) or an explicit (Kaggle) handle."""
+    if handle:
+        return str(handle)
+    return TFHUB_URL + model_id.name
+
+
+def cache_root() -> Path:
+    """``$TFHUB_CACHE_DIR``, else tensorflow_hub's default ``<tmp>/tfhub_modules``."""
+    return Path(os.environ.get("TFHUB_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "tfhub_modules"))
+
+
+def module_dir(handle: str) -> Path:
+    """Where tensorflow_hub's resolver keeps ``handle``: ``<cache>/<sha1(handle)>``."""
+    return cache_root() / hashlib.sha1(handle.encode("utf8")).hexdigest()
+
+
+def model_files(model_id: Any) -> dict[str, Any]:
+    """The files of a cached module, for ``zoo_model_files`` (lock, bundle, import).
+
+    tensorflow_hub downloads a module as one archive and unpacks it (its resolver does that
+    atomically, under its own lock), so the files carry no URL of their own: ``zoo pull --lock``
+    verifies them, and a bundle carries them. A module not yet cached is reported by its
+    ``saved_model.pb`` path, which the lock then names as missing.
+    """
+    folder = module_dir(handle_url(model_id))
+    files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+    if not files:
+        files = [folder / "saved_model.pb"]
+    descriptor = Path(f"{folder}.descriptor.txt")
+    if descriptor.is_file():
+        files.append(descriptor)
+    return {"revision": None, "files": [{"path": str(p), "url": None} for p in files]}
