@@ -19,7 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from zoo import constants
 from zoo.cache import records
+from zoo.cache.errors import IntegrityError
 from zoo.errors import InvalidInputError, NotCachedError
 
 LOCK_VERSION = 1
@@ -191,6 +193,7 @@ def pull_lock(lock: LockFile, *, progress: bool = True) -> list[Path]:
     from zoo.cache.download import fetch
 
     done = []
+    loaded: set[str] = set()
     for model in lock.models:
         for lf in model.files:
             path = records.path_of(lf.key)
@@ -201,7 +204,33 @@ def pull_lock(lock: LockFile, *, progress: bool = True) -> list[Path]:
                     done.append(path)
                     continue
             if not lf.url:
-                raise NotCachedError(model.pinned_id, str(path))
+                # no file URL (a TF Hub module arrives as one archive): let the source's own
+                # downloader fetch a missing model, then hold the bytes to the lock
+                if path.is_file():
+                    digest, size = records.sha256_file(path)
+                    raise IntegrityError(
+                        f"{path}: the cached file differs from the lock for {model.id}",
+                        f"sha256 {lf.sha256[:12]}... ({lf.size} bytes)", f"{digest[:12]}... ({size} bytes)",
+                        f"run `zoo cache rm {model.id}` and pull again, or import the bundle",
+                    )
+                if constants.offline() or model.id in loaded:
+                    raise NotCachedError(model.pinned_id, str(path))
+                import zoo
+
+                zoo.load(model.pinned_id)
+                loaded.add(model.id)
+                if not path.is_file():
+                    raise NotCachedError(model.pinned_id, str(path))
+                digest, size = records.sha256_file(path)
+                if (digest, size) != (lf.sha256, lf.size):
+                    raise IntegrityError(
+                        f"{path}: the source served other bytes than {model.id} was locked with",
+                        f"sha256 {lf.sha256[:12]}... ({lf.size} bytes)", f"{digest[:12]}... ({size} bytes)",
+                        "the model changed upstream; re-lock it deliberately with `zoo lock`",
+                    )
+                records.record(lf.key, digest, size, url=None, model=model.id)
+                done.append(path)
+                continue
             fetch(lf.url, path, sha256=lf.sha256, size=lf.size, model_id=model.id, progress=progress)
             done.append(path)
     return done

@@ -241,3 +241,23 @@ def test_lock_bundle_import_offline_gives_same_embeddings(saved_model: Path, zoo
     again = zoo.load(mid).embed([sample_image("chelsea"), sample_image("coffee")])
     np.testing.assert_allclose(again, first, rtol=1e-5, atol=1e-5)
     assert main(["pull", "--lock", str(lock_path)]) == 0  # offline: verifies what is there
+
+
+def test_pull_lock_holds_a_url_less_module_to_the_lock(saved_model: Path, zoo_home: Path, no_network: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """Files without a URL (a TF Hub module) are held to the lock; a damaged one is named, not loaded."""
+    from zoo.cli import main
+
+    module = put_in_hub_cache(saved_model, Path(os.environ["TFHUB_CACHE_DIR"]))
+    lock_path = tmp_path / "zoo.lock"
+    assert main(["lock", f"tfhub:{HANDLE}", "-o", str(lock_path)]) == 0
+    pb = module / "saved_model.pb"
+    data = bytearray(pb.read_bytes())
+    data[-1] ^= 1
+    pb.write_bytes(bytes(data))
+    monkeypatch.delenv("ZOO_OFFLINE")  # sockets stay blocked: the module is loaded from the cache
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    zoo.reset()
+    capsys.readouterr()
+    assert main(["pull", "--lock", str(lock_path)]) == 2
+    err = capsys.readouterr().err
+    assert "saved_model.pb: the cached file differs from the lock" in err and err.count("\n") == 1
