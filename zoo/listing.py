@@ -11,12 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from zoo import constants
+from zoo._io import atomic_write_text
 
 
 def installed_version(dist: str) -> str | None:
@@ -27,18 +27,8 @@ def installed_version(dist: str) -> str | None:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync, then rename into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, separators=(",", ":"))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write JSON atomically (temporary file, fsync, rename)."""
+    atomic_write_text(path, json.dumps(data, separators=(",", ":")))
 
 
 def _rebuild(name: str, builder: str, cache: Path, timeout: float) -> list[dict[str, Any]] | None:

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo._io import atomic_write
 from zoo import constants
 
 FORMAT = 1
@@ -83,16 +82,11 @@ def save(fs: FeatureSet, key: str) -> Path:
         arrays["logits"] = fs.logits.astype(np.float32)
     meta = dict(fs.meta, format=FORMAT, groups=names, backbone=fs.backbone)
     arrays["meta"] = np.array(json.dumps(meta))
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a path
             np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     fs.path = path
     return path
 

@@ -93,25 +93,10 @@ class Plan(_Frozen):
 
     def write(self, path: str | Path) -> Path:
         """Write YAML (``.yaml``/``.yml``) or JSON atomically."""
-        import json
-        import os
-        import tempfile
+        from zoo._io import atomic_write_text
 
         path = Path(path)
-        text = self.model_dump_json(indent=2) if path.suffix == ".json" else self.to_yaml()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        _ = json  # JSON is produced by pydantic; json kept for symmetry with read()
-        return path
+        return atomic_write_text(path, self.model_dump_json(indent=2) if path.suffix == ".json" else self.to_yaml())
 
     @classmethod
     def read(cls, path: str | Path) -> Plan:

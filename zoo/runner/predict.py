@@ -10,12 +10,11 @@ stage 1 embedded and stage 2 evaluated.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
+from zoo._io import atomic_write
 from zoo.errors import InvalidInputError
 
 CONFIG = Path("model") / "config.json"
@@ -127,7 +126,7 @@ class RunModel:
         path = Path(out) if out is not None else self.run_dir / "model" / f"model.{fmt}{suffix}"
         example = self.example_batch(2).to(self.device)
         writer = self._torchscript if fmt == "torchscript" else self._onnx
-        return _atomic(path, lambda tmp: writer(example, tmp))
+        return atomic_write(path, lambda tmp: writer(example, tmp))
 
     def _check(self, got: Any, want: Any, what: str) -> None:
         diff = float((got.float() - want.float()).abs().max())
@@ -179,21 +178,6 @@ def _image_transform(pre: dict[str, Any]) -> Any:
     if pre.get("mean") is not None and pre.get("std") is not None:
         steps.append(T.Normalize(pre["mean"], pre["std"]))
     return T.Compose(steps)
-
-
-def _atomic(path: Path, write: Any) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> RunModel:

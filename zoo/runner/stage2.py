@@ -12,10 +12,8 @@ seed and the epoch, so a run resumed from a checkpoint replays exactly what an u
 from __future__ import annotations
 
 import math
-import os
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from zoo._io import atomic_write
 from zoo.errors import DivergedError, InvalidInputError, LayerGroupRangeError
 from zoo.frameworks.torch import _BN, call_model, move
 from zoo.runner import checkpoint
@@ -165,16 +164,8 @@ def _set_rng_state(s: dict[str, Any]) -> None:
 def _write_best(path: Path, model_state: dict[str, torch.Tensor]) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in model_state.items()}, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp)))
 
 
 class _Bar:

@@ -11,13 +11,12 @@ into the safetensors metadata, which the timm source reads.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from zoo._io import atomic_write
 from zoo import constants
 from zoo.errors import ZooError
 
@@ -85,27 +84,7 @@ def convert(pkg: LitePackage, checkpoint: Path, dest: Path) -> Path:
         "zoo.timm.pretrained_cfg": json.dumps(timm_cfg(pkg)),
         "zoo.source": f"{pkg.dist} {pkg.version()} {checkpoint.name}",
     }
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=meta)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    return dest
+    return atomic_write(dest, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
 
 def converted(pkg: LitePackage) -> Path | None:

@@ -130,7 +130,6 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args[0])
     write_json_atomic(out, build())
-    out.chmod(0o644)  # mkstemp creates 0600; the snapshot ships as package data
     return 0
 
 
