@@ -1,10 +1,12 @@
-"""Reload a ``zoo run`` folder as a classifier, predict with it, export it (TorchScript, ONNX).
+"""Reload a ``zoo run`` folder as a classifier, predict with it, export it (TorchScript, ONNX, SavedModel).
 
 The model is rebuilt offline from the run folder alone: the backbone through ``zoo.load`` (the
 run's ``model/config.json`` names it), a linear head of the run's class count, the trained weights
 from ``model/model.safetensors``, and the run's own eval preprocessing at the run's resolution
 (bicubic resize of the shorter side, centre crop, the backbone's normalisation) — exactly what
-stage 1 embedded and stage 2 evaluated.
+stage 1 embedded and stage 2 evaluated. Keras / TF Hub runs (``framework: tensorflow`` in the
+config) come back as :class:`zoo.runner.keras_model.KerasRunModel` (``model/model.weights.h5``,
+the same interface, SavedModel export).
 """
 
 from __future__ import annotations
@@ -110,13 +112,13 @@ class RunModel:
         sizes) before it is written; every file is written to a temporary name and renamed into place.
 
         Raises:
-            InvalidInputError: an unknown format, ``savedmodel`` (Keras runs are not supported yet), ONNX
+            InvalidInputError: an unknown format, ``savedmodel`` (for Keras runs), ONNX
                 without the ``onnx`` package, a text run, or an export that does not match the model.
         """
         if fmt not in EXPORT_FORMATS:
             raise InvalidInputError(f"Unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}.")
         if fmt == "savedmodel":
-            raise InvalidInputError("savedmodel export is for Keras runs, which are not supported yet; use --format torchscript (or onnx) for this torch run.")
+            raise InvalidInputError("savedmodel export is for Keras runs (a torch run to SavedModel is not supported yet); use --format torchscript (or onnx) for this torch run.")
         if fmt == "onnx":
             try:
                 import onnx  # noqa: F401
@@ -180,7 +182,7 @@ def _image_transform(pre: dict[str, Any]) -> Any:
     return T.Compose(steps)
 
 
-def load_run(run_dir: str | Path, device: str | None = None) -> RunModel:
+def load_run(run_dir: str | Path, device: str | None = None) -> Any:
     """Rebuild the trained classifier of a ``zoo run`` folder, offline.
 
     Args:
@@ -188,11 +190,11 @@ def load_run(run_dir: str | Path, device: str | None = None) -> RunModel:
         device: where to put the model (default the CPU).
 
     Returns:
-        :class:`RunModel` with ``.predict(inputs, top_k)``, ``.logits(inputs)`` and ``.export(fmt, out)``.
+        :class:`RunModel` (torch runs) or :class:`zoo.runner.keras_model.KerasRunModel` (Keras / TF Hub
+        runs), each with ``.predict(inputs, top_k)``, ``.logits(inputs)`` and ``.export(fmt, out)``.
 
     Raises:
-        InvalidInputError: ``run_dir`` is not a run folder, its model is missing or unreadable, or the
-            run is not a torch run.
+        InvalidInputError: ``run_dir`` is not a run folder, or its model is missing or unreadable.
 
     Example:
         >>> m = load_run("runs/digits")                      # doctest: +SKIP
@@ -211,8 +213,15 @@ def load_run(run_dir: str | Path, device: str | None = None) -> RunModel:
         raise InvalidInputError(f"{run_dir / CONFIG}: unreadable run config ({exc}); rerun `zoo run`.") from None
     if len(classes) != num_classes:
         raise InvalidInputError(f"{run_dir / CONFIG}: {len(classes)} class names for {num_classes} classes; rerun `zoo run`.")
-    if config.get("framework", "torch") != "torch":
-        raise InvalidInputError(f"{run_dir}: a {config.get('framework')} run; only torch runs can be reloaded so far.")
+    framework = config.get("framework", "torch")
+    if framework == "tensorflow":
+        from zoo.runner.keras_model import load_keras_run
+
+        if device is not None:
+            raise InvalidInputError(f"{run_dir}: a Keras run places itself (tf.device); leave device unset.")
+        return load_keras_run(run_dir, config, zoo.load(backbone_id))
+    if framework != "torch":
+        raise InvalidInputError(f"{run_dir / CONFIG}: unknown framework {framework!r}; rerun `zoo run`.")
     weights = run_dir / WEIGHTS
     if not weights.is_file():
         raise InvalidInputError(f"{weights}: missing; the run did not finish stage 1, rerun `zoo run` (or --resume).")

@@ -12,6 +12,7 @@ seed and the epoch, so a run resumed from a checkpoint replays exactly what an u
 from __future__ import annotations
 
 import math
+import os
 import random
 import sys
 import time
@@ -25,9 +26,10 @@ import torch
 from torch import nn
 
 from zoo._io import atomic_write
-from zoo.errors import DivergedError, InvalidInputError, LayerGroupRangeError
+from zoo.errors import CheckpointError, DivergedError, InvalidInputError, LayerGroupRangeError
 from zoo.frameworks.torch import _BN, call_model, move
 from zoo.runner import checkpoint
+from zoo.runner.shards import Collate, Indices, Order, _batches, any_failed, evaluate_sharded
 
 
 
@@ -43,6 +45,7 @@ class Stage2Result:
     stopped_early: bool
     resumed_from: int | None = None
     groups: list[str] = field(default_factory=list)
+    train_images_per_s: list[float] = field(default_factory=list)  # per epoch run here: training steps incl. data loading
 
 
 # ---- plan -> groups and learning rates ------------------------------------------------------------
@@ -106,7 +109,7 @@ def image_transforms(backbone: Any, resolution: int, augment: Any) -> tuple[Call
     spec = backbone.input_spec
     steps: list[Any] = []
     if augment.random_resized_crop:
-        steps.append(T.RandomResizedCrop(resolution, scale=(0.35, 1.0), interpolation=T.InterpolationMode.BICUBIC))
+        steps.append(T.RandomResizedCrop(resolution, scale=tuple(augment.crop_scale), interpolation=T.InterpolationMode.BICUBIC))
     else:
         steps += [T.Resize(resolution, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(resolution)]
     if augment.hflip:
@@ -119,24 +122,32 @@ def image_transforms(backbone: Any, resolution: int, augment: Any) -> tuple[Call
     return T.Compose(steps), _image_transform(backbone, resolution)
 
 
-def make_prep(backbone: Any, resolution: int | None, augment: Any) -> Callable[[Sequence[Any], bool], Any]:
-    """``prep(items, train)`` -> a native batch (image tensor, or the tokenizer's dict for text)."""
+def make_prep(backbone: Any, resolution: int | None, augment: Any) -> Callable[..., Any]:
+    """``prep(items, train, seeds=None)`` -> a native batch (image tensor, or the tokenizer's dict for text).
+
+    With ``seeds`` (one integer per item), each item's random augmentation is drawn from its own
+    seed, so it depends on the item and the epoch only, not on the batch or the process it lands in:
+    one process and N processes (each with a slice of the global batch) augment identically.
+    """
     if backbone.input_spec.modality != "image":
-        return lambda items, train: backbone.preprocess(list(items))
+        return lambda items, train, seeds=None: backbone.preprocess(list(items))
     from zoo.inputs import load_images
 
     train_tf, eval_tf = image_transforms(backbone, resolution or backbone.input_spec.size or 224, augment)
 
-    def prep(items: Sequence[Any], train: bool) -> Any:
-        tf = train_tf if train else eval_tf
-        return torch.stack([tf(im.convert("RGB")) for im in load_images(list(items))])
+    def prep(items: Sequence[Any], train: bool, seeds: Sequence[int] | None = None) -> Any:
+        images = load_images(list(items))
+        if not train:
+            return torch.stack([eval_tf(im.convert("RGB")) for im in images])
+        if seeds is None:
+            return torch.stack([train_tf(im.convert("RGB")) for im in images])
+        out = []
+        for im, s in zip(images, seeds):
+            torch.default_generator.manual_seed(int(s))  # torchvision draws from the CPU generator (torch.manual_seed costs ~1 ms: it seeds every device)
+            out.append(train_tf(im.convert("RGB")))
+        return torch.stack(out)
 
     return prep
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[np.ndarray]:
-    order = torch.randperm(n, generator=generator).numpy() if generator is not None else np.arange(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 def _seed_all(seed: int) -> None:
@@ -224,20 +235,82 @@ def fine_tune(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[list[dict[str, Any]]], None] | None = None,
+    processes: int = 1,
 ) -> Stage2Result:
     """Run stage 2 (see the module docstring); writes ``out/model/model.safetensors`` on each improvement.
 
     ``stage1`` (``val_acc``, ``val_loss``, ``val_pred``) is the baseline that epoch 0 stands for.
     ``log`` receives the stage-2 history (every finished epoch) after each checkpoint is written.
+    ``processes > 1`` trains on that many worker processes (gloo on CPU, one GPU each when there are
+    enough), see :mod:`zoo.runner.distributed`; ``batch_size`` stays the global batch. Under
+    ``accelerate launch`` the other ranks already wait (``zoo run`` serves them) and join this one.
 
     Raises:
         DivergedError: the loss became NaN or infinite (the last checkpoint is kept).
         CheckpointError: a checkpoint could not be written (the previous one is kept).
     """
-    from accelerate import Accelerator
+    from zoo.runner import distributed
 
-    cuda = torch.cuda.is_available()
-    acc = Accelerator(cpu=not cuda, mixed_precision="bf16" if cuda else "no")
+    job = dict(
+        plan=plan, head_weight=head_weight, head_bias=head_bias, train=train, val=val, stage1=stage1, out=Path(out), epochs=epochs,
+        batch_size=batch_size, seed=seed, resume=resume, progress=progress,
+    )
+    if distributed.launched():  # rank 0 of `accelerate launch` / torchrun: hand the job to the waiting ranks
+        distributed.share(backbone, job)
+        return train_job(backbone, log=log, **job)
+    if processes > 1:
+        return distributed.launch(backbone, job, processes, log=log)
+    return train_job(backbone, log=log, **job)
+
+
+def _cpu_only(world: int) -> bool:
+    if not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes"):
+        return True
+    return world > torch.cuda.device_count()
+
+
+def train_job(
+    backbone: Any,
+    plan: Any,
+    head_weight: np.ndarray,
+    head_bias: np.ndarray,
+    train: tuple[Sequence[Any], np.ndarray],
+    val: tuple[Sequence[Any], np.ndarray],
+    stage1: dict[str, Any],
+    *,
+    out: Path,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[list[dict[str, Any]]], None] | None = None,
+) -> Stage2Result:
+    """The stage-2 loop on the current process, one of ``WORLD_SIZE`` (default 1) when launched; see :func:`fine_tune`.
+
+    Every process holds the whole model; Accelerate gives each its slice of every global batch
+    (``split_batches``) and all-reduces the gradients (DDP). The loss is the global batch mean over
+    real items (Accelerate's padding of a short last batch weighs zero), so any number of processes
+    takes the same steps as one. Only the main process writes the best model and checkpoints and
+    calls ``log``; every process reads a checkpoint to resume.
+    """
+    from accelerate import Accelerator, DataLoaderConfiguration, DistributedDataParallelKwargs
+
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    cpu = _cpu_only(world)
+    # gradual unfreezing leaves selected groups without gradients in early epochs: DDP must expect that
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=bool(plan.schedule.gradual_unfreeze))
+    acc = Accelerator(
+        cpu=cpu, mixed_precision="no" if cpu else "bf16", rng_types=[], kwargs_handlers=[ddp],
+        dataloader_config=DataLoaderConfiguration(split_batches=True, even_batches=True),
+    )
+    cuda = acc.device.type == "cuda"
+    n_proc, rank, main = acc.num_processes, acc.process_index, acc.is_main_process
+    if batch_size % n_proc:
+        batch_size = max(n_proc, batch_size - batch_size % n_proc)
+        if main:
+            print(f"zoo run: global batch rounded to {batch_size}, a multiple of the {n_proc} processes", file=sys.stderr)
+    per = batch_size // n_proc
     groups = list(backbone.layer_groups)
     n = len(groups)
     chosen = resolve_selectors(plan.unfreeze, n)
@@ -262,7 +335,8 @@ def fine_tune(
         opt = torch.optim.AdamW(pgroups, lr=pgroups[0]["lr"])
     train_items, train_y = train
     val_items, val_y = val
-    steps_per_epoch = math.ceil(len(train_items) / batch_size)
+    n_train = len(train_items)
+    steps_per_epoch = math.ceil(n_train / batch_size)
     state: dict[str, Any] = {
         "epoch": 0, "epochs": epochs, "history": [], "best_epoch": 0, "best_val_acc": float(stage1["val_acc"]),
         "best_val_loss": float(stage1["val_loss"]), "best_val_pred": [int(v) for v in stage1["val_pred"]], "bad_epochs": 0, "stopped_early": False,
@@ -283,19 +357,26 @@ def fine_tune(
         _set_rng_state(saved["rng"])
         state.update({k: saved[k] for k in state})
         resumed_from = int(saved["epoch"])
-    else:
+    elif main:
         _write_best(best_path, model.state_dict())  # stage 1's head on the pretrained backbone: epoch 0
     if cuda:
         model = model.to(memory_format=torch.channels_last)
-    model, opt = acc.prepare(model, opt)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=plan.augment.label_smoothing)
     prep = make_prep(backbone, plan.resolution, plan.augment)
+    order = Order(n_train, batch_size, seed)
+    collate = Collate(prep, train_items, train_y, True, seed)
+    train_dl = torch.utils.data.DataLoader(Indices(n_train), batch_sampler=order, collate_fn=collate)
+    val_dl = torch.utils.data.DataLoader(Indices(len(val_items)), batch_sampler=Order(len(val_items), batch_size, None), collate_fn=Collate(prep, val_items, val_y, False, seed))
+    model, opt, train_dl, val_dl = acc.prepare(model, opt, train_dl, val_dl)
+    smoothing = plan.augment.label_smoothing
     patience = plan.schedule.early_stop_patience
     mixup = plan.augment.mixup
+    val_y = np.asarray(val_y)
+    throughput: list[float] = []
     for epoch in range(state["epoch"] + 1, epochs + 1):
         if state["stopped_early"]:
             break
         _seed_all(seed * 100_003 + epoch)
+        order.epoch = collate.epoch = epoch
         if plan.schedule.gradual_unfreeze:
             active = set(chosen[: min(epoch, len(chosen))])
             for i in chosen:
@@ -305,59 +386,81 @@ def fine_tune(
             for m in model.modules():
                 if isinstance(m, _BN):
                     m.eval()
-        gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         t0 = time.perf_counter()
-        seen, loss_sum, correct = 0, 0.0, 0
-        bar = _Bar(progress, steps_per_epoch, f"epoch {epoch}/{epochs}")
-        for step, idx in enumerate(_batches(len(train_items), batch_size, gen)):
-            x = prep([train_items[i] for i in idx], True)
+        totals = torch.zeros(3, dtype=torch.float64)  # global: loss sum, correct, items
+        bar = _Bar(progress and main, steps_per_epoch, f"epoch {epoch}/{epochs}")
+        for step, (x, y) in enumerate(train_dl):
+            real = min(batch_size, n_train - step * batch_size)  # items in this global batch; the rest is padding
+            mine = min(max(real - per * rank, 0), per)
             if cuda and isinstance(x, torch.Tensor):
                 x = x.contiguous(memory_format=torch.channels_last)
-            x = move(x, acc.device)
-            y = torch.as_tensor(train_y[idx], device=acc.device)
             with acc.autocast():
                 if mixup > 0 and isinstance(x, torch.Tensor):
                     lam = float(np.random.beta(mixup, mixup))
-                    perm = torch.randperm(len(idx)).to(acc.device)
+                    perm = torch.randperm(len(y)).to(y.device)
                     logits = call_model(model, lam * x + (1 - lam) * x[perm]).float()
-                    loss = lam * loss_fn(logits, y) + (1 - lam) * loss_fn(logits, y[perm])
+                    per_item = lam * nn.functional.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing) + (1 - lam) * nn.functional.cross_entropy(
+                        logits, y[perm], reduction="none", label_smoothing=smoothing)
                 else:
                     logits = call_model(model, x).float()
-                    loss = loss_fn(logits, y)
-            if not torch.isfinite(loss):
+                    per_item = nn.functional.cross_entropy(logits, y, reduction="none", label_smoothing=smoothing)
+            weight = (torch.arange(len(y), device=y.device) < mine).to(per_item.dtype)
+            loss_sum = (per_item * weight).sum()
+            # DDP averages gradients over processes: scale so the average is the global mean over real items
+            loss = loss_sum * (n_proc / real)
+            step_totals = torch.stack([loss_sum.detach().double().cpu(), ((logits.detach().argmax(1) == y) * weight).sum().double().cpu(), torch.tensor(float(mine), dtype=torch.float64)])
+            if n_proc > 1:
+                step_totals = acc.reduce(step_totals.to(acc.device), "sum").cpu()
+            if not torch.isfinite(step_totals[0]):  # the same verdict on every process: all stop together
                 bar.close()
                 kept = checkpoint.latest(ckpt_root)
-                raise DivergedError(f"the training loss became {float(loss.detach())} at epoch {epoch}, step {step + 1}; {'kept ' + str(kept) if kept else 'no checkpoint yet'}; lower the learning rates in the plan and rerun{' with --resume' if kept else ''}.")
+                raise DivergedError(f"the training loss became {float(step_totals[0]) / real} at epoch {epoch}, step {step + 1}; {'kept ' + str(kept) if kept else 'no checkpoint yet'}; lower the learning rates in the plan and rerun{' with --resume' if kept else ''}.")
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             opt.step()
             sched.step()
-            seen += len(idx)
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((logits.detach().argmax(1) == y).sum())
+            totals += step_totals
             bar.advance()
         bar.close()
-        val_loss, val_acc, val_pred = evaluate(model, prep, val_items, val_y, batch_size, acc.device, acc.autocast)
+        train_s = time.perf_counter() - t0
+        throughput.append(float(totals[2]) / max(train_s, 1e-9))
+        val_loss, val_acc, val_pred = evaluate_sharded(acc, model, val_dl, val_y)
+        seen = float(totals[2])
         rec = {
-            "stage": "stage2", "epoch": epoch, "train_loss": round(loss_sum / seen, 6), "train_acc": round(correct / seen, 6),
+            "stage": "stage2", "epoch": epoch, "train_loss": round(float(totals[0]) / seen, 6), "train_acc": round(float(totals[1]) / seen, 6),
             "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6), "lr": [round(g["lr"], 10) for g in opt.param_groups],
             "seconds": round(time.perf_counter() - t0, 3),
         }
         state["history"].append(rec)
         state["epoch"] = epoch
-        if val_acc > state["best_val_acc"] + 1e-12:
+        improved = val_acc > state["best_val_acc"] + 1e-12
+        if improved:
             state.update(best_epoch=epoch, best_val_acc=val_acc, best_val_loss=val_loss, best_val_pred=[int(v) for v in val_pred], bad_epochs=0)
-            _write_best(best_path, acc.unwrap_model(model).state_dict())
         else:
             state["bad_epochs"] += 1
             if patience and state["bad_epochs"] >= patience:
                 state["stopped_early"] = True
-        saved = dict(state, optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=_rng_state(), seed=seed)
-        checkpoint.save(ckpt_root, epoch, acc.unwrap_model(model).state_dict(), saved)
-        if log is not None:
+        failure = None
+        if main:
+            try:
+                if improved:
+                    _write_best(best_path, acc.unwrap_model(model).state_dict())
+                saved = dict(state, optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=_rng_state(), seed=seed)
+                checkpoint.save(ckpt_root, epoch, acc.unwrap_model(model).state_dict(), saved)
+            except (OSError, CheckpointError) as exc:
+                failure = exc
+        if n_proc > 1 and any_failed(acc, failure is not None):  # every process stops when the main one cannot save
+            if failure is None:
+                raise CheckpointError(f"{ckpt_root}: the main process could not write the epoch-{epoch} checkpoint; the previous checkpoint is kept, rerun with --resume.")
+        if failure is not None:
+            if isinstance(failure, CheckpointError):
+                raise failure
+            raise CheckpointError(f"{best_path}: cannot write the best model ({failure}); the previous checkpoint is kept, free disk space and rerun with --resume.") from None
+        if log is not None and main:
             log(list(state["history"]))
     return Stage2Result(
         history=list(state["history"]), best_epoch=int(state["best_epoch"]), best_val_acc=float(state["best_val_acc"]),
         best_val_loss=float(state["best_val_loss"]), best_val_pred=list(state["best_val_pred"]), stopped_early=bool(state["stopped_early"]),
-        resumed_from=resumed_from, groups=[groups[i].name for i in chosen],
+        resumed_from=resumed_from, groups=[groups[i].name for i in chosen], train_images_per_s=throughput,
     )
+

@@ -1,0 +1,303 @@
+"""zoo run for a Keras source (keras:MobileNetV3Small, random weights in Keras' cache), offline, on real digits.
+
+Stage 1 on the recommender's feature cache, stage 2 on ``fit`` with BatchNorm in inference mode,
+the run folder, resume after an interrupted epoch, ``zoo predict RUN_DIR`` and SavedModel export.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from zoo._compat import prepare_tensorflow
+
+prepare_tensorflow()
+
+import h5py  # noqa: E402
+import keras  # noqa: E402
+
+import zoo  # noqa: E402
+from zoo.cli import main  # noqa: E402
+from zoo.errors import InvalidInputError  # noqa: E402
+from zoo.recommender.plan import Optimizer, Plan, Schedule  # noqa: E402
+
+APP = "MobileNetV3Small"
+KERAS_ID = f"keras:{APP}.imagenet"
+NO_TOP = "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"  # the file Keras' own download writes
+ROOT = Path(__file__).resolve().parents[1]
+RES = 48
+SEED = 7
+
+pytestmark = pytest.mark.slow  # loads a real Keras model and trains it
+
+
+def write_random_weights(models_dir: Path, seed: int = 0) -> Path:
+    """``MobileNetV3Small(include_top=False)`` with random weights, in Keras' legacy HDF5 layout (the downloaded file's).
+
+    A randomly initialised deep network maps every image to nearly the same features (the signal
+    vanishes with depth), so the BatchNorm statistics are calibrated once, as pretraining would
+    leave them: one training-mode pass with momentum 0 over random crops of scikit-image photos
+    (not digits) sets every layer's moving mean and variance to that batch's.
+    """
+    from PIL import Image
+    from skimage import data as skd
+
+    rng = np.random.default_rng(seed)
+    keras.utils.set_random_seed(seed)
+    model = keras.applications.MobileNetV3Small(include_top=False, pooling="avg", weights=None)
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in bns:
+        gamma, beta, mean, var = layer.get_weights()
+        layer.set_weights([rng.normal(1.0, 0.2, gamma.shape).astype("float32"), rng.normal(0.0, 0.2, beta.shape).astype("float32"), mean, var])
+        layer.momentum = 0.0
+    crops = []
+    for name in ("chelsea", "coffee", "astronaut", "camera"):
+        im = Image.fromarray(getattr(skd, name)()).convert("RGB")
+        for _ in range(16):
+            side = int(rng.integers(RES, min(im.size)))
+            left, top = int(rng.integers(0, im.size[0] - side + 1)), int(rng.integers(0, im.size[1] - side + 1))
+            crops.append(np.asarray(im.crop((left, top, left + side, top + side)).resize((RES, RES), Image.BICUBIC), dtype=np.float32))
+    model(keras.applications.mobilenet_v3.preprocess_input(np.stack(crops)), training=True)
+    path = models_dir / NO_TOP
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode("utf8") for layer in model.layers]
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = keras.__version__.encode("utf8")
+        for layer in model.layers:
+            g = f.create_group(layer.name)
+            weights = layer.trainable_weights + layer.non_trainable_weights
+            names = [f"{layer.name}/{w.name}_{i}:0".encode("utf8") for i, w in enumerate(weights)]
+            g.attrs["weight_names"] = names
+            for name, w in zip(names, weights):
+                g.create_dataset(name.decode(), data=np.asarray(keras.ops.convert_to_numpy(w)))
+    return path
+
+
+def digits(root: Path, limit: int) -> Path:
+    spec = importlib.util.spec_from_file_location("make_digits_folder", ROOT / "scripts" / "make_digits_folder.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.write_digits(root / "digits", limit=limit)
+
+
+def keras_plan(*, strategy: str = "lp-ft", unfreeze: tuple[str, ...] = ("top-1", "top-2"), epochs: int = 2, lr: float = 0.01, bn: str = "frozen-stats") -> Plan:
+    plan = zoo.recommend(samples=150, classes=10, domain="documents", image_size=8)
+    lrs = {"head": lr, **{sel: lr * 0.5 ** (i + 1) for i, sel in enumerate(unfreeze)}}
+    return plan.model_copy(update={
+        "backbone": KERAS_ID, "strategy": strategy, "unfreeze": list(unfreeze), "lr": lrs, "resolution": RES, "bn": bn,
+        "optimizer": Optimizer(name="sgd", momentum=0.9, weight_decay=1e-4),
+        "schedule": Schedule(epochs=epochs, batch_size=32, steps=epochs * 4, warmup_frac=0.1, early_stop_patience=3),
+        "augment": plan.augment.model_copy(update={"hflip": False, "random_resized_crop": False, "trivial_augment": False}),
+    })
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: Any) -> Any:
+    """Random MobileNetV3Small weights (made once) and 150 digits; the folder shared runs go into."""
+    tmp = tmp_path_factory.mktemp("keras_run")
+    yield {"tmp": tmp, "data": digits(tmp, 150), "weights": write_random_weights(tmp / "weights")}
+    keras.backend.clear_session()
+
+
+@pytest.fixture(autouse=True)
+def _keras_cache(env: Any, zoo_home: Path) -> None:
+    """Each test's isolated cache (``zoo_home``, from tests/conftest.py) holds the weights where Keras' download puts them.
+
+    Once a run has extracted the digits' features, later tests find them in their cache as a
+    ``zoo recommend --data`` would have left them (same backbone, data and preprocessing).
+    """
+    models = zoo_home.parent / "keras" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    shutil.copy(env["weights"], models / NO_TOP)
+    if (env["tmp"] / "features").is_dir():
+        shutil.copytree(env["tmp"] / "features", zoo_home / "features", dirs_exist_ok=True)
+
+
+_FULL: dict[str, Any] = {}
+
+
+@pytest.fixture
+def full_run(env: Any, zoo_home: Path, no_network: None) -> Any:
+    """An uninterrupted two-epoch LP-FT run (top-2 groups, BatchNorm in inference mode), made once for the module."""
+    if "run" not in _FULL:
+        out = env["tmp"] / "full"
+        _FULL["run"] = (out, zoo.run(keras_plan(), env["data"], out=out, seed=SEED, progress=False))
+        shutil.copytree(zoo_home / "features", env["tmp"] / "features", dirs_exist_ok=True)
+    return _FULL["run"]
+
+
+def _bn_stats(model: Any) -> dict[str, np.ndarray]:
+    return {
+        f"{layer.name}/{w.name}": np.asarray(w.numpy()).copy()
+        for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+        for w in layer.weights if "moving" in w.name
+    }
+
+
+def _trainable_by_group(bb: Any) -> dict[str, dict[str, np.ndarray]]:
+    return {g.name: {f"{l.name}/{w.name}": np.asarray(w.numpy()).copy() for l in g.modules for w in l.trainable_weights} for g in bb.layer_groups}
+
+
+def test_stage1_on_the_feature_cache_then_predict_the_run(env, zoo_home, no_network, capsys):
+    from zoo.recommender.features import cache_dir
+    from zoo.runner.predict import load_run
+
+    shutil.rmtree(cache_dir(), ignore_errors=True)  # this test starts from an empty feature cache
+
+    plan = keras_plan(strategy="linear-probe", unfreeze=(), epochs=0)
+    out = env["tmp"] / "probe"
+    r = zoo.run(plan, env["data"], out=out, seed=SEED, progress=False)
+    assert not r.features_cached and r.epochs_run == 0 and r.final_val_acc == r.stage1_val_acc
+    files = sorted(cache_dir().iterdir())
+    assert len(files) == 1  # the run left its features in the recommender's cache ...
+    with np.load(files[0]) as z:
+        meta = json.loads(str(z["meta"]))
+        assert meta["backbone"] == KERAS_ID and len(meta["groups"]) >= 3 and z["group_00"].shape[0] == 150
+        bb = zoo.load(KERAS_ID)
+        final = z[f"group_{len(meta['groups']) - 1:02d}"]
+        assert final.shape[1] == bb.feature_dim
+    r2 = zoo.run(plan, env["data"], out=env["tmp"] / "probe2", seed=SEED, progress=False)
+    assert r2.features_cached and sorted(cache_dir().iterdir()) == files  # ... and the next run reuses them
+    assert r2.stage1_val_acc == r.stage1_val_acc
+    assert r.stage1_val_acc >= 0.4  # random conv features on 10 digits; chance is 0.1
+    for name in ("plan.yaml", "stage1.json", "metrics.jsonl", "curves.png", "confusion.png", "report.md", "result.json", "model/config.json", "model/model.weights.h5"):
+        assert (out / name).is_file(), name
+    cfg = json.loads((out / "model" / "config.json").read_text())
+    assert cfg["framework"] == "tensorflow" and cfg["preprocessor"]["resolution"] == RES and cfg["classes"] == [str(i) for i in range(10)]
+
+    # the run reloads offline with its own preprocessing and scores what the run says
+    from zoo.recommender.data import load_dataset
+    from zoo.runner.pipeline import split
+
+    ds = load_dataset(env["data"])
+    _, va = split(ds.labels, 0.2, SEED)
+    m = load_run(out)
+    acc = float((m.logits([ds.items[i] for i in va]).argmax(1) == ds.labels[va]).mean())
+    assert acc == pytest.approx(r.final_val_acc)
+    capsys.readouterr()
+    picked = ds.items[int(va[0])]
+    assert main(["predict", str(out), str(picked), "--top-k", "3", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert len(printed) == 1 and len(printed[0]["top"]) == 3
+    assert printed[0]["top"][0]["label"] == m.predict([picked], top_k=1)[0][0][0]
+
+
+def test_stage2_fit_keeps_frozen_batchnorm_and_writes_the_run_folder(env, full_run, no_network):
+    out, r = full_run
+    assert r.epochs_run == 2 and [h["epoch"] for h in r.history] == [1, 2]
+    losses = [h["train_loss"] for h in r.history]
+    assert all(np.isfinite(losses)) and losses[1] < losses[0]  # fixed seed: the loss goes down
+    assert r.final_val_acc >= r.stage1_val_acc  # LP-FT keeps the best model, stage 1 counts as epoch 0
+    assert len(r.history[0]["lr"]) == 3 and r.history[-1]["lr"][0] == pytest.approx(0.0, abs=1e-9)  # head + 2 groups; cosine to 0
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["stage"] for x in lines] == ["stage1", "stage2", "stage2"]
+    for png in ("curves.png", "confusion.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG" and (out / png).stat().st_size > 5_000
+    assert f"{r.final_val_acc:.4f}" in (out / "report.md").read_text()
+    assert (out / "checkpoints" / "LATEST").read_text().strip() == "epoch-0002"
+    state = json.loads((out / "checkpoints" / "epoch-0002" / "state.json").read_text())
+    assert state["epoch"] == 2 and state["seed"] == SEED and len(state["history"]) == 2
+
+    # the last checkpoint against the pretrained backbone: only the two top groups moved, no BatchNorm statistic
+    bb = zoo.load(KERAS_ID)
+    before_bn, before = _bn_stats(bb.model), _trainable_by_group(bb)
+    from zoo.runner.keras_model import build_classifier
+
+    net = build_classifier(bb, 10, inference_bn=True)
+    net.load_weights(str(out / "checkpoints" / "epoch-0002" / "model.weights.h5"))
+    after_bn, after = _bn_stats(bb.model), _trainable_by_group(bb)
+    assert before_bn and all(np.array_equal(before_bn[k], after_bn[k]) for k in before_bn)
+    names = [g.name for g in bb.layer_groups]
+    for name in names:
+        moved = [k for k in before[name] if not np.array_equal(before[name][k], after[name][k])]
+        if name in names[-2:]:
+            assert moved, name
+        else:
+            assert not moved, name
+
+
+def test_resume_after_an_interrupted_epoch_matches_the_uninterrupted_run(env, full_run, no_network, monkeypatch):
+    from zoo.runner import keras_run
+
+    _, full = full_run
+    out = env["tmp"] / "resumed"
+    real_call = keras_run._Feeder.__call__
+
+    class Killed(Exception):
+        pass
+
+    def dying(self):  # dies inside epoch 2, after its first batch
+        for b, batch in enumerate(real_call(self)):
+            if self.epoch == 2 and b == 1:
+                raise Killed("simulated kill")
+            yield batch
+
+    monkeypatch.setattr(keras_run._Feeder, "__call__", dying)
+    with pytest.raises(Exception):  # noqa: B017 - tf.data wraps the generator's error
+        zoo.run(keras_plan(), env["data"], out=out, seed=SEED, progress=False)
+    assert (out / "checkpoints" / "LATEST").read_text().strip() == "epoch-0001"
+    assert not (out / "result.json").exists()
+    monkeypatch.setattr(keras_run._Feeder, "__call__", real_call)
+    r = zoo.run(keras_plan(), env["data"], out=out, seed=SEED, resume=True, progress=False)
+    assert r.resumed_from == 1 and r.epochs_run == 2
+    for got, want in zip(r.history, full.history):  # same seed, same batches, same optimizer state: same figures
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-7), key
+    assert r.final_val_acc == full.final_val_acc and r.best_epoch == full.best_epoch
+
+
+def test_export_savedmodel_of_a_keras_run(env, full_run, no_network):
+    import tensorflow as tf
+
+    from zoo.runner.predict import load_run
+
+    out, r = full_run
+    m = load_run(out)  # what `zoo export RUN_DIR --format savedmodel` calls
+    path = m.export("savedmodel")
+    assert path == out / "model" / "savedmodel" and (path / "saved_model.pb").is_file()
+    batch = m.example_batch(4, seed=3)
+    loaded = tf.saved_model.load(str(path))  # keep a reference: its variables live as long as it does
+    got = loaded.serve(tf.constant(batch)).numpy()
+    want = m.model(batch, training=False).numpy()
+    assert np.abs(got - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
+    assert json.loads((path / "assets" / "config.json").read_text())["backbone"] == KERAS_ID
+    with pytest.raises(InvalidInputError, match="savedmodel"):
+        m.export("torchscript")
+
+
+def test_gradual_unfreezing_with_trained_batchnorm(env, no_network):
+    plan = keras_plan(epochs=1, bn="train")
+    plan = plan.model_copy(update={"schedule": plan.schedule.model_copy(update={"gradual_unfreeze": True})})
+    out = env["tmp"] / "gradual"
+    r = zoo.run(plan, env["data"], out=out, seed=SEED, progress=False)
+    assert r.epochs_run == 1 and len(r.history[0]["lr"]) == 3  # head + the two selected groups
+    bb = zoo.load(KERAS_ID)
+    top, second = (g.modules for g in bb.layer_groups[-2:][::-1])
+
+    def values(layers):
+        return {f"{l.name}/{w.name}": np.asarray(w.numpy()).copy() for l in layers for w in l.weights}
+
+    from zoo.runner.keras_model import build_classifier
+
+    before_top, before_second = values(top), values(second)
+    build_classifier(bb, 10, inference_bn=False).load_weights(str(out / "checkpoints" / "epoch-0001" / "model.weights.h5"))
+    after_top, after_second = values(top), values(second)
+    moved = {k for k in before_top if not np.array_equal(before_top[k], after_top[k])}
+    assert any("moving_mean" in k for k in moved) and any("kernel" in k for k in moved)  # bn: train updates the statistics
+    assert all(np.array_equal(before_second[k], after_second[k]) for k in before_second)  # epoch 1: only the top group
+
+
+def test_nan_loss_stops_with_a_clear_message(env, no_network):
+    from zoo.errors import DivergedError
+
+    out = env["tmp"] / "nan"
+    with pytest.raises(DivergedError, match=r"loss became (nan|inf) at epoch 1, step \d+; no checkpoint yet; lower the learning rates"):
+        zoo.run(keras_plan(epochs=1, lr=1e37), env["data"], out=out, seed=SEED, progress=False)
+    assert (out / "model" / "model.weights.h5").is_file() and not (out / "checkpoints" / "LATEST").exists()  # stage 1's model is kept

@@ -1,0 +1,103 @@
+"""Atomic per-epoch checkpoints of a Keras / TF Hub run (``zoo.runner.keras_run``).
+
+Layout under ``RUN/checkpoints`` as for torch runs (:mod:`zoo.runner.checkpoint`, whose folder and
+pointer helpers this reuses): one folder per epoch, ``epoch-0003/`` holding ``model.weights.h5``
+(``model.save_weights``), ``optimizer.npz`` (every variable of every group optimizer, in order;
+read back with ``allow_pickle=False``) and ``state.json`` (epoch, best, history, seed). Written as
+a hidden temporary folder, fsynced, renamed into place; then ``LATEST`` is replaced atomically;
+only then are older folders removed. An interrupted write leaves ``LATEST`` on the previous one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.errors import CheckpointError
+from zoo.runner import checkpoint as _ckpt
+from zoo.runner.keras_model import WEIGHTS_NAME
+
+STATE, OPTIMIZER = "state.json", "optimizer.npz"
+
+
+
+def save_checkpoint(root: Path, epoch: int, model: Any, optimizers: Sequence[Any], state: dict[str, Any]) -> Path:
+    """Write ``epoch-NNNN/`` (weights, optimizer variables, JSON state) atomically and point ``LATEST`` at it.
+
+    Raises:
+        CheckpointError: the write failed; the previous checkpoint is still what ``LATEST`` names.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    name = f"epoch-{epoch:04d}"
+    final = root / name
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
+    try:
+        model.save_weights(str(tmp / WEIGHTS_NAME))
+        arrays = {f"{j}/{i}": np.asarray(v.numpy()) for j, opt in enumerate(optimizers) for i, v in enumerate(opt.variables)}
+        with open(tmp / OPTIMIZER, "wb") as fh:
+            np.savez(fh, **arrays)
+        (tmp / STATE).write_text(json.dumps(state), encoding="utf-8")
+        for f in (WEIGHTS_NAME, OPTIMIZER, STATE):
+            _ckpt._fsync_file(tmp / f)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _ckpt._fsync_dir(root)
+        fd, ptmp = tempfile.mkstemp(dir=root, prefix=f".{_ckpt.POINTER}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(name + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.replace(ptmp, root / _ckpt.POINTER)
+        except BaseException:
+            Path(ptmp).unlink(missing_ok=True)
+            raise
+        _ckpt._fsync_dir(root)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"{root}: cannot write the epoch-{epoch} checkpoint ({exc}); the previous checkpoint is kept, free disk space and rerun with --resume.") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _ckpt._cleanup(root, keep=name)
+    return final
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    """The complete checkpoint folder ``LATEST`` names, or ``None``."""
+    try:
+        name = (root / _ckpt.POINTER).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    path = root / name
+    if name.startswith("epoch-") and all((path / f).is_file() for f in (WEIGHTS_NAME, OPTIMIZER, STATE)):
+        return path
+    return None
+
+
+def load_checkpoint(root: Path, model: Any, optimizers: Sequence[Any]) -> dict[str, Any] | None:
+    """Restore the latest checkpoint into ``model`` and the (built) ``optimizers``; its state, or ``None``.
+
+    Raises:
+        CheckpointError: ``LATEST`` names a checkpoint that cannot be read or does not fit.
+    """
+    path = latest_checkpoint(root)
+    if path is None:
+        return None
+    try:
+        model.load_weights(str(path / WEIGHTS_NAME))
+        with np.load(path / OPTIMIZER, allow_pickle=False) as z:
+            for j, opt in enumerate(optimizers):
+                for i, v in enumerate(opt.variables):
+                    v.assign(z[f"{j}/{i}"])
+        return json.loads((path / STATE).read_text(encoding="utf-8"))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one error for the user
+        raise CheckpointError(f"{path}: cannot read the checkpoint ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); delete it to start over.") from None
