@@ -6,21 +6,35 @@ import argparse
 import json
 from typing import Any
 
+from zoo.errors import InvalidInputError
+
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run stage 1 and stage 2 of a plan and print the final metrics."""
-    from zoo.runner import run
+    from zoo.runner import distributed, run
 
-    result = run(
-        args.plan, args.data, out=args.out, resume=args.resume, epochs=args.epochs, seed=args.seed,
-        batch_size=args.batch_size, val_frac=args.val_frac, progress=not args.json,
-    )
+    if distributed.launched() and distributed.rank() != 0:  # `accelerate launch`: rank 0 runs, the others serve stage 2
+        return distributed.serve()
+    processes = 1 if distributed.launched() else args.processes  # under a launcher its process count decides
+    if processes < 1:
+        raise InvalidInputError(f"--processes must be at least 1, got {processes}.")
+    try:
+        result = run(
+            args.plan, args.data, out=args.out, resume=args.resume, epochs=args.epochs, seed=args.seed,
+            batch_size=args.batch_size, val_frac=args.val_frac, progress=not args.json, processes=processes,
+            from_scratch=args.from_scratch,
+        )
+    finally:
+        distributed.release()  # waiting ranks of `accelerate launch` that stage 2 did not use may exit
     if args.json:
         print(json.dumps({k: v for k, v in vars(result).items() if k != "history"}, indent=2))
         return 0
-    print(f"stage 1 (linear probe) held-out accuracy: {result.stage1_val_acc:.4f}")
+    if result.from_scratch:
+        print(f"from scratch (random weights): untrained held-out accuracy {result.stage1_val_acc:.4f}")
+    else:
+        print(f"stage 1 (linear probe) held-out accuracy: {result.stage1_val_acc:.4f}")
     for h in result.history:
-        print(f"stage 2 epoch {h['epoch']}: train loss {h['train_loss']:.4f}, held-out accuracy {h['val_acc']:.4f}")
+        print(f"{'training' if result.from_scratch else 'stage 2'} epoch {h['epoch']}: train loss {h['train_loss']:.4f}, held-out accuracy {h['val_acc']:.4f}")
     print(f"final held-out accuracy (best model, epoch {result.best_epoch}): {result.final_val_acc:.4f}")
     if result.skipped_unreadable:
         print(f"skipped {result.skipped_unreadable} unreadable file(s)")
@@ -29,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Export a run folder's trained model (TorchScript or ONNX) and print where it went."""
+    """Export a run folder's trained model (TorchScript, ONNX or SavedModel) and print where it went."""
     from zoo.runner.predict import load_run
 
     path = load_run(args.run_dir).export(args.format, args.output)
@@ -51,12 +65,21 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0, help="fixes the split, data order and augmentation")
     p.add_argument("--batch-size", type=int, help="default: the plan's")
     p.add_argument("--val-frac", type=float, default=0.2, help="share of each class held out (early stopping, report)")
+    p.add_argument(
+        "--processes", type=int, default=1, metavar="N",
+        help="fine-tune on N processes (gloo on CPU, one GPU each when there are N); the batch stays the global batch. "
+        "`accelerate launch -m zoo run ...` works too",
+    )
+    p.add_argument(
+        "--from-scratch", action="store_true",
+        help="baseline: the plan's architecture from random weights, every group trained at a from-scratch learning rate (what pre-training buys)",
+    )
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("export", help="export a run folder's trained model (torchscript, onnx)")
+    p = sub.add_parser("export", help="export a run folder's trained model (torchscript, onnx; savedmodel for Keras runs)")
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `zoo run`")
-    p.add_argument("--format", required=True, choices=["torchscript", "onnx", "savedmodel"], help="savedmodel is for Keras runs (not supported yet)")
+    p.add_argument("--format", required=True, choices=["torchscript", "onnx", "savedmodel"], help="torchscript/onnx: torch runs; savedmodel: Keras and TF Hub runs")
     p.add_argument("-o", "--output", metavar="FILE", help="default RUN_DIR/model/model.<format>.<pt|onnx>")
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=cmd_export)

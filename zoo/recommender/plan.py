@@ -43,6 +43,7 @@ class Augment(_Frozen):
     random_resized_crop: bool
     hflip: bool
     trivial_augment: bool
+    crop_scale: tuple[float, float] = (0.35, 1.0)  # RandomResizedCrop's area range, when on
     mixup: float = 0.0
     label_smoothing: float = 0.0
     resolution: int | None = None

@@ -1,6 +1,7 @@
 """``zoo.run``: execute a plan end to end (stage 1 on cached features, stage 2 as the plan says).
 
-The run folder holds ``plan.yaml``, ``model/`` (``model.safetensors`` of the best model and
+The run folder holds ``plan.yaml``, ``model/`` (``model.safetensors`` of the best model, or
+``model.weights.h5`` for Keras / TF Hub sources (:mod:`zoo.runner.keras_run`), and
 ``config.json``: backbone, classes, preprocessing), ``stage1.json``, ``metrics.jsonl``,
 ``curves.png``, ``confusion.png``, ``report.md``, ``result.json`` and ``checkpoints/``.
 """
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import InvalidInputError
+from zoo.runner.baseline import SCRATCH_NOTE
 
 RECOMMENDER_MAX_SAMPLES = 2000  # zoo recommend's default sample: same sample, same fingerprint, same cache
 
@@ -35,6 +37,7 @@ class RunResult:
     features_cached: bool
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: int | None = None
+    from_scratch: bool = False
 
 
 def split(labels: np.ndarray, val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -58,6 +61,26 @@ def _dataset(data: Any) -> Any:
     return ds
 
 
+def _load(model_id: str, from_scratch: bool) -> Any:
+    """``zoo.load``; for the baseline, random weights: the source's own initialisation when its
+    loader takes ``pretrained=False`` (timm), else every module's ``reset_parameters``."""
+    import zoo
+
+    if not from_scratch:
+        return zoo.load(model_id)
+    try:
+        return zoo.load(model_id, pretrained=False)
+    except TypeError:
+        pass
+    backbone = zoo.load(model_id)
+    if backbone.framework != "torch":
+        raise InvalidInputError(f"{model_id}: --from-scratch supports torch sources; pick a timm or torchvision backbone for the baseline.")
+    for module in backbone.model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+    return backbone
+
+
 def _check_out(out: Path, plan: Any, resume: bool) -> None:
     saved = out / "plan.yaml"
     if resume:
@@ -79,6 +102,8 @@ def run(
     batch_size: int | None = None,
     val_frac: float = 0.2,
     progress: bool = True,
+    processes: int = 1,
+    from_scratch: bool = False,
 ) -> RunResult:
     """Execute ``plan`` on ``data`` and write the run folder.
 
@@ -91,13 +116,16 @@ def run(
         seed: fixes the split, the head, the data order and the augmentation.
         batch_size: default the plan's.
         val_frac: share of each class held out for early stopping and the report.
+        processes: stage-2 worker processes (gloo on CPU); ``batch_size`` stays the global batch.
+        from_scratch: the baseline: the plan's architecture from random weights, every group
+            trained at a from-scratch learning rate, no stage-1 probe (:mod:`zoo.runner.baseline`).
 
     Returns:
         :class:`RunResult`; the same figures are in ``out/result.json``.
 
     Raises:
-        InvalidInputError: bad data, a plan for a Keras/TF Hub source (not yet supported), an
-            occupied ``out`` without ``resume``.
+        InvalidInputError: bad data, text data for a Keras/TF Hub source, an occupied ``out``
+            without ``resume``.
         DivergedError: the loss became NaN (the last checkpoint is kept).
 
     Example:
@@ -115,6 +143,10 @@ def run(
 
     if not isinstance(plan, Plan):
         plan = Plan.read(plan)
+    if from_scratch:
+        from zoo.runner.baseline import scratch_plan
+
+        plan = scratch_plan(plan, batch_size)
     if not 0 < val_frac < 1:
         raise InvalidInputError(f"val_frac must be between 0 and 1, got {val_frac}.")
     out = Path(out) if out is not None else Path("runs") / f"{plan.backbone.split(':', 1)[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -122,19 +154,32 @@ def run(
     ds = _dataset(data)
     if ds.modality != plan.modality:
         raise InvalidInputError(f"{data}: {ds.modality} data but the plan is for {plan.modality}; run `zoo recommend --data {data}` again.")
-    backbone = zoo.load(plan.backbone)
-    if backbone.framework != "torch":
-        raise InvalidInputError(f"{plan.backbone}: zoo run supports torch sources so far; pick a torch backbone in the plan (e.g. --candidates timm:...).")
+    backbone = _load(plan.backbone, from_scratch)
+    if backbone.framework != "torch":  # Keras / TF Hub: stage 2 on fit (zoo.runner.keras_run)
+        from zoo.runner.keras_run import run as run_keras
+
+        return run_keras(
+            plan, data, ds, backbone, out=out, resume=resume, epochs=epochs, seed=seed, batch_size=batch_size, val_frac=val_frac, progress=progress,
+        )
     out.mkdir(parents=True, exist_ok=True)
     report.write_text(out / "plan.yaml", plan.to_yaml())
     torch.manual_seed(seed)
     res = plan.resolution if ds.modality == "image" else None
-    fs = features_for(backbone, ds, res)
     tr, va = split(ds.labels, val_frac, seed)
-    feats = fs.final
     n_classes = len(ds.classes)
-    s1 = fit_head(feats[tr], ds.labels[tr], feats[va], ds.labels[va], n_classes)
-    stage1 = dict(s1.metrics(), val_pred=[int(v) for v in s1.val_pred])
+    if from_scratch:  # no probe on random features (and they must not enter the pretrained feature cache)
+        from zoo.runner.baseline import zero_head
+
+        head_w, head_b, stage1 = zero_head(n_classes, backbone.feature_dim, ds.labels[va])
+        s1_metrics = {k: v for k, v in stage1.items() if k != "val_pred"}
+        s1_acc, s1_pred, feats_cached, feats_path = stage1["val_acc"], np.asarray(stage1["val_pred"]), False, None
+    else:
+        fs = features_for(backbone, ds, res)
+        feats = fs.final
+        s1 = fit_head(feats[tr], ds.labels[tr], feats[va], ds.labels[va], n_classes)
+        stage1 = dict(s1.metrics(), val_pred=[int(v) for v in s1.val_pred])
+        head_w, head_b, s1_metrics = s1.weight, s1.bias, s1.metrics()
+        s1_acc, s1_pred, feats_cached, feats_path = s1.val_acc, s1.val_pred, fs.cached, str(fs.path)
     report.write_text(out / "stage1.json", json.dumps(stage1))
     spec = backbone.input_spec
     config = {
@@ -144,7 +189,7 @@ def run(
         if ds.modality == "image" else {"tokenizer": plan.backbone, "max_length": getattr(backbone, "max_length", None)},
     }
     report.write_text(out / "model" / "config.json", json.dumps(config, indent=2))
-    records: list[dict[str, Any]] = [s1.metrics()]
+    records: list[dict[str, Any]] = [s1_metrics]
     n_epochs = plan.schedule.epochs if epochs is None else int(epochs)
     bs = batch_size or plan.schedule.batch_size
     train_items = [ds.items[i] for i in tr]
@@ -156,8 +201,8 @@ def run(
             report.write_metrics(out / "metrics.jsonl", records + hist)
 
         r2 = fine_tune(
-            backbone, plan, s1.weight, s1.bias, (train_items, ds.labels[tr]), (val_items, ds.labels[va]), stage1,
-            out=out, epochs=n_epochs, batch_size=bs, seed=seed, resume=resume, progress=progress, log=log,
+            backbone, plan, head_w, head_b, (train_items, ds.labels[tr]), (val_items, ds.labels[va]), stage1,
+            out=out, epochs=n_epochs, batch_size=bs, seed=seed, resume=resume, progress=progress, log=log, processes=processes,
         )
         history, best_epoch, final_acc, pred = r2.history, r2.best_epoch, r2.best_val_acc, np.asarray(r2.best_val_pred)
         stopped, resumed_from, groups = r2.stopped_early, r2.resumed_from, r2.groups
@@ -166,24 +211,25 @@ def run(
 
         model = backbone.with_head(n_classes)
         with torch.no_grad():
-            model.head.weight.copy_(torch.as_tensor(s1.weight))
-            model.head.bias.copy_(torch.as_tensor(s1.bias))
+            model.head.weight.copy_(torch.as_tensor(head_w))
+            model.head.bias.copy_(torch.as_tensor(head_b))
         _write_best(out / "model" / "model.safetensors", model.state_dict())
-        history, best_epoch, final_acc, pred, stopped, resumed_from, groups = [], 0, s1.val_acc, s1.val_pred, False, None, []
+        history, best_epoch, final_acc, pred, stopped, resumed_from, groups = [], 0, s1_acc, s1_pred, False, None, []
     records += history
     report.write_metrics(out / "metrics.jsonl", records)
     report.plot_curves(out / "curves.png", stage1, history)
     report.plot_confusion(out / "confusion.png", report.confusion(ds.labels[va], pred, n_classes), ds.classes)
     result = RunResult(
-        out=str(out), backbone=plan.backbone, stage1_val_acc=s1.val_acc, final_val_acc=float(final_acc), best_epoch=best_epoch,
-        epochs_run=len(history), stopped_early=stopped, skipped_unreadable=ds.skipped, features_cached=fs.cached,
-        history=history, resumed_from=resumed_from,
+        out=str(out), backbone=plan.backbone, stage1_val_acc=s1_acc, final_val_acc=float(final_acc), best_epoch=best_epoch,
+        epochs_run=len(history), stopped_early=stopped, skipped_unreadable=ds.skipped, features_cached=feats_cached,
+        history=history, resumed_from=resumed_from, from_scratch=from_scratch,
     )
     summary = dict(
         backbone=plan.backbone, data=str(data), samples=ds.n, classes=n_classes, train=len(tr), val=len(va), skipped_unreadable=ds.skipped,
-        strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=res, seed=seed, features_cached=fs.cached,
-        features=str(fs.path), stage1=stage1,
-        notes=["lp-concat runs as a linear probe on the final pooled features in this version (no mid-level concatenation)."] if plan.strategy == "lp-concat" else [], history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
+        strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=res, seed=seed, features_cached=feats_cached,
+        features=feats_path, stage1=stage1, from_scratch=from_scratch,
+        notes=(["lp-concat runs as a linear probe on the final pooled features in this version (no mid-level concatenation)."] if plan.strategy == "lp-concat" else [])
+        + ([f"baseline {SCRATCH_NOTE}, learning rate {plan.lr['head']:g}; the plan's epochs, schedule and augmentation."] if from_scratch else []), history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
     )
     report.write_report(out / "report.md", summary)
     report.write_text(out / "result.json", json.dumps(asdict(result), indent=2))

@@ -96,11 +96,13 @@ def write_report(path: Path, summary: dict[str, Any]) -> Path:
         f"{s['skipped_unreadable']} unreadable file(s) skipped)",
         f"- plan: strategy **{s['strategy']}**, unfreeze {', '.join(s['unfreeze']) or 'nothing'} (groups: {', '.join(s['groups']) or '-'}), "
         f"resolution {s['resolution']}, seed {s['seed']}",
-        f"- stage 1 features: {'reused from the recommender cache' if s['features_cached'] else 'extracted'} (`{s['features']}`)",
+        f"- stage 1 features: {'reused from the recommender cache' if s['features_cached'] else 'extracted'} (`{s['features']}`)"
+        if not s.get("from_scratch") else "- **from-scratch baseline**: random initial weights, no stage-1 probe",
         "",
         "| stage | held-out accuracy | held-out loss |",
         "|---|---|---|",
-        f"| stage 1 (linear probe, L2 {s['stage1']['l2']:g}) | {s['stage1']['val_acc']:.4f} | {s['stage1']['val_loss']:.4f} |",
+        f"| stage 1 (linear probe, L2 {s['stage1']['l2']:g}) | {s['stage1']['val_acc']:.4f} | {s['stage1']['val_loss']:.4f} |"
+        if not s.get("from_scratch") else f"| epoch 0 (untrained) | {s['stage1']['val_acc']:.4f} | {s['stage1']['val_loss']:.4f} |",
     ]
     for h in s["history"]:
         lines.append(f"| stage 2 epoch {h['epoch']} | {h['val_acc']:.4f} | {h['val_loss']:.4f} |")

@@ -214,7 +214,8 @@ def load(model_id: Any, card: Any, *, pretrained: bool = True, **options: Any) -
         >>> bb.embed(images).shape                            # doctest: +SKIP
         (2, 512)
     """
-    resolved = zoo.resolve_weights(model_id, card) if pretrained else None
+    # resolved even for pretrained=False: a plugin's file carries the preprocessing config of its tag
+    resolved = zoo.resolve_weights(model_id, card)
     if resolved is not None:
         resolved = os.fspath(resolved)
     model = _weights.create(model_id, resolved, pretrained=pretrained, **options)

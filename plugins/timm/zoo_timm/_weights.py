@@ -117,7 +117,7 @@ def create(model_id: Any, resolved: Any, *, pretrained: bool, **kwargs: Any) -> 
     check_arch(model_id)
     name, tag = model_id.name, model_id.tag
     cfg = pretrained_cfg(name, tag)
-    if resolved is not None and pretrained:
+    if resolved is not None:
         path = Path(resolved)
         if not path.is_file():
             raise InvalidInputError(f"Weights for {model_id} resolved to {path}, which is not a file; fix the plugin that answered zoo_resolve_weights.")
@@ -125,7 +125,8 @@ def create(model_id: Any, resolved: Any, *, pretrained: bool, **kwargs: Any) -> 
         base = cfg if cfg is not None else (pretrained_cfg(name, None) or {})
         merged = {**base, **cfg_over, "architecture": name, "tag": tag}
         merged.update(file=str(path), source=None, custom_load=False, state_dict=None)
-        return timm.create_model(name, pretrained=True, pretrained_cfg=merged, **{**extra_kwargs, **kwargs})
+        # pretrained=False: the same architecture and preprocessing, random weights (a baseline)
+        return timm.create_model(name, pretrained=pretrained, pretrained_cfg=merged, **{**extra_kwargs, **kwargs})
     if cfg is None:
         tags = [f"timm:{n}" for n in timm.list_pretrained(f"{name}.*")]
         raise UnknownModelError(str(model_id), close_matches(f"timm:{name}.{tag}", tags) or tags[:3])
