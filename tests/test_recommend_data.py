@@ -52,6 +52,8 @@ def test_digits_end_to_end_offline(tmp_path, zoo_home, no_network, capsys):
     assert list(sig["probe_profile"])[-1] == "top" and len(sig["probe_profile"]) >= 5
     assert 0 < sig["msp"] <= 1 and sig["gflops_at_resolution"] > 0
     assert s["regime"] == "tiny" and plan.strategy in ("linear-probe", "lp-concat", "head-only")
+    # mirrored digits lose k-NN accuracy (a sequential test: 50 images at a time, at most 150)
+    assert s["flip_knn_drop"] > 0.02 and s["flip_items"] in (50, 100, 150) and s["n_ranked"] == 300
     assert all(r.source for r in plan.rationale)
     # the features cache: where the plan says, in the documented format, equal to a fresh extraction's shape
     path = Path(plan.features)
@@ -69,6 +71,72 @@ def test_digits_end_to_end_offline(tmp_path, zoo_home, no_network, capsys):
     again = Plan.read(out)
     assert again.backbone == LITE0 and again.features == plan.features
     assert again.signals["candidates"][LITE0]["logme"] == sig["logme"]
+
+
+@pytest.mark.slow
+def test_candidates_ranked_on_a_subsample_and_zoo_run_completes_the_cache(tmp_path, zoo_home, no_network):
+    import zoo
+    from zoo.recommender.datamode import rank_index, recommend_data
+
+    root = _digits(tmp_path, 200)
+    lite1 = "timm:efficientnet_lite1.pypi_in1k"
+    pic = tmp_path / "ranked.png"
+    plan = recommend_data(root, candidates=[LITE0, lite1], resolution=64, rank_samples=60, plot=pic)
+    assert pic.read_bytes()[:4] == b"\x89PNG" and pic.stat().st_size > 10_000
+    s = plan.signals
+    ds = load_dataset(root)
+    ranked = rank_index(ds, 2, 60)  # about 60 (proportional to the class sizes, rounded down), at least 5 per class
+    n_r = len(ranked)
+    assert s["n_ranked"] == n_r and 50 <= n_r <= 60 and s["samples"] == 200 and np.bincount(ds.labels[ranked]).min() >= 5
+    assert plan.backbone in (LITE0, lite1) and s["chosen"] == s["candidates"][plan.backbone]
+    other = next(n for n in (LITE0, lite1) if n != plan.backbone)
+    for name in (LITE0, lite1):  # both ranked on the same items; the real digits are far above chance (0.1)
+        c = s["candidates"][name]
+        assert c["n"] == n_r and np.isfinite(c["logme"]) and c["knn_acc"] > 0.4 and c["lp_acc"] > 0.4 and c["mean_rank"] >= 1
+    # the per-group profile: the chosen backbone's only, its top entry the probe accuracy
+    chosen = s["chosen"]
+    assert len(chosen["probe_profile"]) >= 5 and list(chosen["probe_profile"].values())[-1] == chosen["lp_acc"]
+    assert s["candidates"][other]["probe_profile"] == {}
+    assert 0 < s["flip_items"] <= n_r and s["flip_knn_drop"] is not None
+    assert any(f"sub-sample of {n_r} of the 200" in r.text for r in plan.rationale)
+    assert any(f"zoo run extracts the other {200 - n_r}" in r.text for r in plan.rationale)
+    # plan.features: the chosen backbone's rows, with their positions in the sample
+    with np.load(plan.features) as z:
+        meta = json.loads(str(z["meta"]))
+        assert meta["backbone"] == plan.backbone and meta["n"] == n_r and meta["of"] == 200
+        assert np.array_equal(z["index"], ranked) and np.array_equal(z["labels"], ds.labels[ranked])
+    # what zoo run's stage 1 asks for: the whole sample; the ranked rows come from the cache, the rest is extracted
+    bb = zoo.load(plan.backbone)
+    whole = F.features_for(bb, ds, 64)
+    assert not whole.cached and whole.meta["reused"] == n_r and whole.meta["n"] == 200 and np.array_equal(whole.labels, ds.labels)
+    with np.load(plan.features) as z:
+        part_final = z["group_%02d" % (len(meta["groups"]) - 1)]
+    np.testing.assert_array_equal(whole.final[ranked], part_final)
+    rest = np.setdiff1d(np.arange(200), ranked)
+    rows = np.r_[ranked[-3:], rest[-3:]]  # merged back in sample order: equal to a fresh pass
+    fresh = F.extract(bb, [ds.items[i] for i in rows], ds.labels[rows], resolution=64, count_flops=False).final
+    np.testing.assert_allclose(whole.final[rows], fresh, rtol=1e-3, atol=1e-4)
+    assert F.features_for(bb, ds, 64).cached  # and the next run extracts nothing
+    # recommending again extracts nothing: the chosen one's rows cut from the whole-sample file, the other's sub-sample file
+    again = recommend_data(root, candidates=[LITE0, lite1], resolution=64, rank_samples=60)
+    assert again.backbone == plan.backbone and all(again.signals["candidates"][n]["features_cached"] for n in (LITE0, lite1))
+    assert again.signals["candidates"][other]["logme"] == s["candidates"][other]["logme"]
+    assert again.signals["chosen"]["probe_profile"] == chosen["probe_profile"]
+
+
+def test_rank_index_keeps_every_class():
+    from zoo.recommender.data import Dataset, stratified_sample
+    from zoo.recommender.datamode import rank_index
+
+    y = np.repeat(np.arange(4), [400, 40, 6, 3])
+    idx = stratified_sample(y, 100, min_per_class=5)
+    per = np.bincount(y[idx], minlength=4)
+    assert per.tolist() == [89, 8, 5, 3]  # proportional (400 * 100 / 449 = 89.1), at least 5, or the whole class when smaller
+    assert np.array_equal(idx, stratified_sample(y, 100, min_per_class=5)) and len(set(idx.tolist())) == len(idx)
+    ds = Dataset(Path("x"), "text", ["a", "b", "c", "d"], {"a": 400, "b": 40, "c": 6, "d": 3}, [f"t{i}" for i in range(len(y))], y, fingerprint="f" * 64)
+    assert rank_index(ds, 1, 100) is None  # one candidate: nothing to rank
+    assert np.array_equal(rank_index(ds, 3, 100), idx)
+    assert rank_index(ds, 3, 400) is None  # would cover most of the sample anyway
 
 
 def _descr_sentences() -> list[tuple[str, str]]:

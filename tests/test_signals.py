@@ -57,6 +57,21 @@ def test_knn_loo_known_answer():
     assert S.knn_loo_accuracy(f[:6], y[:6], k=2) == 1.0
 
 
+def test_knn_accuracy_against_a_gallery_known_answer():
+    deg = np.array([0, 10, 20, 90, 100, 110, 95], dtype=float)
+    f = np.stack([np.cos(np.radians(deg)), np.sin(np.radians(deg))], axis=1) * np.array([[1], [2], [3], [1], [2], [3], [5]])
+    y = np.array([0, 0, 0, 1, 1, 1, 0])
+    # each row as a query against the whole set with itself excluded is leave-one-out
+    for k in (1, 2, 3):
+        assert S.knn_accuracy(f, f, y, y, exclude=np.arange(7), k=k) == pytest.approx(S.knn_loo_accuracy(f, y, k=k))
+    # without the exclusion every point finds itself first (k=1: all correct)
+    assert S.knn_accuracy(f, f, y, y, k=1) == 1.0
+    # mirrored queries (x -> -x) of the 0..20-degree points land at 160..180 degrees: nearest is 110 (class 1)
+    q = f[:3] * np.array([[-1.0, 1.0]])
+    assert S.knn_accuracy(q, f, y, y[:3], exclude=np.arange(3), k=1) == 0.0
+    assert S.knn_accuracy(f[:3], f, y, y[:3], exclude=np.array([0, -1, 2]), k=1) == 1.0
+
+
 def test_probe_accuracy_and_profile_known_answers():
     rng = np.random.default_rng(1)
     n = 200

@@ -116,10 +116,12 @@ def _check_classes(p: Path, counts: dict[str, int], unit: str) -> None:
         raise InvalidInputError(f"{p}: class {thin[0]!r}{more} has {counts[thin[0]]} readable {unit}(s); give every class at least 2 examples or remove it.")
 
 
-def stratified_sample(labels: np.ndarray, max_samples: int, seed: int = 0) -> np.ndarray:
-    """Indices of a stratified sample: proportional to class size, at least 2 per class, at most ``max_samples``.
+def stratified_sample(labels: np.ndarray, max_samples: int, seed: int = 0, min_per_class: int = 2) -> np.ndarray:
+    """Indices of a stratified sample: proportional to class size, at least ``min_per_class`` per class
+    (or the whole class when smaller), about ``max_samples`` in all (more only when many classes
+    need their minimum).
 
-    Indices come back sorted by class, then by a seeded shuffle within the class.
+    Indices come back sorted by class, then ascending within the class (a seeded draw).
     """
     labels = np.asarray(labels)
     n = len(labels)
@@ -127,7 +129,7 @@ def stratified_sample(labels: np.ndarray, max_samples: int, seed: int = 0) -> np
         return np.arange(n)
     rng = np.random.default_rng(seed)
     classes, counts = np.unique(labels, return_counts=True)
-    take = np.maximum(2, np.floor(counts * max_samples / n)).astype(int)
+    take = np.maximum(min_per_class, np.floor(counts * max_samples / n)).astype(int)
     take = np.minimum(take, counts)
     out = []
     for c, k in zip(classes, take):

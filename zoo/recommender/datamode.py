@@ -1,10 +1,14 @@
 """Data mode: measure the dataset and each candidate backbone's signals, then decide.
 
 One forward pass per candidate over a stratified sample (features cached on disk, see
-:mod:`zoo.recommender.features`), then the signals of :mod:`zoo.recommender.signals`. Backbone:
-mean rank of the static prior, LogME and k-NN (near-ties to the cheaper model). Similarity: from
-the probe profile's top-vs-best gap, the linear-probe accuracy and the source head's maximum
-softmax (research note 6.3). Depth: unfreeze from the best-probed group upward (k = J - j* + 1).
+:mod:`zoo.recommender.features`), then the signals of :mod:`zoo.recommender.signals`. With several
+candidates the pass covers a fixed-seed stratified sub-sample of about 300 items (at least 5 per
+class): model selection needs a ranking, not the whole sample. Backbone: mean rank of the static
+prior, LogME and k-NN (near-ties to the cheaper model). Then, for the chosen backbone only, on the
+same items: the per-group probe profile and the flip test. Similarity: from the probe profile's
+top-vs-best gap, the linear-probe accuracy and the source head's maximum softmax (research note
+6.3). Depth: unfreeze from the best-probed group upward (k = J - j* + 1). ``zoo run`` reuses the
+chosen backbone's cached rows and extracts the rest of the sample for its stage 1.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 
 from zoo.errors import InvalidInputError
 from zoo.recommender import signals as S
-from zoo.recommender.data import Dataset, load_dataset
+from zoo.recommender.data import Dataset, load_dataset, stratified_sample
 from zoo.recommender.features import FeatureSet, features_for
 from zoo.recommender.plan import Plan, Reason
 from zoo.recommender.rules import (
@@ -39,6 +43,9 @@ SPECIALISED = ("medical", "satellite", "documents", "synthetic")
 MSP_OOD = 0.3  # mean max-softmax below this: out of the pre-training distribution (Hendrycks & Gimpel 2017)
 MSP_IN = 0.5
 FLIP_DROP = 0.02  # k-NN accuracy lost when images are mirrored: orientation carries the label
+RANK_SAMPLES = 300  # candidates are ranked on a stratified sub-sample of about this many items
+RANK_MIN_PER_CLASS = 5  # ... with at least this many per class (research note 6.1: at least 5 per class)
+PROBE_FOLDS = 5
 SRC_LOGME = "You et al. 2021, LogME"
 SRC_KNN = "Sorkhei et al. 2025, k-NN as a transferability estimator"
 SRC_PROBE = "CS231n notes (probe earlier layers when different); Evci et al. 2022, Head2Toe"
@@ -56,28 +63,41 @@ def _resolution(ds: Dataset, device: str) -> int | None:
     return 160 if device == "cpu" else 224
 
 
-def _orientation_drop(backbone: Any, ds: Dataset, final: np.ndarray, resolution: int | None, n_max: int = 200) -> float:
-    """k-NN accuracy of horizontally flipped images against the originals, minus the LOO accuracy."""
+def _orientation_drop(backbone: Any, ds: Dataset, fs: FeatureSet, rows: np.ndarray, resolution: int | None, n_max: int = 150, step: int = 50) -> tuple[float, int]:
+    """k-NN accuracy lost when images are mirrored, and how many images the test used.
+
+    ``fs`` holds the features of the sample's items at ``rows``. Images drawn stratified from them
+    (round-robin over the classes) are mirrored, ``step`` at a time, and classified by k-NN against
+    all of ``fs`` (their own original excluded); the same images unmirrored, classified the same
+    way, are the baseline (a paired difference). A sequential test: it stops once the mean drop is
+    more than two standard errors (at least 1/m each) from ``FLIP_DROP``, else at ``n_max`` images.
+    """
     from PIL import ImageOps
 
     from zoo.inputs import load_images
     from zoo.recommender.features import extract
 
-    idx = S.stratified_folds(ds.labels, max(1, math.ceil(len(ds.labels) / n_max)))
-    pick = np.flatnonzero(idx == 0)[:n_max]
-    flipped = [ImageOps.mirror(im) for im in load_images([ds.items[i] for i in pick])]
-    fs = extract(backbone, flipped, ds.labels[pick], resolution=resolution)
-    q = fs.final / np.maximum(np.linalg.norm(fs.final, axis=1, keepdims=True), 1e-12)
-    z = final / np.maximum(np.linalg.norm(final, axis=1, keepdims=True), 1e-12)
-    sim = q @ z.T
-    sim[np.arange(len(pick)), pick] = -np.inf  # not its own original
-    k = min(10, len(final) - 1)
-    nn = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-    votes = np.zeros((len(pick), int(ds.labels.max()) + 1))
-    np.add.at(votes, (np.repeat(np.arange(len(pick)), k), ds.labels[nn].ravel()), 1.0)
-    flip_acc = float((votes.argmax(1) == ds.labels[pick]).mean())
-    base = S.knn_loo_accuracy(final, ds.labels)
-    return base - flip_acc
+    y = fs.labels
+    folds = S.stratified_folds(y, max(1, math.ceil(len(y) / n_max)))
+    local = np.flatnonzero(folds == 0)
+    turn = np.empty(len(local), dtype=np.int64)  # position within its class: round-robin order
+    for c in np.unique(y[local]):
+        at = np.flatnonzero(y[local] == c)
+        turn[at] = np.arange(len(at))
+    local = local[np.lexsort((y[local], turn))][:n_max]
+    base = S.knn_correct(fs.final[local], fs.final, y, y[local], exclude=local).astype(float)
+    drops: list[np.ndarray] = []
+    for start in range(0, len(local), step):
+        chunk = local[start : start + step]
+        flipped = [ImageOps.mirror(im) for im in load_images([ds.items[int(rows[i])] for i in chunk])]
+        mirrored = extract(backbone, flipped, y[chunk], resolution=resolution, count_flops=False)
+        drops.append(base[start : start + len(chunk)] - S.knn_correct(mirrored.final, fs.final, y, y[chunk], exclude=chunk))
+        d = np.concatenate(drops)
+        m = len(d)
+        se = max(float(d.std(ddof=1)) / math.sqrt(m) if m > 1 else 1.0, 1.0 / m)
+        if abs(float(d.mean()) - FLIP_DROP) > 2 * se:
+            break
+    return float(d.mean()), m
 
 
 def _lm_perplexity(backbone: Any, texts: Sequence[str], n_max: int = 64) -> float | None:
@@ -109,17 +129,16 @@ def _lm_perplexity(backbone: Any, texts: Sequence[str], n_max: int = 64) -> floa
     return float(math.exp(min(float(out.loss), 50.0)))
 
 
-def _candidate_signals(fs: FeatureSet, n_classes: int) -> dict[str, Any]:
+def _rank_signals(fs: FeatureSet, n_classes: int) -> dict[str, Any]:
+    """What ranks a candidate (LogME, k-NN), its linear-probe accuracy and its source head's scores."""
     y = fs.labels
-    prof = S.probe_profile(fs.groups, y)
     out: dict[str, Any] = {
+        "n": int(len(y)),
         "logme": round(S.logme(fs.final, y), 6),
         "knn_acc": round(S.knn_loo_accuracy(fs.final, y, k=10), 4),
-        "lp_acc": prof.accuracy[-1],
-        "probe_profile": dict(zip(prof.groups, prof.accuracy)),
-        "best_group": prof.best,
-        "delta_top": prof.delta_top,
-        "k_from_profile": prof.unfreeze_from_best(),
+        "lp_acc": round(S.probe_accuracy(fs.final, y, folds=PROBE_FOLDS), 4),
+        "probe_folds": max(2, min(PROBE_FOLDS, int(np.bincount(y).min()))),
+        "probe_profile": {},  # per group: the chosen backbone's only
         "chance": round(1.0 / n_classes, 4),
         "feature_seconds": fs.meta.get("seconds"),
         "features_cached": fs.cached,
@@ -128,6 +147,33 @@ def _candidate_signals(fs: FeatureSet, n_classes: int) -> dict[str, Any]:
     if fs.logits is not None:
         out.update({k: round(v, 4) for k, v in S.head_scores(fs.logits).items()})
     return out
+
+
+def _profile_signals(fs: FeatureSet) -> dict[str, Any]:
+    """The per-group probe profile: which depth carries the task (the top group's entry is ``lp_acc``)."""
+    groups = dict(fs.groups)
+    prof = S.probe_profile(groups, fs.labels, folds=PROBE_FOLDS)
+    return {
+        "lp_acc": prof.accuracy[-1],
+        "probe_profile": dict(zip(prof.groups, prof.accuracy)),
+        "best_group": prof.best,
+        "delta_top": prof.delta_top,
+        "k_from_profile": prof.unfreeze_from_best(),
+    }
+
+
+def rank_index(ds: Dataset, n_candidates: int, rank_samples: int, min_per_class: int = RANK_MIN_PER_CLASS) -> np.ndarray | None:
+    """Sample positions the candidates are ranked on, or ``None`` to rank on the whole sample.
+
+    A fixed-seed stratified sub-sample of about ``rank_samples`` items (at least ``min_per_class``
+    per class) when there is more than one candidate and it saves at least a fifth of the sample.
+    """
+    if n_candidates < 2 or rank_samples <= 0:
+        return None
+    idx = stratified_sample(ds.labels, rank_samples, seed=0, min_per_class=min_per_class)
+    if len(idx) > 0.8 * len(ds.labels):
+        return None
+    return idx
 
 
 def _similarity(sig: dict[str, Any], domain: str | None) -> tuple[str, float, list[str]]:
@@ -165,8 +211,15 @@ def recommend_data(
     max_samples: int = 2000,
     resolution: int | None = None,
     plot: Any = None,
+    rank_samples: int = RANK_SAMPLES,
 ) -> Plan:
-    """Measure ``path`` and the candidates, then build the plan (see :func:`zoo.recommend`)."""
+    """Measure ``path`` and the candidates, then build the plan (see :func:`zoo.recommend`).
+
+    With several candidates, they are ranked on a stratified sub-sample of about ``rank_samples``
+    items (at least 5 per class; 0: on the whole sample), and the chosen backbone's probe profile
+    and flip test use the same items. ``plan.features`` is then the chosen backbone's sub-sample
+    file: ``zoo run`` takes those rows from it and extracts only the rest of the sample.
+    """
     import zoo
 
     ds = load_dataset(path, max_samples=max_samples)
@@ -194,16 +247,18 @@ def recommend_data(
 
     per: dict[str, dict[str, Any]] = {}
     loaded: dict[str, Any] = {}
-    finals: dict[str, np.ndarray] = {}
+    ranked_fs: dict[str, FeatureSet] = {}
     flip_drop = None
-    timings: dict[str, float] = {}
+    timings: dict[str, Any] = {}
+    ridx = rank_index(ds, len(fits), rank_samples)
+    rows = np.arange(len(ds.items)) if ridx is None else ridx
     for card in fits:
         t0 = time.perf_counter()
         bb = zoo.load(card.id)
         t1 = time.perf_counter()
-        fs = features_for(bb, ds, res)
+        fs = features_for(bb, ds, res) if ridx is None else features_for(bb, ds, res, rows=ridx)
         t2 = time.perf_counter()
-        sig = _candidate_signals(fs, len(ds.classes))
+        sig = _rank_signals(fs, len(ds.classes))
         t3 = time.perf_counter()
         timings[card.id] = {"load": round(t1 - t0, 2), "features": round(t2 - t1, 2), "signals": round(t3 - t2, 2)}
         flops = fs.meta.get("flops_per_item")
@@ -213,10 +268,10 @@ def recommend_data(
         sig["params"] = card.params
         sig["groups"] = [g.name for g in bb.layer_groups]
         if ds.modality == "text":
-            sig["lm_perplexity"] = _lm_perplexity(bb, ds.items)
+            sig["lm_perplexity"] = _lm_perplexity(bb, [ds.items[int(i)] for i in rows])
         per[card.id] = sig
-        loaded[card.id] = bb if ds.modality == "image" else None
-        finals[card.id] = fs.final
+        loaded[card.id] = bb
+        ranked_fs[card.id] = fs
         del bb
 
     # ---- backbone: mean rank of prior, LogME, k-NN; near-ties to the cheaper ------------------
@@ -239,10 +294,21 @@ def recommend_data(
     chosen = names[order[0]]
     for i, n in enumerate(names):
         per[n]["mean_rank"] = round(ranks[i], 3)
-    sig = per[chosen]
-    reasons.append(Reason(text=f"backbone {chosen}: best mean rank {ranks[order[0]]:.2f} over {prior_name}, LogME ({sig['logme']:.3f}) and k-NN accuracy ({sig['knn_acc']:.3f})", source=f"{SRC_RANK}; {SRC_LOGME}; {SRC_KNN}"))
+    n_ranked = len(rows)
+    on = f"on all {n_ranked} sampled items" if ridx is None else f"on a stratified sub-sample of {n_ranked} of the {len(ds.items)} sampled items (at least {RANK_MIN_PER_CLASS} per class)"
+    reasons.append(Reason(text=f"backbone {chosen}: best mean rank {ranks[order[0]]:.2f} over {prior_name}, LogME ({per[chosen]['logme']:.3f}) and k-NN accuracy ({per[chosen]['knn_acc']:.3f}), {on}", source=f"{SRC_RANK}; {SRC_LOGME}; {SRC_KNN}"))
     if prior_name.startswith("model size"):
         reasons.append(Reason(text="the catalog has no top-1 for these candidates: the static prior is model size", source=SRC_SIZE_PRIOR))
+
+    # ---- the chosen backbone only: the per-group probe profile on the same items -------------
+    t0 = time.perf_counter()
+    sig = per[chosen]
+    sig.update(_profile_signals(ranked_fs[chosen]))
+    timings["chosen_profile"] = round(time.perf_counter() - t0, 2)
+    if ridx is not None:
+        reasons.append(Reason(text=f"probe profile and flip test on {chosen} only, on the same {n_ranked} items; zoo run extracts the other {len(ds.items) - n_ranked} for its stage 1 and reuses these", source="zoo cost model (model selection on a sub-sample)"))
+    bb = loaded[chosen]
+    loaded.clear()
 
     # ---- similarity, depth, orientation from the chosen backbone's signals --------------------
     level, score, why = _similarity(sig, domain)
@@ -255,12 +321,14 @@ def recommend_data(
     k = int(sig["k_from_profile"])
     depth = (k, Reason(text=f"probe profile peaks at {sig['best_group']}: unfreeze from it upward, k = {k} group(s)", source=f"{SRC_PROBE}; Kumar et al. 2022, LP-FT"))
     orientation = None
+    n_flipped = 0
     if ds.modality == "image":
         t0 = time.perf_counter()
-        flip_drop = _orientation_drop(loaded[chosen], ds, finals[chosen], res)
+        flip_drop, n_flipped = _orientation_drop(bb, ds, ranked_fs[chosen], rows, res)
         orientation = flip_drop > FLIP_DROP
         timings["flip_test"] = round(time.perf_counter() - t0, 2)
-    loaded.clear()
+    del bb
+    ranked_fs.clear()
     gc.collect()
     card = next(c for c in fits if c.id == chosen)
     flops = sig.get("gflops_at_resolution")
@@ -280,6 +348,8 @@ def recommend_data(
         similarity_measured=level,
         similarity_score=score,
         flip_knn_drop=None if flip_drop is None else round(flip_drop, 4),
+        flip_items=n_flipped,
+        n_ranked=n_ranked,
         resolution_measured=res,
         prior=prior_name,
         timings_seconds=timings,

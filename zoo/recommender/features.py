@@ -18,7 +18,15 @@ fitted on frozen features):
   - ``logits``: float32 ``(n, C_source)`` of the pre-training head, when the backbone has one;
   - ``meta``: a 0-d unicode array holding JSON: ``format`` (1), ``backbone``, ``fingerprint``,
     ``preprocessing``, ``groups``, ``classes``, ``n``, ``seconds`` (extraction wall time),
-    ``seconds_per_item``, ``flops_per_item`` (forward FLOPs of one item, or null), ``created``.
+    ``seconds_per_item``, ``flops_per_item`` (forward FLOPs of one item, or null), ``created``, and
+    ``reused`` (how many rows came from an earlier pass over a sub-sample, when any).
+
+Sub-sample files (``features_for(..., rows=index)``; the recommender ranks several candidates on a
+stratified sub-sample) hold only those rows, under the key of ``fingerprint + "|rows"``, with one
+more array, ``index``: int64 ``(n,)``, the rows' positions in the sample, and ``meta["of"]``, the
+sample size. There is one per backbone, data and preprocessing (the latest rows asked for). A
+whole-sample request (``zoo run``'s stage 1) that misses takes these rows from it and extracts only
+the others; the whole-sample file it writes is exactly what a single pass would write.
 """
 
 from __future__ import annotations
@@ -50,10 +58,18 @@ class FeatureSet:
     meta: dict[str, Any]
     path: Path | None = None
     cached: bool = False
+    index: np.ndarray | None = None  # the rows' positions in the sample, for a sub-sample's features
 
     @property
     def final(self) -> np.ndarray:
         return list(self.groups.values())[-1]
+
+    def take(self, index: np.ndarray) -> FeatureSet:
+        """The rows at ``index`` (a sub-sample's features cut out of the whole sample's), not saved."""
+        index = np.asarray(index, dtype=np.int64)
+        meta = dict(self.meta, n=len(index))
+        logits = self.logits[index] if self.logits is not None else None
+        return FeatureSet(self.backbone, {k: v[index] for k, v in self.groups.items()}, self.labels[index], logits, meta, None, self.cached, index)
 
 
 def cache_dir() -> Path:
@@ -80,6 +96,8 @@ def save(fs: FeatureSet, key: str) -> Path:
         arrays[f"group_{i:02d}"] = fs.groups[name].astype(np.float32)
     if fs.logits is not None:
         arrays["logits"] = fs.logits.astype(np.float32)
+    if fs.index is not None:
+        arrays["index"] = np.asarray(fs.index, dtype=np.int64)
     meta = dict(fs.meta, format=FORMAT, groups=names, backbone=fs.backbone)
     arrays["meta"] = np.array(json.dumps(meta))
     def write(tmp: Path) -> None:
@@ -104,9 +122,10 @@ def load(key: str) -> FeatureSet | None:
             groups = {name: z[f"group_{i:02d}"] for i, name in enumerate(meta["groups"])}
             logits = z["logits"] if "logits" in z.files else None
             labels = z["labels"]
+            index = z["index"] if "index" in z.files else None
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None
-    return FeatureSet(meta["backbone"], groups, labels, logits, meta, path, cached=True)
+    return FeatureSet(meta["backbone"], groups, labels, logits, meta, path, cached=True, index=index)
 
 
 def preprocessing_for(backbone: Any, resolution: int | None) -> dict[str, Any]:
@@ -160,12 +179,16 @@ def _flops(backbone: Any, batch: Any) -> float | None:
         return None
 
 
-def extract(backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 64) -> FeatureSet:
+def extract(
+    backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 64, count_flops: bool = True
+) -> FeatureSet:
     """Pooled output of every layer group (and the source head's logits) in one forward pass.
 
     Works for any torch Backbone: a forward hook on each group's modules keeps the output of the
     last one to run, pooled over space (CNN) or over real tokens (text). Images are resized to
     ``resolution`` (shorter side, bicubic) and centre-cropped; text uses the backbone's tokenizer.
+    ``count_flops``: also count one item's forward FLOPs (``meta["flops_per_item"]``; a traced
+    extra forward of one item).
     """
     import torch
 
@@ -200,7 +223,7 @@ def extract(backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resoluti
         return hook
 
     model.eval()
-    flops = _flops(backbone, move(prep(items[:1]), backbone.device))
+    flops = _flops(backbone, move(prep(items[:1]), backbone.device)) if count_flops else None
     for g in groups:
         for m in g.modules:
             if isinstance(m, torch.nn.Module):
@@ -238,14 +261,94 @@ def extract(backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resoluti
     return FeatureSet(str(backbone.id), ordered, np.asarray(labels, dtype=np.int64), np.concatenate(logit_chunks) if logit_chunks else None, meta)
 
 
-def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size: int = 64) -> FeatureSet:
-    """Cached features of ``dataset``'s sample for ``backbone``, extracting and saving them on a miss."""
+def cached(backbone: Any, dataset: Any, resolution: int | None) -> FeatureSet | None:
+    """The cached features of ``dataset``'s whole sample for ``backbone``, or ``None`` (nothing is extracted)."""
+    hit = load(cache_key(str(backbone.id), dataset.fingerprint, preprocessing_for(backbone, resolution)))
+    if hit is not None and hit.index is None and np.array_equal(hit.labels, dataset.labels):
+        return hit
+    return None
+
+
+def _rows_file(backbone: Any, dataset: Any, prep: dict[str, Any]) -> str:
+    return cache_key(str(backbone.id), f"{dataset.fingerprint}|rows", prep)
+
+
+def _cached_rows(backbone: Any, dataset: Any, prep: dict[str, Any]) -> FeatureSet | None:
+    """The sub-sample file of ``dataset`` for ``backbone``, when it is there and fits the sample."""
+    part = load(_rows_file(backbone, dataset, prep))
+    if part is None or part.index is None or part.backbone != str(backbone.id):
+        return None
+    idx = np.asarray(part.index, dtype=np.int64)
+    n = len(dataset.labels)
+    if len(idx) != len(part.labels) or len(np.unique(idx)) != len(idx) or (len(idx) and (idx.min() < 0 or idx.max() >= n)):
+        return None
+    if part.meta.get("of") != n or not np.array_equal(np.asarray(dataset.labels)[idx], part.labels):
+        return None
+    return part
+
+
+def _merge(n: int, parts: Sequence[tuple[np.ndarray, FeatureSet]], labels: np.ndarray) -> FeatureSet:
+    """Rows of several feature sets (each with the sample positions it covers) put back in sample order."""
+    first = parts[0][1]
+    names = [g for g in first.groups if all(g in fs.groups for _, fs in parts)]
+    groups = {}
+    for g in names:
+        out = np.empty((n, first.groups[g].shape[1]), dtype=np.float32)
+        for idx, fs in parts:
+            out[idx] = fs.groups[g]
+        groups[g] = out
+    logits = None
+    if all(fs.logits is not None for _, fs in parts):
+        logits = np.empty((n, first.logits.shape[1]), dtype=np.float32)
+        for idx, fs in parts:
+            logits[idx] = fs.logits
+    return FeatureSet(first.backbone, groups, np.asarray(labels, dtype=np.int64), logits, {})
+
+
+def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size: int = 64, rows: np.ndarray | None = None) -> FeatureSet:
+    """Cached features of ``dataset``'s sample for ``backbone``, extracting and saving them on a miss.
+
+    ``rows``: only these positions of the sample (a sub-sample, e.g. the recommender's ranking
+    items), cut from the whole-sample file when there is one, else extracted and saved as the
+    sub-sample file. Without ``rows`` (what ``zoo run`` asks for), a miss reuses the sub-sample
+    file's rows and extracts only the others; the whole-sample file it saves covers the sample in
+    order, as a single pass would (``meta["reused"]`` says how many rows came from the sub-sample).
+    """
     prep = preprocessing_for(backbone, resolution)
     key = cache_key(str(backbone.id), dataset.fingerprint, prep)
-    hit = load(key)
-    if hit is not None and len(hit.labels) == len(dataset.labels):
-        return hit
-    fs = extract(backbone, dataset.items, dataset.labels, resolution=resolution, batch_size=batch_size)
+    n = len(dataset.items)
+    whole = cached(backbone, dataset, resolution)
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64)
+        if whole is not None:
+            return whole.take(rows)
+        part = _cached_rows(backbone, dataset, prep)
+        if part is not None and np.array_equal(part.index, rows):
+            return part
+        fs = extract(backbone, [dataset.items[int(i)] for i in rows], np.asarray(dataset.labels)[rows], resolution=resolution, batch_size=batch_size)
+        fs.index = rows
+        fs.meta.update(fingerprint=dataset.fingerprint, preprocessing=prep, classes=list(dataset.classes), of=n)
+        save(fs, _rows_file(backbone, dataset, prep))
+        return fs
+    if whole is not None:
+        return whole
+    part = _cached_rows(backbone, dataset, prep)
+    if part is None or not len(part.index):
+        fs = extract(backbone, dataset.items, dataset.labels, resolution=resolution, batch_size=batch_size)
+    else:
+        idx = np.asarray(part.index, dtype=np.int64)
+        rest = np.setdiff1d(np.arange(n), idx)
+        parts = [(idx, part)]
+        meta = {k: v for k, v in part.meta.items() if k not in ("fingerprint", "preprocessing", "classes", "format", "groups", "backbone", "of")}
+        if len(rest):
+            new = extract(
+                backbone, [dataset.items[int(i)] for i in rest], np.asarray(dataset.labels)[rest], resolution=resolution, batch_size=batch_size,
+                count_flops=not part.meta.get("flops_per_item"),
+            )
+            parts.append((rest, new))
+            meta = dict(new.meta, seconds=new.meta["seconds"], flops_per_item=new.meta["flops_per_item"] or part.meta.get("flops_per_item"))
+        fs = _merge(n, parts, dataset.labels)
+        fs.meta = dict(meta, n=n, reused=len(idx), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     fs.meta.update(fingerprint=dataset.fingerprint, preprocessing=prep, classes=list(dataset.classes))
     save(fs, key)
     return fs

@@ -45,7 +45,15 @@ def _svd(f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         s, vh = s[:k], v[:, :k].T
         u = (f @ vh.T) / s
         return u, s, vh
-    u, s, vh = np.linalg.svd(f, full_matrices=False)
+    # N <= D: the same through the N x N Gram matrix (an eigh of N x N is several times cheaper
+    # than the full SVD of the N x D matrix, e.g. 300 x 1280 features)
+    w, u = np.linalg.eigh(f @ f.T)
+    order = np.argsort(w)[::-1]
+    w, u = np.clip(w[order], 0, None), u[:, order]
+    s = np.sqrt(w)
+    k = int((s > 1e-10 * max(s[0], 1e-300)).sum())
+    s, u = s[:k], u[:, :k]
+    vh = (f.T @ u / s).T
     return u, s, vh
 
 
@@ -119,6 +127,38 @@ def knn_loo_accuracy(f: np.ndarray, y: np.ndarray, k: int = 10) -> float:
     w = 1.0 + 1e-6 * (k - np.arange(k)) / k
     np.add.at(votes, (np.repeat(np.arange(n), k), y[idx].ravel()), np.tile(w, n))
     return float((votes.argmax(1) == y).mean())
+
+
+def knn_accuracy(query: np.ndarray, gallery: np.ndarray, y_gallery: np.ndarray, y_query: np.ndarray, exclude: np.ndarray | None = None, k: int = 10) -> float:
+    """k-NN accuracy of ``query`` rows against a labelled ``gallery`` (cosine, majority vote, ties to the nearer).
+
+    ``exclude[i]`` is a gallery row query ``i`` may not use (its own original), or ``-1`` for none.
+    """
+    return float(knn_correct(query, gallery, y_gallery, y_query, exclude, k).mean())
+
+
+def knn_correct(query: np.ndarray, gallery: np.ndarray, y_gallery: np.ndarray, y_query: np.ndarray, exclude: np.ndarray | None = None, k: int = 10) -> np.ndarray:
+    """Per query row, whether its k-NN vote is right (see :func:`knn_accuracy`)."""
+    q = np.asarray(query, dtype=np.float64)
+    g = np.asarray(gallery, dtype=np.float64)
+    y_gallery = np.asarray(y_gallery)
+    y_query = np.asarray(y_query)
+    m = len(q)
+    k = max(1, min(k, len(g) - (1 if exclude is not None else 0)))
+    q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+    g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    sim = q @ g.T
+    if exclude is not None:
+        ex = np.asarray(exclude)
+        rows = np.flatnonzero(ex >= 0)
+        sim[rows, ex[rows]] = -np.inf
+    idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(sim, idx, axis=1), axis=1)
+    idx = np.take_along_axis(idx, order, axis=1)
+    votes = np.zeros((m, int(max(y_gallery.max(), y_query.max())) + 1))
+    w = 1.0 + 1e-6 * (k - np.arange(k)) / k
+    np.add.at(votes, (np.repeat(np.arange(m), k), y_gallery[idx].ravel()), np.tile(w, m))
+    return votes.argmax(1) == y_query
 
 
 def stratified_folds(y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
