@@ -1,0 +1,126 @@
+"""One grid cell (task x size x backbone x seed): every arm, every peer and the recommended plan."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from bench.grid import arms as A
+from bench.grid.peers import ARMS, PEERS, arm_phases, peer_phases
+from bench.grid.tasks import Task
+
+
+def recommend_for(task: Task) -> tuple[Any, float]:
+    """``zoo.recommend`` in metadata mode with what the task declares; returns ``(plan, seconds)``."""
+    import zoo
+
+    t0 = time.perf_counter()
+    plan = zoo.recommend(
+        samples=len(task.train_y), classes=task.n_classes, modality=task.modality, domain=task.domain,
+        shift=task.shift, image_size=task.image_size, device="cpu", smallest_class=task.per_class,
+    )
+    return plan, time.perf_counter() - t0
+
+
+def plan_phases(plan: Any, n: int, epochs: int) -> tuple[list[A.Phase] | None, str, str]:
+    """The plan's strategy, groups and learning rates as harness phases, and the arm it maps onto.
+
+    Returns ``(phases or None for a probe, mapped arm, head init)``.
+    """
+    from zoo.runner.stage2 import group_lr, resolve_selectors
+
+    if plan.strategy in ("linear-probe", "head-only") or not plan.unfreeze:
+        return None, "lp-concat" if plan.strategy == "lp-concat" else "lp", "lp"
+    groups = sorted(resolve_selectors(plan.unfreeze, n))
+    lr = {"head": float(plan.lr["head"]), **{i: group_lr(plan, i, n) for i in groups}}
+    if groups == list(range(n - len(groups), n)):
+        mapped = "lpft-all" if len(groups) == n else f"lpft-{len(groups)}"
+    elif groups[0] == 0 and groups == list(range(len(groups))):
+        mapped = "surgical"
+    else:
+        mapped = "custom"
+    opt = plan.optimizer.name
+    bn = "frozen" if plan.bn == "frozen-stats" else "train"
+    ph = A.Phase(groups, lr, epochs, batch_size=plan.schedule.batch_size, optimizer=opt, weight_decay=plan.optimizer.weight_decay,
+                 schedule="cosine" if plan.schedule.decay == "cosine" else "constant", warmup_frac=plan.schedule.warmup_frac, bn=bn,
+                 label_smoothing=plan.augment.label_smoothing)
+    return [ph], mapped, "lp"
+
+
+def _text_bn(phases: list[A.Phase], modality: str) -> list[A.Phase]:
+    # a transformer has no BatchNorm: "train BN while frozen" changes nothing and must not force a full forward
+    return [dataclasses.replace(p, bn="frozen") if modality == "text" and p.bn == "train-all" else p for p in phases]
+
+
+def run_cell(
+    split: A.Split, state: dict[str, torch.Tensor], task: Task, backbone: str, *, target_steps: int,
+    skip: set[str], emit: Callable[[dict[str, Any]], None], arms: tuple[str, ...] = ARMS, peers: tuple[str, ...] = PEERS,
+) -> None:
+    """Train every arm, peer and the recommended plan not in ``skip``; ``emit`` one row per result.
+
+    The activation caches are built once per cell; their time is charged to the ``lp`` row.
+    """
+    n = split.n
+    seed = task.seed
+    A.restore(split, state)
+    t0 = time.perf_counter()
+    starts = sorted({0, max(0, n - 3), n - 2, n - 1, n})
+    tr = A.build_cache(split, task.train_x, task.train_y, starts)
+    te = A.build_cache(split, task.test_x, task.test_y, starts)
+    cache_s = time.perf_counter() - t0
+    epochs = A.ft_epochs(len(task.train_y), 32, target_steps)
+    base = {"family": task.family, "per_class": task.per_class, "backbone": backbone, "seed": seed, "modality": task.modality,
+            "n_train": len(task.train_y), "n_classes": task.n_classes, "epochs": epochs}
+    t = time.perf_counter()
+    lp_acc, lp_head = A.probe(tr.final, tr.y, te.final, te.y, task.n_classes, seed)
+    lp_s = time.perf_counter() - t + cache_s
+    results: dict[str, float] = {"lp": lp_acc}
+    if "lp" not in skip:
+        emit({**base, "arm": "lp", "kind": "arm", "acc": lp_acc, "seconds": round(lp_s, 3), "steps": 0})
+    t = time.perf_counter()
+    results["lp-concat"] = A.probe(A.concat_features(tr, tr), tr.y, A.concat_features(te, tr), te.y, task.n_classes, seed)[0]
+    if "lp-concat" not in skip and "lp-concat" in arms:
+        emit({**base, "arm": "lp-concat", "kind": "arm", "acc": results["lp-concat"], "seconds": round(time.perf_counter() - t, 3), "steps": 0})
+
+    def fit(name: str, kind: str, phases: list[A.Phase], head: A.Head, extra: dict[str, Any] | None = None) -> None:
+        A.restore(split, state)
+        phases = _text_bn(phases, task.modality)
+        start = max(k for k in starts if k <= A.start_of(phases))
+        out = A.train(split, phases, head, tr, te, start, seed)
+        results[name] = out["acc"]
+        emit({**base, "arm": name, "kind": kind, "acc": out["acc"], "seconds": round(out["seconds"], 3), "steps": out["steps"], **(extra or {})})
+
+    dim = tr.final.shape[1]
+    for arm in arms:
+        if arm in ("lp", "lp-concat") or arm in skip:
+            continue
+        phases, init = arm_phases(arm, n, task.modality, epochs)
+        head = A.Head(dim, task.n_classes)
+        if init == "lp":
+            head.init_from(*lp_head)
+        else:
+            torch.manual_seed(seed)
+            torch.nn.init.zeros_(head.net[-1].weight)
+            torch.nn.init.zeros_(head.net[-1].bias)
+        fit(arm, "arm", phases, head)
+    for peer in peers:
+        if peer in skip:
+            continue
+        torch.manual_seed(seed)
+        phases, head = peer_phases(peer, n, epochs, dim, task.n_classes, task.modality, len(task.train_y), target_steps)
+        fit(peer, "peer", phases, head)
+    if "recommended" in skip:
+        return
+    plan, rec_s = recommend_for(task)
+    phases, mapped, _ = plan_phases(plan, n, epochs)
+    extra = {"plan_strategy": plan.strategy, "plan_unfreeze": "+".join(plan.unfreeze) or "-", "plan_backbone": plan.backbone,
+             "plan_epochs": plan.schedule.epochs, "plan_head_lr": plan.lr["head"], "mapped_arm": mapped, "rec_seconds": round(rec_s, 4)}
+    if phases is None:
+        emit({**base, "arm": "recommended", "kind": "recommended", "acc": results[mapped], "seconds": 0.0, "steps": 0, **extra})
+        return
+    head = A.Head(dim, task.n_classes).init_from(*lp_head)
+    fit("recommended", "recommended", phases, head, extra)

@@ -1,0 +1,183 @@
+"""The strategy grid's pieces (bench/transfer_grid.py): tasks, the cached-activation harness, the
+regret and CI maths and the generated table. The grid itself runs in CI as ``--quick``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.grid import arms as A  # noqa: E402
+from bench.grid import report as R  # noqa: E402
+from bench.grid.peers import ARMS, PEERS, arm_phases, peer_phases  # noqa: E402
+from bench.grid.tasks import FAMILIES, build_task, text_corpus  # noqa: E402
+
+
+@pytest.mark.parametrize("family", ["shapes", "digits", "position", "numpy-topics"])
+def test_tasks_are_deterministic_balanced_and_keep_a_fixed_test_split(family: str) -> None:
+    a, b, other = build_task(family, 5, 0), build_task(family, 5, 0), build_task(family, 5, 1)
+    assert np.bincount(a.train_y).tolist() == [5] * a.n_classes
+    assert len(set(np.bincount(a.test_y).tolist())) == 1 and len(a.test_y) >= 4 * a.n_classes
+    same = (lambda u, v: u == v) if a.modality == "text" else np.array_equal
+    assert all(same(u, v) for u, v in zip(a.train_x, b.train_x)) and np.array_equal(a.train_y, b.train_y)
+    assert all(same(u, v) for u, v in zip(a.test_x, other.test_x)), "the test split must not depend on the seed"
+    assert not all(same(u, v) for u, v in zip(a.train_x, other.train_x)), "another seed must draw other training items"
+    if a.modality == "image":
+        assert a.train_x[0].shape == (64, 64, 3) and a.train_x[0].dtype == np.uint8
+        assert len({x.tobytes() for x in a.train_x}) == len(a.train_x)
+    else:
+        assert not set(a.train_x) & set(a.test_x), "a sentence is in both splits"
+
+
+def test_text_corpora_have_enough_distinct_sentences_per_topic() -> None:
+    for family in [f for f in FAMILIES if f.endswith("topics")]:
+        classes, sents = text_corpus(family)
+        assert len(classes) == 5 and min(len(s) for s in sents) >= 125
+        flat = [s for group in sents for s in group]
+        assert len(flat) == len(set(flat)), "a sentence is shared by two topics"
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    import timm
+
+    from zoo._ids import ModelId  # noqa: F401  (the zoo package is importable)
+    from zoo_timm._backbone import TimmBackbone, layer_groups
+    from zoo.backbone import InputSpec
+
+    torch.manual_seed(0)
+    model = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0).eval()
+    spec = InputSpec(modality="image", size=224, mean=(0.5,) * 3, std=(0.5,) * 3, input_range=(0.0, 1.0))
+    bb = TimmBackbone("timm:efficientnet_lite0", None, model, groups=layer_groups(model), feature_dim=model.num_features, input_spec=spec)
+    # non-trivial BatchNorm statistics, as pretrained weights have
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    return A.Split(bb)
+
+
+def test_top_k_activation_cache_gives_the_full_models_output(lite0) -> None:
+    task = build_task("shapes", 5, 0)
+    items = task.train_x[:6]
+    x, _ = lite0.prepare(items)
+    with torch.no_grad():
+        full = lite0.model(x)
+    cache = A.build_cache(lite0, items, task.train_y[:6], [0, lite0.n - 2, lite0.n - 1, lite0.n])
+    assert torch.allclose(cache.final, full, atol=1e-5)
+    with torch.no_grad():
+        for start in (0, lite0.n - 2, lite0.n - 1, lite0.n):
+            assert (lite0.forward(start, cache.acts[start], None) - full).abs().max() < 1e-5
+
+
+def test_harness_trains_only_the_unfrozen_groups_and_restores(lite0) -> None:
+    task = build_task("shapes", 5, 0)
+    n = lite0.n
+    state = A.snapshot(lite0)
+    tr = A.build_cache(lite0, task.train_x, task.train_y, [n - 1])
+    te = A.build_cache(lite0, task.test_x[:24], task.test_y[:24], [n - 1])
+    phases, init = arm_phases("lpft-1", n, "image", epochs=2)
+    assert init == "lp" and phases[0].groups == [n - 1]
+    head = A.Head(tr.final.shape[1], task.n_classes)
+    before = {k: v.clone() for k, v in lite0.model.state_dict().items()}
+    out = A.train(lite0, phases, head, tr, te, n - 1, seed=0)
+    assert out["steps"] == 2 and 0.0 <= out["acc"] <= 1.0
+    after = lite0.model.state_dict()
+    top = {f"{k}" for k in after if k.startswith(("conv_head", "bn2"))}
+    moved = {k for k in after if after[k].dtype.is_floating_point and not torch.equal(after[k], before[k])}
+    assert moved and moved <= top, f"frozen groups changed: {sorted(moved - top)[:3]}"
+    assert not any(k.endswith("running_mean") for k in moved), "BatchNorm statistics must stay frozen"
+    A.restore(lite0, state)
+    assert all(torch.equal(lite0.model.state_dict()[k], before[k]) for k in before)
+
+
+def test_linear_probe_separates_separable_features() -> None:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(40) % 4
+    x = torch.randn(40, 16, generator=g) * 0.1 + torch.nn.functional.one_hot(y, 16).float() * 3
+    acc, (w, b) = A.probe(x, y, x, y, 4, seed=0)
+    assert acc == 1.0 and w.shape == (4, 16) and b.shape == (4,)
+
+
+def test_peer_recipes_follow_their_documented_defaults() -> None:
+    fa, head = peer_phases("fastai", 9, 3, 1280, 5, "image", n_train=100, target_steps=40)
+    assert fa[0].groups == [] and fa[0].lr["head"] == 2e-3 and fa[0].bn == "train-all" and fa[0].onecycle["pct_start"] == 0.99
+    assert sorted(set(fa[1].lr.values())) == [1e-5, 1e-4, 1e-3] and fa[1].onecycle["div"] == 5.0 and head.concat
+    ke, _ = peer_phases("keras", 9, 3, 1280, 5, "image")
+    assert ke[0].lr["head"] == 1e-3 and set(ke[1].lr.values()) == {1e-5} and ke[1].bn == "frozen"
+    (at,), _ = peer_phases("autotrain", 9, 3, 1280, 5, "image")
+    assert at.epochs == 3 and at.batch_size == 8 and at.optimizer == "adamw" and set(at.lr.values()) == {5e-5} and at.warmup_frac == 0.1
+    fl, _ = peer_phases("flash", 9, 4, 1280, 5, "image")
+    assert fl[0].groups == [] and fl[1].groups == list(range(9)) and set(fl[1].lr.values()) == {1e-3}
+
+
+def _rows(accs: dict[str, list[float]], family: str = "natural", size: int = 5, rec_arm: str = "lp") -> list[dict]:
+    rows = []
+    for arm, values in accs.items():
+        for seed, v in enumerate(values):
+            r = {"family": family, "per_class": size, "backbone": "timm:x", "seed": seed, "arm": arm, "acc": v / 100, "seconds": 10.0}
+            if arm == "recommended":
+                r.update(plan_strategy="linear-probe", plan_unfreeze="-", mapped_arm=rec_arm, rec_seconds=0.5)
+            rows.append(r)
+    return rows
+
+
+def test_regret_and_bootstrap_ci_on_a_hand_case() -> None:
+    accs = {a: [50.0, 50.0, 50.0] for a in ARMS}
+    accs["lpft-1"] = [80.0, 70.0, 90.0]  # the oracle (mean 80)
+    accs["recommended"] = [78.0, 70.0, 84.0]  # regrets 2, 0, 6 -> mean 8/3
+    accs.update({p: [60.0, 60.0, 60.0] for p in PEERS})
+    (cell,) = R.cells(_rows(accs))
+    assert cell["oracle_arm"] == "lpft-1" and cell["oracle_acc"] == pytest.approx(80.0)
+    assert cell["regret"] == pytest.approx(8 / 3) and cell["rec_acc"] == pytest.approx(232 / 3)
+    assert 0.0 <= cell["regret_ci_low"] <= 8 / 3 <= cell["regret_ci_high"] <= 6.0
+    assert R.bootstrap_ci([1.5, 1.5, 1.5]) == (1.5, 1.5)
+    lo, hi = R.bootstrap_ci([0.0, 2.0], n_boot=4000)
+    assert lo == 0.0 and hi == 2.0  # resamples of two values: means 0, 1, 2; the 5-95 % band spans both ends
+    # cost: 0.5 s of recommendation over 7 arms x 3 seeds x 10 s
+    assert R.cost_ratio(_rows(accs)) == pytest.approx(100 * 1.5 / 210)
+    # split of seeds and families for the held-out report
+    assert R.split_of("natural", R.HELD_OUT_SEED) == "held-out seed" and R.split_of(R.HELD_OUT_FAMILY, 0) == "held-out family"
+
+
+def test_table_has_every_required_column_and_marks_misses(tmp_path: Path) -> None:
+    accs = {a: [50.0, 52.0, 51.0] for a in ARMS}
+    accs["surgical"] = [90.0, 91.0, 92.0]
+    accs["recommended"] = [50.0, 52.0, 51.0]
+    accs.update({p: [40.0, 41.0, 42.0] for p in PEERS})
+    md = R.markdown(_rows(accs), quick=True)
+    header = next(line for line in md.splitlines() if line.startswith("| task |"))
+    for col in ("oracle_arm", "recommended", "mapped_arm", "regret", "regret_ci_low", "regret_ci_high", *PEERS):
+        assert col in header
+    assert "MISS" in md and "mean regret" in md and md.startswith(R.BEGIN) and md.endswith(R.END)
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n<!-- replay:begin -->\nkept\n<!-- replay:end -->\n", encoding="utf-8")
+    R.write_doc(doc, md)
+    R.write_doc(doc, md.replace("MISS", "MISS2"))
+    text = doc.read_text(encoding="utf-8")
+    assert "kept" in text and text.count(R.BEGIN) == 1 and "MISS2" in text
+
+
+def test_text_layer_cache_gives_the_encoders_output(zoo_home, no_network) -> None:
+    import zoo
+
+    zoo.reset()
+    split = A.Split(zoo.load("hf:sentence-transformers/all-MiniLM-L6-v2"))
+    task = build_task("sklearn-topics", 5, 0)
+    items = task.train_x[:5]
+    x, mask = split.prepare(items)
+    with torch.no_grad():
+        full = split.model(input_ids=x, attention_mask=mask)
+    cache = A.build_cache(split, items, task.train_y[:5], [0, split.n - 1, split.n])
+    assert torch.allclose(cache.final, full, atol=1e-5)
+    with torch.no_grad():
+        for start in (0, split.n - 1, split.n):
+            assert (split.forward(start, cache.acts[start], cache.ctx) - full).abs().max() < 1e-5
