@@ -52,7 +52,7 @@ DATA = Path(__file__).resolve().parent / "replay_data"
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- replay:begin -->", "<!-- replay:end -->"
 sys.path.insert(0, str(ROOT))
-from zoo.recommender.signals import mean_ranks  # noqa: E402  (the recommender's own rank rule)
+from zoo.recommender.signals import rank_candidates  # noqa: E402  (the recommender's own rank rule)
 
 TARGETS = {"tllib": 0.80, "sfda": 0.71}
 DATASETS = ["aircraft", "caltech101", "cars", "cifar10", "cifar100", "dtd", "pets", "sun397"]
@@ -187,8 +187,7 @@ def tie_break_taus(score: list[float], acc: list[float]) -> set[float]:
 # ---- rankers -----------------------------------------------------------------------------------
 def zoo_rule(signals: list[list[float | None]], cost: list[float]) -> list[float]:
     """Scores (higher = better) from the recommender's order: mean rank over ``signals``, then cost."""
-    ranks = mean_ranks(signals)
-    order = sorted(range(len(cost)), key=lambda i: (ranks[i], cost[i]))
+    order = rank_candidates(signals, cost)
     score = [0.0] * len(cost)
     for pos, i in enumerate(order):
         score[i] = float(len(cost) - pos)

@@ -285,7 +285,7 @@ def recommend_data(
     knns = [per[n]["knn_acc"] for n in names]
     ranks = S.mean_ranks([prior_vals, logmes, knns])
     cost = {n: per[n]["gflops_at_resolution"] or _fwd_flops(c, res) / 1e9 for n, c in zip(names, fits)}
-    order = sorted(range(len(names)), key=lambda i: (ranks[i], cost[names[i]]))
+    order = S.rank_candidates([prior_vals, logmes, knns], [cost[n] for n in names])
     if len(order) > 1:
         a, b = order[0], order[1]
         if ranks[b] - ranks[a] <= 1.0 and abs(knns[a] - knns[b]) < 0.01 and cost[names[b]] < cost[names[a]]:

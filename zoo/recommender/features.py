@@ -190,6 +190,10 @@ def extract(
     ``count_flops``: also count one item's forward FLOPs (``meta["flops_per_item"]``; a traced
     extra forward of one item).
     """
+    if getattr(backbone, "framework", "torch") != "torch":  # Keras / TF Hub: same format, same preprocessing
+        from zoo.runner.keras_run import extract as keras_extract
+
+        return keras_extract(backbone, items, labels, resolution=resolution, batch_size=batch_size, count_flops=count_flops)
     import torch
 
     from zoo.frameworks.torch import move

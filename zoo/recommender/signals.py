@@ -252,3 +252,12 @@ def mean_ranks(scores: Sequence[Sequence[float | None]]) -> list[float]:
             total[i] += better + (equal + 1) / 2
             count[i] += 1
     return [float(total[i] / count[i]) if count[i] else float("inf") for i in range(n)]
+
+
+def rank_candidates(scores: Sequence[Sequence[float | None]], cost: Sequence[float]) -> list[int]:
+    """Candidate indices, best first: by :func:`mean_ranks` over ``scores``, then the cheaper (lower ``cost``).
+
+    This is zoo's backbone ranking rule (the recommender's data mode and ``bench/replay_rankings.py``).
+    """
+    ranks = mean_ranks(scores)
+    return sorted(range(len(cost)), key=lambda i: (ranks[i], cost[i]))

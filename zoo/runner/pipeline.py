@@ -173,6 +173,7 @@ def run(
         head_w, head_b, stage1 = zero_head(n_classes, backbone.feature_dim, ds.labels[va])
         s1_metrics = {k: v for k, v in stage1.items() if k != "val_pred"}
         s1_acc, s1_pred, feats_cached, feats_path = stage1["val_acc"], np.asarray(stage1["val_pred"]), False, None
+        feats_reused = 0
     else:
         fs = features_for(backbone, ds, res)
         feats = fs.final
@@ -180,6 +181,7 @@ def run(
         stage1 = dict(s1.metrics(), val_pred=[int(v) for v in s1.val_pred])
         head_w, head_b, s1_metrics = s1.weight, s1.bias, s1.metrics()
         s1_acc, s1_pred, feats_cached, feats_path = s1.val_acc, s1.val_pred, fs.cached, str(fs.path)
+        feats_reused = len(fs.labels) if fs.cached else int(fs.meta.get("reused", 0))
     report.write_text(out / "stage1.json", json.dumps(stage1))
     spec = backbone.input_spec
     config = {
@@ -227,7 +229,7 @@ def run(
     summary = dict(
         backbone=plan.backbone, data=str(data), samples=ds.n, classes=n_classes, train=len(tr), val=len(va), skipped_unreadable=ds.skipped,
         strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=res, seed=seed, features_cached=feats_cached,
-        features=feats_path, stage1=stage1, from_scratch=from_scratch,
+        features=feats_path, features_reused=feats_reused, stage1=stage1, from_scratch=from_scratch,
         notes=(["lp-concat runs as a linear probe on the final pooled features in this version (no mid-level concatenation)."] if plan.strategy == "lp-concat" else [])
         + ([f"baseline {SCRATCH_NOTE}, learning rate {plan.lr['head']:g}; the plan's epochs, schedule and augmentation."] if from_scratch else []), history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
     )
