@@ -38,9 +38,11 @@ run, scratch = (json.loads((work / d / "result.json").read_text()) for d in ("ru
 plan = (work / "plan.yaml").read_text().split("\n")
 strategy = next(l.split(":", 1)[1].strip() for l in plan if l.startswith("strategy:"))
 print(f"\nheld-out accuracy on scikit-learn's digits ({run['backbone']}, {run['epochs_run']} fine-tuning epochs):")
-print(f"  linear probe (stage 1, frozen ImageNet features)   {run['stage1_val_acc']:.4f}")
-print(f"  recommended plan ({strategy}, best epoch {run['best_epoch']})          {run['final_val_acc']:.4f}")
-print(f"  from scratch (same architecture, {scratch['epochs_run']} epochs)        {scratch['final_val_acc']:.4f}")
+rows = [("linear probe (stage 1, frozen ImageNet features)", run["stage1_val_acc"]),
+        (f"recommended plan ({strategy}, best epoch {run['best_epoch']})", run["final_val_acc"]),
+        (f"from scratch (same architecture, {scratch['epochs_run']} epochs)", scratch["final_val_acc"])]
+for name, acc in rows:
+    print(f"  {name:<52s} {acc:.4f}")
 PY
 mkdir -p "$ZOO_HOME" && rm -rf "$ZOO_HOME/run" "$ZOO_HOME/scratch" && cp -r "$work/plan.yaml" "$work/recommend.png" "$work/run" "$work/scratch" "$ZOO_HOME/" \
   && echo "plan, picture and both run folders copied to $ZOO_HOME/ (demo took $((SECONDS - start)) s after set-up)"
