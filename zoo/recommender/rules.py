@@ -372,11 +372,11 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
 
     if fine_tune and stage1 + stage2(epochs) > budget:
         fit = int((budget - stage1) / max(stage2(1), 1e-9))
-        if fit >= 3:
+        if fit >= 1:  # LP-FT starts from the probe and keeps the best held-out epoch: a short stage 2 cannot end below it
             reasons.append(Reason(text=f"epochs cut from {epochs} to {fit} to fit the {budget / 60:.0f} min budget", source="zoo cost model"))
             epochs = fit
         else:
-            epochs = 3
+            epochs = 1
     steps = math.ceil(req.samples / batch) * epochs
     cost = Cost(device=req.device, stage1_seconds=round(stage1, 1), stage2_seconds=round(stage2(epochs) if fine_tune else 0.0, 1), total_seconds=round(stage1 + (stage2(epochs) if fine_tune else 0.0), 1), flops=fwd)
     # learning rates
