@@ -54,3 +54,11 @@ def test_from_scratch_run_starts_from_random_weights(tmp_path, zoo_home, no_netw
     assert stem in trained and not torch.allclose(trained[stem], pretrained["conv_stem.weight"])
     # every BatchNorm was trained (running statistics moved away from their initial 0 / 1)
     assert any(k.endswith("running_mean") and trained[k].abs().sum() > 0 for k in trained)
+
+
+@pytest.mark.slow
+def test_from_scratch_initialisation_follows_the_seed(zoo_home, no_network):
+    from zoo.runner.pipeline import _load
+
+    a, b, c = (_load(LITE0, True, s).model.state_dict()["conv_stem.weight"] for s in (5, 5, 6))
+    assert torch.equal(a, b) and not torch.equal(a, c)

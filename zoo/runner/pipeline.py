@@ -61,13 +61,16 @@ def _dataset(data: Any) -> Any:
     return ds
 
 
-def _load(model_id: str, from_scratch: bool) -> Any:
-    """``zoo.load``; for the baseline, random weights: the source's own initialisation when its
-    loader takes ``pretrained=False`` (timm), else every module's ``reset_parameters``."""
+def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
+    """``zoo.load``; for the baseline, random weights drawn from ``seed``: the source's own
+    initialisation when its loader takes ``pretrained=False`` (timm), else every module's ``reset_parameters``."""
+    import torch
+
     import zoo
 
     if not from_scratch:
         return zoo.load(model_id)
+    torch.manual_seed(seed)
     try:
         return zoo.load(model_id, pretrained=False)
     except TypeError:
@@ -154,7 +157,7 @@ def run(
     ds = _dataset(data)
     if ds.modality != plan.modality:
         raise InvalidInputError(f"{data}: {ds.modality} data but the plan is for {plan.modality}; run `zoo recommend --data {data}` again.")
-    backbone = _load(plan.backbone, from_scratch)
+    backbone = _load(plan.backbone, from_scratch, seed)
     if backbone.framework != "torch":  # Keras / TF Hub: stage 2 on fit (zoo.runner.keras_run)
         from zoo.runner.keras_run import run as run_keras
 
