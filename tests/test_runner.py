@@ -55,6 +55,18 @@ def test_selectors_resolve_onto_layer_groups():
         resolve_selectors(["bottom-1"], 9)
 
 
+def test_stage1_head_stays_finite_on_near_constant_features():
+    from zoo.runner.stage1 import fit_head
+
+    rng = np.random.default_rng(0)
+    x = (1.0 + 1e-8 * rng.standard_normal((60, 16))).astype(np.float32)
+    y = np.arange(60) % 3
+    r = fit_head(x[:45], y[:45], x[45:], y[45:], 3)
+    assert np.isfinite(r.weight).all() and np.abs(r.weight).max() < 1e5
+    logits = x[45:] @ r.weight.T + r.bias
+    assert np.isfinite(logits).all() and np.abs(logits).max() < 1e3
+
+
 def test_group_lrs_and_warmup_cosine():
     from zoo.runner.stage2 import group_lr, lr_lambda
 

@@ -83,7 +83,10 @@ def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
     # centre per feature, scale by one number: folding a per-feature scale back into the head would
     # blow up the weights of near-constant features, which fine-tuning then moves (LP-FT diverges)
     mu = xt.mean(0)
-    sd = xt.sub(mu).pow(2).mean().sqrt().clamp(min=1e-6)
+    # floor relative to the features' own magnitude: near-constant features (e.g. random weights) would
+    # otherwise fold into a head of ~1e6 weights whose float32 logits are noise
+    floor = max(1e-6, 1e-4 * float(xt.pow(2).mean().sqrt()))
+    sd = xt.sub(mu).pow(2).mean().sqrt().clamp(min=floor)
     zt, zv = (xt - mu) / sd, (xv - mu) / sd
     best: tuple[float, float, float, Any, Any] | None = None
     grid: dict[str, float] = {}
