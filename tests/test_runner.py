@@ -59,12 +59,11 @@ def test_stage1_head_stays_finite_on_near_constant_features():
     from zoo.runner.stage1 import fit_head
 
     rng = np.random.default_rng(0)
-    x = (1.0 + 1e-8 * rng.standard_normal((60, 16))).astype(np.float32)
+    x = (1.0 + 3e-7 * rng.standard_normal((60, 16))).astype(np.float32)  # spread of a few float32 ulps
     y = np.arange(60) % 3
     r = fit_head(x[:45], y[:45], x[45:], y[45:], 3)
-    assert np.isfinite(r.weight).all() and np.abs(r.weight).max() < 1e5
-    logits = x[45:] @ r.weight.T + r.bias
-    assert np.isfinite(logits).all() and np.abs(logits).max() < 1e3
+    # an absolute 1e-6 floor folds into weights of ~4e5 here; cancellation then makes float32 logits noise
+    assert np.isfinite(r.weight).all() and np.abs(r.weight).max() < 1e4
 
 
 def test_group_lrs_and_warmup_cosine():
