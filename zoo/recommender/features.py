@@ -180,7 +180,7 @@ def _flops(backbone: Any, batch: Any) -> float | None:
 
 
 def extract(
-    backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 64, count_flops: bool = True
+    backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 32, count_flops: bool = True
 ) -> FeatureSet:
     """Pooled output of every layer group (and the source head's logits) in one forward pass.
 
@@ -309,7 +309,7 @@ def _merge(n: int, parts: Sequence[tuple[np.ndarray, FeatureSet]], labels: np.nd
     return FeatureSet(first.backbone, groups, np.asarray(labels, dtype=np.int64), logits, {})
 
 
-def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size: int = 64, rows: np.ndarray | None = None) -> FeatureSet:
+def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size: int = 32, rows: np.ndarray | None = None) -> FeatureSet:
     """Cached features of ``dataset``'s sample for ``backbone``, extracting and saving them on a miss.
 
     ``rows``: only these positions of the sample (a sub-sample, e.g. the recommender's ranking
