@@ -53,11 +53,8 @@ def resize_image(size: int, *, interpolation: str = "bilinear") -> ImageTransfor
     return transform
 
 
-def random_resized_crop(img: Any, rng: np.random.Generator, scale: tuple[float, float] = (0.35, 1.0)) -> Any:
-    """Random crop (area in ``scale``, aspect ratio 3/4..4/3) and random horizontal flip of a PIL image."""
-    from PIL import Image
-
-    w, h = img.size
+def crop_box(w: int, h: int, rng: np.random.Generator, scale: tuple[float, float] = (0.35, 1.0)) -> tuple[int, int, int, int] | None:
+    """torchvision ``RandomResizedCrop``'s box (area in ``scale``, aspect 3/4..4/3, 10 tries) drawn from ``rng``; ``None``: no fit."""
     area = w * h
     for _ in range(10):
         target = area * rng.uniform(*scale)
@@ -67,8 +64,17 @@ def random_resized_crop(img: Any, rng: np.random.Generator, scale: tuple[float, 
         if 0 < cw <= w and 0 < ch <= h:
             left = int(rng.integers(0, w - cw + 1))
             top = int(rng.integers(0, h - ch + 1))
-            img = img.crop((left, top, left + cw, top + ch))
-            break
+            return left, top, left + cw, top + ch
+    return None
+
+
+def random_resized_crop(img: Any, rng: np.random.Generator, scale: tuple[float, float] = (0.35, 1.0)) -> Any:
+    """Random crop (:func:`crop_box`) and random horizontal flip of a PIL image."""
+    from PIL import Image
+
+    box = crop_box(*img.size, rng, scale)
+    if box is not None:
+        img = img.crop(box)
     if rng.random() < 0.5:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     return img

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,32 +56,37 @@ def save(root: str | Path, epoch: int, model_state: dict[str, Any], state: dict[
     import torch
     from safetensors.torch import save_file
 
-    root = Path(root)
+    def write(tmp: Path) -> list[str]:
+        tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"epoch": str(epoch)})
+        torch.save(state, tmp / "state.pt")
+        return ["model.safetensors", "state.pt"]
+
+    return commit_epoch(Path(root), epoch, write)
+
+
+def commit_epoch(root: Path, epoch: int, write: Callable[[Path], Sequence[str]]) -> Path:
+    """The atomic part of every checkpoint (torch and Keras runs): ``write(tmp)`` fills a hidden
+    temporary folder and names its files; they are fsynced, the folder is renamed to ``epoch-NNNN``,
+    ``LATEST`` is replaced atomically, and only then are older folders removed.
+
+    Raises:
+        CheckpointError: the write failed; the previous checkpoint is still what ``LATEST`` names.
+    """
+    from zoo._io import atomic_write_text
+
     root.mkdir(parents=True, exist_ok=True)
     name = f"epoch-{epoch:04d}"
     final = root / name
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     try:
-        tensors = {k: v.detach().contiguous().cpu() for k, v in model_state.items()}
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"epoch": str(epoch)})
-        torch.save(state, tmp / "state.pt")
-        for f in ("model.safetensors", "state.pt"):
+        for f in write(tmp):
             _fsync_file(tmp / f)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(root)
-        fd, ptmp = tempfile.mkstemp(dir=root, prefix=f".{POINTER}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(name + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.replace(ptmp, root / POINTER)
-        except BaseException:
-            Path(ptmp).unlink(missing_ok=True)
-            raise
-        _fsync_dir(root)
+        atomic_write_text(root / POINTER, name + "\n")
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(f"{root}: cannot write the epoch-{epoch} checkpoint ({exc}); the previous checkpoint is kept, free disk space and rerun with --resume.") from None

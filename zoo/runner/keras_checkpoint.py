@@ -11,9 +11,6 @@ only then are older folders removed. An interrupted write leaves ``LATEST`` on t
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,41 +31,15 @@ def save_checkpoint(root: Path, epoch: int, model: Any, optimizers: Sequence[Any
     Raises:
         CheckpointError: the write failed; the previous checkpoint is still what ``LATEST`` names.
     """
-    root.mkdir(parents=True, exist_ok=True)
-    name = f"epoch-{epoch:04d}"
-    final = root / name
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
-    try:
+    def write(tmp: Path) -> list[str]:
         model.save_weights(str(tmp / WEIGHTS_NAME))
         arrays = {f"{j}/{i}": np.asarray(v.numpy()) for j, opt in enumerate(optimizers) for i, v in enumerate(opt.variables)}
         with open(tmp / OPTIMIZER, "wb") as fh:
             np.savez(fh, **arrays)
         (tmp / STATE).write_text(json.dumps(state), encoding="utf-8")
-        for f in (WEIGHTS_NAME, OPTIMIZER, STATE):
-            _ckpt._fsync_file(tmp / f)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        _ckpt._fsync_dir(root)
-        fd, ptmp = tempfile.mkstemp(dir=root, prefix=f".{_ckpt.POINTER}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(name + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.replace(ptmp, root / _ckpt.POINTER)
-        except BaseException:
-            Path(ptmp).unlink(missing_ok=True)
-            raise
-        _ckpt._fsync_dir(root)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"{root}: cannot write the epoch-{epoch} checkpoint ({exc}); the previous checkpoint is kept, free disk space and rerun with --resume.") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _ckpt._cleanup(root, keep=name)
-    return final
+        return [WEIGHTS_NAME, OPTIMIZER, STATE]
+
+    return _ckpt.commit_epoch(root, epoch, write)
 
 
 def latest_checkpoint(root: Path) -> Path | None:

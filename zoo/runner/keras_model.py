@@ -21,7 +21,6 @@ the classifier is trained; Keras 3 (3.15) replaces it by the outer call's ``trai
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 import threading
@@ -49,29 +48,26 @@ def eval_geometry(resolution: int) -> Callable[[Any], Any]:
     return T.Compose([T.Resize(resolution, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(resolution)])
 
 
-def _random_resized_crop(img: Any, rng: np.random.Generator, resolution: int, scale: tuple[float, float] = (0.35, 1.0)) -> Any:
-    """torchvision's ``RandomResizedCrop`` (same scale as the torch path, ratio 3/4..4/3), drawn from ``rng``."""
+def _random_resized_crop(img: Any, rng: np.random.Generator, resolution: int, scale: tuple[float, float]) -> Any:
+    """torchvision's ``RandomResizedCrop`` (the box of :func:`zoo.frameworks.keras.crop_box`), drawn from ``rng``."""
     from PIL import Image
 
-    w, h = img.size
-    area = w * h
-    for _ in range(10):
-        target = area * rng.uniform(*scale)
-        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
-        cw = int(round(math.sqrt(target * ratio)))
-        ch = int(round(math.sqrt(target / ratio)))
-        if 0 < cw <= w and 0 < ch <= h:
-            left = int(rng.integers(0, w - cw + 1))
-            top = int(rng.integers(0, h - ch + 1))
-            return img.crop((left, top, left + cw, top + ch)).resize((resolution, resolution), Image.BICUBIC)
-    return eval_geometry(resolution)(img)  # torchvision's fallback is a centre crop too
+    from zoo.frameworks.keras import crop_box
+
+    box = crop_box(*img.size, rng, scale)
+    if box is None:
+        return eval_geometry(resolution)(img)  # torchvision's fallback is a centre crop too
+    return img.crop(box).resize((resolution, resolution), Image.BICUBIC)
 
 
 def train_image(img: Any, resolution: int, augment: Any, rng: np.random.Generator) -> Any:
     """One training image per the plan's ``augment`` (PIL in, PIL out); no flip unless ``augment.hflip``."""
     from PIL import Image
 
-    img = _random_resized_crop(img, rng, resolution) if augment.random_resized_crop else eval_geometry(resolution)(img)
+    if augment.random_resized_crop:  # the plan's crop scale, as the torch path uses it
+        img = _random_resized_crop(img, rng, resolution, tuple(augment.crop_scale))
+    else:
+        img = eval_geometry(resolution)(img)
     if augment.hflip and rng.random() < 0.5:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     if augment.trivial_augment:
