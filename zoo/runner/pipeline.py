@@ -70,11 +70,8 @@ def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
 
     if not from_scratch:
         return zoo.load(model_id)
+    torch.manual_seed(seed)
     try:
-        # a first load does the one-time work (e.g. converting packaged weights) that draws random
-        # numbers of its own; the seeded second load then initialises the same way every time
-        zoo.load(model_id, pretrained=False)
-        torch.manual_seed(seed)
         return zoo.load(model_id, pretrained=False)
     except TypeError:
         torch.manual_seed(seed)

@@ -82,7 +82,8 @@ def convert(pkg: LitePackage, checkpoint: Path, dest: Path) -> Path:
     source = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if isinstance(source, dict) and "state_dict" in source and isinstance(source["state_dict"], dict):
         source = source["state_dict"]
-    model = timm.create_model(pkg.arch, pretrained=False, **MODEL_KWARGS)
+    with torch.device("meta"):  # names, shapes and dtypes only: no memory, no draws from the global RNG
+        model = timm.create_model(pkg.arch, pretrained=False, **MODEL_KWARGS)
     tensors = map_state_dict(dict(source), model.state_dict(), f"{checkpoint.name} -> timm {pkg.arch}")
     meta = {
         "format": "pt",
