@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from zoo._io import atomic_write
+from zoo.runner.predict import RunModelBase
 from zoo.errors import InvalidInputError
 
 WEIGHTS_NAME = "model.weights.h5"
@@ -157,7 +158,7 @@ def logits_of(model: Any, batch: np.ndarray) -> np.ndarray:
 # ---- a finished run -------------------------------------------------------------------------------
 
 
-class KerasRunModel:
+class KerasRunModel(RunModelBase):
     """A trained Keras / TF Hub run: ``model`` (the Keras classifier), its ``classes`` and preprocessing.
 
     Build it with :func:`zoo.runner.predict.load_run`; same interface as the torch ``RunModel``
@@ -165,50 +166,17 @@ class KerasRunModel:
     """
 
     def __init__(self, run_dir: Path, config: dict[str, Any], backbone: Any, model: Any) -> None:
-        self.run_dir = run_dir
-        self.config = config
-        self.backbone = backbone
-        self.model = model
-        self.classes: list[str] = [str(c) for c in config["classes"]]
-        self.modality: str = config.get("modality", "image")
-        self.resolution: int = int((config.get("preprocessor") or {}).get("resolution") or backbone.input_spec.size or 224)
+        super().__init__(run_dir, config, backbone, model)
+        self.resolution = int(self.resolution or backbone.input_spec.size or 224)
 
     def preprocess(self, inputs: Any) -> np.ndarray:
         """The run's eval preprocessing: images (paths, PIL, arrays) -> float32 ``(N, R, R, 3)``."""
-        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        if not items:
-            raise InvalidInputError("No inputs given: pass at least one input.")
-        return eval_batch(items, self.backbone, self.resolution)
+        return eval_batch(self._items(inputs), self.backbone, self.resolution)
 
     def logits(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
         """Raw ``(N, num_classes)`` float32 logits of ``inputs``."""
-        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        if batch_size < 1:
-            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
-        if not items:
-            raise InvalidInputError("No inputs given: pass at least one input.")
+        items = self._items(inputs, batch_size)
         return np.concatenate([logits_of(self.model, self.preprocess(items[i : i + batch_size])) for i in range(0, len(items), batch_size)])
-
-    def predict(self, inputs: Any, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """Top-``top_k`` ``(class name, probability)`` per input, most likely first."""
-        if top_k < 1:
-            raise InvalidInputError(f"top_k must be at least 1, got {top_k}.")
-        z = self.logits(inputs).astype(np.float64)
-        p = np.exp(z - z.max(-1, keepdims=True))
-        p /= p.sum(-1, keepdims=True)
-        out = []
-        for row in p:
-            idx = np.argsort(-row, kind="stable")[: min(top_k, len(row))]
-            out.append([(self.classes[i], float(row[i])) for i in idx])
-        return out
-
-    def example_batch(self, n: int = 2, seed: int = 0) -> np.ndarray:
-        """``n`` preprocessed synthetic images (seeded noise) at the run's resolution."""
-        from PIL import Image
-
-        rng = np.random.default_rng(seed)
-        side = self.resolution
-        return self.preprocess([Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(n)])
 
     def export(self, fmt: str, out: str | Path | None = None) -> Path:
         """Write the classifier as a TensorFlow SavedModel folder (``fmt="savedmodel"``) and return its path.

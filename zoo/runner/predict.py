@@ -31,11 +31,10 @@ def is_run_dir(path: str | Path) -> bool:
     return p.is_dir() and (p / CONFIG).is_file()
 
 
-class RunModel:
-    """A trained run: ``model`` (``ClassifierModel``, eval mode), its ``classes`` and preprocessing.
-
-    Build it with :func:`load_run`.
-    """
+class RunModelBase:
+    """What a trained run offers whatever its framework: ``classes``, ``preprocess``, ``logits``,
+    ``predict``, ``example_batch``, ``export``. Subclasses: :class:`RunModel` (torch),
+    :class:`zoo.runner.keras_model.KerasRunModel` (Keras / TF Hub)."""
 
     def __init__(self, run_dir: Path, config: dict[str, Any], backbone: Any, model: Any) -> None:
         self.run_dir = run_dir
@@ -45,6 +44,58 @@ class RunModel:
         self.classes: list[str] = [str(c) for c in config["classes"]]
         self.modality: str = config.get("modality", "image")
         self.resolution: int | None = (config.get("preprocessor") or {}).get("resolution")
+
+    @staticmethod
+    def _items(inputs: Any, batch_size: int = 1) -> list[Any]:
+        """``inputs`` as a non-empty list (one input or a list/tuple of them)."""
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        if batch_size < 1:
+            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
+        if not items:
+            raise InvalidInputError("No inputs given: pass at least one input.")
+        return items
+
+    def logits(self, inputs: Any, batch_size: int = 32) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def predict(self, inputs: Any, top_k: int = 5) -> list[list[tuple[str, float]]]:
+        """Top-``top_k`` ``(class name, probability)`` per input, most likely first."""
+        import numpy as np
+
+        if top_k < 1:
+            raise InvalidInputError(f"top_k must be at least 1, got {top_k}.")
+        z = np.asarray(self.logits(inputs), dtype=np.float64)
+        p = np.exp(z - z.max(-1, keepdims=True))
+        p /= p.sum(-1, keepdims=True)
+        out = []
+        for row in p:
+            idx = np.argsort(-row, kind="stable")[: min(top_k, len(row))]
+            out.append([(self.classes[i], float(row[i])) for i in idx])
+        return out
+
+    def example_batch(self, n: int = 2, seed: int = 0) -> Any:
+        """``n`` preprocessed synthetic images (seeded noise) at the run's resolution, for tracing and export checks."""
+        import numpy as np
+        from PIL import Image
+
+        if self.modality != "image":
+            raise InvalidInputError(f"{self.run_dir}: export supports image runs so far; this run is {self.modality}.")
+        rng = np.random.default_rng(seed)
+        side = int(self.resolution or 224)
+        return self.preprocess([Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(n)])
+
+    def preprocess(self, inputs: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class RunModel(RunModelBase):
+    """A trained torch run: ``model`` (``ClassifierModel``, eval mode), its ``classes`` and preprocessing.
+
+    Build it with :func:`load_run`.
+    """
+
+    def __init__(self, run_dir: Path, config: dict[str, Any], backbone: Any, model: Any) -> None:
+        super().__init__(run_dir, config, backbone, model)
         self._transform = _image_transform(config["preprocessor"]) if self.modality == "image" else None
 
     @property
@@ -56,9 +107,7 @@ class RunModel:
         """The run's eval preprocessing: images (paths, PIL, arrays) -> ``(N, 3, R, R)``; texts -> tokenizer dict."""
         import torch
 
-        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        if not items:
-            raise InvalidInputError("No inputs given: pass at least one input.")
+        items = self._items(inputs)
         if self._transform is None:
             return self.backbone.preprocess(items)
         from zoo.inputs import load_images
@@ -71,11 +120,7 @@ class RunModel:
 
         from zoo.frameworks.torch import call_model, move
 
-        items = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        if batch_size < 1:
-            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
-        if not items:
-            raise InvalidInputError("No inputs given: pass at least one input.")
+        items = self._items(inputs, batch_size)
         self.model.eval()
         outs = []
         with torch.inference_mode():
@@ -84,26 +129,7 @@ class RunModel:
                 outs.append(call_model(self.model, batch).float().cpu())
         return torch.cat(outs)
 
-    def predict(self, inputs: Any, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        """Top-``top_k`` ``(class name, probability)`` per input, most likely first."""
-        if top_k < 1:
-            raise InvalidInputError(f"top_k must be at least 1, got {top_k}.")
-        probs = self.logits(inputs).softmax(-1)
-        p, idx = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
-        return [[(self.classes[i], float(q)) for q, i in zip(row_p, row_i)] for row_p, row_i in zip(p.tolist(), idx.tolist())]
-
     # ---- export ----------------------------------------------------------------------------------
-    def example_batch(self, n: int = 2, seed: int = 0) -> Any:
-        """``n`` preprocessed synthetic images (seeded noise) at the run's resolution, for tracing."""
-        import numpy as np
-        from PIL import Image
-
-        if self.modality != "image":
-            raise InvalidInputError(f"{self.run_dir}: export supports image runs so far; this run is {self.modality}.")
-        rng = np.random.default_rng(seed)
-        side = int(self.resolution or 224)
-        return self.preprocess([Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(n)])
-
     def export(self, fmt: str, out: str | Path | None = None) -> Path:
         """Write the classifier as ``fmt`` (``torchscript`` or ``onnx``) and return the file's path.
 
