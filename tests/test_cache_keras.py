@@ -8,7 +8,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import h5py
 import keras
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from skimage import data
 import zoo
 from zoo.cache import records
 from zoo.cache.errors import IntegrityError
+from zoo.testing import write_keras_h5
 
 APP = "MobileNetV3Small"
 FILE = "weights_mobilenet_v3_small_224_1.0_float_no_top_v2.h5"
@@ -26,19 +26,12 @@ def write_random_h5(path: Path) -> bytes:
     """Random weights in the legacy HDF5 layout of the files Keras downloads."""
     rng = np.random.default_rng(0)
     model = keras.applications.MobileNetV3Small(include_top=False, pooling="avg", weights=None)
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [layer.name.encode("utf8") for layer in model.layers]
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = keras.__version__.encode("utf8")
-        for layer in model.layers:
-            g = f.create_group(layer.name)
-            weights = layer.trainable_weights + layer.non_trainable_weights
-            names = [f"{layer.name}/{w.name}_{i}:0".encode("utf8") for i, w in enumerate(weights)]
-            g.attrs["weight_names"] = names
-            for name, w in zip(names, weights):
-                shape = tuple(int(d) for d in w.shape)
-                value = rng.uniform(0.5, 1.5, shape) if "variance" in w.name else rng.normal(0, 0.1, shape)
-                g.create_dataset(name.decode(), data=value.astype("float32"))
+
+    def values(name: str, shape: tuple[int, ...]) -> np.ndarray:
+        value = rng.uniform(0.5, 1.5, shape) if "variance" in name else rng.normal(0, 0.1, shape)
+        return value.astype("float32")
+
+    write_keras_h5(model, path, values)
     keras.backend.clear_session()
     return path.read_bytes()
 

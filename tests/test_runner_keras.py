@@ -19,13 +19,13 @@ from zoo._compat import prepare_tensorflow
 
 prepare_tensorflow()
 
-import h5py  # noqa: E402
 import keras  # noqa: E402
 
 import zoo  # noqa: E402
 from zoo.cli import main  # noqa: E402
 from zoo.errors import InvalidInputError  # noqa: E402
 from zoo.recommender.plan import Optimizer, Plan, Schedule  # noqa: E402
+from zoo.testing import write_keras_h5  # noqa: E402
 
 APP = "MobileNetV3Small"
 KERAS_ID = f"keras:{APP}.imagenet"
@@ -64,20 +64,7 @@ def write_random_weights(models_dir: Path, seed: int = 0) -> Path:
             left, top = int(rng.integers(0, im.size[0] - side + 1)), int(rng.integers(0, im.size[1] - side + 1))
             crops.append(np.asarray(im.crop((left, top, left + side, top + side)).resize((RES, RES), Image.BICUBIC), dtype=np.float32))
     model(keras.applications.mobilenet_v3.preprocess_input(np.stack(crops)), training=True)
-    path = models_dir / NO_TOP
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [layer.name.encode("utf8") for layer in model.layers]
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = keras.__version__.encode("utf8")
-        for layer in model.layers:
-            g = f.create_group(layer.name)
-            weights = layer.trainable_weights + layer.non_trainable_weights
-            names = [f"{layer.name}/{w.name}_{i}:0".encode("utf8") for i, w in enumerate(weights)]
-            g.attrs["weight_names"] = names
-            for name, w in zip(names, weights):
-                g.create_dataset(name.decode(), data=np.asarray(keras.ops.convert_to_numpy(w)))
-    return path
+    return write_keras_h5(model, models_dir / NO_TOP)
 
 
 def digits(root: Path, limit: int) -> Path:

@@ -72,6 +72,32 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+def write_keras_h5(model: Any, path: Path, values: Any = None) -> Path:
+    """Write ``model``'s weights in the legacy HDF5 layout of the files Keras downloads
+    (``layer_names`` / ``weight_names`` attributes, one group per layer), as a test puts weights
+    where a Keras download would leave them. ``values(name, shape)``, when given, supplies each
+    array instead of the model's current value. Imports keras and h5py when called.
+    """
+    import h5py
+    import keras
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["layer_names"] = [layer.name.encode("utf8") for layer in model.layers]
+        f.attrs["backend"] = b"tensorflow"
+        f.attrs["keras_version"] = keras.__version__.encode("utf8")
+        for layer in model.layers:
+            g = f.create_group(layer.name)
+            weights = layer.trainable_weights + layer.non_trainable_weights
+            names = [f"{layer.name}/{w.name}_{i}:0".encode("utf8") for i, w in enumerate(weights)]
+            g.attrs["weight_names"] = names
+            for name, w in zip(names, weights):
+                data = values(w.name, tuple(int(d) for d in w.shape)) if values is not None else keras.ops.convert_to_numpy(w)
+                g.create_dataset(name.decode(), data=np.asarray(data))
+    return path
+
+
 def sample_image(name: str = "chelsea") -> Any:
     """A real RGB image (uint8 HWC) from scikit-image's ``data`` module."""
     from skimage import data

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import h5py
 import keras
 import numpy as np
 import pytest
 
 import zoo
 from zoo.errors import InvalidInputError, NotCachedError, UnknownModelError
-from zoo.testing import BackboneContract, PluginContract, sample_image
+from zoo.testing import BackboneContract, PluginContract, sample_image, write_keras_h5
 
 SMALL = "MobileNetV3Small"
 # the file names Keras' own download writes, read from keras/src/applications/*.py
@@ -34,23 +33,6 @@ def random_backbone_model(app: str, seed: int = 0) -> Any:
             elif layer.__class__.__name__ == "BatchNormalization":
                 w.assign(rng.normal(0.0, 0.2, shape).astype("float32") + (1.0 if w.name == "gamma" else 0.0))
     return model
-
-
-def write_keras_h5(model: Any, path: Path) -> Path:
-    """Weights in the legacy HDF5 layout of the files Keras downloads (``layer_names`` / ``weight_names``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as f:
-        f.attrs["layer_names"] = [layer.name.encode("utf8") for layer in model.layers]
-        f.attrs["backend"] = b"tensorflow"
-        f.attrs["keras_version"] = keras.__version__.encode("utf8")
-        for layer in model.layers:
-            g = f.create_group(layer.name)
-            weights = layer.trainable_weights + layer.non_trainable_weights
-            names = [f"{layer.name}/{w.name}_{i}:0".encode("utf8") for i, w in enumerate(weights)]
-            g.attrs["weight_names"] = names
-            for name, w in zip(names, weights):
-                g.create_dataset(name.decode(), data=np.asarray(keras.ops.convert_to_numpy(w)))
-    return path
 
 
 def keras_models_dir(zoo_home: Path) -> Path:
