@@ -5,11 +5,14 @@
     ``fit_head``) against the Keras-style recipe that runs the frozen backbone on every batch of every
     epoch (``include_top=False`` + ``trainable=False`` + ``fit(epochs=20, validation_data=val)``,
     Keras' transfer-learning guide), written in torch: same backbone and weights, images,
-    preprocessing, split and epochs; both warmed up by one untimed forward. Target: >= 10x faster.
+    preprocessing, split and epochs; both warmed up by one untimed forward, then three runs of each,
+    alternating, every zoo run on an empty feature cache; the fastest of each is compared (the median
+    ratio is printed too). Target: >= 10x faster.
 (b) Fine-tune step throughput (images/s, training steps incl. data loading, fp32 on CPU) of zoo's
     stage 2 (``fine_tune``: Accelerate, the plan's groups and learning rates, warm-up + cosine,
     frozen-stats BatchNorm) against a hand-written PyTorch loop on the same model, weights, trainable
-    groups, optimizer, schedule, batch and transforms. Runs alternate between the two; each step is
+    groups, optimizer, schedule, batch and transforms. One untimed run of each, then five runs that
+    alternate between the two; each step is
     timed by the same forward hook (training forward to training forward); the machine is shared, so
     the ratio compares the fast quartile of steps (the median ratio is printed too). Target: >= 0.95.
 (c) Peak RSS (``ru_maxrss``) of zoo's feature extraction at 500 and at 4,000 images, each in a fresh
@@ -83,7 +86,7 @@ def warm_up(model: object, resolution: int) -> None:
 # ---- (a) ------------------------------------------------------------------------------------------
 
 
-def bench_extraction_job(folder: Path, resolution: int, batch: int, epochs: int = 20) -> dict:
+def bench_extraction_job(folder: Path, resolution: int, batch: int, epochs: int = 20, repeats: int = 3) -> dict:
     import torch
 
     import zoo
@@ -97,22 +100,23 @@ def bench_extraction_job(folder: Path, resolution: int, batch: int, epochs: int 
     tr, va = split(ds.labels, 0.2, 0)
     bb = zoo.load(LITE0)
     warm_up(bb.model, resolution)
-    t0 = time.perf_counter()
-    fs = features_for(bb, ds, resolution)  # nothing cached yet: this extracts
-    feats = fs.final
-    s1 = fit_head(feats[tr], ds.labels[tr], feats[va], ds.labels[va], len(ds.classes))
-    zoo_s = time.perf_counter() - t0
-
-    # Keras-style: the frozen backbone runs on every batch of every epoch, images decoded each time
     backbone = copy.deepcopy(zoo.load(LITE0).model).eval()
     warm_up(backbone, resolution)
     for p in backbone.parameters():
         p.requires_grad_(False)
-    torch.manual_seed(0)
-    head = torch.nn.Linear(bb.feature_dim, len(ds.classes))
-    opt = torch.optim.Adam(head.parameters(), lr=1e-3)
     tf = _image_transform(bb, resolution)
     items, labels = ds.items, np.asarray(ds.labels)
+    home = os.environ["ZOO_HOME"]
+
+    def zoo_job(k: int) -> tuple[float, float]:
+        os.environ["ZOO_HOME"] = f"{home}-a{k}"  # an empty feature cache for every repeat: each one extracts
+        t0 = time.perf_counter()
+        fs = features_for(bb, ds, resolution)
+        feats = fs.final
+        s1 = fit_head(feats[tr], ds.labels[tr], feats[va], ds.labels[va], len(ds.classes))
+        seconds = time.perf_counter() - t0
+        os.environ["ZOO_HOME"] = home
+        return seconds, s1.val_acc
 
     def batches(idx: np.ndarray):
         for i in range(0, len(idx), batch):
@@ -120,29 +124,42 @@ def bench_extraction_job(folder: Path, resolution: int, batch: int, epochs: int 
             x = torch.stack([tf(im) for im in load_images([items[k] for k in j])])
             yield x, torch.as_tensor(labels[j])
 
-    rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    for _ in range(epochs):  # model.fit(train, epochs=20, validation_data=val): val scored after every epoch
-        for x, y in batches(rng.permutation(tr)):
+    def keras_style_job(k: int) -> tuple[float, float]:
+        """Keras-style: the frozen backbone runs on every batch of every epoch, images decoded each time."""
+        torch.manual_seed(0)
+        head = torch.nn.Linear(bb.feature_dim, len(ds.classes))
+        opt = torch.optim.Adam(head.parameters(), lr=1e-3)
+        rng = np.random.default_rng(0)
+        t0 = time.perf_counter()
+        for _ in range(epochs):  # model.fit(train, epochs=20, validation_data=val): val scored after every epoch
+            for x, y in batches(rng.permutation(tr)):
+                with torch.no_grad():
+                    f = backbone(x).flatten(1)
+                loss = torch.nn.functional.cross_entropy(head(f), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            correct = 0
             with torch.no_grad():
-                f = backbone(x).flatten(1)
-            loss = torch.nn.functional.cross_entropy(head(f), y)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        correct = 0
-        with torch.no_grad():
-            for x, y in batches(va):
-                correct += int((head(backbone(x).flatten(1)).argmax(1) == y).sum())
-    keras_s = time.perf_counter() - t0
-    return {"images": len(items), "epochs": epochs, "zoo_s": zoo_s, "keras_style_s": keras_s, "ratio": keras_s / zoo_s,
-            "zoo_val_acc": s1.val_acc, "keras_style_val_acc": correct / len(va)}
+                for x, y in batches(va):
+                    correct += int((head(backbone(x).flatten(1)).argmax(1) == y).sum())
+        return time.perf_counter() - t0, correct / len(va)
+
+    zoo_runs, keras_runs = [], []
+    for k in range(repeats):  # alternate, so a burst of load on the shared machine hits both
+        zoo_runs.append(zoo_job(k))
+        keras_runs.append(keras_style_job(k))
+    zoo_s = min(s for s, _ in zoo_runs)  # the least-disturbed run of each (timeit's rule)
+    keras_s = min(s for s, _ in keras_runs)
+    return {"images": len(items), "epochs": epochs, "repeats": repeats, "zoo_s": zoo_s, "keras_style_s": keras_s, "ratio": keras_s / zoo_s,
+            "median_ratio": float(np.median([s for s, _ in keras_runs]) / np.median([s for s, _ in zoo_runs])),
+            "zoo_val_acc": zoo_runs[0][1], "keras_style_val_acc": keras_runs[0][1]}
 
 
 # ---- (b) ------------------------------------------------------------------------------------------
 
 
-def bench_finetune(folder: Path, resolution: int, batch: int, rounds: int = 3, epochs: int = 2) -> dict:
+def bench_finetune(folder: Path, resolution: int, batch: int, rounds: int = 5, epochs: int = 2) -> dict:
     import torch
 
     import zoo
@@ -205,6 +222,8 @@ def bench_finetune(folder: Path, resolution: int, batch: int, rounds: int = 3, e
                 opt.step()
                 sched.step()
 
+    zoo_epochs(rounds, StepClock())  # untimed: the process's first training steps (oneDNN backward kernels, allocator) would fall on zoo,
+    hand_epochs(rounds, StepClock())  # which runs first in every round
     zoo_clock, hand_clock = StepClock(), StepClock()
     for k in range(rounds):  # alternate, so a burst of load on the shared machine hits both
         zoo_epochs(k, zoo_clock)
@@ -293,7 +312,7 @@ def main() -> None:
         a = bench_extraction_job(a_folder, args.resolution, args.batch)
         print(f"(a) feature-extraction job, {a['images']} images, {a['epochs']} head epochs: zoo stage 1 {a['zoo_s']:.1f}s "
               f"(held-out acc {a['zoo_val_acc']:.3f}) vs Keras-style frozen backbone every epoch {a['keras_style_s']:.1f}s "
-              f"(held-out acc {a['keras_style_val_acc']:.3f}): {a['ratio']:.1f}x faster  target >= 10x  {verdict(a['ratio'] >= 10)}")
+              f"(held-out acc {a['keras_style_val_acc']:.3f}), fastest of {a['repeats']} alternating runs each: {a['ratio']:.1f}x faster (medians: {a['median_ratio']:.1f}x)  target >= 10x  {verdict(a['ratio'] >= 10)}")
         b = bench_finetune(ft_folder, args.resolution, args.batch)
         print(f"(b) fine-tune step throughput, {b['train_images']} images, batch {b['batch']}, {b['steps'][0]}/{b['steps'][1]} timed steps: "
               f"zoo stage 2 {b['zoo_images_per_s']:.1f} img/s vs hand-written loop {b['hand_images_per_s']:.1f} img/s (fast quartile of steps): "
