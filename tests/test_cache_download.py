@@ -10,9 +10,6 @@ import hashlib
 import os
 import subprocess
 import sys
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,95 +18,11 @@ from zoo.cache import records
 from zoo.cache.download import fetch, hash_prefix_of
 from zoo.cache.errors import DownloadError, IntegrityError
 from zoo.errors import NotCachedError
+from zoo.testing import HUB_COMMIT as COMMIT
+from zoo.testing import LoopbackHub as Hub
 
 PAYLOAD = os.urandom(300_000) + b"zoo weights"
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
-COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-class Hub:
-    """A loopback server (127.0.0.1 only). ``plan[path]`` is a list of behaviours consumed one per
-    GET (the last one repeats): ``"ok"``, ``"cut"`` (announces the full length, sends half, closes),
-    ``"slow"`` (the whole file in small chunks), or an HTTP status code. It stops by itself after
-    ``lifetime`` seconds."""
-
-    def __init__(self, lifetime: float = 90.0) -> None:
-        self.files: dict[str, bytes] = {}
-        self.plan: dict[str, list[object]] = {}
-        self.gets: dict[str, int] = {}
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-            def _headers(self, path: str, body: bytes) -> None:
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("ETag", f'"{hashlib.sha256(body).hexdigest()}"')
-                self.send_header("X-Repo-Commit", COMMIT)
-                self.send_header("Accept-Ranges", "none")
-
-            def _answer(self, head: bool) -> None:
-                path = self.path.split("?")[0]
-                if path not in hub.files:
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.send_header("X-Error-Code", "EntryNotFound")
-                    self.end_headers()
-                    return
-                body = hub.files[path]
-                if head:
-                    self.send_response(200)
-                    self._headers(path, body)
-                    self.end_headers()
-                    return
-                hub.gets[path] = hub.gets.get(path, 0) + 1
-                steps = hub.plan.get(path, ["ok"])
-                step = steps.pop(0) if len(steps) > 1 else steps[0]
-                if isinstance(step, int):
-                    self.send_response(step)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                self.send_response(200)
-                self._headers(path, body)
-                self.end_headers()
-                if step == "cut":
-                    self.wfile.write(body[: len(body) // 2])
-                    self.wfile.flush()
-                    self.close_connection = True
-                    self.connection.shutdown(2)
-                elif step == "slow":
-                    for i in range(0, len(body), 16384):
-                        self.wfile.write(body[i : i + 16384])
-                        time.sleep(0.01)
-                else:
-                    self.wfile.write(body)
-
-            def do_HEAD(self) -> None:  # noqa: N802
-                self._answer(head=True)
-
-            def do_GET(self) -> None:  # noqa: N802
-                self._answer(head=False)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.timer = threading.Timer(lifetime, self.server.shutdown)
-        self.timer.daemon = True
-
-    def __enter__(self) -> Hub:
-        self.thread.start()
-        self.timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.timer.cancel()
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -291,3 +204,51 @@ def test_pull_lock_fetches_verifies_and_repair_refetches(hub: Hub, zoo_home: Pat
     out = capsys.readouterr().out
     assert str(dest) in out and "truncated" in out and "re-fetched" in out
     assert dest.read_bytes() == PAYLOAD
+
+
+def test_hf_blobs_are_held_to_the_published_hash_lfs_and_git(hub: Hub, zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A byte altered in transit (right length, right headers) is caught for LFS (sha256) and regular (git sha1) files."""
+    from huggingface_hub import snapshot_download
+
+    from zoo.cache.hub_blobs import check_snapshot, published_digest
+
+    src = tmp_path / "repo"
+    src.mkdir()
+    (src / "model.safetensors").write_bytes(PAYLOAD)
+    (src / "vocab.txt").write_text("[PAD]\n[UNK]\nzoo\n" * 50)
+    files = hub.add_hf_repo("zoo-test/blobs", src)
+    hub.point_hf_here(monkeypatch)
+    hub.plan["zoo-test/blobs/model.safetensors"] = ["flip", "ok"]
+    hub.plan["zoo-test/blobs/vocab.txt"] = ["flip", "ok"]
+    cache = Path(os.environ["HF_HOME"]) / "hub"
+    folder = Path(snapshot_download("zoo-test/blobs", cache_dir=cache))
+    kinds = {p.name: published_digest(p)[0] for p in folder.iterdir()}
+    assert kinds == {"model.safetensors": "sha256", "vocab.txt": "git-sha1"}
+    assert (folder / "model.safetensors").stat().st_size == len(PAYLOAD)  # the library saw nothing wrong
+    with pytest.raises(IntegrityError, match="published") as err:
+        check_snapshot(folder, "hf:zoo-test/blobs")
+    assert "\n" not in str(err.value)
+    assert not any(folder.iterdir()) and not any((cache / "models--zoo-test--blobs" / "blobs").iterdir())  # both bad files gone
+    folder = Path(snapshot_download("zoo-test/blobs", cache_dir=cache))  # the next pull downloads them again
+    assert check_snapshot(folder, "hf:zoo-test/blobs") == 2
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+
+
+def test_hub_library_downloads_retry_5xx_then_give_one_line(hub: Hub, zoo_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    from zoo.cache.download import with_retries
+
+    hub.point_hf_here(monkeypatch)
+    path = f"/{REPO}/resolve/main/model.safetensors"
+    hub.files[path] = PAYLOAD
+    hub.plan[path] = [503, 502, "ok"]
+    got = with_retries(lambda: _hf_get(hub, "model.safetensors"), "hf:zoo-test/tiny", backoff=0.0)
+    assert Path(got).read_bytes() == PAYLOAD and hub.gets[path] == 3
+    hub.files[path + "2"] = PAYLOAD[::-1]  # other bytes: the blob of the first file must not satisfy it
+    hub.plan[path + "2"] = [503]
+    with pytest.raises(DownloadError, match=r"HTTP 503 after 2 attempt\(s\)") as err:
+        with_retries(lambda: _hf_get(hub, "model.safetensors2"), "hf:zoo-test/tiny", retries=1, backoff=0.0)
+    assert "\n" not in str(err.value) and _hf_cached("model.safetensors2") is None
+    with pytest.raises(EntryNotFoundError):  # not transient: raised at once, no retry
+        with_retries(lambda: _hf_get(hub, "absent.safetensors"), "hf:zoo-test/tiny", backoff=0.0)

@@ -98,6 +98,193 @@ def write_keras_h5(model: Any, path: Path, values: Any = None) -> Path:
     return path
 
 
+#: The commit the loopback hub reports for every repo and file.
+HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+#: File types the Hugging Face Hub stores in LFS (named by sha256); the rest are git blobs (named by sha1).
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".keras", ".onnx", ".msgpack", ".ot", ".gz", ".tar")
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """The git blob id of ``data`` (what the Hub publishes as the etag of a non-LFS file)."""
+    import hashlib
+
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class LoopbackHub:
+    """A loopback HTTP server (127.0.0.1 only) that serves files the way the model hubs do.
+
+    ``files[path]`` are plain files (torch.hub / Keras style: ``ETag`` is the sha256). Hugging Face
+    repos added with :meth:`add_hf_repo` answer ``/api/models/REPO/revision/REV``,
+    ``/api/models/REPO/tree/REV`` and ``/REPO/resolve/REV/FILE`` like the Hub: LFS files with
+    ``X-Linked-Etag`` (sha256) and ``X-Linked-Size``, the others with the git blob sha1 as ``ETag``,
+    every answer with ``X-Repo-Commit``; point ``HF_ENDPOINT`` (and ``huggingface_hub.constants``)
+    at :attr:`url`.
+
+    ``plan[key]`` is a list of behaviours consumed one per GET (the last one repeats), where ``key``
+    is a plain file's path or ``"REPO/FILE"``: ``"ok"``; ``"cut"`` (announces the full length,
+    sends half, closes); ``"slow"`` (the whole file in small chunks); ``"flip"`` (the right headers
+    and length, one byte altered, as a faulty proxy would); or an HTTP status code. ``gets[key]``
+    counts the GETs. The server stops by itself after ``lifetime`` seconds.
+    """
+
+    def __init__(self, lifetime: float = 90.0) -> None:
+        import hashlib
+        import json
+        import threading
+        import time
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.files: dict[str, bytes] = {}
+        self.repos: dict[str, dict[str, bytes]] = {}
+        self.plan: dict[str, list[object]] = {}
+        self.gets: dict[str, int] = {}
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _status(self, code: int, headers: dict[str, str] | None = None) -> None:
+                self.send_response(code)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def _json(self, obj: object) -> None:
+                body = json.dumps(obj).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _api(self, path: str) -> None:
+                parts = path.split("/")  # ['', 'api', 'models', org, name, kind, rev, ...]
+                repo = "/".join(parts[3:5])
+                if repo not in hub.repos or len(parts) < 7:
+                    self._status(404, {"X-Error-Code": "RepoNotFound"})
+                    return
+                files = hub.repos[repo]
+                if parts[5] == "revision":
+                    self._json({"id": repo, "modelId": repo, "sha": HUB_COMMIT, "siblings": [{"rfilename": f} for f in sorted(files)]})
+                    return
+                tree = []
+                for name in sorted(files):
+                    data = files[name]
+                    entry: dict[str, Any] = {"type": "file", "path": name, "size": len(data), "oid": git_blob_sha1(data)}
+                    if name.endswith(LFS_SUFFIXES):
+                        entry["lfs"] = {"oid": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                    tree.append(entry)
+                self._json(tree)
+
+            def _resolve(self, path: str) -> tuple[str, bytes, dict[str, str]] | None:
+                for repo, files in hub.repos.items():
+                    prefix = f"/{repo}/resolve/"
+                    if path.startswith(prefix):
+                        rev, _, name = path[len(prefix):].partition("/")
+                        if name not in files or rev not in ("main", HUB_COMMIT):
+                            return None
+                        data = files[name]
+                        headers = {"X-Repo-Commit": HUB_COMMIT}
+                        if name.endswith(LFS_SUFFIXES):
+                            sha = hashlib.sha256(data).hexdigest()
+                            headers.update({"X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(data)), "ETag": f'"{sha}"'})
+                        else:
+                            headers["ETag"] = f'"{git_blob_sha1(data)}"'
+                        return f"{repo}/{name}", data, headers
+                if path in hub.files:
+                    data = hub.files[path]
+                    return path, data, {"ETag": f'"{hashlib.sha256(data).hexdigest()}"', "X-Repo-Commit": HUB_COMMIT}
+                return None
+
+            def _answer(self, head: bool) -> None:
+                path = self.path.split("?")[0]
+                if path.startswith("/api/models/"):
+                    self._api(path)
+                    return
+                found = self._resolve(path)
+                if found is None:
+                    self._status(404, {"X-Error-Code": "EntryNotFound"})
+                    return
+                key, body, headers = found
+                headers.update({"Content-Length": str(len(body)), "Accept-Ranges": "none"})
+                if head:
+                    self.send_response(200)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    return
+                hub.gets[key] = hub.gets.get(key, 0) + 1
+                steps = hub.plan.get(key, ["ok"])
+                step = steps.pop(0) if len(steps) > 1 else steps[0]
+                if isinstance(step, int):
+                    self._status(step)
+                    return
+                self.send_response(200)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                if step == "cut":
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                elif step == "slow":
+                    for i in range(0, len(body), 16384):
+                        self.wfile.write(body[i : i + 16384])
+                        time.sleep(0.01)
+                elif step == "flip":
+                    mid = len(body) // 2
+                    self.wfile.write(body[:mid] + bytes([body[mid] ^ 0x01]) + body[mid + 1 :])
+                else:
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                self._answer(head=True)
+
+            def do_GET(self) -> None:  # noqa: N802
+                self._answer(head=False)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.timer = threading.Timer(lifetime, self.server.shutdown)
+        self.timer.daemon = True
+
+    def add_hf_repo(self, repo: str, folder: str | Path) -> dict[str, bytes]:
+        """Serve every file under ``folder`` as Hugging Face repo ``repo`` (``org/name``); returns them."""
+        root = Path(folder)
+        files = {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+        self.repos[repo] = files
+        return files
+
+    def point_hf_here(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Make ``huggingface_hub`` (already imported or not) and zoo talk to this server, online."""
+        from huggingface_hub import constants as hf_constants
+
+        monkeypatch.setenv("HF_ENDPOINT", self.url)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.delenv("ZOO_OFFLINE", raising=False)
+        monkeypatch.setattr(hf_constants, "ENDPOINT", self.url)
+        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", self.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)  # read at import, maybe by an earlier offline test
+
+    def __enter__(self) -> LoopbackHub:
+        self.thread.start()
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.timer.cancel()
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def sample_image(name: str = "chelsea") -> Any:
     """A real RGB image (uint8 HWC) from scikit-image's ``data`` module."""
     from skimage import data

@@ -21,6 +21,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from zoo import constants
 from zoo.cache import records
@@ -28,6 +29,7 @@ from zoo.cache.errors import DownloadError, IntegrityError
 from zoo.errors import NotCachedError
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
+T = TypeVar("T")
 #: torch.hub's rule: ``name-<hex>.ext`` publishes a prefix of the file's sha256.
 HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
 
@@ -241,3 +243,38 @@ def _download(
         finally:
             tmp.unlink(missing_ok=True)
     raise DownloadError(url, f"{problem} after {retries + 1} attempt(s)", str(dest))
+
+
+def _transient(exc: BaseException) -> str | None:
+    """Why ``exc`` (from a hub library such as huggingface_hub) is worth retrying, or ``None``."""
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return f"HTTP {status}" if status in RETRY_STATUS else None
+    names = {c.__name__ for c in type(exc).__mro__}
+    if names & {"TransportError", "ConnectionError", "TimeoutError", "IncompleteRead", "TimeoutException"}:
+        return f"connection failed ({exc})"
+    return None
+
+
+def with_retries(call: Callable[[], T], what: str, dest: str | None = None, *, retries: int = 3, backoff: float = 1.0) -> T:
+    """Run a hub library's download ``call``, retrying server errors (429, 5xx) and broken connections.
+
+    The library keeps its own guarantees (huggingface_hub writes ``.incomplete`` files and renames
+    them); this adds what it lacks for file transfers: retries with exponential backoff. Anything
+    else (404, a refused hash) is raised at once.
+
+    Raises:
+        DownloadError: still failing after ``retries + 1`` attempts (one line, with the cache path).
+    """
+    problem = "no attempt was made"
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff * (2 ** (attempt - 1)))
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - classified below, re-raised unless transient
+            reason = _transient(exc)
+            if reason is None:
+                raise
+            problem = reason.splitlines()[0]
+    raise DownloadError(what, f"{problem} after {retries + 1} attempt(s)", dest)

@@ -156,12 +156,15 @@ def lock_models(ids: list[str], *, fetch: bool = True) -> LockFile:
         fetch: ``zoo.load`` each id first, which downloads into the source's cache.
 
     A source's published hash (torchvision's file-name prefix) is checked when a file is
-    downloaded, as torch.hub does; the lock records the sha256 of the bytes in the cache.
+    downloaded, as torch.hub does, and a Hugging Face blob against the hash its name carries;
+    the lock records the sha256 of the bytes in the cache.
 
     Raises:
         NotCachedError: a file the source lists is missing after loading.
+        IntegrityError: a Hugging Face blob differs from the hash the Hub published (it was removed).
     """
     import zoo
+    from zoo.cache.hub_blobs import check_file
 
     models = []
     for text in ids:
@@ -175,6 +178,7 @@ def lock_models(ids: list[str], *, fetch: bool = True) -> LockFile:
             path = sf.path
             if not path.is_file():
                 raise NotCachedError(resolved_id, str(path))
+            check_file(path, found.model_id.base)  # a Hugging Face blob is held to the hash the Hub published
             digest, size = records.sha256_file(path)
             records.record(sf.key, digest, size, url=sf.url, model=found.model_id.base)
             files.append(LockedFile(key=sf.key, sha256=digest, size=size, url=sf.url))

@@ -26,6 +26,7 @@ SENTENCES = [
 ]
 COMMIT_A = "a" * 8 + "0123456789abcdef0123456789abcdef"
 COMMIT_B = "b" * 8 + "fedcba9876543210fedcba9876543210"
+from zoo.testing import HUB_COMMIT as HUB_COMMIT_T  # noqa: E402
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -477,3 +478,37 @@ class TestHFPlugin(PluginContract):
     @pytest.fixture
     def plugin_name(self) -> str:
         return "hf"
+
+
+# ---- online against a loopback Hub: every file held to the hash the Hub published ----------------
+
+
+def test_online_load_refuses_a_file_altered_in_transit_and_keeps_nothing_of_it(zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo.cache import records
+    from zoo.errors import IntegrityError
+    from zoo.testing import LoopbackHub
+
+    folder = make_bert(tmp_path / "bert")
+    repo = "zoo-test/tiny-bert"
+    with LoopbackHub() as hub:
+        files = hub.add_hf_repo(repo, folder)
+        hub.point_hf_here(monkeypatch)
+        hub.plan[f"{repo}/model.safetensors"] = ["flip"]  # right headers and length, one byte altered
+        with pytest.raises(IntegrityError, match=r"model\.safetensors of hf:zoo-test/tiny-bert.*removed.*zoo pull hf:zoo-test/tiny-bert"):
+            zoo.load(f"hf:{repo}")
+        assert hub.gets[f"{repo}/model.safetensors"] == 1  # really downloaded, then refused
+        repo_dir = Path(os.environ["HF_HOME"]) / "hub" / "models--zoo-test--tiny-bert"
+        sha = hashlib.sha256(files["model.safetensors"]).hexdigest()
+        assert not (repo_dir / "blobs" / sha).exists()
+        assert not [p for p in (repo_dir / "snapshots").rglob("model.safetensors")]  # no entry, dangling or not
+        assert not [p for p in (repo_dir / "blobs").iterdir() if p.name.endswith(".incomplete")]
+        # the configs arrived intact: kept and recorded with the Hub's hashes
+        recorded = records.files()
+        assert recorded[f"HF_HOME/hub/models--zoo-test--tiny-bert/snapshots/{HUB_COMMIT_T}/config.json"]["sha256"] == hashlib.sha256(files["config.json"]).hexdigest()
+
+        hub.plan[f"{repo}/model.safetensors"] = [503, "ok"]  # a 5xx, then the whole file
+        bb = zoo.load(f"hf:{repo}")
+        assert hub.gets[f"{repo}/model.safetensors"] >= 2
+        assert (repo_dir / "blobs" / sha).read_bytes() == files["model.safetensors"]
+    text = ["the whole verified file or nothing"]
+    np.testing.assert_allclose(bb.embed(text), zoo.load(f"hf:{repo}", path=folder).embed(text), rtol=1e-6, atol=1e-6)

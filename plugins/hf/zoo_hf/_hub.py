@@ -4,6 +4,8 @@ Downloads go through :func:`huggingface_hub.snapshot_download` into the standard
 (``$HF_HOME/hub/models--org--name/{blobs,refs,snapshots}``), configs, tokenizer and preprocessor
 files plus ``*.safetensors`` only (``pytorch_model.bin`` only for repos that have no safetensors).
 Offline (``ZOO_OFFLINE`` / ``HF_HUB_OFFLINE``) nothing is fetched: ``local_files_only=True``.
+Online, every file of the snapshot is then held to the hash the Hub published for it
+(:mod:`zoo.cache.hub_blobs`); a mismatch removes the file and raises ``IntegrityError``.
 """
 
 from __future__ import annotations
@@ -99,17 +101,27 @@ def _snapshot(model_id: Any) -> Path:
         return folder
     from huggingface_hub import HfApi
 
-    files = HfApi().list_repo_files(repo, revision=revision)
+    from zoo.cache.download import with_retries
+    from zoo.cache.hub_blobs import check_snapshot
+
+    what = f"{model_id} from {os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}"
+    files = with_retries(lambda: HfApi().list_repo_files(repo, revision=revision), what)
     weights = SAFE_WEIGHTS if any(f.endswith(".safetensors") for f in files) else TORCH_WEIGHTS
-    return Path(
-        snapshot_download(
-            repo,
-            revision=revision,
-            cache_dir=cache,
-            allow_patterns=CONFIG_PATTERNS + weights,
-            ignore_patterns=IGNORE_PATTERNS,
+    # the library resumes cut transfers and renames whole files into place; zoo adds retries on 5xx
+    folder = Path(
+        with_retries(
+            lambda: snapshot_download(
+                repo,
+                revision=revision,
+                cache_dir=cache,
+                allow_patterns=CONFIG_PATTERNS + weights,
+                ignore_patterns=IGNORE_PATTERNS,
+            ),
+            what,
         )
     )
+    check_snapshot(folder, str(model_id))  # the library checks sizes only: hold every blob to the Hub's published hash
+    return folder
 
 
 def model_files(model_id: Any) -> dict[str, Any] | None:

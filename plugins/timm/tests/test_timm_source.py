@@ -350,3 +350,31 @@ class TestTimmPlugin(PluginContract):
     @pytest.fixture
     def plugin_name(self) -> str:
         return "timm"
+
+
+def test_online_hub_weights_altered_in_transit_are_refused_then_fetched_whole(zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """timm downloads through huggingface_hub (a loopback Hub here); zoo holds the file to the Hub's sha256."""
+    from safetensors.torch import save_file
+
+    from zoo.errors import IntegrityError
+    from zoo.testing import LoopbackHub
+
+    repo = f"timm/{ARCH}.{TAG}"
+    src = tmp_path / "repo"
+    src.mkdir()
+    sd = random_lite0_state()
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(src / "model.safetensors"))
+    with LoopbackHub() as hub:
+        files = hub.add_hf_repo(repo, src)
+        hub.point_hf_here(monkeypatch)
+        hub.plan[f"{repo}/model.safetensors"] = ["flip"]
+        with pytest.raises(IntegrityError, match=rf"model\.safetensors of {re.escape(MID)}.*removed"):
+            zoo.load(MID)
+        blobs = Path(os.environ["HF_HOME"]) / "hub" / f"models--timm--{ARCH}.{TAG}" / "blobs"
+        assert hub.gets[f"{repo}/model.safetensors"] == 1 and not any(blobs.iterdir())
+        hub.plan[f"{repo}/model.safetensors"] = [503, "ok"]
+        bb = zoo.load(MID)
+        assert [p.read_bytes() for p in blobs.iterdir()] == [files["model.safetensors"]]
+    got = bb.model.state_dict()
+    shared = [k for k in sd if k in got]
+    assert len(shared) > 200 and all(torch.equal(got[k], sd[k]) for k in shared)

@@ -148,7 +148,19 @@ def create(model_id: Any, resolved: Any, *, pretrained: bool, **kwargs: Any) -> 
     if cfg.get("hf_hub_id") and model_id.revision:
         overlay = {"hf_hub_id": f"{_split_revision(cfg['hf_hub_id'], None)[0]}@{model_id.revision}"}
     cache_dir = str(hf_hub_cache()) if cfg.get("hf_hub_id") else None
-    return timm.create_model(full, pretrained=True, pretrained_cfg_overlay=overlay, cache_dir=cache_dir, **kwargs)
+    from zoo.cache.download import with_retries
+
+    model = with_retries(
+        lambda: timm.create_model(full, pretrained=True, pretrained_cfg_overlay=overlay, cache_dir=cache_dir, **kwargs),
+        f"{model_id} from {cfg.get('hf_hub_id') or cfg.get('url')}",
+    )
+    if cfg.get("hf_hub_id"):
+        from zoo.cache.hub_blobs import check_file
+
+        found, _ = cached_file(cfg, model_id.revision)
+        if found is not None:  # huggingface_hub checks sizes only: hold the weights to the Hub's published sha256
+            check_file(found, str(model_id))
+    return model
 
 
 def model_files(model_id: Any) -> dict[str, Any]:
