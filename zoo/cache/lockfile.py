@@ -19,7 +19,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from zoo import constants
 from zoo.cache import records
 from zoo.cache.errors import IntegrityError
 from zoo.errors import InvalidInputError, NotCachedError
@@ -208,7 +207,8 @@ def pull_lock(lock: LockFile, *, progress: bool = True) -> list[Path]:
                     done.append(path)
                     continue
             if not lf.url:
-                # no file URL (a TF Hub module arrives as one archive): let the source's own
+                # no file URL (a TF Hub module arrives as one archive, packaged weights are converted
+                # here): let the source's own
                 # downloader fetch a missing model, then hold the bytes to the lock
                 if path.is_file():
                     digest, size = records.sha256_file(path)
@@ -217,7 +217,7 @@ def pull_lock(lock: LockFile, *, progress: bool = True) -> list[Path]:
                         f"sha256 {lf.sha256[:12]}... ({lf.size} bytes)", f"{digest[:12]}... ({size} bytes)",
                         f"run `zoo cache rm {model.id}` and pull again, or import the bundle",
                     )
-                if constants.offline() or model.id in loaded:
+                if model.id in loaded:  # offline, the source's loader raises NotCachedError itself
                     raise NotCachedError(model.pinned_id, str(path))
                 import zoo
 

