@@ -59,12 +59,12 @@ def run(families: list[str], sizes: list[int], seeds: list[int], image_backbones
     import zoo
     from bench.grid import arms as A
     from bench.grid.cell import run_cell
-    from bench.grid.peers import ARMS, PEERS
+    from bench.grid.peers import ARMS, PEERS, RECOMMENDATIONS
     from bench.grid.report import read_rows
     from bench.grid.tasks import TEXT_FAMILIES, build_task
 
     done = {_key(r) for r in read_rows(csv_path)}
-    wanted = set(ARMS) | set(PEERS) | {"recommended"}
+    wanted = set(ARMS) | set(PEERS) | set(RECOMMENDATIONS)
     new = not csv_path.exists()
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     if new:

@@ -124,7 +124,7 @@ def _rows(accs: dict[str, list[float]], family: str = "natural", size: int = 5, 
     for arm, values in accs.items():
         for seed, v in enumerate(values):
             r = {"family": family, "per_class": size, "backbone": "timm:x", "seed": seed, "arm": arm, "acc": v / 100, "seconds": 10.0}
-            if arm == "recommended":
+            if arm in ("recommended", "recommended-data"):
                 r.update(plan_strategy="linear-probe", plan_unfreeze="-", mapped_arm=rec_arm, rec_seconds=0.5)
             rows.append(r)
     return rows
@@ -164,6 +164,36 @@ def test_table_has_every_required_column_and_marks_misses(tmp_path: Path) -> Non
     R.write_doc(doc, md.replace("MISS", "MISS2"))
     text = doc.read_text(encoding="utf-8")
     assert "kept" in text and text.count(R.BEGIN) == 1 and "MISS2" in text
+
+
+def test_data_mode_rows_get_their_own_regret_and_section() -> None:
+    accs = {a: [50.0, 50.0, 50.0] for a in ARMS}
+    accs["lp-concat"] = [70.0, 70.0, 70.0]
+    accs["recommended"] = [50.0, 50.0, 50.0]  # metadata mode: lp, regret 20
+    accs["recommended-data"] = [70.0, 70.0, 70.0]  # data mode: lp-concat, regret 0
+    accs.update({p: [60.0, 60.0, 60.0] for p in PEERS})
+    rows = _rows(accs)
+    assert R.cells(rows)[0]["regret"] == pytest.approx(20.0)
+    assert R.cells(rows, rec_arm="recommended-data")[0]["regret"] == pytest.approx(0.0)
+    md = R.markdown(rows, quick=True)
+    section = md.split("### Data mode:")[1]
+    assert "| mean regret (pts) | <= 0.5 | 0 | PASS |" in section
+    assert R._done_seeds(rows) == 3 and R._done_seeds([r for r in rows if r["arm"] != "recommended-data"]) == 0
+
+
+@pytest.mark.parametrize("family", ["digits", "numpy-topics"])
+def test_task_written_for_data_mode_reads_back_as_the_same_items(family: str, tmp_path: Path) -> None:
+    """What ``zoo recommend --data`` reads is the cell's training set: same classes, counts and labels."""
+    from bench.grid.cell import write_task
+    from zoo.recommender.data import load_dataset
+
+    task = build_task(family, 5, 0)
+    ds = load_dataset(write_task(task, tmp_path / "data"), max_samples=10_000)
+    assert ds.modality == task.modality and len(ds.items) == len(task.train_y)
+    assert sorted(ds.classes) == sorted(task.classes)
+    assert sorted(ds.classes[i] for i in ds.labels) == sorted(task.classes[int(y)] for y in task.train_y)
+    if family == "numpy-topics":
+        assert sorted(ds.items) == sorted(task.train_x)
 
 
 def test_text_layer_cache_gives_the_encoders_output(zoo_home, no_network) -> None:

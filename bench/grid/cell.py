@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench.grid import arms as A
-from bench.grid.peers import ARMS, PEERS, arm_phases, peer_phases
+from bench.grid.peers import ARMS, PEERS, RECOMMENDATIONS, arm_phases, peer_phases
 from bench.grid.tasks import Task
 
 
@@ -24,6 +28,43 @@ def recommend_for(task: Task) -> tuple[Any, float]:
         shift=task.shift, image_size=task.image_size, device="cpu", smallest_class=task.per_class,
     )
     return plan, time.perf_counter() - t0
+
+
+def write_task(task: Task, folder: Path) -> Path:
+    """The task's training items as a user would hand them to ``zoo recommend --data``.
+
+    Images: one PNG per item in one sub-folder per class; text: a JSONL file of ``text``/``label``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    if task.modality == "text":
+        path = folder / "train.jsonl"
+        with path.open("w", encoding="utf-8") as fh:
+            for x, y in zip(task.train_x, task.train_y):
+                fh.write(json.dumps({"text": x, "label": task.classes[int(y)]}) + "\n")
+        return path
+    from PIL import Image
+
+    for i, (x, y) in enumerate(zip(task.train_x, task.train_y)):
+        sub = folder / task.classes[int(y)]
+        sub.mkdir(exist_ok=True)
+        Image.fromarray(np.asarray(x, dtype=np.uint8)).save(sub / f"{i:05d}.png")
+    return folder
+
+
+def recommend_data_for(task: Task, backbone: str) -> tuple[Any, float]:
+    """``zoo.recommend`` in data mode on the task's training items, the cell's backbone the only candidate.
+
+    The declared domain and shift go along (as in metadata mode); the similarity, the depth (probe
+    profile) and the orientation sensitivity are measured. Returns ``(plan, seconds)``; the seconds
+    include writing nothing but the measurement (the files are written before the clock starts).
+    """
+    import zoo
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_task(task, Path(tmp) / "data")
+        t0 = time.perf_counter()
+        plan = zoo.recommend(data=path, candidates=[backbone], domain=task.domain, shift=task.shift, device="cpu")
+        return plan, time.perf_counter() - t0
 
 
 def plan_phases(plan: Any, n: int, epochs: int) -> tuple[list[A.Phase] | None, str, str]:
@@ -59,8 +100,12 @@ def _text_bn(phases: list[A.Phase], modality: str) -> list[A.Phase]:
 def run_cell(
     split: A.Split, state: dict[str, torch.Tensor], task: Task, backbone: str, *, target_steps: int,
     skip: set[str], emit: Callable[[dict[str, Any]], None], arms: tuple[str, ...] = ARMS, peers: tuple[str, ...] = PEERS,
+    recommendations: tuple[str, ...] = RECOMMENDATIONS,
 ) -> None:
-    """Train every arm, peer and the recommended plan not in ``skip``; ``emit`` one row per result.
+    """Train every arm, peer and recommended plan not in ``skip``; ``emit`` one row per result.
+
+    ``recommended``: metadata mode (what the task declares); ``recommended-data``: data mode on the
+    task's training items (:func:`recommend_data_for`).
 
     The activation caches are built once per cell; their time is charged to the ``lp`` row.
     """
@@ -113,14 +158,15 @@ def run_cell(
         torch.manual_seed(seed)
         phases, head = peer_phases(peer, n, epochs, dim, task.n_classes, task.modality, len(task.train_y), target_steps)
         fit(peer, "peer", phases, head)
-    if "recommended" in skip:
-        return
-    plan, rec_s = recommend_for(task)
-    phases, mapped, _ = plan_phases(plan, n, epochs)
-    extra = {"plan_strategy": plan.strategy, "plan_unfreeze": "+".join(plan.unfreeze) or "-", "plan_backbone": plan.backbone,
-             "plan_epochs": plan.schedule.epochs, "plan_head_lr": plan.lr["head"], "mapped_arm": mapped, "rec_seconds": round(rec_s, 4)}
-    if phases is None:
-        emit({**base, "arm": "recommended", "kind": "recommended", "acc": results[mapped], "seconds": 0.0, "steps": 0, **extra})
-        return
-    head = A.Head(dim, task.n_classes).init_from(*lp_head)
-    fit("recommended", "recommended", phases, head, extra)
+    for name, recommend in (("recommended", lambda: recommend_for(task)), ("recommended-data", lambda: recommend_data_for(task, backbone))):
+        if name in skip or name not in recommendations:
+            continue
+        plan, rec_s = recommend()
+        phases, mapped, _ = plan_phases(plan, n, epochs)
+        extra = {"plan_strategy": plan.strategy, "plan_unfreeze": "+".join(plan.unfreeze) or "-", "plan_backbone": plan.backbone,
+                 "plan_epochs": plan.schedule.epochs, "plan_head_lr": plan.lr["head"], "mapped_arm": mapped, "rec_seconds": round(rec_s, 4)}
+        if phases is None:
+            emit({**base, "arm": name, "kind": name, "acc": results[mapped], "seconds": 0.0, "steps": 0, **extra})
+            continue
+        head = A.Head(dim, task.n_classes).init_from(*lp_head)
+        fit(name, name, phases, head, extra)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.grid.peers import ARMS, PEERS
+from bench.grid.peers import ARMS, PEERS, RECOMMENDATIONS
 
 SIMILAR = ("natural", "position")
 DIFFERENT = ("natural-shift", "shapes", "digits")
@@ -51,11 +51,12 @@ def split_of(family: str, seed: int) -> str:
     return "held-out seed" if seed == HELD_OUT_SEED else "dev"
 
 
-def cells(rows: Sequence[dict[str, Any]], splits: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def cells(rows: Sequence[dict[str, Any]], splits: Sequence[str] | None = None, rec_arm: str = "recommended") -> list[dict[str, Any]]:
     """One record per (task, size, backbone) over the seeds whose split is in ``splits`` (all if None).
 
     The oracle is the arm with the best mean test accuracy; regret per seed is the oracle arm's
-    accuracy minus the recommended arm's on that seed (points), with a 90 % bootstrap CI.
+    accuracy minus the recommended arm's (``rec_arm``: ``recommended`` for metadata mode,
+    ``recommended-data`` for data mode) on that seed (points), with a 90 % bootstrap CI.
     """
     acc: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     rec_meta: dict[tuple, dict[str, Any]] = {}
@@ -65,22 +66,22 @@ def cells(rows: Sequence[dict[str, Any]], splits: Sequence[str] | None = None) -
             continue
         key = (r["family"], int(r["per_class"]), r["backbone"])
         acc[key][r["arm"]][seed] = 100.0 * float(r["acc"])
-        if r["arm"] == "recommended":
+        if r["arm"] == rec_arm:
             rec_meta[key] = r
     out = []
     for key, by_arm in sorted(acc.items()):
-        seeds = sorted(set(by_arm.get("recommended", {})) & set.intersection(*(set(by_arm.get(a, {})) for a in ARMS)))
+        seeds = sorted(set(by_arm.get(rec_arm, {})) & set.intersection(*(set(by_arm.get(a, {})) for a in ARMS)))
         if not seeds:
             continue
         means = {a: statistics.fmean(by_arm[a][s] for s in seeds) for a in ARMS}
         oracle = max(ARMS, key=lambda a: (means[a], -ARMS.index(a)))
-        regrets = [by_arm[oracle][s] - by_arm["recommended"][s] for s in seeds]
+        regrets = [by_arm[oracle][s] - by_arm[rec_arm][s] for s in seeds]
         lo, hi = bootstrap_ci(regrets)
         m = rec_meta[key]
         rec = {
             "task": key[0], "size": key[1], "backbone": key[2], "seeds": len(seeds), "oracle_arm": oracle, "oracle_acc": means[oracle],
             "recommended": f"{m.get('plan_strategy', '')} [{m.get('plan_unfreeze', '')}]", "mapped_arm": m.get("mapped_arm", ""),
-            "rec_acc": statistics.fmean(by_arm["recommended"][s] for s in seeds), "regret": statistics.fmean(regrets),
+            "rec_acc": statistics.fmean(by_arm[rec_arm][s] for s in seeds), "regret": statistics.fmean(regrets),
             "regret_ci_low": lo, "regret_ci_high": hi,
             "split": split_of(key[0], seeds[0]) if splits is None else "/".join(splits),
         }
@@ -91,9 +92,9 @@ def cells(rows: Sequence[dict[str, Any]], splits: Sequence[str] | None = None) -
     return out
 
 
-def cost_ratio(rows: Sequence[dict[str, Any]]) -> float:
+def cost_ratio(rows: Sequence[dict[str, Any]], rec_arm: str = "recommended") -> float:
     """Seconds the recommendation took, as % of the seconds every arm took, summed over cells."""
-    rec = sum(float(r.get("rec_seconds") or 0) for r in rows if r["arm"] == "recommended")
+    rec = sum(float(r.get("rec_seconds") or 0) for r in rows if r["arm"] == rec_arm)
     arms = sum(float(r["seconds"]) for r in rows if r["arm"] in ARMS)
     return 100.0 * rec / arms if arms else float("nan")
 
@@ -125,7 +126,7 @@ def _done_seeds(rows: Sequence[dict[str, Any]]) -> int:
     have: dict[tuple, set[str]] = defaultdict(set)
     for r in rows:
         have[(r["family"], int(r["per_class"]), r["backbone"], int(r["seed"]))].add(r["arm"])
-    need = set(ARMS) | set(PEERS) | {"recommended"}
+    need = set(ARMS) | set(PEERS) | set(RECOMMENDATIONS)
     return sum(1 for v in have.values() if need <= v)
 
 
@@ -187,10 +188,41 @@ def markdown(rows: Sequence[dict[str, Any]], *, quick: bool, seconds: float | No
         lines += ["**MISS** on: " + "; ".join(misses) + ". Why: the recommender's metadata rules pick a strategy from size, domain "
                   "and shift alone, and these measured accuracies contradict them: " + (why or "no strategy mismatch; the regret comes "
                   "from the plan's learning rates") + ". The rules were not changed on the grid (the held-out split is reported above).", ""]
+    lines += data_mode_section(rows)
     if plot:
         lines += [f"![strategy grid]({plot})", ""]
     lines.append(END)
     return "\n".join(lines)
+
+
+DATA_COLUMNS = ["task", "size", "backbone", "seeds", "oracle_arm", "oracle_acc", "recommended", "mapped_arm", "rec_acc", "regret", "regret_ci_low", "regret_ci_high", "split"]
+
+
+def data_mode_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Targets and per-cell regret of the data-mode recommendation (``recommended-data`` rows), if any."""
+    all_cells = cells(rows, rec_arm="recommended-data")
+    if not all_cells:
+        return []
+    cost = cost_ratio(rows, "recommended-data")
+    lines = ["### Data mode: `zoo recommend --data` on each cell's training items", "",
+             "The same cells, recommended the way a user with data would ask: the task's training items written as an image folder "
+             "(or a JSONL of text and label), `zoo.recommend(data=..., candidates=[the cell's backbone], domain=..., shift=...)`, "
+             "which measures the domain similarity, the per-group probe profile (the unfreezing depth) and the orientation "
+             "sensitivity, then builds the plan with the same rules; the plan runs in the same harness. Its cost counts the "
+             "measurement (extraction, probes, flip test).", ""]
+    for name, splits in (("All cells", None), ("Held-out seed", ["held-out seed"]), ("Held-out family", ["held-out family"])):
+        cs = cells(rows, splits, rec_arm="recommended-data")
+        if not cs:
+            continue
+        lines += [f"#### Data mode targets: {name}", "", "| target | threshold | value | status |", "| --- | --- | --- | --- |"]
+        for t, thr, v, ok in targets(cs, cost):
+            lines.append(f"| {t} | {thr} | {v:.3g} | {'PASS' if ok else 'MISS'} |")
+        lines.append("")
+    lines += ["#### Data mode per cell", "", "| " + " | ".join(DATA_COLUMNS) + " |", "|" + " --- |" * len(DATA_COLUMNS)]
+    for c in all_cells:
+        lines.append("| " + " | ".join(_fmt(c[k]) for k in DATA_COLUMNS) + " |")
+    lines.append("")
+    return lines
 
 
 def write_doc(doc: Path, section: str) -> None:
