@@ -63,7 +63,8 @@ def run(families: list[str], sizes: list[int], seeds: list[int], image_backbones
     from bench.grid.report import read_rows
     from bench.grid.tasks import TEXT_FAMILIES, build_task
 
-    done = {_key(r) for r in read_rows(csv_path)}
+    rows = read_rows(csv_path)
+    done = {_key(r) for r in rows}
     wanted = set(ARMS) | set(PEERS) | set(RECOMMENDATIONS)
     new = not csv_path.exists()
     csv_path.parent.mkdir(parents=True, exist_ok=True)
@@ -92,9 +93,10 @@ def run(families: list[str], sizes: list[int], seeds: list[int], image_backbones
             state = A.snapshot(split)
             for fam, size, seed in todo:
                 skip = {a for (ff, pp, b, ss, a) in done if (ff, pp, b, ss) == (fam, size, bb_id, seed)}
+                known = {r["arm"]: float(r["acc"]) for r in rows if _key(r)[:4] == (fam, size, bb_id, seed)}
                 t0 = time.perf_counter()
                 task = build_task(fam, size, seed)
-                run_cell(split, state, task, bb_id, target_steps=target_steps, skip=skip, emit=emit)
+                run_cell(split, state, task, bb_id, target_steps=target_steps, skip=skip, emit=emit, known=known)
                 if log:
                     print(f"cell {fam}@{size} {bb_id} seed {seed}: {time.perf_counter() - t0:.0f}s", flush=True)
             del bb, split, state
