@@ -20,6 +20,7 @@ from zoo.cache.errors import DownloadError, IntegrityError
 from zoo.errors import NotCachedError
 from zoo.testing import HUB_COMMIT as COMMIT
 from zoo.testing import LoopbackHub as Hub
+from zoo.testing import git_blob_sha1
 
 PAYLOAD = os.urandom(300_000) + b"zoo weights"
 SHA = hashlib.sha256(PAYLOAD).hexdigest()
@@ -252,3 +253,27 @@ def test_hub_library_downloads_retry_5xx_then_give_one_line(hub: Hub, zoo_home: 
     assert "\n" not in str(err.value) and _hf_cached("model.safetensors2") is None
     with pytest.raises(EntryNotFoundError):  # not transient: raised at once, no retry
         with_retries(lambda: _hf_get(hub, "absent.safetensors"), "hf:zoo-test/tiny", backoff=0.0)
+
+
+def test_four_processes_pulling_one_hf_repo(hub: Hub, zoo_home: Path, tmp_path: Path) -> None:
+    """huggingface_hub's per-blob lock plus zoo's hash check: one valid blob, four successes, one GET."""
+    src = tmp_path / "repo"
+    src.mkdir()
+    (src / "model.safetensors").write_bytes(PAYLOAD)
+    (src / "config.json").write_text('{"model_type": "bert"}')
+    hub.add_hf_repo("zoo-test/four", src)
+    hub.plan["zoo-test/four/model.safetensors"] = ["slow"]
+    code = (
+        "import os; from huggingface_hub import snapshot_download; from zoo.cache.hub_blobs import check_snapshot\n"
+        "folder = snapshot_download('zoo-test/four', cache_dir=os.path.join(os.environ['HF_HOME'], 'hub'))\n"
+        "print(check_snapshot(folder, 'hf:zoo-test/four'))\n"
+    )
+    env = {**os.environ, "HF_ENDPOINT": hub.url}
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("ZOO_OFFLINE", None)
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(4)]
+    results = [(p.wait(timeout=120), p.stdout.read().decode().strip(), p.stderr.read().decode()) for p in procs]
+    assert all(rc == 0 and out == "2" for rc, out, _ in results), results
+    blobs = Path(os.environ["HF_HOME"]) / "hub" / "models--zoo-test--four" / "blobs"
+    assert sorted(p.name for p in blobs.iterdir()) == sorted([SHA, git_blob_sha1(b'{"model_type": "bert"}')])
+    assert (blobs / SHA).read_bytes() == PAYLOAD and hub.gets["zoo-test/four/model.safetensors"] == 1
