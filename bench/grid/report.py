@@ -130,6 +130,13 @@ def _done_seeds(rows: Sequence[dict[str, Any]]) -> int:
     return sum(1 for v in have.values() if need <= v)
 
 
+def _coverage(done: int, planned: int) -> str:
+    """How much of the configured grid the rows cover (extra seeds 3-4 of close cells counted apart)."""
+    if done < planned:
+        return f"; {done} of the {planned} planned (cell, seed) pairs are complete (**partial run**: rerun the same command to continue)"
+    return f"; all {planned} planned (cell, seed) pairs are complete, plus {done - planned} extra seeds (3 and 4) on cells decided by under 2 points"
+
+
 def _fmt(x: Any) -> str:
     return f"{x:.1f}" if isinstance(x, float) else str(x)
 
@@ -147,8 +154,7 @@ def markdown(rows: Sequence[dict[str, Any]], *, quick: bool, seconds: float | No
              f"{os.cpu_count()} CPUs (shared), {'GPU present (unused)' if torch.cuda.is_available() else 'no GPU'}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}"
              f"{f'; this invocation took {seconds / 60:.1f} min wall, {cpu_seconds / 60:.1f} min CPU' if seconds else ''}. "
              f"{len(rows)} runs, {len(all_cells)} cells"
-             + (f"; {_done_seeds(rows)} of the {planned} planned (cell, seed) pairs are complete"
-                + (" (**partial run**: rerun the same command to continue)" if _done_seeds(rows) < planned else "") if planned else "") + ".", "",
+             + (_coverage(_done_seeds(rows), planned) if planned else "") + ".", "",
              "Regret = oracle arm's test accuracy minus the recommended plan's (points; 90 % bootstrap CI over seeds). "
              "The oracle is the best of the arms " + ", ".join(ARMS) + ". Peers: fastai `fine_tune`, the Keras guide's two-stage recipe, "
              "AutoTrain defaults, Lightning Flash `freeze_unfreeze` (epochs scaled for a CPU, see `bench/grid/peers.py`). "
@@ -222,6 +228,11 @@ def data_mode_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     for c in all_cells:
         lines.append("| " + " | ".join(_fmt(c[k]) for k in DATA_COLUMNS) + " |")
     lines.append("")
+    worst = sorted(all_cells, key=lambda c: -c["regret"])[:3]
+    reg = [c["regret"] for c in all_cells]
+    lines += ["Largest data-mode regrets: " + "; ".join(
+        f"{c['task']}@{c['size']} ({c['backbone'].split(':')[-1]}): {c['recommended']} at {c['rec_acc']:.1f} vs {c['oracle_arm']} at {c['oracle_acc']:.1f}"
+        for c in worst) + f". Mean regret without the worst cell: {(sum(reg) - worst[0]['regret']) / max(len(reg) - 1, 1):.2f} points.", ""]
     return lines
 
 
