@@ -138,3 +138,26 @@ def test_metadata_plot(tmp_path):
     assert plan.signals["mode"] == "metadata" and pic.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(InvalidInputError, match="give --samples and --classes"):
         recommend(samples=10)
+
+
+def test_rank_samples_reaches_data_mode(tmp_path, monkeypatch):
+    """``zoo.recommend(rank_samples=...)`` and ``zoo recommend --rank-samples`` pass through; unset keeps the default."""
+    import zoo.recommender.datamode as dm
+    from zoo import cli
+    from zoo.recommender import recommend
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake(path, **kw):
+        seen.append(kw)
+        raise Stop
+
+    monkeypatch.setattr(dm, "recommend_data", fake)
+    for call in (lambda: recommend(data=tmp_path, rank_samples=0), lambda: recommend(data=tmp_path),
+                 lambda: cli.main(["recommend", "--data", str(tmp_path), "--rank-samples", "120"])):
+        with pytest.raises(Stop):
+            call()
+    assert seen[0]["rank_samples"] == 0 and "rank_samples" not in seen[1] and seen[2]["rank_samples"] == 120

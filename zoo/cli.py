@@ -194,6 +194,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         candidates=args.candidates,
         priority=args.priority,
         max_samples=args.max_samples,
+        rank_samples=args.rank_samples,
         plot=args.plot,
         modality=args.modality,
         similarity=args.similarity,
@@ -304,6 +305,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--data", metavar="PATH", help="measure a dataset: an image folder (one sub-folder per class) or a CSV/JSONL of text and label")
     p.add_argument("--candidates", metavar="ID,ID,...", help="backbones to measure in data mode (default: those available offline)")
     p.add_argument("--max-samples", type=int, default=2000, help="stratified sample size for the signals (data mode)")
+    p.add_argument("--rank-samples", type=int, help="rank several candidates on a sub-sample of about this many items (data mode; default 300, 0: all)")
     p.add_argument("--samples", type=int, help="number of labelled training examples (metadata mode)")
     p.add_argument("--classes", type=int, help="number of classes (metadata mode)")
     p.add_argument("--smallest-class", type=int, help="examples in the smallest class")

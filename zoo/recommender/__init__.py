@@ -32,6 +32,7 @@ def recommend(
     priority: str = "balanced",
     max_samples: int = 2000,
     plot: str | Path | None = None,
+    rank_samples: int | None = None,
 ) -> Plan:
     """Recommend a transfer plan.
 
@@ -41,6 +42,8 @@ def recommend(
     stratified sample of at most ``max_samples`` items. ``similarity`` is ``high``/``medium``/``low``
     or a number in [0, 1]; ``priority`` is ``balanced``, ``accuracy`` or ``cost``. ``plot`` writes
     the picture (size x similarity plane; in data mode also the probe profile and the scores).
+    ``rank_samples``: with several candidates, rank them on a stratified sub-sample of about this
+    many items (default 300; 0 ranks on the whole sample).
 
     Example:
         >>> plan = zoo.recommend(samples=1797, classes=10, domain="documents", image_size=8)
@@ -62,7 +65,7 @@ def recommend(
         return recommend_data(
             data, candidates=candidates, similarity=level, domain=domain, shift=shift, device=device,
             time_budget_s=parse_duration(time_budget), max_params=parse_count(max_params), priority=priority,
-            max_samples=max_samples, plot=plot,
+            max_samples=max_samples, plot=plot, **({} if rank_samples is None else {"rank_samples": int(rank_samples)}),
         )
     if samples is None or classes is None:
         raise InvalidInputError("give --samples and --classes (metadata mode) or --data PATH (data mode).")
