@@ -171,19 +171,10 @@ def markdown(rows: Sequence[dict[str, Any]], *, quick: bool, seconds: float | No
              "coincides with; the plan's own backbone choice and epoch count are recorded in the CSV, not used: the grid fixes the backbone "
              "per cell and the CPU budget fixes the steps). Tiny = 5 per class; small-and-different = 20 per class on "
              + ", ".join(DIFFERENT) + "; similar = " + ", ".join(SIMILAR) + ".", ""]
-    for name, splits in (("All cells", None), ("Dev (seeds except the held-out one, families except the held-out one)", ["dev"]),
-                         ("Held-out seed", ["held-out seed"]), ("Held-out family", ["held-out family"])):
-        cs = cells(rows, splits)
-        if not cs:
-            continue
-        lines += [f"### Targets: {name}", "", "| target | threshold | value | status |", "| --- | --- | --- | --- |"]
-        for t, thr, v, ok in targets(cs, cost):
-            lines.append(f"| {t} | {thr} | {v:.3g} | {'PASS' if ok else 'MISS'} |")
-        lines.append("")
-    lines += ["### Per cell", "", "| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-    for c in all_cells:
-        lines.append("| " + " | ".join(_fmt(c[k]) for k in COLUMNS) + " |")
-    lines.append("")
+    lines += _target_tables(rows, "recommended", cost, "### Targets", (
+        ("All cells", None), ("Dev (seeds except the held-out one, families except the held-out one)", ["dev"]),
+        ("Held-out seed", ["held-out seed"]), ("Held-out family", ["held-out family"])))
+    lines += _cell_table("### Per cell", all_cells, COLUMNS)
     misses = [t for t, _, _, ok in targets(all_cells, cost) if not ok]
     if misses:
         pairs: dict[str, int] = defaultdict(int)
@@ -201,6 +192,26 @@ def markdown(rows: Sequence[dict[str, Any]], *, quick: bool, seconds: float | No
     return "\n".join(lines)
 
 
+def _target_tables(rows: Sequence[dict[str, Any]], rec_arm: str, cost: float, heading: str,
+                   splits: Sequence[tuple[str, Sequence[str] | None]]) -> list[str]:
+    """One PASS/MISS table of the issue's targets per named split of the cells (splits without cells are left out)."""
+    lines: list[str] = []
+    for name, split in splits:
+        cs = cells(rows, split, rec_arm=rec_arm)
+        if not cs:
+            continue
+        lines += [f"{heading}: {name}", "", "| target | threshold | value | status |", "| --- | --- | --- | --- |"]
+        lines += [f"| {t} | {thr} | {v:.3g} | {'PASS' if ok else 'MISS'} |" for t, thr, v, ok in targets(cs, cost)]
+        lines.append("")
+    return lines
+
+
+def _cell_table(heading: str, cs: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    """A Markdown table of ``columns`` with one row per cell."""
+    return [heading, "", "| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns),
+            *("| " + " | ".join(_fmt(c[k]) for k in columns) + " |" for c in cs), ""]
+
+
 DATA_COLUMNS = ["task", "size", "backbone", "seeds", "oracle_arm", "oracle_acc", "recommended", "mapped_arm", "rec_acc", "regret", "regret_ci_low", "regret_ci_high", "split"]
 
 
@@ -216,18 +227,9 @@ def data_mode_section(rows: Sequence[dict[str, Any]]) -> list[str]:
              "which measures the domain similarity, the per-group probe profile (the unfreezing depth) and the orientation "
              "sensitivity, then builds the plan with the same rules; the plan runs in the same harness. Its cost counts the "
              "measurement (extraction, probes, flip test).", ""]
-    for name, splits in (("All cells", None), ("Held-out seed", ["held-out seed"]), ("Held-out family", ["held-out family"])):
-        cs = cells(rows, splits, rec_arm="recommended-data")
-        if not cs:
-            continue
-        lines += [f"#### Data mode targets: {name}", "", "| target | threshold | value | status |", "| --- | --- | --- | --- |"]
-        for t, thr, v, ok in targets(cs, cost):
-            lines.append(f"| {t} | {thr} | {v:.3g} | {'PASS' if ok else 'MISS'} |")
-        lines.append("")
-    lines += ["#### Data mode per cell", "", "| " + " | ".join(DATA_COLUMNS) + " |", "|" + " --- |" * len(DATA_COLUMNS)]
-    for c in all_cells:
-        lines.append("| " + " | ".join(_fmt(c[k]) for k in DATA_COLUMNS) + " |")
-    lines.append("")
+    lines += _target_tables(rows, "recommended-data", cost, "#### Data mode targets", (
+        ("All cells", None), ("Held-out seed", ["held-out seed"]), ("Held-out family", ["held-out family"])))
+    lines += _cell_table("#### Data mode per cell", all_cells, DATA_COLUMNS)
     worst = sorted(all_cells, key=lambda c: -c["regret"])[:3]
     reg = [c["regret"] for c in all_cells]
     lines += ["Largest data-mode regrets: " + "; ".join(
