@@ -21,9 +21,14 @@ subclass :class:`BackboneContract` and provide a ``backbone`` fixture (and optio
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import socket
+import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +111,6 @@ LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".keras", ".onnx",
 
 def git_blob_sha1(data: bytes) -> str:
     """The git blob id of ``data`` (what the Hub publishes as the etag of a non-LFS file)."""
-    import hashlib
-
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
@@ -129,12 +132,6 @@ class LoopbackHub:
     """
 
     def __init__(self, lifetime: float = 90.0) -> None:
-        import hashlib
-        import json
-        import threading
-        import time
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
         self.files: dict[str, bytes] = {}
         self.repos: dict[str, dict[str, bytes]] = {}
         self.plan: dict[str, list[object]] = {}
