@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 import json
 from pathlib import Path
 
@@ -124,9 +125,42 @@ def test_export_torchscript_matches_the_model(run_dir, no_network, capsys, tmp_p
 
 
 @pytest.mark.slow
-def test_export_onnx_and_savedmodel_say_what_to_do(run_dir, no_network, capsys, tmp_path):
+def test_export_onnx_runs_in_onnxruntime_like_the_model(run_dir, no_network, capsys, tmp_path, monkeypatch):
+    import onnxruntime as ort
+    import torch
+
+    from zoo.runner.predict import load_run
+
+    out, root, _ = run_dir
+    target = tmp_path / "exported" / "digits.onnx"
+    assert main(["export", str(out), "--format", "onnx", "-o", str(target), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(target)
+    assert [p.name for p in target.parent.iterdir()] == ["digits.onnx"]  # one self-contained file, no temporary left
+    sess = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["config.json"])["classes"] == [str(i) for i in range(10)]
+    m = load_run(out)
+    items, labels = _held_out(root)
+    batch = m.preprocess(items[:5])  # 5: not the batch size the export traced (2)
+    with torch.no_grad():
+        want = m.model(batch)
+    got = torch.as_tensor(sess.run(["logits"], {"pixel_values": batch.numpy()})[0])
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+    # an export that does not match is refused in one line and leaves no file (nor temporary) behind
+    import zoo.runner.predict as predict
+
+    monkeypatch.setattr(predict, "ONNX_TOLERANCE", -1.0)
+    refused = tmp_path / "refused" / "digits.onnx"
+    assert main(["export", str(out), "--format", "onnx", "-o", str(refused)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ONNX export differs from the model" in err and "not written" in err
+    assert not refused.parent.exists() or list(refused.parent.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_export_onnx_and_savedmodel_say_what_to_do(run_dir, no_network, capsys, tmp_path, monkeypatch):
     out, _, _ = run_dir
-    assert importlib.util.find_spec("onnx") is None  # this environment: the error path
+    monkeypatch.setitem(sys.modules, "onnx", None)  # a machine without the onnx package
     assert main(["export", str(out), "--format", "onnx", "-o", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install onnx onnxscript" in err
