@@ -261,3 +261,67 @@ def test_pull_lock_holds_a_url_less_module_to_the_lock(saved_model: Path, zoo_ho
     assert main(["pull", "--lock", str(lock_path)]) == 2
     err = capsys.readouterr().err
     assert "saved_model.pb: the cached file differs from the lock" in err and err.count("\n") == 1
+
+
+def _photo_crops(root: Path, per_class: int = 24) -> Path:
+    """An image folder of random crops of three scikit-image photographs, one class each (the module's
+    random weights give near-constant features on digits, so natural images it is)."""
+    from PIL import Image
+    from skimage import data as skd
+
+    rng = np.random.default_rng(0)
+    for name in ("chelsea", "coffee", "astronaut"):
+        im = Image.fromarray(getattr(skd, name)()).convert("RGB")
+        (root / name).mkdir(parents=True)
+        for j in range(per_class):
+            side = int(rng.integers(48, min(im.size) // 2))
+            left, top = int(rng.integers(0, im.size[0] - side + 1)), int(rng.integers(0, im.size[1] - side + 1))
+            im.crop((left, top, left + side, top + side)).resize((64, 64), Image.BICUBIC).save(root / name / f"{j:03d}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_zoo_run_on_a_tfhub_module_trains_the_top_groups_then_predicts_and_exports(saved_model: Path, zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    """``zoo run`` end to end on a TF Hub module from hub's cache: LP, then LP-FT of the top two groups
+    (BatchNorm in inference mode), the run folder, ``zoo predict RUN_DIR`` and a SavedModel export."""
+    import json
+
+    tf, tf_keras, _ = _tf()
+    from zoo.recommender.plan import Optimizer, Schedule
+    from zoo.runner.keras_model import build_classifier
+    from zoo.runner.predict import load_run
+
+    put_in_hub_cache(saved_model, Path(os.environ["TFHUB_CACHE_DIR"]))
+    data = _photo_crops(tmp_path / "photos")
+    base = zoo.recommend(samples=72, classes=3, domain="natural")
+    plan = base.model_copy(update={
+        "backbone": f"tfhub:{HANDLE}", "strategy": "lp-ft", "unfreeze": ["top-1", "top-2"], "resolution": 224, "bn": "frozen-stats",
+        "lr": {"head": 1e-3, "top-1": 1e-3, "top-2": 5e-4}, "optimizer": Optimizer(name="sgd", momentum=0.9, weight_decay=1e-4),
+        "schedule": Schedule(epochs=2, batch_size=16, steps=8, warmup_frac=0.1, early_stop_patience=3),
+        "augment": base.augment.model_copy(update={"hflip": False, "random_resized_crop": False, "trivial_augment": False, "mixup": 0.0}),
+    })
+    out = tmp_path / "run"
+    r = zoo.run(plan, data, out=out, seed=3, progress=False)
+    losses = [h["train_loss"] for h in r.history]
+    assert r.epochs_run == 2 and all(np.isfinite(losses)) and losses[1] < losses[0]
+    assert r.final_val_acc >= r.stage1_val_acc  # stage 1 counts as epoch 0: the best model is kept
+    assert [json.loads(x)["stage"] for x in (out / "metrics.jsonl").read_text().splitlines()] == ["stage1", "stage2", "stage2"]
+    assert (out / "model" / "model.weights.h5").is_file() and f"{r.final_val_acc:.4f}" in (out / "report.md").read_text()
+
+    # the last checkpoint against the module in hub's cache: the top two groups moved, the stem and the BatchNorm statistics did not
+    bb = zoo.load(f"tfhub:{HANDLE}")
+    before = {v.name: v.numpy().copy() for v in bb.hub_layer.weights}
+    build_classifier(bb, 3, inference_bn=True).load_weights(str(out / "checkpoints" / "epoch-0002" / "model.weights.h5"))
+    moved = {n for n, v in ((v.name, v.numpy()) for v in bb.hub_layer.weights) if not np.array_equal(before[n], v)}
+    assert {"block1_conv/kernel:0", "block1_bn/gamma:0"} <= moved <= {"block1_conv/kernel:0", "block1_conv/bias:0", "block1_bn/gamma:0", "block1_bn/beta:0"}
+
+    m = load_run(out)  # rebuilt offline from the run folder and hub's cache: `zoo predict` / `zoo export`
+    x = m.example_batch(4, seed=1)
+    files = [str(f) for name in ("chelsea", "coffee", "astronaut") for f in sorted((data / name).iterdir())[:3]]
+    preds = m.predict(files, top_k=3)
+    assert m.classes == ["astronaut", "chelsea", "coffee"] and all(abs(sum(q for _, q in row) - 1) < 1e-5 for row in preds)
+    assert [row[0][0] for row in preds] == [m.classes[i] for i in m.logits(files).argmax(1)]
+    path = m.export("savedmodel")
+    loaded = tf.saved_model.load(str(path))
+    np.testing.assert_allclose(loaded.serve(tf.constant(x)).numpy(), m.model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
+    assert json.loads((path / "assets" / "config.json").read_text())["backbone"] == f"tfhub:{HANDLE}"
