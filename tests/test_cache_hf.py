@@ -64,7 +64,7 @@ def test_hf_lock_pins_the_commit_and_bundle_reloads_offline(hf_only: Path, tmp_p
     (model,) = lock.models
     assert model.revision == COMMIT and model.pinned_id == f"hf:{REPO}@{COMMIT}"
     keys = {f.key for f in model.files}
-    prefix = f"HF_HOME/hub/models--zoo-test--tiny-bert/"
+    prefix = "HF_HOME/hub/models--zoo-test--tiny-bert/"
     assert f"{prefix}snapshots/{COMMIT}/model.safetensors" in keys and f"{prefix}refs/main" in keys
     weights = next(f for f in model.files if f.key.endswith("model.safetensors"))
     assert weights.url and weights.url.endswith(f"/{REPO}/resolve/{COMMIT}/model.safetensors")

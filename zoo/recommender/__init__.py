@@ -8,7 +8,6 @@ sample (:mod:`zoo.recommender.datamode`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from zoo.recommender.plan import Plan, Reason
 from zoo.recommender.rules import Request, parse_duration, recommend_metadata, similarity_level

@@ -138,7 +138,6 @@ def run(
     """
     import torch
 
-    import zoo
     from zoo.recommender.features import features_for
     from zoo.recommender.plan import Plan
     from zoo.runner import report
