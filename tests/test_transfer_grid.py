@@ -107,6 +107,13 @@ def test_linear_probe_separates_separable_features() -> None:
     assert acc == 1.0 and w.shape == (4, 16) and b.shape == (4,)
 
 
+def test_fine_tuning_budget_is_about_the_target_steps_but_never_under_three_epochs() -> None:
+    assert A.ft_epochs(50, 32, 40) == 20  # 2 steps an epoch: 40 steps
+    assert A.ft_epochs(200, 32, 40) == 6  # 7 steps an epoch: 42 steps
+    assert A.ft_epochs(1000, 32, 40) == A.MIN_EPOCHS == 3  # 32 steps an epoch: one pass would be 40 steps' worth
+    assert A.ft_epochs(1000, 64, 40) == 3 and A.ft_epochs(10, 32, 400) == 40  # the cap
+
+
 def test_peer_recipes_follow_their_documented_defaults() -> None:
     fa, head = peer_phases("fastai", 9, 3, 1280, 5, "image", n_train=100, target_steps=40)
     assert fa[0].groups == [] and fa[0].lr["head"] == 2e-3 and fa[0].bn == "train-all" and fa[0].onecycle["pct_start"] == 0.99
