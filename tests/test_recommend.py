@@ -157,7 +157,8 @@ def test_rank_samples_reaches_data_mode(tmp_path, monkeypatch):
 
     monkeypatch.setattr(dm, "recommend_data", fake)
     for call in (lambda: recommend(data=tmp_path, rank_samples=0), lambda: recommend(data=tmp_path),
-                 lambda: cli.main(["recommend", "--data", str(tmp_path), "--rank-samples", "120"])):
+                 lambda: cli.main(["recommend", "--data", str(tmp_path), "--rank-samples", "120", "--resolution", "64"])):
         with pytest.raises(Stop):
             call()
     assert seen[0]["rank_samples"] == 0 and "rank_samples" not in seen[1] and seen[2]["rank_samples"] == 120
+    assert seen[0]["resolution"] is None and seen[2]["resolution"] == 64

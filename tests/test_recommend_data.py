@@ -71,6 +71,11 @@ def test_digits_end_to_end_offline(tmp_path, zoo_home, no_network, capsys):
     again = Plan.read(out)
     assert again.backbone == LITE0 and again.features == plan.features
     assert again.signals["candidates"][LITE0]["logme"] == sig["logme"]
+    # --resolution: measured and trained at the side given (its own features file), not the rule's 128
+    small = recommend(data=root, candidates=[LITE0], resolution=64)
+    assert small.resolution == 64 and small.signals["resolution_measured"] == 64 and small.features != plan.features
+    assert any(r.source == "user" and "64px" in r.text for r in small.rationale)
+    assert small.signals["candidates"][LITE0]["gflops_at_resolution"] < sig["gflops_at_resolution"] / 3  # (64/128)^2
 
 
 @pytest.mark.slow
@@ -223,6 +228,17 @@ def test_bad_tables_and_options(tmp_path):
     assert recommend(samples=5000, classes=10, similarity=0.9).signals["similarity"] == "high"
     with pytest.raises(InvalidInputError, match="no such file or folder"):
         recommend(data=tmp_path / "missing")
+    texts = tmp_path / "ok.csv"
+    texts.write_text("text,label\nhello there,a\nbye now,b\nsee you,a\nso long,b\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match="--resolution is the image side in pixels; .* holds text: drop it"):
+        recommend(data=texts, resolution=64)
+    with pytest.raises(InvalidInputError, match="--resolution is the image side in pixels; text has none"):
+        recommend(samples=100, classes=2, modality="text", resolution=64)
+    for mode in ({"samples": 100, "classes": 2}, {"data": no_label}):
+        with pytest.raises(InvalidInputError, match="resolution 8 is outside 32..1024 pixels"):
+            recommend(resolution=8, **mode)
+    assert recommend(samples=500, classes=10, image_size=8).resolution == 128
+    assert recommend(samples=500, classes=10, image_size=8, resolution=96).resolution == 96
 
 
 def test_budget_no_candidate_fits_names_the_constraint(tmp_path):

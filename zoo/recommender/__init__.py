@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo.recommender.plan import Plan, Reason
-from zoo.recommender.rules import Request, parse_duration, recommend_metadata, similarity_level
+from zoo.recommender.rules import MAX_RESOLUTION, MIN_RESOLUTION, Request, parse_duration, recommend_metadata, similarity_level
 
 
 def recommend(
@@ -32,6 +32,7 @@ def recommend(
     max_samples: int = 2000,
     plot: str | Path | None = None,
     rank_samples: int | None = None,
+    resolution: int | None = None,
 ) -> Plan:
     """Recommend a transfer plan.
 
@@ -42,7 +43,9 @@ def recommend(
     or a number in [0, 1]; ``priority`` is ``balanced``, ``accuracy`` or ``cost``. ``plot`` writes
     the picture (size x similarity plane; in data mode also the probe profile and the scores).
     ``rank_samples``: with several candidates, rank them on a stratified sub-sample of about this
-    many items (default 300; 0 ranks on the whole sample).
+    many items (default 300; 0 ranks on the whole sample). ``resolution``: images only, the side the
+    plan trains at (and data mode measures at) instead of the rule's (128 px for small images, else
+    the backbone's native size up to 224 on a CPU).
 
     Example:
         >>> plan = zoo.recommend(samples=1797, classes=10, domain="documents", image_size=8)
@@ -61,10 +64,13 @@ def recommend(
         if isinstance(candidates, str):
             candidates = [c.strip() for c in candidates.split(",") if c.strip()]
         _check(Request(samples=2, classes=2, similarity=level, domain=domain, shift=shift, device=device, priority=priority))
+        if resolution is not None and not MIN_RESOLUTION <= int(resolution) <= MAX_RESOLUTION:
+            _check(Request(samples=2, classes=2, resolution=int(resolution)))  # the same one-line error as metadata mode
         return recommend_data(
             data, candidates=candidates, similarity=level, domain=domain, shift=shift, device=device,
             time_budget_s=parse_duration(time_budget), max_params=parse_count(max_params), priority=priority,
-            max_samples=max_samples, plot=plot, **({} if rank_samples is None else {"rank_samples": int(rank_samples)}),
+            max_samples=max_samples, plot=plot, resolution=None if resolution is None else int(resolution),
+            **({} if rank_samples is None else {"rank_samples": int(rank_samples)}),
         )
     if samples is None or classes is None:
         raise InvalidInputError("give --samples and --classes (metadata mode) or --data PATH (data mode).")
@@ -81,6 +87,7 @@ def recommend(
         smallest_class=smallest_class,
         image_size=image_size,
         priority=priority,
+        resolution=None if resolution is None else int(resolution),
     )
     plan = recommend_metadata(req, zoo.list_models(curated_only=True))
     if plot:

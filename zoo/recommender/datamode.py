@@ -223,6 +223,8 @@ def recommend_data(
     import zoo
 
     ds = load_dataset(path, max_samples=max_samples)
+    if resolution is not None and ds.modality != "image":
+        raise InvalidInputError(f"--resolution is the image side in pixels; {path} holds {ds.modality}: drop it.")
     ids = list(candidates) if candidates else list(DEFAULT_CANDIDATES[ds.modality])
     cards = [zoo.info(i) for i in ids]
     wrong = [c.id for c in cards if c.modality != ds.modality]
@@ -339,6 +341,7 @@ def recommend_data(
         samples=ds.n, classes=len(ds.classes), modality=ds.modality, similarity=level_used, domain=domain, shift=shift,
         device=device, time_budget_s=budget, max_params=max_params, smallest_class=ds.smallest_class,
         image_size=ds.image_side, priority=priority, orientation_sensitive=orientation, throughput=sig.get("throughput_flops"),
+        resolution=resolution,
     )
     plan = recommend_metadata(req, [], ranked=ranked_cards, depth=depth, reasons=reasons)
     signals = dict(plan.signals)

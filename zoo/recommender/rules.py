@@ -66,6 +66,7 @@ class Request:
     priority: str = "balanced"
     orientation_sensitive: bool | None = None  # measured in data mode (flip test); else from the domain
     throughput: float | None = None  # measured forward FLOP/s on this device (data mode)
+    resolution: int | None = None  # images: train (and, in data mode, measure) at this side instead of the rule's
 
 
 def similarity_level(value: str | float | None) -> str | None:
@@ -101,6 +102,9 @@ def parse_duration(text: str | float | None) -> float | None:
         raise UnknownFilterValueError("time budget", str(text), ["a duration like 90s, 30m or 2h"]) from None
 
 
+MIN_RESOLUTION, MAX_RESOLUTION = 32, 1024  # the deepest CNN groups downsample 32x
+
+
 def _check(req: Request) -> None:
     if req.samples < 1 or req.classes < 2:
         raise InvalidInputError(f"need at least 1 sample and 2 classes, got samples={req.samples} classes={req.classes}.")
@@ -116,6 +120,11 @@ def _check(req: Request) -> None:
     ):
         if value is not None and value not in valid:
             raise UnknownFilterValueError(field, value, valid)
+    if req.resolution is not None:
+        if req.modality != "image":
+            raise InvalidInputError(f"--resolution is the image side in pixels; {req.modality} has none: drop it.")
+        if not MIN_RESOLUTION <= req.resolution <= MAX_RESOLUTION:
+            raise InvalidInputError(f"resolution {req.resolution} is outside {MIN_RESOLUTION}..{MAX_RESOLUTION} pixels: pass an image side in that range.")
 
 
 def regime(samples: int, per_class: float) -> str:
@@ -350,7 +359,10 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     resolution = None
     if image:
         native = card.input_size or 224
-        if req.image_size is not None and req.image_size ** 2 < 96 ** 2:
+        if req.resolution is not None:
+            resolution = req.resolution
+            reasons.append(Reason(text=f"train at {resolution}px as given", source="user"))
+        elif req.image_size is not None and req.image_size ** 2 < 96 ** 2:
             resolution = 128
             reasons.append(Reason(text=f"small images ({req.image_size}px): train at 128px", source=SRC_BIT))
         else:
