@@ -25,9 +25,15 @@ def recommend_for(task: Task) -> tuple[Any, float]:
     t0 = time.perf_counter()
     plan = zoo.recommend(
         samples=len(task.train_y), classes=task.n_classes, modality=task.modality, domain=task.domain,
-        shift=task.shift, image_size=task.image_size, device="cpu", smallest_class=task.per_class,
+        shift=task.shift, image_size=task.image_size, device="cpu", smallest_class=task.per_class, resolution=_harness_side(task),
     )
     return plan, time.perf_counter() - t0
+
+
+def _harness_side(task: Task) -> int | None:
+    """Images: the side every arm trains at (:data:`bench.grid.arms.RESOLUTION`), so the plan is measured
+    and made for the input the harness runs it on; text: ``None``."""
+    return A.RESOLUTION if task.modality == "image" else None
 
 
 def write_task(task: Task, folder: Path) -> Path:
@@ -55,7 +61,8 @@ def recommend_data_for(task: Task, backbone: str) -> tuple[Any, float]:
     """``zoo.recommend`` in data mode on the task's training items, the cell's backbone the only candidate.
 
     The declared domain and shift go along (as in metadata mode); the similarity, the depth (probe
-    profile) and the orientation sensitivity are measured. Returns ``(plan, seconds)``; the seconds
+    profile) and the orientation sensitivity are measured, at the harness's image side (as every arm
+    trains; the rule's own side for small images would be 128 px). Returns ``(plan, seconds)``; the seconds
     include writing nothing but the measurement (the files are written before the clock starts).
     """
     import zoo
@@ -63,7 +70,7 @@ def recommend_data_for(task: Task, backbone: str) -> tuple[Any, float]:
     with tempfile.TemporaryDirectory() as tmp:
         path = write_task(task, Path(tmp) / "data")
         t0 = time.perf_counter()
-        plan = zoo.recommend(data=path, candidates=[backbone], domain=task.domain, shift=task.shift, device="cpu")
+        plan = zoo.recommend(data=path, candidates=[backbone], domain=task.domain, shift=task.shift, device="cpu", resolution=_harness_side(task))
         return plan, time.perf_counter() - t0
 
 
