@@ -79,6 +79,30 @@ def test_digits_end_to_end_offline(tmp_path, zoo_home, no_network, capsys):
 
 
 @pytest.mark.slow
+def test_plan_trains_at_the_side_data_mode_measured_so_zoo_run_reuses_the_features(tmp_path, zoo_home, no_network):
+    """Photos (>= 96 px) on a CPU are measured at 160 px; the plan trains there too (not at the rule's 224),
+    so its signals describe the input it trains on and zoo run's stage 1 finds every feature cached."""
+    import zoo
+    from PIL import Image
+    from skimage import data as skd
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "photos"
+    for name in ("chelsea", "coffee", "astronaut"):
+        im = Image.fromarray(getattr(skd, name)()).convert("RGB")
+        (root / name).mkdir(parents=True)
+        for j in range(8):
+            side = int(rng.integers(96, min(im.size) // 2))
+            left, top = int(rng.integers(0, im.size[0] - side + 1)), int(rng.integers(0, im.size[1] - side + 1))
+            im.crop((left, top, left + side, top + side)).resize((128, 128), Image.BICUBIC).save(root / name / f"{j}.png")
+    plan = recommend(data=root, candidates=[LITE0], device="cpu")
+    assert plan.signals["resolution_measured"] == 160 and plan.resolution == 160
+    assert any("160px (not 224px), the side the data-mode signals were measured at" in r.text for r in plan.rationale)
+    assert F.cached(zoo.load(LITE0), load_dataset(root), plan.resolution) is not None  # stage 1 extracts nothing
+    assert recommend(samples=24, classes=3, image_size=128).resolution == 224  # metadata mode: the rule's side
+
+
+@pytest.mark.slow
 def test_candidates_ranked_on_a_subsample_and_zoo_run_completes_the_cache(tmp_path, zoo_home, no_network):
     import zoo
     from zoo.recommender.datamode import rank_index, recommend_data

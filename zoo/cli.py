@@ -307,7 +307,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--candidates", metavar="ID,ID,...", help="backbones to measure in data mode (default: those available offline)")
     p.add_argument("--max-samples", type=int, default=2000, help="stratified sample size for the signals (data mode)")
     p.add_argument("--rank-samples", type=int, help="rank several candidates on a sub-sample of about this many items (data mode; default 300, 0: all)")
-    p.add_argument("--resolution", type=int, metavar="PX", help="images: train (and measure, in data mode) at this side instead of the rule's (128 for small images, else native up to 224 on a CPU)")
+    p.add_argument("--resolution", type=int, metavar="PX", help="images: train (and measure, in data mode) at this side instead of the rule's (128 for small images; else native up to 224 on a CPU, or in data mode the side measured at: 160 on a CPU)")
     p.add_argument("--samples", type=int, help="number of labelled training examples (metadata mode)")
     p.add_argument("--classes", type=int, help="number of classes (metadata mode)")
     p.add_argument("--smallest-class", type=int, help="examples in the smallest class")

@@ -45,7 +45,8 @@ def recommend(
     ``rank_samples``: with several candidates, rank them on a stratified sub-sample of about this
     many items (default 300; 0 ranks on the whole sample). ``resolution``: images only, the side the
     plan trains at (and data mode measures at) instead of the rule's (128 px for small images, else
-    the backbone's native size up to 224 on a CPU).
+    the backbone's native size up to 224 on a CPU in metadata mode, and the side measured at in data
+    mode: 160 px on a CPU, 224 on a GPU).
 
     Example:
         >>> plan = zoo.recommend(samples=1797, classes=10, domain="documents", image_size=8)

@@ -341,7 +341,7 @@ def recommend_data(
         samples=ds.n, classes=len(ds.classes), modality=ds.modality, similarity=level_used, domain=domain, shift=shift,
         device=device, time_budget_s=budget, max_params=max_params, smallest_class=ds.smallest_class,
         image_size=ds.image_side, priority=priority, orientation_sensitive=orientation, throughput=sig.get("throughput_flops"),
-        resolution=resolution,
+        resolution=res, resolution_measured=resolution is None and res is not None,
     )
     plan = recommend_metadata(req, [], ranked=ranked_cards, depth=depth, reasons=reasons)
     signals = dict(plan.signals)

@@ -67,6 +67,7 @@ class Request:
     orientation_sensitive: bool | None = None  # measured in data mode (flip test); else from the domain
     throughput: float | None = None  # measured forward FLOP/s on this device (data mode)
     resolution: int | None = None  # images: train (and, in data mode, measure) at this side instead of the rule's
+    resolution_measured: bool = False  # data mode: ``resolution`` is the side the signals were measured at, not the user's
 
 
 def similarity_level(value: str | float | None) -> str | None:
@@ -359,14 +360,20 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     resolution = None
     if image:
         native = card.input_size or 224
-        if req.resolution is not None:
-            resolution = req.resolution
-            reasons.append(Reason(text=f"train at {resolution}px as given", source="user"))
-        elif req.image_size is not None and req.image_size ** 2 < 96 ** 2:
+        if req.image_size is not None and req.image_size ** 2 < 96 ** 2:
             resolution = 128
-            reasons.append(Reason(text=f"small images ({req.image_size}px): train at 128px", source=SRC_BIT))
+            rule = Reason(text=f"small images ({req.image_size}px): train at 128px", source=SRC_BIT)
         else:
             resolution = min(native, 224) if req.device == "cpu" else native
+            rule = None
+        if req.resolution is not None and req.resolution_measured and req.resolution != resolution:
+            reasons.append(Reason(text=f"train at {req.resolution}px (not {resolution}px), the side the data-mode signals were measured at: they describe that input, and zoo run reuses their features", source="zoo cost model"))
+            resolution = req.resolution
+        elif req.resolution is not None and not req.resolution_measured:
+            resolution = req.resolution
+            reasons.append(Reason(text=f"train at {resolution}px as given", source="user"))
+        elif rule is not None:
+            reasons.append(rule)
     fine_tune = strategy not in ("linear-probe", "lp-concat", "head-only")
     batch = 32 if req.device == "cpu" else 64
     # samples seen in stage 2 (BiT: ~256k for N < 20k, 10k/20k steps above), scaled to the budget
