@@ -21,9 +21,8 @@ Peers (research note anchors-recommender.md, sections 1.4, 1.5 and 4):
 CPU scaling: every recipe whose epoch count is the user's choice (all but AutoTrain's fixed 3)
 gets the epochs that give about the same number of optimizer steps as the grid's fine-tuning arms
 (``target_steps`` in its main phase, at its own batch size, and at least ``arms.MIN_EPOCHS``);
-augmentation is off for every arm and
-peer so that activations can be cached (the Keras guide's flip/rotation and any fastai
-``aug_transforms`` are therefore not applied).
+augmentation is off for every arm and peer so that activations can be cached (the Keras guide's
+flip/rotation and any fastai ``aug_transforms`` are therefore not applied).
 """
 
 from __future__ import annotations
