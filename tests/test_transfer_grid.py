@@ -155,6 +155,20 @@ def test_regret_and_bootstrap_ci_on_a_hand_case() -> None:
     assert R.split_of("natural", R.HELD_OUT_SEED) == "held-out seed" and R.split_of(R.HELD_OUT_FAMILY, 0) == "held-out family"
 
 
+def test_seed_noise_floor_picks_each_seed_from_the_others() -> None:
+    from bench.grid.report import seed_noise_floor
+
+    accs = {a: [50.0, 50.0, 50.0] for a in ARMS}
+    accs["lpft-1"] = [80.0, 70.0, 90.0]  # the oracle over all seeds (mean 80)
+    accs["surgical"] = [75.0, 85.0, 60.0]  # best on seeds 0 and 1 together (80 vs 75): picked for seed 2, loses 30 there
+    mean, p90, n = seed_noise_floor(_rows(accs))
+    assert n == 1 and mean == pytest.approx(10.0) and p90 == pytest.approx(10.0)
+    steady = {a: [50.0, 51.0, 52.0] for a in ARMS}
+    steady["lp"] = [60.0, 61.0, 62.0]  # the same arm wins on every seed: nothing lost to noise
+    assert seed_noise_floor(_rows(steady))[0] == 0.0
+    assert seed_noise_floor(_rows({a: [50.0] for a in ARMS}))[2] == 0  # one seed: no floor
+
+
 def test_table_has_every_required_column_and_marks_misses(tmp_path: Path) -> None:
     accs = {a: [50.0, 52.0, 51.0] for a in ARMS}
     accs["surgical"] = [90.0, 91.0, 92.0]
