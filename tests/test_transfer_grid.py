@@ -161,12 +161,12 @@ def test_seed_noise_floor_picks_each_seed_from_the_others() -> None:
     accs = {a: [50.0, 50.0, 50.0] for a in ARMS}
     accs["lpft-1"] = [80.0, 70.0, 90.0]  # the oracle over all seeds (mean 80)
     accs["surgical"] = [75.0, 85.0, 60.0]  # best on seeds 0 and 1 together (80 vs 75): picked for seed 2, loses 30 there
-    mean, p90, n = seed_noise_floor(_rows(accs))
-    assert n == 1 and mean == pytest.approx(10.0) and p90 == pytest.approx(10.0)
+    mean, median, p90, n = seed_noise_floor(_rows(accs))
+    assert n == 1 and mean == median == pytest.approx(10.0) and p90 == pytest.approx(10.0)
     steady = {a: [50.0, 51.0, 52.0] for a in ARMS}
     steady["lp"] = [60.0, 61.0, 62.0]  # the same arm wins on every seed: nothing lost to noise
     assert seed_noise_floor(_rows(steady))[0] == 0.0
-    assert seed_noise_floor(_rows({a: [50.0] for a in ARMS}))[2] == 0  # one seed: no floor
+    assert seed_noise_floor(_rows({a: [50.0] for a in ARMS}))[3] == 0  # one seed: no floor
 
 
 def test_table_has_every_required_column_and_marks_misses(tmp_path: Path) -> None:
