@@ -99,6 +99,26 @@ def test_harness_trains_only_the_unfrozen_groups_and_restores(lite0) -> None:
     assert all(torch.equal(lite0.model.state_dict()[k], before[k]) for k in before)
 
 
+def test_max_grad_norm_bounds_every_step(lite0) -> None:
+    """A phase's ``max_grad_norm`` clips the global gradient norm before each step (AutoTrain's recipe)."""
+    import dataclasses
+
+    task = build_task("shapes", 5, 0)
+    n = lite0.n
+    state = A.snapshot(lite0)
+    tr = A.build_cache(lite0, task.train_x, task.train_y, [n - 1])
+    moved = []
+    for clip in (None, 1e-9):
+        phases, _ = arm_phases("lpft-1", n, "image", epochs=1)
+        phases = [dataclasses.replace(phases[0], max_grad_norm=clip)]
+        head = A.Head(tr.final.shape[1], task.n_classes)
+        A.train(lite0, phases, head, tr, tr, n - 1, seed=0)
+        after = lite0.model.state_dict()
+        moved.append(max(float((after[k] - state[k]).abs().max()) for k in state if after[k].dtype.is_floating_point))
+        A.restore(lite0, state)
+    assert moved[0] > 1e-4 and moved[1] < 1e-9  # unclipped steps move the top group; a 1e-9 norm cap keeps it in place
+
+
 def test_linear_probe_separates_separable_features() -> None:
     g = torch.Generator().manual_seed(0)
     y = torch.arange(40) % 4
@@ -122,6 +142,7 @@ def test_peer_recipes_follow_their_documented_defaults() -> None:
     assert ke[0].lr["head"] == 1e-3 and set(ke[1].lr.values()) == {1e-5} and ke[1].bn == "frozen"
     (at,), _ = peer_phases("autotrain", 9, 3, 1280, 5, "image")
     assert at.epochs == 3 and at.batch_size == 8 and at.optimizer == "adamw" and set(at.lr.values()) == {5e-5} and at.warmup_frac == 0.1
+    assert at.max_grad_norm == 1.0 and all(ph.max_grad_norm is None for ph in (*fa, *ke))
     fl, _ = peer_phases("flash", 9, 4, 1280, 5, "image")
     assert fl[0].groups == [] and fl[1].groups == list(range(9)) and set(fl[1].lr.values()) == {1e-3}
 

@@ -227,6 +227,7 @@ class Phase:
     label_smoothing: float = 0.0
     onecycle: dict[str, float] = field(default_factory=dict)
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float | None = None  # clip the global gradient norm before each step (Hugging Face Trainer's max_grad_norm)
 
 
 class Head(nn.Module):
@@ -344,6 +345,8 @@ def train(split: Split, phases: Sequence[Phase], head: Head, train_c: Cache, tes
                 loss = loss_fn(logits, y_all[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if ph.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_([p for g in pg for p in g["params"]], ph.max_grad_norm)
                 opt.step()
                 if steps_left(sched):
                     sched.step()

@@ -13,7 +13,8 @@ Peers (research note anchors-recommender.md, sections 1.4, 1.5 and 4):
   (dropout 0.2, Dense) trained with ``Adam()`` (1e-3), then everything unfrozen with
   ``Adam(1e-5)``, BatchNorm still in inference mode; batch 32.
 * ``autotrain``: Hugging Face AutoTrain image/text classification defaults: full fine-tune with a
-  new head, AdamW lr 5e-5, weight decay 0, warm-up 0.1 then linear decay, batch 8, 3 epochs.
+  new head, AdamW lr 5e-5, weight decay 0, warm-up 0.1 then linear decay, batch 8, 3 epochs,
+  gradients clipped to norm 1 (``max_grad_norm``, handed to the Hugging Face Trainer).
 * ``flash``: Lightning Flash ``finetune(strategy=("freeze_unfreeze", k))``: head only for ``k``
   epochs (``train_bn=True``), then the whole backbone joins parameter group 0 at the same learning
   rate; Adam at 1e-3; ``k`` = half the epochs.
@@ -81,7 +82,7 @@ def peer_phases(peer: str, n: int, epochs: int, dim: int, n_classes: int, modali
         ], head
     if peer == "autotrain":
         head = Head(dim, n_classes)
-        return [Phase(all_groups, {"head": 5e-5, **{i: 5e-5 for i in all_groups}}, 3, batch_size=8, optimizer="adamw", schedule="linear", warmup_frac=0.1, bn="train")], head
+        return [Phase(all_groups, {"head": 5e-5, **{i: 5e-5 for i in all_groups}}, 3, batch_size=8, optimizer="adamw", schedule="linear", warmup_frac=0.1, bn="train", max_grad_norm=1.0)], head
     if peer == "flash":
         head = Head(dim, n_classes)
         k = max(1, epochs // 2)
