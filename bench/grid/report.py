@@ -135,7 +135,8 @@ def _coverage(done: int, planned: int) -> str:
     """How much of the configured grid the rows cover (extra seeds 3-4 of close cells counted apart)."""
     if done < planned:
         return f"; {done} of the {planned} planned (cell, seed) pairs are complete (**partial run**: rerun the same command to continue)"
-    return f"; all {planned} planned (cell, seed) pairs are complete, plus {done - planned} extra seeds (3 and 4) on cells that were decided by under 2 points when they ran (the regrets have moved since on some)"
+    extra = f", plus {done - planned} extra seeds (3 and 4) on cells that were decided by under 2 points when they ran (the regrets have moved since on some)" if done > planned else ""
+    return f"; all {planned} planned (cell, seed) pairs are complete{extra}"
 
 
 def seed_noise_floor(rows: Sequence[dict[str, Any]]) -> tuple[float, float, float, int]:
