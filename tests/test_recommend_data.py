@@ -83,18 +83,9 @@ def test_plan_trains_at_the_side_data_mode_measured_so_zoo_run_reuses_the_featur
     """Photos (>= 96 px) on a CPU are measured at 160 px; the plan trains there too (not at the rule's 224),
     so its signals describe the input it trains on and zoo run's stage 1 finds every feature cached."""
     import zoo
-    from PIL import Image
-    from skimage import data as skd
+    from zoo.testing import write_photo_folder
 
-    rng = np.random.default_rng(0)
-    root = tmp_path / "photos"
-    for name in ("chelsea", "coffee", "astronaut"):
-        im = Image.fromarray(getattr(skd, name)()).convert("RGB")
-        (root / name).mkdir(parents=True)
-        for j in range(8):
-            side = int(rng.integers(96, min(im.size) // 2))
-            left, top = int(rng.integers(0, im.size[0] - side + 1)), int(rng.integers(0, im.size[1] - side + 1))
-            im.crop((left, top, left + side, top + side)).resize((128, 128), Image.BICUBIC).save(root / name / f"{j}.png")
+    root = write_photo_folder(tmp_path / "photos", per_class=8, side=128, min_crop=96)
     plan = recommend(data=root, candidates=[LITE0], device="cpu")
     assert plan.signals["resolution_measured"] == 160 and plan.resolution == 160
     assert any("160px (not 224px), the side the data-mode signals were measured at" in r.text for r in plan.rationale)

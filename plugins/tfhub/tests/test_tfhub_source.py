@@ -16,7 +16,7 @@ import pytest
 
 import zoo
 from zoo.errors import NotCachedError
-from zoo.testing import BackboneContract, PluginContract, sample_image
+from zoo.testing import BackboneContract, PluginContract, sample_image, write_photo_folder
 
 HANDLE = "google/imagenet/mobilenet_v2_100_224/feature_vector/5"
 URL = f"https://tfhub.dev/{HANDLE}"
@@ -263,23 +263,6 @@ def test_pull_lock_holds_a_url_less_module_to_the_lock(saved_model: Path, zoo_ho
     assert "saved_model.pb: the cached file differs from the lock" in err and err.count("\n") == 1
 
 
-def _photo_crops(root: Path, per_class: int = 24) -> Path:
-    """An image folder of random crops of three scikit-image photographs, one class each (the module's
-    random weights give near-constant features on digits, so natural images it is)."""
-    from PIL import Image
-    from skimage import data as skd
-
-    rng = np.random.default_rng(0)
-    for name in ("chelsea", "coffee", "astronaut"):
-        im = Image.fromarray(getattr(skd, name)()).convert("RGB")
-        (root / name).mkdir(parents=True)
-        for j in range(per_class):
-            side = int(rng.integers(48, min(im.size) // 2))
-            left, top = int(rng.integers(0, im.size[0] - side + 1)), int(rng.integers(0, im.size[1] - side + 1))
-            im.crop((left, top, left + side, top + side)).resize((64, 64), Image.BICUBIC).save(root / name / f"{j:03d}.png")
-    return root
-
-
 @pytest.mark.slow
 def test_zoo_run_on_a_tfhub_module_trains_the_top_groups_then_predicts_and_exports(saved_model: Path, zoo_home: Path, no_network: None, tmp_path: Path) -> None:
     """``zoo run`` end to end on a TF Hub module from hub's cache: LP, then LP-FT of the top two groups
@@ -292,7 +275,7 @@ def test_zoo_run_on_a_tfhub_module_trains_the_top_groups_then_predicts_and_expor
     from zoo.runner.predict import load_run
 
     put_in_hub_cache(saved_model, Path(os.environ["TFHUB_CACHE_DIR"]))
-    data = _photo_crops(tmp_path / "photos")
+    data = write_photo_folder(tmp_path / "photos", per_class=24)  # the module's random weights give near-constant features on digits
     base = zoo.recommend(samples=72, classes=3, domain="natural")
     plan = base.model_copy(update={
         "backbone": f"tfhub:{HANDLE}", "strategy": "lp-ft", "unfreeze": ["top-1", "top-2"], "resolution": 224, "bn": "frozen-stats",
