@@ -52,6 +52,26 @@ def split_of(family: str, seed: int) -> str:
     return "held-out seed" if seed == HELD_OUT_SEED else "dev"
 
 
+def _accuracies(rows: Sequence[dict[str, Any]], splits: Sequence[str] | None = None) -> dict[tuple, dict[str, dict[int, float]]]:
+    """Test accuracy in points by cell ``(task, size, backbone)``, arm and seed (seeds whose split is in ``splits``; all if None)."""
+    acc: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        seed = int(r["seed"])
+        if splits is None or split_of(r["family"], seed) in splits:
+            acc[(r["family"], int(r["per_class"]), r["backbone"])][r["arm"]][seed] = 100.0 * float(r["acc"])
+    return acc
+
+
+def _arm_seeds(by_arm: dict[str, dict[int, float]]) -> set[int]:
+    """The seeds on which every arm of a cell ran."""
+    return set.intersection(*(set(by_arm.get(a, {})) for a in ARMS))
+
+
+def _best_arm(by_arm: dict[str, dict[int, float]], seeds: Sequence[int]) -> str:
+    """The arm with the best mean accuracy over ``seeds`` (ties to the earlier arm in :data:`ARMS`)."""
+    return max(ARMS, key=lambda a: (statistics.fmean(by_arm[a][s] for s in seeds), -ARMS.index(a)))
+
+
 def cells(rows: Sequence[dict[str, Any]], splits: Sequence[str] | None = None, rec_arm: str = "recommended") -> list[dict[str, Any]]:
     """One record per (task, size, backbone) over the seeds whose split is in ``splits`` (all if None).
 
@@ -59,23 +79,16 @@ def cells(rows: Sequence[dict[str, Any]], splits: Sequence[str] | None = None, r
     accuracy minus the recommended arm's (``rec_arm``: ``recommended`` for metadata mode,
     ``recommended-data`` for data mode) on that seed (points), with a 90 % bootstrap CI.
     """
-    acc: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    rec_meta: dict[tuple, dict[str, Any]] = {}
-    for r in rows:
-        seed = int(r["seed"])
-        if splits is not None and split_of(r["family"], seed) not in splits:
-            continue
-        key = (r["family"], int(r["per_class"]), r["backbone"])
-        acc[key][r["arm"]][seed] = 100.0 * float(r["acc"])
-        if r["arm"] == rec_arm:
-            rec_meta[key] = r
+    acc = _accuracies(rows, splits)
+    rec_meta = {(r["family"], int(r["per_class"]), r["backbone"]): r for r in rows
+                if r["arm"] == rec_arm and (splits is None or split_of(r["family"], int(r["seed"])) in splits)}
     out = []
     for key, by_arm in sorted(acc.items()):
-        seeds = sorted(set(by_arm.get(rec_arm, {})) & set.intersection(*(set(by_arm.get(a, {})) for a in ARMS)))
+        seeds = sorted(set(by_arm.get(rec_arm, {})) & _arm_seeds(by_arm))
         if not seeds:
             continue
         means = {a: statistics.fmean(by_arm[a][s] for s in seeds) for a in ARMS}
-        oracle = max(ARMS, key=lambda a: (means[a], -ARMS.index(a)))
+        oracle = _best_arm(by_arm, seeds)
         regrets = [by_arm[oracle][s] - by_arm[rec_arm][s] for s in seeds]
         lo, hi = bootstrap_ci(regrets)
         m = rec_meta[key]
@@ -147,22 +160,13 @@ def seed_noise_floor(rows: Sequence[dict[str, Any]]) -> tuple[float, float, floa
     :func:`cells`) on ``s``; averaged over ``s`` per cell. It is the regret the seed-to-seed noise of
     this harness alone leaves, so regret targets below it cannot be told apart with these seeds.
     """
-    acc: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
-    for r in rows:
-        acc[(r["family"], int(r["per_class"]), r["backbone"])][r["arm"]][int(r["seed"])] = 100.0 * float(r["acc"])
     per_cell = []
-    for by_arm in acc.values():
-        seeds = sorted(set.intersection(*(set(by_arm.get(a, {})) for a in ARMS)))
+    for by_arm in _accuracies(rows).values():
+        seeds = sorted(_arm_seeds(by_arm))
         if len(seeds) < 2:
             continue
-        mean = lambda a, ss: statistics.fmean(by_arm[a][x] for x in ss)  # noqa: E731
-        oracle = max(ARMS, key=lambda a: (mean(a, seeds), -ARMS.index(a)))
-        regrets = []
-        for s in seeds:
-            rest = [x for x in seeds if x != s]
-            pick = max(ARMS, key=lambda a: (mean(a, rest), -ARMS.index(a)))
-            regrets.append(by_arm[oracle][s] - by_arm[pick][s])
-        per_cell.append(statistics.fmean(regrets))
+        oracle = _best_arm(by_arm, seeds)
+        per_cell.append(statistics.fmean(by_arm[oracle][s] - by_arm[_best_arm(by_arm, [x for x in seeds if x != s])][s] for s in seeds))
     if not per_cell:
         return float("nan"), float("nan"), float("nan"), 0
     return statistics.fmean(per_cell), statistics.median(per_cell), float(np.quantile(per_cell, 0.9)), len(per_cell)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from zoo.recommender.plan import Plan, Reason
-from zoo.recommender.rules import MAX_RESOLUTION, MIN_RESOLUTION, Request, parse_duration, recommend_metadata, similarity_level
+from zoo.recommender.rules import Request, parse_duration, recommend_metadata, similarity_level
 
 
 def recommend(
@@ -64,9 +64,9 @@ def recommend(
 
         if isinstance(candidates, str):
             candidates = [c.strip() for c in candidates.split(",") if c.strip()]
-        _check(Request(samples=2, classes=2, similarity=level, domain=domain, shift=shift, device=device, priority=priority))
-        if resolution is not None and not MIN_RESOLUTION <= int(resolution) <= MAX_RESOLUTION:
-            _check(Request(samples=2, classes=2, resolution=int(resolution)))  # the same one-line error as metadata mode
+        # the options' one-line errors before anything loads (whether the data are images is known only once they are read)
+        _check(Request(samples=2, classes=2, similarity=level, domain=domain, shift=shift, device=device, priority=priority,
+                       resolution=None if resolution is None else int(resolution)))
         return recommend_data(
             data, candidates=candidates, similarity=level, domain=domain, shift=shift, device=device,
             time_budget_s=parse_duration(time_budget), max_params=parse_count(max_params), priority=priority,

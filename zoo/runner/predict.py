@@ -159,10 +159,10 @@ class RunModel(RunModelBase):
         writer = self._torchscript if fmt == "torchscript" else self._onnx
         return atomic_write(path, lambda tmp: writer(example, tmp))
 
-    def _check(self, got: Any, want: Any, what: str) -> None:
-        diff = float((got.float() - want.float()).abs().max())
-        if not diff <= EXPORT_TOLERANCE:
-            raise InvalidInputError(f"{self.run_dir}: the {what} export differs from the model by {diff:.2e} (> {EXPORT_TOLERANCE:g}); not written.")
+    def _check(self, got: Any, want: Any, what: str, tolerance: float = EXPORT_TOLERANCE) -> None:
+        diff = float((got.float().cpu() - want.float().cpu()).abs().max())
+        if not diff <= tolerance:
+            raise InvalidInputError(f"{self.run_dir}: the {what} export differs from the model by {diff:.2e} (> {tolerance:g}); not written.")
 
     def _torchscript(self, example: Any, tmp: Path) -> None:
         import torch
@@ -199,9 +199,7 @@ class RunModel(RunModelBase):
         with torch.no_grad():
             for x in (example, other):
                 got = torch.as_tensor(sess.run(["logits"], {"pixel_values": x.cpu().numpy()})[0])
-                diff = float((got - self.model(x).float().cpu()).abs().max())
-                if not diff <= ONNX_TOLERANCE:
-                    raise InvalidInputError(f"{self.run_dir}: the ONNX export differs from the model by {diff:.2e} (> {ONNX_TOLERANCE:g}); not written.")
+                self._check(got, self.model(x), "ONNX", ONNX_TOLERANCE)
 
 
 def _image_transform(pre: dict[str, Any]) -> Any:
