@@ -20,11 +20,11 @@ def test_regimes(n, per_class, expected):
 @pytest.mark.parametrize(
     "samples, similarity, strategy, unfreeze",
     [
-        (500, "high", "linear-probe", []),
+        (500, "high", "lp-concat", []),
         (500, "low", "lp-concat", []),
-        (5000, "high", "lp-ft", ["top-1"]),
-        (5000, "medium", "lp-ft", ["top-1", "top-2"]),
-        (5000, "low", "lp-ft", ["top-1", "top-2", "top-3"]),
+        (5000, "high", "lp-ft", ["all"]),
+        (5000, "medium", "lp-ft", ["all"]),
+        (5000, "low", "lp-ft", ["all"]),
         (100_000, "high", "lp-ft", ["all"]),
         (100_000, "low", "full-finetune", ["all"]),
     ],
@@ -39,13 +39,36 @@ def test_strategy_table(samples, similarity, strategy, unfreeze):
     assert all(r.source for r in plan.rationale)
 
 
+def test_text_probes_the_final_features_on_tiny_similar_data():
+    # images read mid-level features too (lp-concat); a sentence encoder's pooled output is the probe's input
+    assert recommend(samples=500, classes=10, modality="text", similarity="high").strategy == "linear-probe"
+    assert recommend(samples=500, classes=10, modality="text", similarity="low").strategy == "lp-concat"
+
+
 def test_overrides():
-    assert recommend(samples=5000, classes=10, shift="input").strategy == "surgical"
-    assert recommend(samples=5000, classes=10, shift="input").unfreeze == ["early-1", "early-2"]
+    # input shift on a new task: planned as a different domain, fine-tuning reaches the first groups (not them alone)
+    shifted, plain = recommend(samples=5000, classes=10, domain="natural", shift="input"), recommend(samples=5000, classes=10, domain="natural")
+    assert shifted.strategy == "lp-ft" and shifted.unfreeze == ["all"]
+    assert shifted.signals["similarity"] == "low" and plain.signals["similarity"] == "high"
+    assert shifted.lr["head"] == 4 * plain.lr["head"]  # Li et al.: x2 for a different domain instead of x0.5 for a similar one
+    assert any("input-level shift" in r.text for r in shifted.rationale)
+    assert recommend(samples=200, classes=10, domain="natural", shift="input").strategy == "lp-concat"
     label = recommend(samples=5000, classes=10, shift="label")
     assert label.strategy == "head-only" and label.unfreeze == []
-    fg = recommend(samples=5000, classes=10, domain="fine-grained")
-    assert fg.unfreeze == ["top-1", "top-2", "top-3"]
+    feature = recommend(samples=5000, classes=10, shift="feature")
+    assert feature.strategy == "surgical" and feature.unfreeze == ["middle"]
+
+
+@pytest.mark.parametrize("model, groups, decay", [("torchvision:resnet50.IMAGENET1K_V2", 5, 1 / 2.6), ("torchvision:efficientnet_b0.IMAGENET1K_V1", 9, 0.75)])
+def test_per_group_decay_is_per_stage_for_five_groups_and_per_block_for_finer_cuts(model, groups, decay):
+    # ULMFiT's 1/2.6 per stage compounded over EfficientNet's 9 groups would leave the stem at 1/5,000 of the head's LR
+    from zoo.recommender.rules import Request, recommend_metadata
+
+    card = zoo.info(model)
+    assert card.layer_groups == groups
+    plan = recommend_metadata(Request(samples=5000, classes=10, domain="natural", device="gpu"), [], ranked=[card])
+    assert plan.unfreeze == ["all"] and plan.lr_decay == pytest.approx(decay)
+    assert plan.lr["all"] == pytest.approx(plan.lr["head"] * decay)
 
 
 def test_no_flips_for_orientation_sensitive_data():
@@ -107,7 +130,7 @@ def test_cli(tmp_path, capsys):
 @pytest.mark.parametrize(
     "case, kwargs, strategy, families",
     [
-        ("small and similar: extraction", dict(samples=500, classes=10, similarity="high"), "linear-probe", None),
+        ("small and similar: extraction", dict(samples=500, classes=10, similarity="high"), "lp-concat", None),
         ("large and different: deep fine-tuning", dict(samples=600_000, classes=100, similarity="low", device="gpu", time_budget="200h"), "full-finetune", None),
         ("compute-constrained: MobileNet/EfficientNet class", dict(samples=5000, classes=10, similarity="high", max_params="10M", time_budget="10m", priority="cost"), "lp-ft", {"mobilenet", "efficientnet"}),
         ("best accuracy with budget: ResNet/DenseNet/ConvNeXt class", dict(samples=5000, classes=10, similarity="high", device="gpu", time_budget="48h", priority="accuracy"), "lp-ft", {"resnet", "densenet", "convnext"}),
@@ -118,7 +141,7 @@ def test_lecture_notes_and_cs231n_table(case, kwargs, strategy, families):
     assert plan.strategy == strategy, case
     if strategy == "full-finetune":
         assert plan.unfreeze == ["all"]
-    if strategy == "linear-probe":
+    if strategy in ("linear-probe", "lp-concat"):
         assert plan.unfreeze == [] and plan.schedule.epochs == 0
     if families:
         assert zoo.info(plan.backbone).family in families, (case, plan.backbone)

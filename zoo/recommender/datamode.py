@@ -320,8 +320,6 @@ def recommend_data(
     else:
         reasons.append(Reason(text=f"measured similarity {level} ({score:.2f}): {'; '.join(why)}", source=f"{SRC_PROBE}; {SRC_MSP}"))
         level_used = level
-    k = int(sig["k_from_profile"])
-    depth = (k, Reason(text=f"probe profile peaks at {sig['best_group']}: unfreeze from it upward, k = {k} group(s)", source=f"{SRC_PROBE}; Kumar et al. 2022, LP-FT"))
     orientation = None
     n_flipped = 0
     if ds.modality == "image":
@@ -343,7 +341,7 @@ def recommend_data(
         image_size=ds.image_side, priority=priority, orientation_sensitive=orientation, throughput=sig.get("throughput_flops"),
         resolution=res, resolution_measured=resolution is None and res is not None,
     )
-    plan = recommend_metadata(req, [], ranked=ranked_cards, depth=depth, reasons=reasons)
+    plan = recommend_metadata(req, [], ranked=ranked_cards, reasons=reasons)
     signals = dict(plan.signals)
     signals.update(
         mode="data",

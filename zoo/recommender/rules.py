@@ -216,14 +216,12 @@ def recommend_metadata(
     cards: Sequence[ModelCard],
     *,
     ranked: Sequence[ModelCard] | None = None,
-    depth: tuple[int, Reason] | None = None,
     reasons: list[Reason] | None = None,
 ) -> Plan:
     """Build a plan from the task's metadata and the curated catalog alone.
 
     Data mode passes ``ranked`` (candidates already ordered by measured signals, skipping the
-    catalog ranking), ``depth`` (k measured from the probe profile, with its reason, used where
-    the table says LP-FT of the top groups on small data) and its own ``reasons`` to start from.
+    catalog ranking) and its own ``reasons`` to start from.
     """
     _check(req)
     reasons = list(reasons or [])
@@ -246,13 +244,20 @@ def recommend_metadata(
     ranked = cands if ranked is not None else _rank(cands, req, reasons)
 
     # --- strategy and depth from the table --------------------------------------------------
+    if req.shift == "input":
+        # Lee et al. tune the first block alone to adapt a model to corrupted inputs of the task it was
+        # trained on; here the head (and the top) must learn a new task as well, from inputs unlike the
+        # pretraining data: plan as for a different domain, so that fine-tuning reaches the first groups
+        similarity = "low"
+        reasons.append(Reason(text="input-level shift on a new task: planned as a different domain (mid-level features when probing; fine-tuning reaches the first groups, not them alone: surgical tuning adapts a model to shifted inputs of its own task)", source=f"{SRC_SURGICAL}; {SRC_HEAD2TOE}"))
+    image = req.modality == "image"
     table = {
-        ("tiny", "high"): ("linear-probe", 0),
-        ("tiny", "medium"): ("linear-probe", 0),
+        ("tiny", "high"): ("lp-concat" if image else "linear-probe", 0),
+        ("tiny", "medium"): ("lp-concat" if image else "linear-probe", 0),
         ("tiny", "low"): ("lp-concat", 0),
-        ("small", "high"): ("lp-ft", 1),
-        ("small", "medium"): ("lp-ft", 2),
-        ("small", "low"): ("lp-ft", 3),
+        ("small", "high"): ("lp-ft", -1),
+        ("small", "medium"): ("lp-ft", -1),
+        ("small", "low"): ("lp-ft", -1),
         ("medium", "high"): ("lp-ft", -1),
         ("medium", "medium"): ("lp-ft", -1),
         ("medium", "low"): ("full-finetune", -1),
@@ -266,17 +271,12 @@ def recommend_metadata(
     if strategy == "lp-concat":
         src = SRC_HEAD2TOE
     depth_text = {0: "head only", -1: "all groups"}.get(k, f"top {k} groups")
-    reasons.append(Reason(text=f"{reg} data ({req.samples} samples, {per_class:.0f} per class) and {quadrant} domain: {strategy}, {depth_text}", source=src))
-    if depth is not None and reg == "small" and strategy == "lp-ft" and similarity != "high":
-        k = max(1, depth[0])
-        reasons.append(depth[1])
-    if req.domain == "fine-grained" and k > 0:
-        k += 1
-        reasons.append(Reason(text="fine-grained: one more group unfrozen (frozen ImageNet features are weak here)", source=SRC_KORNBLITH))
-    if req.shift == "input":
-        strategy, k = "surgical", 2
-        reasons.append(Reason(text="input-level shift: tune the first groups (stem and first stage), keep the top frozen", source=SRC_SURGICAL))
-    elif req.shift == "label":
+    why = {
+        "lp-concat": ": the probe reads mid-level and final features (no deep fine-tuning: few-shot fine-tuning varies widely between seeds)",
+        "linear-probe": " (no deep fine-tuning: few-shot fine-tuning varies widely between seeds)",
+    }.get(strategy, ": the probe, then every group, each at its own learning rate (the lower groups move least)" if reg == "small" else "")
+    reasons.append(Reason(text=f"{reg} data ({req.samples} samples, {per_class:.0f} per class) and {quadrant} domain: {strategy}, {depth_text}{why}", source=src))
+    if req.shift == "label":
         strategy, k = "head-only", 0
         reasons.append(Reason(text="label shift: same inputs, new label semantics: train the head only", source=SRC_SURGICAL))
     elif req.shift == "feature" and strategy not in ("linear-probe", "lp-concat"):
@@ -400,15 +400,18 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     cost = Cost(device=req.device, stage1_seconds=round(stage1, 1), stage2_seconds=round(stage2(epochs) if fine_tune else 0.0, 1), total_seconds=round(stage1 + (stage2(epochs) if fine_tune else 0.0), 1), flops=fwd)
     # learning rates
     cnn = image and card.family not in ("vit", "deit", "swin", "beit")
+    per_block = 0.75 if reg in ("tiny", "small") else 0.9  # timm/BEiT layer decay on small data, AutoGluon's above
     if cnn:
         base = 5e-4
         opt = Optimizer(name="adamw", weight_decay=0.01)
-        decay = 1 / 2.6 if similarity != "low" else 1 / 1.5
+        # ULMFiT's 1/2.6 (1/1.5 for a different domain) is per stage of a CNN cut into <= 5 groups; a finer cut
+        # (EfficientNet: stem, 7 stages, top) compounds it to ~1/5,000 at the input: use the per-block decay
+        decay = (1 / 2.6 if similarity != "low" else 1 / 1.5) if n_groups <= 5 else per_block
         reasons.append(Reason(text="CNN: AdamW from 5e-4 (scaled by similarity below); Adam's per-parameter steps do not depend on the scale of the pooled features, and short CPU schedules still move", source="fastai vision fine_tune (Adam); measured in zoo's runner on digits, LP-FT 2 epochs: SGD 0.0025 stays at the probe, SGD 0.02 diverges, AdamW 1e-3 0.944 -> 0.967"))
     else:
         base = 1e-4 if image else 5e-5
         opt = Optimizer(name="adamw", weight_decay=0.01)
-        decay = 0.75 if reg in ("tiny", "small") else 0.9
+        decay = per_block
     if fine_tune:
         if similarity == "high":
             base *= 0.5
@@ -416,7 +419,9 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
         elif similarity == "low":
             base *= 2.0
             reasons.append(Reason(text="different domain: twice the base learning rate and a flatter per-group decay", source=SRC_LI2020))
-        reasons.append(Reason(text=f"per-group learning rates: x{decay:.2f} per group below the head", source=SRC_ULMFIT))
+        stages = cnn and n_groups <= 5
+        reasons.append(Reason(text=f"per-group learning rates: x{decay:.2f} per group below the head" + ("" if stages else f" ({n_groups} groups: the per-block decay)"),
+                              source=SRC_ULMFIT if stages else "timm / BEiT layer-wise LR decay (0.75 on small data; AutoGluon 0.9 above)"))
     gradual = fine_tune and reg == "small" and k >= 2
     # augmentation
     if image:
