@@ -63,15 +63,21 @@ def recommend_data_for(task: Task, backbone: str) -> tuple[Any, float]:
     The declared domain and shift go along (as in metadata mode); the similarity, the depth (probe
     profile) and the orientation sensitivity are measured, at the harness's image side (as every arm
     trains; the rule's own side for small images would be 128 px). Returns ``(plan, seconds)``; the seconds
-    include writing nothing but the measurement (the files are written before the clock starts).
+    include nothing but the measurement (the files are written before the clock starts), from an empty feature cache.
     """
+    from unittest import mock
+
     import zoo
+    from zoo.recommender import features
 
     with tempfile.TemporaryDirectory() as tmp:
         path = write_task(task, Path(tmp) / "data")
-        t0 = time.perf_counter()
-        plan = zoo.recommend(data=path, candidates=[backbone], domain=task.domain, shift=task.shift, device="cpu", resolution=_harness_side(task))
-        return plan, time.perf_counter() - t0
+        # a feature cache of its own: the cost is that of a first measurement (the same texts, written again
+        # for another row, would otherwise hit the features an earlier row cached in ZOO_HOME)
+        with mock.patch.object(features, "cache_dir", lambda: Path(tmp) / "features"):
+            t0 = time.perf_counter()
+            plan = zoo.recommend(data=path, candidates=[backbone], domain=task.domain, shift=task.shift, device="cpu", resolution=_harness_side(task))
+            return plan, time.perf_counter() - t0
 
 
 def plan_phases(plan: Any, n: int, epochs: int) -> tuple[list[A.Phase] | None, str, str]:
