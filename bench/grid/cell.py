@@ -60,8 +60,8 @@ def write_task(task: Task, folder: Path) -> Path:
 def recommend_data_for(task: Task, backbone: str) -> tuple[Any, float]:
     """``zoo.recommend`` in data mode on the task's training items, the cell's backbone the only candidate.
 
-    The declared domain and shift go along (as in metadata mode); the similarity, the depth (probe
-    profile) and the orientation sensitivity are measured, at the harness's image side (as every arm
+    The declared domain and shift go along (as in metadata mode); the similarity (from the probe
+    profile, LogME and the source head) and the orientation sensitivity are measured, at the harness's image side (as every arm
     trains; the rule's own side for small images would be 128 px). Returns ``(plan, seconds)``; the seconds
     include nothing but the measurement (the files are written before the clock starts), from an empty feature cache.
     """

@@ -279,7 +279,7 @@ def data_mode_section(rows: Sequence[dict[str, Any]]) -> list[str]:
     lines = ["### Data mode: `zoo recommend --data` on each cell's training items", "",
              "The same cells, recommended the way a user with data would ask: the task's training items written as an image folder "
              "(or a JSONL of text and label), `zoo.recommend(data=..., candidates=[the cell's backbone], domain=..., shift=..., "
-             f"resolution={RESOLUTION})` (images: the side every arm trains at), which measures the domain similarity, the per-group probe profile (the unfreezing depth) and the orientation "
+             f"resolution={RESOLUTION})` (images: the side every arm trains at), which measures the domain similarity, the per-group probe profile and the orientation "
              "sensitivity, then builds the plan with the same rules; the plan runs in the same harness. Its cost counts the "
              "measurement (extraction, probes, flip test).", ""]
     lines += _target_tables(rows, "recommended-data", cost, "#### Data mode targets", (

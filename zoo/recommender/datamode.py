@@ -7,7 +7,9 @@ class): model selection needs a ranking, not the whole sample. Backbone: mean ra
 prior, LogME and k-NN (near-ties to the cheaper model). Then, for the chosen backbone only, on the
 same items: the per-group probe profile and the flip test. Similarity: from the probe profile's
 top-vs-best gap, the linear-probe accuracy and the source head's maximum softmax (research note
-6.3). Depth: unfreeze from the best-probed group upward (k = J - j* + 1). ``zoo run`` reuses the
+6.3). The profile's depth (``k_from_profile``: unfreeze from the best-probed group upward) is
+recorded in the signals; the plan's depth comes from the table (every group on small data: LP-FT
+of fewer groups lost to it in the strategy grid). ``zoo run`` reuses the
 chosen backbone's cached rows and extracts the rest of the sample for its stage 1.
 """
 
@@ -312,7 +314,7 @@ def recommend_data(
     bb = loaded[chosen]
     loaded.clear()
 
-    # ---- similarity, depth, orientation from the chosen backbone's signals --------------------
+    # ---- similarity and orientation from the chosen backbone's signals --------------------
     level, score, why = _similarity(sig, domain)
     if similarity is not None:
         reasons.append(Reason(text=f"similarity {similarity} as given (measured: {level}, {'; '.join(why)})", source="user"))

@@ -418,11 +418,10 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
             reasons.append(Reason(text="similar domain: half the base learning rate", source=SRC_LI2020))
         elif similarity == "low":
             base *= 2.0
-            reasons.append(Reason(text="different domain: twice the base learning rate and a flatter per-group decay", source=SRC_LI2020))
+            reasons.append(Reason(text="different domain: twice the base learning rate" + (" and a flatter per-group decay" if cnn and n_groups <= 5 else ""), source=SRC_LI2020))
         stages = cnn and n_groups <= 5
         reasons.append(Reason(text=f"per-group learning rates: x{decay:.2f} per group below the head" + ("" if stages else f" ({n_groups} groups: the per-block decay)"),
                               source=SRC_ULMFIT if stages else "timm / BEiT layer-wise LR decay (0.75 on small data; AutoGluon 0.9 above)"))
-    gradual = fine_tune and reg == "small" and k >= 2
     # augmentation
     if image:
         sensitive = req.orientation_sensitive if req.orientation_sensitive is not None else req.domain in ORIENTATION_SENSITIVE
@@ -439,5 +438,7 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     bn = "frozen-stats" if (batch < 32 or req.samples < 5000) else "train"
     if image and bn == "frozen-stats":
         reasons.append(Reason(text="little data or small batches: BatchNorm statistics stay frozen (inference mode)", source=SRC_KERAS))
-    sched = Schedule(epochs=epochs, batch_size=batch, steps=steps if fine_tune else 0, warmup_frac=0.05 if fine_tune else 0.0, decay="cosine", gradual_unfreeze=gradual, early_stop_patience=5)
+    # no gradual unfreezing (ULMFiT): a plan trains every chosen group from its first epoch, as the strategy grid
+    # measured it; `gradual_unfreeze: true` in a plan file still makes zoo run add one group per epoch from the top
+    sched = Schedule(epochs=epochs, batch_size=batch, steps=steps if fine_tune else 0, warmup_frac=0.05 if fine_tune else 0.0, decay="cosine", gradual_unfreeze=False, early_stop_patience=5)
     return {"cost": cost, "schedule": sched, "augment": aug, "bn": bn, "resolution": resolution, "optimizer": opt, "base_lr": base, "decay": decay, "reasons": reasons}
