@@ -79,6 +79,20 @@ def test_digits_end_to_end_offline(tmp_path, zoo_home, no_network, capsys):
 
 
 @pytest.mark.slow
+def test_small_data_plan_decays_per_block_over_the_loaded_backbones_groups(tmp_path, zoo_home, no_network):
+    """timm's catalog card does not know Lite0's group count; data mode takes it from the loaded handle (stem, 7
+    stages, top): the per-block decay 0.75, not the per-stage 1/1.5 a CNN cut into 5 groups gets for a different domain."""
+    import zoo
+
+    root = _digits(tmp_path, limit=1000)
+    assert zoo.info(LITE0).layer_groups is None and len(zoo.load(LITE0).layer_groups) == 9
+    plan = recommend(data=root, candidates=[LITE0], resolution=32)
+    assert plan.signals["regime"] == "small" and plan.strategy == "lp-ft" and plan.unfreeze == ["all"]
+    assert plan.lr_decay == pytest.approx(0.75)
+    assert any("9 groups: the per-block decay" in r.text for r in plan.rationale)
+
+
+@pytest.mark.slow
 def test_plan_trains_at_the_side_data_mode_measured_so_zoo_run_reuses_the_features(tmp_path, zoo_home, no_network):
     """Photos (>= 96 px) on a CPU are measured at 160 px; the plan trains there too (not at the rule's 224),
     so its signals describe the input it trains on and zoo run's stage 1 finds every feature cached."""

@@ -329,10 +329,12 @@ def recommend_data(
         flip_drop, n_flipped = _orientation_drop(bb, ds, ranked_fs[chosen], rows, res)
         orientation = flip_drop > FLIP_DROP
         timings["flip_test"] = round(time.perf_counter() - t0, 2)
+    n_groups = len(bb.layer_groups)
     del bb
     ranked_fs.clear()
     gc.collect()
-    card = next(c for c in fits if c.id == chosen)
+    # the loaded handle's group count: a catalog card may not know it (timm's), and the per-group LR decay depends on it
+    card = next(c for c in fits if c.id == chosen).model_copy(update={"layer_groups": n_groups})
     flops = sig.get("gflops_at_resolution")
     if flops and res and card.input_size:
         card = card.model_copy(update={"gflops": flops * (card.input_size / res) ** 2})
