@@ -315,7 +315,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--similarity", help="high, medium, low or a number in [0, 1] (data mode measures it)")
     p.add_argument("--priority", default="balanced", help="balanced, accuracy or cost")
     p.add_argument("--domain", help="natural, fine-grained, medical, satellite, documents or synthetic")
-    p.add_argument("--shift", help="input, feature or label")
+    p.add_argument("--shift", help="how the task differs from the pretraining data: input (corrupted or recoloured images: planned as a different domain), feature (new sub-populations: the middle groups) or label (same inputs, new label semantics: the head only)")
     p.add_argument("--device", default="cpu", help="cpu or gpu")
     p.add_argument("--time-budget", help="e.g. 30m, 2h")
     p.add_argument("--max-params", help="e.g. 10M")
