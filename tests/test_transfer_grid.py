@@ -253,3 +253,17 @@ def test_text_layer_cache_gives_the_encoders_output(zoo_home, no_network) -> Non
     with torch.no_grad():
         for start in (0, split.n - 1, split.n):
             assert (split.forward(start, cache.acts[start], cache.ctx) - full).abs().max() < 1e-5
+
+
+def test_data_mode_measurement_starts_from_an_empty_feature_cache(zoo_home, no_network) -> None:
+    """The grid's data-mode cost is a first measurement: the same texts written again for another row must not
+    reuse the features an earlier row left in ZOO_HOME (they did: 120 s of text measurement had shrunk to 14 s)."""
+    import zoo
+    from bench.grid.cell import recommend_data_for
+
+    zoo.reset()
+    task = build_task("sklearn-topics", 5, 0)
+    for _ in range(2):
+        plan, seconds = recommend_data_for(task, "hf:sentence-transformers/all-MiniLM-L6-v2")
+        assert plan.signals["candidates"]["hf:sentence-transformers/all-MiniLM-L6-v2"]["features_cached"] is False and seconds > 0
+    assert not (zoo_home / "features").exists() or not any((zoo_home / "features").iterdir())
