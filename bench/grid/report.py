@@ -34,7 +34,7 @@ RULES_REVISION = (f"The recommender's rules were revised once after a full grid,
                   "per-block learning-rate decay (0.75) for CNNs cut into more than 5 groups (was ULMFiT's per-stage 1/2.6, which over "
                   "EfficientNet's 9 groups left the stem at 1/5,000 of the head's rate; data mode takes the group count from the loaded "
                   "backbone, commit 0517516). Before it (same arms and peers, 1,118 runs): metadata mode mean regret 2.62 points (dev "
-                  f"2.99, held-out seed 4.51, p90 6.96), data mode 2.13 (held-out seed 3.75, p90 4.67). Caveats: the first look at per-cell means "
+                  "2.99, held-out seed 4.51, p90 6.96), data mode 2.13 (held-out seed 3.75, p90 4.67). Caveats: the first look at per-cell means "
                   f"before the revision averaged all seeds, the held-out one included; and the `{HELD_OUT_FAMILY}` plans are the same "
                   "before and after (all three sizes are tiny: a probe on mid-level and final features), so the held-out family does not "
                   "test the revision; the held-out seed does.")
