@@ -79,13 +79,19 @@ def test_digits_end_to_end_offline(tmp_path, zoo_home, no_network, capsys):
 
 
 @pytest.mark.slow
-def test_small_data_plan_decays_per_block_over_the_loaded_backbones_groups(tmp_path, zoo_home, no_network):
-    """timm's catalog card does not know Lite0's group count; data mode takes it from the loaded handle (stem, 7
-    stages, top): the per-block decay 0.75, not the per-stage 1/1.5 a CNN cut into 5 groups gets for a different domain."""
+def test_small_data_plan_decays_per_block_over_the_loaded_backbones_groups(tmp_path, zoo_home, no_network, monkeypatch):
+    """A catalog card may not know its group count (most timm cards do not); data mode takes it from the loaded
+    handle (Lite0: stem, 7 stages, top): the per-block decay 0.75, not the per-stage 1/1.5 a CNN cut into 5 groups
+    gets for a different domain."""
     import zoo
+    from zoo.recommender.rules import Request, recommend_metadata
 
+    info = zoo.info
+    monkeypatch.setattr(zoo, "info", lambda model_id, *a, **k: info(model_id, *a, **k).model_copy(update={"layer_groups": None}))
+    bare = zoo.info(LITE0)
+    assert bare.layer_groups is None and len(zoo.load(LITE0).layer_groups) == 9
+    assert recommend_metadata(Request(samples=1000, classes=10, similarity="low"), [], ranked=[bare]).lr_decay == pytest.approx(1 / 1.5)
     root = _digits(tmp_path, limit=1000)
-    assert zoo.info(LITE0).layer_groups is None and len(zoo.load(LITE0).layer_groups) == 9
     plan = recommend(data=root, candidates=[LITE0], resolution=32)
     assert plan.signals["regime"] == "small" and plan.strategy == "lp-ft" and plan.unfreeze == ["all"]
     assert plan.lr_decay == pytest.approx(0.75)
