@@ -334,10 +334,12 @@ def recommend_data(
     ranked_fs.clear()
     gc.collect()
     # the loaded handle's group count: a catalog card may not know it (timm's), and the per-group LR decay depends on it
-    card = next(c for c in fits if c.id == chosen).model_copy(update={"layer_groups": n_groups})
+    card = next(c for c in fits if c.id == chosen)
     flops = sig.get("gflops_at_resolution")
+    measured = {"layer_groups": n_groups}
     if flops and res and card.input_size:
-        card = card.model_copy(update={"gflops": flops * (card.input_size / res) ** 2})
+        measured["gflops"] = flops * (card.input_size / res) ** 2
+    card = card.model_copy(update=measured)
     ranked_cards = [card] + [c for c in (fits[i] for i in order[1:])]
     req = Request(
         samples=ds.n, classes=len(ds.classes), modality=ds.modality, similarity=level_used, domain=domain, shift=shift,

@@ -270,12 +270,11 @@ def recommend_metadata(
     src = {"tiny": SRC_CS231N, "small": SRC_LPFT, "medium": SRC_ULMFIT, "large": SRC_BIT}[reg]
     if strategy == "lp-concat":
         src = SRC_HEAD2TOE
-    depth_text = {0: "head only", -1: "all groups"}.get(k, f"top {k} groups")
-    why = {
-        "lp-concat": ": the probe reads mid-level and final features (no deep fine-tuning: few-shot fine-tuning varies widely between seeds)",
-        "linear-probe": " (no deep fine-tuning: few-shot fine-tuning varies widely between seeds)",
-    }.get(strategy, ": the probe, then every group, each at its own learning rate (the lower groups move least)" if reg == "small" else "")
-    reasons.append(Reason(text=f"{reg} data ({req.samples} samples, {per_class:.0f} per class) and {quadrant} domain: {strategy}, {depth_text}{why}", source=src))
+    if k == 0:  # every tiny row
+        why = "head only" + (": the probe reads mid-level and final features" if strategy == "lp-concat" else "") + " (no deep fine-tuning: few-shot fine-tuning varies widely between seeds)"
+    else:
+        why = "all groups" + (": the probe, then every group, each at its own learning rate (the lower groups move least)" if reg == "small" else "")
+    reasons.append(Reason(text=f"{reg} data ({req.samples} samples, {per_class:.0f} per class) and {quadrant} domain: {strategy}, {why}", source=src))
     if req.shift == "label":
         strategy, k = "head-only", 0
         reasons.append(Reason(text="label shift: same inputs, new label semantics: train the head only", source=SRC_SURGICAL))
@@ -401,12 +400,13 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     # learning rates
     cnn = image and card.family not in ("vit", "deit", "swin", "beit")
     per_block = 0.75 if reg in ("tiny", "small") else 0.9  # timm/BEiT layer decay on small data, AutoGluon's above
+    # ULMFiT's 1/2.6 (1/1.5 for a different domain) is per stage of a CNN cut into <= 5 groups; a finer cut
+    # (EfficientNet: stem, 7 stages, top) would compound it to ~1/5,000 at the input: the per-block decay there
+    stages = cnn and n_groups <= 5
     if cnn:
         base = 5e-4
         opt = Optimizer(name="adamw", weight_decay=0.01)
-        # ULMFiT's 1/2.6 (1/1.5 for a different domain) is per stage of a CNN cut into <= 5 groups; a finer cut
-        # (EfficientNet: stem, 7 stages, top) compounds it to ~1/5,000 at the input: use the per-block decay
-        decay = (1 / 2.6 if similarity != "low" else 1 / 1.5) if n_groups <= 5 else per_block
+        decay = (1 / 2.6 if similarity != "low" else 1 / 1.5) if stages else per_block
         reasons.append(Reason(text="CNN: AdamW from 5e-4 (scaled by similarity below); Adam's per-parameter steps do not depend on the scale of the pooled features, and short CPU schedules still move", source="fastai vision fine_tune (Adam); measured in zoo's runner on digits, LP-FT 2 epochs: SGD 0.0025 stays at the probe, SGD 0.02 diverges, AdamW 1e-3 0.944 -> 0.967"))
     else:
         base = 1e-4 if image else 5e-5
@@ -418,8 +418,7 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
             reasons.append(Reason(text="similar domain: half the base learning rate", source=SRC_LI2020))
         elif similarity == "low":
             base *= 2.0
-            reasons.append(Reason(text="different domain: twice the base learning rate" + (" and a flatter per-group decay" if cnn and n_groups <= 5 else ""), source=SRC_LI2020))
-        stages = cnn and n_groups <= 5
+            reasons.append(Reason(text="different domain: twice the base learning rate" + (" and a flatter per-group decay" if stages else ""), source=SRC_LI2020))
         reasons.append(Reason(text=f"per-group learning rates: x{decay:.2f} per group below the head" + ("" if stages else f" ({n_groups} groups: the per-block decay)"),
                               source=SRC_ULMFIT if stages else "timm / BEiT layer-wise LR decay (0.75 on small data; AutoGluon 0.9 above)"))
     # augmentation
