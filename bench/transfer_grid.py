@@ -31,13 +31,36 @@ if str(ROOT) not in sys.path:
 BACKBONES = {"image": ("timm:efficientnet_lite0.pypi_in1k", "timm:efficientnet_lite1.pypi_in1k", "timm:efficientnet_lite2.pypi_in1k"),
              "text": ("hf:sentence-transformers/all-MiniLM-L6-v2",)}
 FIELDS = ["family", "per_class", "backbone", "seed", "modality", "n_train", "n_classes", "epochs", "arm", "kind", "acc", "seconds", "steps",
-          "plan_strategy", "plan_unfreeze", "plan_backbone", "plan_epochs", "plan_head_lr", "mapped_arm", "rec_seconds"]
+          "plan_strategy", "plan_unfreeze", "plan_backbone", "plan_epochs", "plan_head_lr", "mapped_arm", "rec_seconds",
+          "train_loss", "diverged", "lr_scale"]
 # (families, sizes, image backbones) blocks, run in this order; the full grid fits 2 h on 2 cores by
 # giving Lite0 every family and size, and the larger Lite1/Lite2 the two anchor families at 20 per class
 QUICK = {"blocks": [(["natural", "digits", "numpy-topics"], [5], BACKBONES["image"][:1])], "seeds": [0], "target_steps": 12}
 FULL = {"blocks": [(["natural", "digits", "natural-shift", "position", "shapes", "numpy-topics", "sklearn-topics"], [5, 20, 100], BACKBONES["image"][:1]),
                    (["natural", "digits"], [20], BACKBONES["image"][1:])],
         "seeds": [0, 1, 2], "target_steps": 40}
+
+
+def upgrade_header(csv_path: Path) -> None:
+    """Give the CSV the current :data:`FIELDS` header (a new file: the header alone; an older file: its rows
+    rewritten under the new header, columns it lacks left empty), written to a temporary file and moved into place."""
+    if csv_path.exists():
+        with csv_path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames == FIELDS:
+                return
+            rows = list(reader)
+        missing = [f for f in (reader.fieldnames or []) if f not in FIELDS]
+        if missing:
+            raise SystemExit(f"{csv_path}: columns {missing} are not in this version's grid; move the file away to start a new one")
+    else:
+        rows = []
+    tmp = csv_path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, csv_path)
 
 
 def _key(r: dict) -> tuple:
@@ -66,11 +89,8 @@ def run(families: list[str], sizes: list[int], seeds: list[int], image_backbones
     rows = read_rows(csv_path)
     done = {_key(r) for r in rows}
     wanted = set(ARMS) | set(PEERS) | set(RECOMMENDATIONS)
-    new = not csv_path.exists()
     csv_path.parent.mkdir(parents=True, exist_ok=True)
-    if new:
-        with csv_path.open("a", newline="") as fh:
-            csv.DictWriter(fh, FIELDS).writeheader()
+    upgrade_header(csv_path)
     with csv_path.open("a", newline="") as fh:
         w = csv.DictWriter(fh, FIELDS, extrasaction="ignore")
 

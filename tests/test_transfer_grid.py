@@ -267,3 +267,47 @@ def test_data_mode_measurement_starts_from_an_empty_feature_cache(zoo_home, no_n
         plan, seconds = recommend_data_for(task, "hf:sentence-transformers/all-MiniLM-L6-v2")
         assert plan.signals["candidates"]["hf:sentence-transformers/all-MiniLM-L6-v2"]["features_cached"] is False and seconds > 0
     assert not (zoo_home / "features").exists() or not any((zoo_home / "features").iterdir())
+
+
+def test_divergence_is_judged_on_the_training_loss_alone() -> None:
+    assert A.diverged(0.4, 2.3) and A.diverged(0.4, float("nan")) and A.diverged(float("nan"), float("inf"))
+    assert not A.diverged(2.3, 0.4) and not A.diverged(0.4, 0.4)
+    (ph,) = A.scale_lr(arm_phases("lpft-2", 9, "image", 3)[0], 0.1)
+    assert ph.lr == {k: v * 0.1 for k, v in arm_phases("lpft-2", 9, "image", 3)[0][0].lr.items()}
+
+
+def test_a_diverged_arm_is_run_again_at_a_tenth_of_its_learning_rates(lite0, monkeypatch) -> None:
+    """The arms' recipe: a run whose training loss ends above its start is rerun once at lr / 10 and the lower-loss run kept."""
+    import dataclasses
+
+    from bench.grid import cell as C
+
+    task = build_task("shapes", 5, 0)
+    state = A.snapshot(lite0)
+    rows: list[dict] = []
+    for scale in (1e6, 1.0):  # SGD at 10^4 blows the loss up; the arm's own recipe does not
+        real = arm_phases
+        monkeypatch.setattr(C, "arm_phases", lambda arm, n, m, e, s=scale: ([dataclasses.replace(p, lr={k: v * s for k, v in p.lr.items()}) for p in real(arm, n, m, e)[0]], "lp"))
+        C.run_cell(lite0, state, task, "timm:x", target_steps=4, skip=set(), emit=rows.append, arms=("lp", "lpft-1"), peers=(), recommendations=())
+    blown, normal = [r for r in rows if r["arm"] == "lpft-1"]
+    assert blown["diverged"] == 1 and blown["lr_scale"] == A.RETRY_LR_SCALE and np.isfinite(blown["train_loss"])
+    assert normal["diverged"] == 0 and normal["lr_scale"] == 1.0
+    A.restore(lite0, state)
+
+
+def test_an_older_csv_gets_the_new_columns_without_losing_a_row(tmp_path: Path) -> None:
+    import csv
+
+    from bench import transfer_grid as G
+
+    path = tmp_path / "grid.csv"
+    old = G.FIELDS[:-3]
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, old)
+        w.writeheader()
+        w.writerow({f: str(i) for i, f in enumerate(old)})
+    G.upgrade_header(path)
+    (row,) = R.read_rows(path)
+    assert list(row) == G.FIELDS and row["acc"] == str(old.index("acc")) and row["lr_scale"] == ""
+    G.upgrade_header(path)  # current header: untouched
+    assert R.read_rows(path) == [row] and not path.with_suffix(".csv.tmp").exists()

@@ -311,13 +311,17 @@ def start_of(phases: Sequence[Phase]) -> int:
 def train(split: Split, phases: Sequence[Phase], head: Head, train_c: Cache, test_c: Cache, start: int, seed: int) -> dict[str, Any]:
     """Run ``phases``, each from the deepest cached activations below its lowest trained group; test from ``start``.
 
-    Returns test accuracy, optimizer steps and seconds.
+    Returns test accuracy, optimizer steps, seconds, the training loss of the first batch before any
+    step (``loss_start``) and the mean training loss of the last epoch (``loss_end``), and ``diverged``
+    (:func:`diverged`).
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     ctx_all, y_all = train_c.ctx, train_c.y
     n = len(y_all)
     steps = 0
+    loss_start = math.nan
+    epoch_losses: list[float] = []
     t0 = time.perf_counter()
     for ph in phases:
         s0 = max((k for k in train_c.acts if k <= start_of([ph])), default=start)
@@ -335,6 +339,7 @@ def train(split: Split, phases: Sequence[Phase], head: Head, train_c: Cache, tes
         loss_fn = nn.CrossEntropyLoss(label_smoothing=ph.label_smoothing)
         for _ in range(ph.epochs):
             _set_modes(split, ph, head)
+            epoch_losses = []
             order = torch.randperm(n, generator=gen)
             for b in range(0, n, ph.batch_size):
                 idx = order[b : b + ph.batch_size]
@@ -343,6 +348,10 @@ def train(split: Split, phases: Sequence[Phase], head: Head, train_c: Cache, tes
                 ctx = ctx_all[idx] if ctx_all is not None else None
                 logits = head(split.forward(s0, h_all[idx], ctx, head.concat))
                 loss = loss_fn(logits, y_all[idx])
+                value = float(loss.detach())
+                if steps == 0:
+                    loss_start = value
+                epoch_losses.append(value)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 if ph.max_grad_norm is not None:
@@ -354,7 +363,29 @@ def train(split: Split, phases: Sequence[Phase], head: Head, train_c: Cache, tes
     acc = evaluate(split, head, test_c, start)
     for p in split.model.parameters():
         p.requires_grad_(False)
-    return {"acc": acc, "steps": steps, "seconds": time.perf_counter() - t0}
+    loss_end = float(np.mean(epoch_losses)) if epoch_losses else math.nan
+    return {"acc": acc, "steps": steps, "seconds": time.perf_counter() - t0, "loss_start": loss_start, "loss_end": loss_end,
+            "diverged": diverged(loss_start, loss_end)}
+
+
+#: a diverged fine-tuning arm is run again once with every learning rate times this (see :func:`diverged`)
+RETRY_LR_SCALE = 0.1
+
+
+def diverged(loss_start: float, loss_end: float) -> bool:
+    """Whether a run diverged: its last epoch's mean training loss is not finite or above the loss it started from.
+
+    Training-side only (no test data): what a practitioner sees in the loss curve before rerunning at a
+    lower learning rate.
+    """
+    return not math.isfinite(loss_end) or (math.isfinite(loss_start) and loss_end > loss_start)
+
+
+def scale_lr(phases: Sequence[Phase], factor: float) -> list[Phase]:
+    """The same phases with every learning rate multiplied by ``factor``."""
+    import dataclasses
+
+    return [dataclasses.replace(p, lr={k: v * factor for k, v in p.lr.items()}) for p in phases]
 
 
 def steps_left(sched: Any) -> bool:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -166,9 +168,21 @@ def run_cell(
         A.restore(split, state)
         phases = _text_bn(phases, task.modality)
         start = max(k for k in starts if k <= A.start_of(phases))
+        fresh = copy.deepcopy(head)
         out = A.train(split, phases, head, tr, te, start, seed)
+        first_diverged, scale, seconds = out["diverged"], 1.0, out["seconds"]
+        if kind == "arm" and first_diverged:
+            # the arms' shared recipe: a run whose training loss ends above where it started is run again once at a
+            # tenth of every learning rate, and the run with the lower final training loss is kept (peers and
+            # plans run as they are: their recipes are theirs)
+            A.restore(split, state)
+            retry = A.train(split, A.scale_lr(phases, A.RETRY_LR_SCALE), fresh, tr, te, start, seed)
+            seconds += retry["seconds"]
+            if not math.isfinite(out["loss_end"]) or retry["loss_end"] < out["loss_end"]:
+                out, scale = retry, A.RETRY_LR_SCALE
         results[name] = out["acc"]
-        emit({**base, "arm": name, "kind": kind, "acc": out["acc"], "seconds": round(out["seconds"], 3), "steps": out["steps"], **(extra or {})})
+        emit({**base, "arm": name, "kind": kind, "acc": out["acc"], "seconds": round(seconds, 3), "steps": out["steps"],
+              "train_loss": round(out["loss_end"], 5), "diverged": int(first_diverged), "lr_scale": scale, **(extra or {})})
 
     dim = tr.final.shape[1]
     for arm in arms:
