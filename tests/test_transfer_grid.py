@@ -311,3 +311,10 @@ def test_an_older_csv_gets_the_new_columns_without_losing_a_row(tmp_path: Path) 
     assert list(row) == G.FIELDS and row["acc"] == str(old.index("acc")) and row["lr_scale"] == ""
     G.upgrade_header(path)  # current header: untouched
     assert R.read_rows(path) == [row] and not path.with_suffix(".csv.tmp").exists()
+
+
+def test_report_counts_diverged_arm_runs_and_kept_retries() -> None:
+    rows = [{"kind": "arm", "diverged": d, "lr_scale": s} for d, s in (("0", "1.0"), ("1", "0.1"), ("1", "1.0"))]
+    rows += [{"kind": "arm", "diverged": "", "lr_scale": ""}, {"kind": "peer", "diverged": "", "lr_scale": ""}]
+    assert R.retry_counts(rows) == (3, 2, 1)
+    assert "2 of the 3 fine-tuning arm runs diverged" in R._retry_sentence(rows) and R._retry_sentence(rows[3:]) == ""
