@@ -318,3 +318,17 @@ def test_report_counts_diverged_arm_runs_and_kept_retries() -> None:
     rows += [{"kind": "arm", "diverged": "", "lr_scale": ""}, {"kind": "peer", "diverged": "", "lr_scale": ""}]
     assert R.retry_counts(rows) == (3, 2, 1)
     assert "2 of the 3 fine-tuning arm runs diverged" in R._retry_sentence(rows) and R._retry_sentence(rows[3:]) == ""
+
+
+def test_similar_cell_misses_are_set_against_the_test_splits_sampling_error() -> None:
+    cell = {"task": "position", "size": 20, "rec_acc": 30.0, "test_items": 120, **{p: 30.0 for p in PEERS}}
+    assert R.similar_gaps([cell]) == ""  # no peer ahead: nothing to explain
+    cell["flash"] = 34.2
+    text = R.similar_gaps([cell, {**cell, "task": "digits", "flash": 90.0}])  # a different-domain cell is not a similar one
+    se = 100 * (0.3 * 0.7 / 120) ** 0.5
+    assert f"flash on position@20 (-4.2 points = {4.2 / se:.1f} standard errors of {se:.1f}; 120 test items" in text
+    assert "fastai" not in text
+    rows = _rows({a: [50.0] * 3 for a in (*ARMS, *PEERS, "recommended")}, family="position")
+    for r in rows:
+        r.update(modality="image", n_classes="4")
+    assert all(c["test_items"] == 120 for c in R.cells(rows))
