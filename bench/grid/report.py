@@ -88,10 +88,14 @@ def _accuracies(rows: Sequence[dict[str, Any]], splits: Sequence[str] | None = N
     """Test accuracy in points by cell ``(task, size, backbone)``, arm and seed (seeds whose split is in ``splits``; all if None)."""
     acc: dict[tuple, dict[str, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        seed = int(r["seed"])
-        if splits is None or split_of(r["family"], seed) in splits:
-            acc[(r["family"], int(r["per_class"]), r["backbone"])][r["arm"]][seed] = 100.0 * float(r["acc"])
+        if _in(r, splits):
+            acc[(r["family"], int(r["per_class"]), r["backbone"])][r["arm"]][int(r["seed"])] = 100.0 * float(r["acc"])
     return acc
+
+
+def _in(row: dict[str, Any], splits: Sequence[str] | None) -> bool:
+    """Whether ``row``'s (family, seed) falls in ``splits`` (every row if None)."""
+    return splits is None or split_of(row["family"], int(row["seed"])) in splits
 
 
 def _arm_seeds(by_arm: dict[str, dict[int, float]]) -> set[int]:
@@ -112,8 +116,7 @@ def cells(rows: Sequence[dict[str, Any]], splits: Sequence[str] | None = None, r
     ``recommended-data`` for data mode) on that seed (points), with a 90 % bootstrap CI.
     """
     acc = _accuracies(rows, splits)
-    rec_meta = {(r["family"], int(r["per_class"]), r["backbone"]): r for r in rows
-                if r["arm"] == rec_arm and (splits is None or split_of(r["family"], int(r["seed"])) in splits)}
+    rec_meta = {(r["family"], int(r["per_class"]), r["backbone"]): r for r in rows if r["arm"] == rec_arm and _in(r, splits)}
     out = []
     for key, by_arm in sorted(acc.items()):
         seeds = sorted(set(by_arm.get(rec_arm, {})) & _arm_seeds(by_arm))
