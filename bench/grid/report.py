@@ -55,7 +55,8 @@ RULES_REVISION = (f"The recommender's rules were revised twice after full grids.
 
 #: the one change to the arms' shared recipe after grids had run, and what it did to the figures
 ARMS_RETRY = ("The arms' recipe was changed once after grids had run (commit 59fb154): a fine-tuning arm whose mean training loss over its last "
-              "epoch ends above its first batch's loss (diverged) is run again once at a tenth of its learning rates, and the run with the "
+              "epoch ends above its first batch's loss (diverged; this also catches runs that start from a probe head that already fits "
+              "the training items and are pushed off it) is run again once at a tenth of its learning rates, and the run with the "
               "lower final training loss is kept (`arms.diverged`; training loss only, no test data). Before it, such runs were scored as "
               "they ended: `lpft-2` and `lpft-all` sat at 10 % (chance) on all three digits@100 seeds, and `lpft-all` on natural-shift@100 "
               "ended at 20 %, 49 % and 10 %. The rule applies to the arms (the oracle) and not to the plans or the peers, so it can only "
