@@ -38,7 +38,9 @@ IMAGE_FAMILIES = ("natural", "natural-shift", "position", "shapes", "digits")
 TEXT_FAMILIES = ("numpy-topics", "sklearn-topics")
 FAMILIES = IMAGE_FAMILIES + TEXT_FAMILIES
 SIDE = 64
-TEST_PER_CLASS = {"image": 30, "text": 25}
+#: test items per task, split evenly over its classes (4-class image tasks get 75 a class, 10-class ones 30),
+#: so that every image task is scored on the same number of items
+TEST_ITEMS = {"image": 300, "text": 125}
 # what the task declares to the recommender (metadata mode): domain, shift, native image side
 META = {
     "natural": {"domain": "natural", "shift": None, "image_size": 96},
@@ -155,19 +157,34 @@ def _shapes(rng: np.random.Generator, count: int) -> np.ndarray:
     return np.asarray(im)
 
 
+def test_per_class(modality: str, n_classes: int) -> int:
+    """Test items per class of a task: :data:`TEST_ITEMS` split evenly."""
+    return TEST_ITEMS[modality] // n_classes
+
+
+def image_classes(family: str) -> list[str]:
+    """The class names of an image family built from pools (not ``digits``)."""
+    if family in ("natural", "natural-shift"):
+        return list(PHOTOS)
+    if family == "position":
+        return ["top-left", "top-right", "bottom-left", "bottom-right"]
+    if family == "shapes":
+        return ["1", "2", "3", "4"]
+    raise ValueError(family)
+
+
 def _image_pool(family: str, n_per_class: int, seed: int) -> tuple[list[str], list[np.ndarray], np.ndarray]:
     rng = np.random.default_rng(seed)
     xs: list[np.ndarray] = []
     ys: list[int] = []
+    classes = image_classes(family)
     if family in ("natural", "natural-shift"):
-        classes = list(PHOTOS)
         for c, name in enumerate(PHOTOS):
             for _ in range(n_per_class):
                 img, _ = _crop(rng, _photo(name))
                 xs.append(_corrupt(rng, img) if family == "natural-shift" else img)
                 ys.append(c)
     elif family == "position":
-        classes = ["top-left", "top-right", "bottom-left", "bottom-right"]
         counts = [0] * 4
         while min(counts) < n_per_class:
             img, (cy, cx) = _crop(rng, _photo(PHOTOS[int(rng.integers(0, len(PHOTOS)))]))
@@ -177,13 +194,10 @@ def _image_pool(family: str, n_per_class: int, seed: int) -> tuple[list[str], li
                 xs.append(img)
                 ys.append(q)
     elif family == "shapes":
-        classes = ["1", "2", "3", "4"]
         for c in range(4):
             for _ in range(n_per_class):
                 xs.append(_shapes(rng, c + 1))
                 ys.append(c)
-    else:
-        raise ValueError(family)
     return classes, xs, np.asarray(ys, dtype=np.int64)
 
 
@@ -268,14 +282,14 @@ def build_task(family: str, per_class: int, seed: int) -> Task:
         classes, sents = text_corpus(family)
         x = [s for group in sents for s in group]
         y = np.asarray([c for c, group in enumerate(sents) for _ in group], dtype=np.int64)
-        tr, te = _split(y, per_class, TEST_PER_CLASS["text"], np.random.default_rng(seed), np.random.default_rng(10_007))
+        tr, te = _split(y, per_class, test_per_class("text", len(classes)), np.random.default_rng(seed), np.random.default_rng(10_007))
         return Task(family, per_class, seed, "text", list(classes), [x[i] for i in tr], y[tr], [x[i] for i in te], y[te], **meta)
     if family == "digits":
         from sklearn.datasets import load_digits
 
         d = load_digits()
         y = d.target.astype(np.int64)
-        tr, te = _split(y, per_class, TEST_PER_CLASS["image"], np.random.default_rng(seed), np.random.default_rng(10_007))
+        tr, te = _split(y, per_class, test_per_class("image", 10), np.random.default_rng(seed), np.random.default_rng(10_007))
         return Task(family, per_class, seed, "image", [str(i) for i in range(10)], [_digit_image(d.data[i]) for i in tr], y[tr], [_digit_image(d.data[i]) for i in te], y[te], **meta)
     classes, test_x, test_y = _test_pool(family)
     # training pool drawn from its own stream (seed), disjoint in randomness from the test stream
@@ -285,5 +299,5 @@ def build_task(family: str, per_class: int, seed: int) -> Task:
 
 @lru_cache(maxsize=None)
 def _test_pool(family: str) -> tuple[list[str], tuple[np.ndarray, ...], np.ndarray]:
-    classes, xs, ys = _image_pool(family, TEST_PER_CLASS["image"], 10_007)
+    classes, xs, ys = _image_pool(family, test_per_class("image", len(image_classes(family))), 10_007)
     return classes, tuple(xs), ys
