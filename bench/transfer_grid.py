@@ -7,6 +7,8 @@ Usage::
     python bench/transfer_grid.py                  # full grid, resumable: rows append to the CSV
     python bench/transfer_grid.py --report-only    # rebuild the table and plot from the CSV
     python bench/transfer_grid.py --shard 0/2 & python bench/transfer_grid.py --shard 1/2; wait   # both cores
+    # then run the same two commands again: a shard that finished first chose its close cells (extra
+    # seeds) before the other shard's rows were in; the second pass adds what it missed
 
 The full grid appends one CSV row per (task, size, backbone, seed, arm) as soon as it is done and
 skips rows already present, so rerunning the same command continues where it stopped. Cells whose
