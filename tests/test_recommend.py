@@ -39,19 +39,6 @@ def test_strategy_table(samples, similarity, strategy, unfreeze):
     assert all(r.source for r in plan.rationale)
 
 
-@pytest.mark.parametrize("domain", ["natural", "documents", "synthetic"])
-def test_few_shot_images_are_fine_tuned_from_the_probe_and_few_shot_text_is_probed(domain):
-    # under 10 images per class: LP-FT of every group on the small-data schedule (BiT fine-tunes at 1-10 per class)
-    few = recommend(samples=50, classes=10, domain=domain, device="gpu", time_budget="48h")
-    assert few.strategy == "lp-ft" and few.unfreeze == ["all"] and few.schedule.epochs == 50
-    assert any("under 10 images per class" in r.text and "BiT" in r.source for r in few.rationale)
-    assert recommend(samples=5000, classes=1000, domain=domain, device="gpu", time_budget="48h").strategy == "lp-ft"  # 5 per class
-    assert recommend(samples=200, classes=10, domain=domain).strategy == "lp-concat"  # 20 per class: still tiny, probed
-    assert recommend(samples=100, classes=10, smallest_class=9, domain=domain, device="gpu", time_budget="48h").strategy == "lp-ft"
-    assert recommend(samples=25, classes=5, modality="text").strategy == "linear-probe"
-    assert recommend(samples=50, classes=10, domain=domain, shift="label").strategy == "head-only"  # the override still wins
-
-
 def test_text_probes_the_final_features_on_tiny_similar_data():
     # images read mid-level features too (lp-concat); a sentence encoder's pooled output is the probe's input
     assert recommend(samples=500, classes=10, modality="text", similarity="high").strategy == "linear-probe"

@@ -128,10 +128,6 @@ def _check(req: Request) -> None:
             raise InvalidInputError(f"resolution {req.resolution} is outside {MIN_RESOLUTION}..{MAX_RESOLUTION} pixels: pass an image side in that range.")
 
 
-#: images per class below which a tiny image task is fine-tuned (LP-FT of every group) rather than probed
-FEW_SHOT = 10
-
-
 def regime(samples: int, per_class: float) -> str:
     """BiT-style size regime with a small-data cut on examples per class."""
     if samples < 1000 or per_class < 10:
@@ -272,19 +268,12 @@ def recommend_metadata(
     strategy, k = table[(reg, similarity)]
     quadrant = {"high": "similar", "medium": "moderately similar", "low": "different"}[similarity]
     src = {"tiny": SRC_CS231N, "small": SRC_LPFT, "medium": SRC_ULMFIT, "large": SRC_BIT}[reg]
-    # few-shot images (under 10 per class): the frozen features leave the most on the table; LP-FT starts
-    # from the probe and moves the lower groups least (BiT fine-tunes the whole network at 1-10 per class)
-    few_shot = image and min(per_class, smallest) < FEW_SHOT
-    if few_shot:
-        strategy, k, src = "lp-ft", -1, f"{SRC_BIT}: whole-network fine-tuning at 1-10 examples per class; {SRC_LPFT}"
     if strategy == "lp-concat":
         src = SRC_HEAD2TOE
-    if k == 0:  # the tiny rows (beyond few-shot images)
-        why = "head only" + (": the probe reads mid-level and final features" if strategy == "lp-concat" else "") + " (no deep fine-tuning: on a few hundred items fine-tuning varies widely between seeds)"
+    if k == 0:  # every tiny row
+        why = "head only" + (": the probe reads mid-level and final features" if strategy == "lp-concat" else "") + " (no deep fine-tuning: few-shot fine-tuning varies widely between seeds)"
     else:
-        why = "all groups" + (": the probe, then every group, each at its own learning rate (the lower groups move least)" if reg in ("tiny", "small") else "")
-        if few_shot:
-            why += f"; under {FEW_SHOT} images per class a probe on frozen features leaves the most behind"
+        why = "all groups" + (": the probe, then every group, each at its own learning rate (the lower groups move least)" if reg == "small" else "")
     reasons.append(Reason(text=f"{reg} data ({req.samples} samples, {per_class:.0f} per class) and {quadrant} domain: {strategy}, {why}", source=src))
     if req.shift == "label":
         strategy, k = "head-only", 0
@@ -387,7 +376,7 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     fine_tune = strategy not in ("linear-probe", "lp-concat", "head-only")
     batch = 32 if req.device == "cpu" else 64
     # samples seen in stage 2 (BiT: ~256k for N < 20k, 10k/20k steps above), scaled to the budget
-    target = {"tiny": 256_000, "small": 256_000, "medium": 10_000 * batch, "large": 20_000 * batch}[reg] if fine_tune else 0
+    target = {"tiny": 0, "small": 256_000, "medium": 10_000 * batch, "large": 20_000 * batch}[reg] if fine_tune else 0
     epochs = max(1, min(50, round(target / req.samples))) if fine_tune else 0
     fwd = _fwd_flops(card, resolution)
     thr = _throughput(req.device, req.throughput)
