@@ -39,7 +39,7 @@ RULES_REVISION = (f"The recommender's rules were revised once after a full grid,
                   f"before the revision averaged all seeds, the held-out one included; and the `{HELD_OUT_FAMILY}` plans are the same "
                   "before and after (all three sizes are tiny: a probe on mid-level and final features), so the held-out family does not "
                   "test the revision; the held-out seed does. "
-                  "A second revision was tried and reverted (commit 0c34675, reverted by the next rules commit): image tasks with under 10 "
+                  "A second revision was tried and reverted (commit 0c34675, reverted in ae45c1a): image tasks with under 10 "
                   "examples per class fine-tuned from the probe (LP-FT of every group, the small-data recipe; BiT fine-tunes the whole "
                   "network at 1-10 per class) instead of probed. It was chosen on the dev seeds (the oracle of every dev image cell at 5 "
                   "per class was a fine-tuning arm; on seeds 0 and 1 the plan's LP-FT beat the probe on natural 74.7/79.0 vs 74.0/77.7 "
@@ -313,7 +313,7 @@ def markdown(rows: Sequence[dict[str, Any]], *, quick: bool, seconds: float | No
         why = "; ".join(f"{k} ({v} cells)" for k, v in sorted(pairs.items(), key=lambda kv: -kv[1]))
         lines += ["**MISS** on: " + "; ".join(misses) + ". Why: the recommender's metadata rules pick a strategy from size, domain "
                   "and shift alone, and these measured accuracies contradict them: " + (why or "no strategy mismatch; the regret comes "
-                  "from the plan's learning rates") + ". Beyond the one revision on the dev cells (above), the rules were not fitted to the grid."
+                  "from the plan's learning rates") + ". Beyond the one revision on the dev cells and the one tried and reverted (above), the rules were not fitted to the grid."
                   + similar_gaps(all_cells), ""]
     lines += data_mode_section(rows)
     if plot:
