@@ -157,7 +157,7 @@ def _shapes(rng: np.random.Generator, count: int) -> np.ndarray:
     return np.asarray(im)
 
 
-def test_per_class(modality: str, n_classes: int) -> int:
+def per_class_test_items(modality: str, n_classes: int) -> int:
     """Test items per class of a task: :data:`TEST_ITEMS` split evenly."""
     return TEST_ITEMS[modality] // n_classes
 
@@ -282,14 +282,14 @@ def build_task(family: str, per_class: int, seed: int) -> Task:
         classes, sents = text_corpus(family)
         x = [s for group in sents for s in group]
         y = np.asarray([c for c, group in enumerate(sents) for _ in group], dtype=np.int64)
-        tr, te = _split(y, per_class, test_per_class("text", len(classes)), np.random.default_rng(seed), np.random.default_rng(10_007))
+        tr, te = _split(y, per_class, per_class_test_items("text", len(classes)), np.random.default_rng(seed), np.random.default_rng(10_007))
         return Task(family, per_class, seed, "text", list(classes), [x[i] for i in tr], y[tr], [x[i] for i in te], y[te], **meta)
     if family == "digits":
         from sklearn.datasets import load_digits
 
         d = load_digits()
         y = d.target.astype(np.int64)
-        tr, te = _split(y, per_class, test_per_class("image", 10), np.random.default_rng(seed), np.random.default_rng(10_007))
+        tr, te = _split(y, per_class, per_class_test_items("image", 10), np.random.default_rng(seed), np.random.default_rng(10_007))
         return Task(family, per_class, seed, "image", [str(i) for i in range(10)], [_digit_image(d.data[i]) for i in tr], y[tr], [_digit_image(d.data[i]) for i in te], y[te], **meta)
     classes, test_x, test_y = _test_pool(family)
     # training pool drawn from its own stream (seed), disjoint in randomness from the test stream
@@ -299,5 +299,5 @@ def build_task(family: str, per_class: int, seed: int) -> Task:
 
 @lru_cache(maxsize=None)
 def _test_pool(family: str) -> tuple[list[str], tuple[np.ndarray, ...], np.ndarray]:
-    classes, xs, ys = _image_pool(family, test_per_class("image", len(image_classes(family))), 10_007)
+    classes, xs, ys = _image_pool(family, per_class_test_items("image", len(image_classes(family))), 10_007)
     return classes, tuple(xs), ys
