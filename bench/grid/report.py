@@ -292,7 +292,8 @@ def markdown(rows: Sequence[dict[str, Any]], *, quick: bool, seconds: float | No
              "domain, shift, image side); its strategy, unfrozen groups, per-group learning rates, optimizer, BatchNorm policy, "
              "warm-up/cosine schedule and label smoothing run on the cell's backbone in the same harness (`mapped_arm` names the arm of the same "
              "strategy and depth, which trains with the arms' shared SGD recipe instead; the plan's own backbone choice and epoch count are recorded in the CSV, not used: the grid fixes the backbone "
-             "per cell and the CPU budget fixes the steps). Tiny = 5 per class; small-and-different = 20 per class on "
+             "per cell and the CPU budget fixes the steps; a plan is scored at its last step, where `zoo run` keeps its best held-out "
+             "epoch with the probe as epoch 0, which the harness does not model). Tiny = 5 per class; small-and-different = 20 per class on "
              + ", ".join(DIFFERENT) + "; similar = " + ", ".join(SIMILAR) + ".", ""]
     lines += _target_tables(rows, "recommended", cost, "### Targets", (
         ("All cells", None), ("Dev (seeds except the held-out one, families except the held-out one)", ["dev"]),
