@@ -342,14 +342,13 @@ def recommend_metadata(
     )
 
 
+#: the depths the rules plan, as the plan's ``unfreeze`` selectors: a probe (0), every group (-1), the
+#: middle third (-2, surgical tuning for a feature-level shift)
+DEPTHS = {0: [], -1: ["all"], -2: ["middle"]}
+
+
 def _selectors(strategy: str, k: int) -> list[str]:
-    if strategy in ("linear-probe", "lp-concat", "head-only") or k == 0:
-        return []
-    if strategy == "surgical":
-        return ["middle"] if k == -2 else [f"early-{i}" for i in range(1, k + 1)]
-    if k == -1:
-        return ["all"]
-    return [f"top-{i}" for i in range(1, k + 1)]
+    return [] if strategy in ("linear-probe", "lp-concat", "head-only") else list(DEPTHS[k])
 
 
 def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, card: ModelCard, budget: float) -> dict:
@@ -381,7 +380,7 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     fwd = _fwd_flops(card, resolution)
     thr = _throughput(req.device, req.throughput)
     n_groups = card.layer_groups or (14 if card.modality == "text" else 5)
-    trained = n_groups if k in (-1,) else (max(1, n_groups // 3) if k == -2 else max(k, 1))
+    trained = n_groups if k == -1 else max(1, n_groups // 3)  # stage-2 cost: every group, or the middle third (k == -2)
     frac = min(1.0, trained / n_groups)
     stage1 = fwd * req.samples / thr * (2 if strategy == "lp-concat" else 1)
 
