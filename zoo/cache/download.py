@@ -209,40 +209,38 @@ def _download(
     progress: bool,
 ) -> tuple[str, int]:
     sha256, prefix, md5, size = expected
-    problem = "no attempt was made"
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(backoff * (2 ** (attempt - 1)))
-        try:
-            tmp, digest, n, md5_digest = _stream(url, dest, timeout, progress)
-        except urllib.error.HTTPError as exc:
-            problem = f"HTTP {exc.code} {exc.reason}"
-            if exc.code in RETRY_STATUS:
-                continue
-            raise DownloadError(url, problem, str(dest)) from None
-        except http.client.IncompleteRead as exc:
-            problem = f"the transfer was cut off ({exc.expected} bytes missing)"
-            continue
-        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError) as exc:
-            problem = f"connection failed ({getattr(exc, 'reason', exc)})"
-            continue
-        try:
-            if md5 and md5_digest != md5.lower():
-                raise IntegrityError(f"Download of {url}", f"md5 {md5}", f"md5 {md5_digest}", f"nothing was written to {dest}; the server's file changed or is corrupt.")
-            if not _matches(digest, n, sha256, prefix, size):
-                want = sha256 or (f"{prefix}..." if prefix else "?")
-                if size is not None and n != size:
-                    raise IntegrityError(f"Download of {url}", f"{size} bytes", f"{n} bytes", f"nothing was written to {dest}; the server's file changed or the lock is stale.")
-                raise IntegrityError(
-                    f"Download of {url}", f"sha256 {want}", f"sha256 {digest}",
-                    f"nothing was written to {dest}; the server's file changed, is corrupt, or the lock is stale.",
-                )
-            os.replace(tmp, dest)
-            _fsync_dir(dest.parent)
-            return digest, n
-        finally:
-            tmp.unlink(missing_ok=True)
-    raise DownloadError(url, f"{problem} after {retries + 1} attempt(s)", str(dest))
+    try:
+        tmp, digest, n, md5_digest = with_retries(lambda: _stream(url, dest, timeout, progress), url, str(dest),
+                                                  retries=retries, backoff=backoff, transient=_transient_urllib)
+    except urllib.error.HTTPError as exc:  # not worth retrying (404, 403, ...)
+        raise DownloadError(url, f"HTTP {exc.code} {exc.reason}", str(dest)) from None
+    try:
+        if md5 and md5_digest != md5.lower():
+            raise IntegrityError(f"Download of {url}", f"md5 {md5}", f"md5 {md5_digest}", f"nothing was written to {dest}; the server's file changed or is corrupt.")
+        if not _matches(digest, n, sha256, prefix, size):
+            want = sha256 or (f"{prefix}..." if prefix else "?")
+            if size is not None and n != size:
+                raise IntegrityError(f"Download of {url}", f"{size} bytes", f"{n} bytes", f"nothing was written to {dest}; the server's file changed or the lock is stale.")
+            raise IntegrityError(
+                f"Download of {url}", f"sha256 {want}", f"sha256 {digest}",
+                f"nothing was written to {dest}; the server's file changed, is corrupt, or the lock is stale.",
+            )
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+        return digest, n
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _transient_urllib(exc: BaseException) -> str | None:
+    """Why a failed :func:`_stream` attempt (urllib) is worth retrying, or ``None``."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}" if exc.code in RETRY_STATUS else None
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"the transfer was cut off ({exc.expected} bytes missing)"
+    if isinstance(exc, (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError)):
+        return f"connection failed ({getattr(exc, 'reason', exc)})"
+    return None
 
 
 def _transient(exc: BaseException) -> str | None:
@@ -256,12 +254,14 @@ def _transient(exc: BaseException) -> str | None:
     return None
 
 
-def with_retries(call: Callable[[], T], what: str, dest: str | None = None, *, retries: int = 3, backoff: float = 1.0) -> T:
-    """Run a hub library's download ``call``, retrying server errors (429, 5xx) and broken connections.
+def with_retries(call: Callable[[], T], what: str, dest: str | None = None, *, retries: int = 3, backoff: float = 1.0,
+                 transient: Callable[[BaseException], str | None] | None = None) -> T:
+    """Run a download ``call``, retrying server errors (429, 5xx) and broken connections.
 
     The library keeps its own guarantees (huggingface_hub writes ``.incomplete`` files and renames
     them); this adds what it lacks for file transfers: retries with exponential backoff. Anything
-    else (404, a refused hash) is raised at once.
+    else (404, a refused hash) is raised at once. ``transient`` says why an exception is worth
+    retrying (default: hub libraries' errors, :func:`_transient`); zoo's own URL downloads pass urllib's.
 
     Raises:
         DownloadError: still failing after ``retries + 1`` attempts (one line, with the cache path).
@@ -273,7 +273,7 @@ def with_retries(call: Callable[[], T], what: str, dest: str | None = None, *, r
         try:
             return call()
         except Exception as exc:  # noqa: BLE001 - classified below, re-raised unless transient
-            reason = _transient(exc)
+            reason = (transient or _transient)(exc)
             if reason is None:
                 raise
             problem = reason.splitlines()[0]
