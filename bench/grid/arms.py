@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -383,9 +383,7 @@ def diverged(loss_start: float, loss_end: float) -> bool:
 
 def scale_lr(phases: Sequence[Phase], factor: float) -> list[Phase]:
     """The same phases with every learning rate multiplied by ``factor``."""
-    import dataclasses
-
-    return [dataclasses.replace(p, lr={k: v * factor for k, v in p.lr.items()}) for p in phases]
+    return [replace(p, lr={k: v * factor for k, v in p.lr.items()}) for p in phases]
 
 
 def steps_left(sched: Any) -> bool:

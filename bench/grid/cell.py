@@ -168,7 +168,7 @@ def run_cell(
         A.restore(split, state)
         phases = _text_bn(phases, task.modality)
         start = max(k for k in starts if k <= A.start_of(phases))
-        fresh = copy.deepcopy(head)
+        fresh = copy.deepcopy(head) if kind == "arm" else None  # the head a retry starts from (arms only)
         out = A.train(split, phases, head, tr, te, start, seed)
         first_diverged, scale, seconds = out["diverged"], 1.0, out["seconds"]
         if kind == "arm" and first_diverged:
