@@ -146,6 +146,51 @@ def test_stage1_reuses_the_recommender_cache_and_beats_chance(tmp_path, zoo_home
     assert err.count("\n") == 1 and "pass --resume" in err
 
 
+def test_lp_concat_reads_the_middle_group_and_reloads_as_it_ran(tmp_path, zoo_home, no_network):
+    """An lp-concat plan runs a probe on a middle group's pooled output and the final features; the saved
+    classifier computes exactly that head, reloads with it, and exports."""
+    import torch
+
+    from zoo.recommender.data import load_dataset
+    from zoo.recommender.features import features_for
+    from zoo.runner.pipeline import split
+    from zoo.runner.predict import load_run
+
+    root = digits(tmp_path, 200)
+    out = tmp_path / "run"
+    r = zoo.run(tiny_plan(strategy="lp-concat", unfreeze=(), epochs=0), root, out=out, seed=1)
+    bb = zoo.load(LITE0)
+    names = [g.name for g in bb.layer_groups]
+    s1 = json.loads((out / "stage1.json").read_text())
+    mid = names[len(names) // 2]
+    assert s1["concat"]["group"] == mid and json.loads((out / "model" / "config.json").read_text())["concat_group"] == mid
+    assert r.stage1_val_acc >= 0.75 and f"layer group {mid}'s pooled output" in (out / "report.md").read_text()
+    # the reloaded classifier is the stage-1 head on [mid, final] of the cached features, item for item
+    ds = load_dataset(root)
+    fs = features_for(bb, ds, 64)
+    assert fs.cached
+    _, va = split(ds.labels, 0.2, 1)
+    m = load_run(out)
+    assert m.model.head.in_features == fs.groups[mid].shape[1] + bb.feature_dim == s1["concat"]["mid_dim"] + bb.feature_dim
+    got = m.logits([ds.items[i] for i in va])
+    x = torch.as_tensor(np.concatenate([fs.groups[mid], fs.final], 1)[va])
+    with torch.no_grad():
+        want = m.model.head(x)
+    assert torch.allclose(got, want, atol=1e-3 * float(want.abs().max()))
+    assert got.argmax(1).tolist() == s1["val_pred"]
+    # a plain probe's head reads the final features only
+    plain = zoo.run(tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0), root, out=tmp_path / "plain", seed=1)
+    assert "concat" not in json.loads((tmp_path / "plain" / "stage1.json").read_text()) and load_run(tmp_path / "plain").model.head.in_features == bb.feature_dim
+    assert plain.features_cached
+    # TorchScript keeps the mid-level input (checked against the eager model before it is written)
+    assert m.export("torchscript").is_file()
+    # a probe plan that also unfreezes groups is refused before anything is written
+    bad = tiny_plan(strategy="lp-concat", unfreeze=("top-1",), epochs=1)
+    with pytest.raises(InvalidInputError, match="unfreeze"):
+        zoo.run(bad, root, out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
 # ---- stage 2 and the run folder ------------------------------------------------------------------
 
 

@@ -176,6 +176,32 @@ def test_stage1_on_the_feature_cache_then_predict_the_run(env, zoo_home, no_netw
     assert printed[0]["top"][0]["label"] == m.predict([picked], top_k=1)[0][0][0]
 
 
+def test_lp_concat_reads_the_middle_group_and_reloads(env, zoo_home, no_network):
+    """The Keras classifier of an lp-concat run reads a middle group's pooled output and the final features."""
+    from zoo.recommender.data import load_dataset
+    from zoo.runner.keras_run import features_for
+    from zoo.runner.pipeline import split
+    from zoo.runner.predict import load_run
+
+    out = env["tmp"] / "concat"
+    r = zoo.run(keras_plan(strategy="lp-concat", unfreeze=(), epochs=0), env["data"], out=out, seed=SEED, progress=False)
+    bb = zoo.load(KERAS_ID)
+    names = [g.name for g in bb.layer_groups]
+    s1 = json.loads((out / "stage1.json").read_text())
+    mid = names[len(names) // 2]
+    assert s1["concat"]["group"] == mid and json.loads((out / "model" / "config.json").read_text())["concat_group"] == mid
+    ds = load_dataset(env["data"])
+    fs = features_for(bb, ds, RES)
+    _, va = split(ds.labels, 0.2, SEED)
+    m = load_run(out)
+    w, b = m.model.get_layer("head").get_weights()
+    assert w.shape == (fs.groups[mid].shape[1] + bb.feature_dim, 10)
+    got = np.asarray(m.logits([ds.items[i] for i in va]))
+    want = np.concatenate([fs.groups[mid], fs.final], 1)[va] @ w + b
+    assert np.allclose(got, want, atol=1e-3 * float(np.abs(want).max()))
+    assert got.argmax(1).tolist() == s1["val_pred"] and r.final_val_acc == r.stage1_val_acc
+
+
 def test_stage2_fit_keeps_frozen_batchnorm_and_writes_the_run_folder(env, full_run, no_network):
     out, r = full_run
     assert r.epochs_run == 2 and [h["epoch"] for h in r.history] == [1, 2]

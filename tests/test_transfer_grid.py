@@ -73,6 +73,7 @@ def test_top_k_activation_cache_gives_the_full_models_output(lite0) -> None:
         full = lite0.model(x)
     cache = A.build_cache(lite0, items, task.train_y[:6], [0, lite0.n - 2, lite0.n - 1, lite0.n])
     assert torch.allclose(cache.final, full, atol=1e-5)
+    _assert_mid_is_zoo_runs(lite0, items, task.train_y[:6], cache)
     with torch.no_grad():
         for start in (0, lite0.n - 2, lite0.n - 1, lite0.n):
             assert (lite0.forward(start, cache.acts[start], None) - full).abs().max() < 1e-5
@@ -238,6 +239,22 @@ def test_task_written_for_data_mode_reads_back_as_the_same_items(family: str, tm
         assert sorted(ds.items) == sorted(task.train_x)
 
 
+def _assert_mid_is_zoo_runs(split: A.Split, items: list, labels: np.ndarray, cache: A.Cache) -> None:
+    """The lp-concat arm reads what ``zoo run``'s lp-concat reads: the middle group's pooled output of zoo's feature
+    extraction, the same block scaling, and a reloadable classifier computing that concatenation."""
+    from zoo.recommender.features import extract
+    from zoo.runner.stage1 import block_scale, concat_group
+
+    names = [g.name for g in split.groups]
+    fs = extract(split.bb, items, labels, resolution=A.RESOLUTION if not split.text else None, count_flops=False)
+    mid = concat_group(names)
+    assert torch.allclose(cache.mid, torch.as_tensor(fs.groups[mid]), atol=1e-4, rtol=1e-4)
+    x = A.concat_features(cache, cache)
+    assert torch.allclose(x[:, : cache.mid.shape[1]] * block_scale(fs.groups[mid]), cache.mid, rtol=1e-4, atol=1e-5)
+    model = split.bb.with_head(3, concat_group=mid).eval()
+    assert model.head.in_features == x.shape[1]
+
+
 def test_text_layer_cache_gives_the_encoders_output(zoo_home, no_network) -> None:
     import zoo
 
@@ -250,6 +267,11 @@ def test_text_layer_cache_gives_the_encoders_output(zoo_home, no_network) -> Non
         full = split.model(input_ids=x, attention_mask=mask)
     cache = A.build_cache(split, items, task.train_y[:5], [0, split.n - 1, split.n])
     assert torch.allclose(cache.final, full, atol=1e-5)
+    # items the harness does not truncate (zoo's tokenizer call then sees the same tokens)
+    short = [i for i, n in enumerate(mask.sum(1).tolist()) if n < A.TEXT_MAX_TOKENS]
+    assert len(short) >= 2
+    items = [items[i] for i in short]
+    _assert_mid_is_zoo_runs(split, items, task.train_y[short], A.build_cache(split, items, task.train_y[short], [split.n]))
     with torch.no_grad():
         for start in (0, split.n - 1, split.n):
             assert (split.forward(start, cache.acts[start], cache.ctx) - full).abs().max() < 1e-5

@@ -156,8 +156,12 @@ class Backbone(abc.ABC):
         """
 
     @abc.abstractmethod
-    def with_head(self, num_classes: int, dropout: float = 0.0) -> Any:
-        """Backbone + pooling + a new linear head, as a native model of the framework."""
+    def with_head(self, num_classes: int, dropout: float = 0.0, concat_group: str | None = None) -> Any:
+        """Backbone + pooling + a new linear head, as a native model of the framework.
+
+        ``concat_group``: the name of a layer group whose pooled output the head also reads,
+        concatenated ahead of the final features (lp-concat); ``None``: the final features only.
+        """
 
     @property
     def source_head(self) -> Any | None:

@@ -386,6 +386,22 @@ class BackboneContract:
         out = _forward(backbone, head, batch)
         assert tuple(out.shape) == (2, 3)
 
+    def test_with_head_reading_a_middle_group(self, backbone: Any, sample_inputs: list[Any]) -> None:
+        """lp-concat's classifier: the head also reads the middle layer group's pooled output, or the
+        backbone says in one line that it has no such output (a TF Hub model exposes none)."""
+        from zoo.errors import InvalidInputError
+
+        names = [g.name for g in backbone.layer_groups]
+        try:
+            head = backbone.with_head(num_classes=3, concat_group=names[len(names) // 2])
+        except InvalidInputError as exc:
+            assert "\n" not in str(exc) and str(exc)
+            return
+        out = _forward(backbone, head, backbone.preprocess(sample_inputs[:2]))
+        assert tuple(out.shape) == (2, 3)
+        with pytest.raises(InvalidInputError, match="no layer group"):
+            backbone.with_head(num_classes=3, concat_group="no-such-group")
+
 
 def _batch_size(batch: Any) -> int:
     if isinstance(batch, dict):

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.frameworks.torch import _BN
+from zoo.frameworks.torch import _BN, pool_output
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 RESOLUTION = 64
@@ -102,8 +102,11 @@ class Cache:
 
 def build_cache(split: Split, items: Sequence[Any], y: np.ndarray, starts: Sequence[int], batch_size: int = 64) -> Cache:
     """One eval-mode pass: the inputs of groups ``starts`` (0 = the preprocessed input) and pooled features."""
+    from zoo.runner.stage1 import concat_group
+
     split.model.eval()
-    mid_idx = split.n // 2
+    names = [g.name for g in split.groups]
+    mid_idx = names.index(concat_group(names))  # the group zoo run's lp-concat reads
     acts: dict[int, list[torch.Tensor]] = {s: [] for s in starts}
     ctxs, mids, finals = [], [], []
     with torch.inference_mode():
@@ -114,8 +117,8 @@ def build_cache(split: Split, items: Sequence[Any], y: np.ndarray, starts: Seque
                 if i in acts:
                     acts[i].append(h)
                 h = split.run(i, i + 1, h, ctx)
-                if i == mid_idx:
-                    mids.append(split.pool(h, ctx) if split.text else h.mean(dim=(2, 3)))
+                if i == mid_idx:  # pooled as zoo's feature cache pools a group (images: over space; text: over real tokens)
+                    mids.append(pool_output(h, ctx))
             if split.n in acts:
                 acts[split.n].append(h)
             finals.append(split.pool(h, ctx))
@@ -192,9 +195,11 @@ def probe(train: torch.Tensor, ytr: torch.Tensor, test: torch.Tensor, yte: torch
 
 
 def concat_features(c: Cache, ref: Cache) -> torch.Tensor:
-    """Middle and final pooled features, each scaled to unit RMS (statistics of ``ref``, the training split)."""
-    s_mid = ref.mid.pow(2).mean().sqrt().clamp(min=1e-6)
-    s_fin = ref.final.pow(2).mean().sqrt().clamp(min=1e-6)
+    """Middle and final pooled features, each scaled to unit RMS (statistics of ``ref``, the training split),
+    as zoo run's lp-concat (:func:`zoo.runner.stage1.fit_concat_head`) scales them."""
+    from zoo.runner.stage1 import block_scale
+
+    s_mid, s_fin = block_scale(ref.mid.numpy()), block_scale(ref.final.numpy())
     return torch.cat([c.mid / s_mid, c.final / s_fin], 1)
 
 

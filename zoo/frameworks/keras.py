@@ -224,11 +224,12 @@ class KerasBackbone(Backbone):
             out.append({"name": name, "lr": lr * decay**rank, "variables": variables})
         return out
 
-    def with_head(self, num_classes: int, dropout: float = 0.0) -> Any:
+    def with_head(self, num_classes: int, dropout: float = 0.0, concat_group: str | None = None) -> Any:
         """``backbone -> Dropout -> Dense(num_classes)`` as a model of the same Keras flavour.
 
         The backbone is called without forcing ``training``, so ``fit`` trains the unfrozen groups
         (their BatchNorm in training mode) while frozen groups stay in inference mode.
+        ``concat_group``: the head also reads that group's pooled output (:meth:`features_with`).
         """
         if num_classes < 1:
             raise InvalidInputError(f"num_classes must be at least 1, got {num_classes}.")
@@ -236,10 +237,27 @@ class KerasBackbone(Backbone):
             raise InvalidInputError(f"dropout must be in [0, 1), got {dropout}.")
         k = self.keras
         inputs = k.Input(shape=tuple(self.model.input_shape[1:]))
-        x = self.model(inputs)
+        x = self.features_with(concat_group)(inputs) if concat_group else self.model(inputs)
         x = k.layers.Dropout(dropout, name="head_dropout")(x)
         outputs = k.layers.Dense(num_classes, name="head")(x)
         return k.Model(inputs, outputs, name=f"{self.model.name}_classifier")
+
+    def features_with(self, group: str) -> Any:
+        """A Keras model: inputs -> ``[pooled output of layer group `group`, pooled features]`` concatenated
+        (global average pooling over space, as the feature cache pools each group)."""
+        k, base = self.keras, self.model
+        names = [g.name for g in self._groups]
+        if group not in names:
+            raise InvalidInputError(f"{self.id} has no layer group {group!r}; its groups are {', '.join(names)}.")
+        try:
+            t = self._groups[names.index(group)].modules[-1].output
+        except (AttributeError, IndexError, ValueError):
+            t = None
+        if t is None or len(t.shape) not in (2, 4):
+            raise InvalidInputError(f"{self.id}: layer group {group!r} has no output that can be pooled; pick another group.")
+        if len(t.shape) == 4:
+            t = k.layers.GlobalAveragePooling2D(name="head_mid_pool")(t)
+        return k.Model(base.inputs, k.layers.Concatenate(name="head_concat")([t, base.output]), name=f"{base.name}_concat")
 
     @property
     def source_head(self) -> Any | None:

@@ -45,18 +45,56 @@ def batch_len(batch: Any) -> int:
     return len(batch)
 
 
-class ClassifierModel(nn.Module):
-    """``backbone`` (pooled features) -> dropout -> linear head. What ``with_head`` returns."""
+def pool_output(out: Any, mask: Any = None) -> torch.Tensor | None:
+    """A module's output pooled to ``(N, d)`` float: the mean over space (NCHW), over real tokens
+    (``(N, L, d)`` with the attention mask), else flattened; ``None`` when it is not a tensor.
+    The pooling of every layer group's features (:mod:`zoo.recommender.features`) and of lp-concat's mid-level input."""
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    if hasattr(out, "last_hidden_state"):
+        out = out.last_hidden_state
+    if not isinstance(out, torch.Tensor):
+        return None
+    out = out.float()
+    if out.ndim == 4:
+        return out.mean(dim=(2, 3))
+    if out.ndim == 3:
+        if mask is not None and mask.shape[:2] == out.shape[:2]:
+            m = mask.to(out.dtype).unsqueeze(-1)
+            return (out * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return out.mean(dim=1)
+    return out.flatten(1)
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, dropout: float = 0.0) -> None:
+
+class ClassifierModel(nn.Module):
+    """``backbone`` (pooled features) -> dropout -> linear head. What ``with_head`` returns.
+
+    With ``mid`` (the last module of a layer group) the head reads that module's pooled output
+    (:func:`pool_output`) concatenated ahead of the final features: ``mid_dim + feature_dim`` inputs
+    (lp-concat, a probe on mid-level and final features). A forward hook on ``mid`` hands its output
+    to :meth:`forward`, which takes it back before returning; TorchScript tracing and ONNX export keep it.
+    """
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, dropout: float = 0.0, mid: nn.Module | None = None, mid_dim: int = 0) -> None:
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(feature_dim, num_classes)
+        self.mid_dim = int(mid_dim) if mid is not None else 0
+        self.head = nn.Linear(self.mid_dim + feature_dim, num_classes)
+        self._mid: dict[str, Any] = {}
+        if mid is not None:
+            mid.register_forward_hook(self._keep_mid)
+
+    def _keep_mid(self, module: nn.Module, args: Any, out: Any) -> None:
+        self._mid["out"] = out
 
     def forward(self, x: Any = None, **kwargs: Any) -> torch.Tensor:
-        feats = self.backbone(**kwargs) if x is None else call_model(self.backbone, x)
-        return self.head(self.dropout(feats.flatten(1)))
+        batch = kwargs if x is None else x
+        feats = call_model(self.backbone, batch).flatten(1)
+        if self.mid_dim:
+            mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
+            feats = torch.cat([pool_output(self._mid.pop("out"), mask).to(feats.dtype), feats], 1)
+        return self.head(self.dropout(feats))
 
 
 class TorchBackbone(Backbone):
@@ -185,10 +223,46 @@ class TorchBackbone(Backbone):
                 out.append({"params": params, "lr": lr * decay ** (n - 1 - i), "name": g.name})
         return out[::-1]
 
-    def with_head(self, num_classes: int, dropout: float = 0.0) -> ClassifierModel:
+    def with_head(self, num_classes: int, dropout: float = 0.0, concat_group: str | None = None) -> ClassifierModel:
         if num_classes < 1:
             raise InvalidInputError(f"num_classes must be at least 1, got {num_classes}.")
-        return ClassifierModel(self.model, self.feature_dim, num_classes, dropout).to(self.device)
+        if concat_group is None:
+            return ClassifierModel(self.model, self.feature_dim, num_classes, dropout).to(self.device)
+        mid = self._group_output_module(concat_group)
+        return ClassifierModel(self.model, self.feature_dim, num_classes, dropout, mid=mid, mid_dim=self._pooled_dim(mid)).to(self.device)
+
+    def _group_output_module(self, name: str) -> nn.Module:
+        """The module whose output is layer group ``name``'s output (its last module)."""
+        names = [g.name for g in self._groups]
+        if name not in names:
+            raise InvalidInputError(f"{self.id} has no layer group {name!r}; its groups are {', '.join(names)}.")
+        mods = [m for m in self._groups[names.index(name)].modules if isinstance(m, nn.Module)]
+        if not mods:
+            raise InvalidInputError(f"{self.id}: layer group {name!r} has no module whose output can be read; pick another group.")
+        return mods[-1]
+
+    def _pooled_dim(self, module: nn.Module) -> int:
+        """Width of ``module``'s pooled output, from one forward of a blank input (images: a zero
+        ``(1, 3, size, size)`` batch at the input size; text: the tokenised ``"a"``)."""
+        got: dict[str, Any] = {}
+        handle = module.register_forward_hook(lambda m, a, o: got.setdefault("out", o))
+        was = self.model.training
+        self.model.eval()
+        try:
+            if self.input_spec.modality == "image":
+                side = self.input_spec.size or 224
+                batch = torch.zeros(1, 3, side, side)
+            else:
+                batch = self.preprocess(["a"])
+            with torch.inference_mode():
+                call_model(self.model, move(batch, self.device))
+        finally:
+            handle.remove()
+            self.model.train(was)
+        pooled = pool_output(got.get("out"))
+        if pooled is None:
+            raise InvalidInputError(f"{self.id}: the output of {type(module).__name__} is not a tensor, so it cannot be pooled; pick another group.")
+        return int(pooled.shape[1])
 
     @property
     def source_head(self) -> nn.Module | None:

@@ -145,26 +145,6 @@ def _image_transform(backbone: Any, resolution: int) -> Any:
     return T.Compose(steps)
 
 
-def _pool(out: Any, mask: Any) -> Any:
-    import torch
-
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    if hasattr(out, "last_hidden_state"):
-        out = out.last_hidden_state
-    if not isinstance(out, torch.Tensor):
-        return None
-    out = out.float()
-    if out.ndim == 4:
-        return out.mean(dim=(2, 3))
-    if out.ndim == 3:
-        if mask is not None and mask.shape[:2] == out.shape[:2]:
-            m = mask.to(out.dtype).unsqueeze(-1)
-            return (out * m).sum(1) / m.sum(1).clamp(min=1e-9)
-        return out.mean(dim=1)
-    return out.flatten(1)
-
-
 def _flops(backbone: Any, batch: Any) -> float | None:
     try:
         import torch
@@ -196,7 +176,7 @@ def extract(
         return keras_extract(backbone, items, labels, resolution=resolution, batch_size=batch_size, count_flops=count_flops)
     import torch
 
-    from zoo.frameworks.torch import move
+    from zoo.frameworks.torch import move, pool_output
 
     model = backbone.model
     image = backbone.input_spec.modality == "image"
@@ -221,7 +201,7 @@ def extract(
 
     def hook_for(name: str) -> Any:
         def hook(module: Any, args: Any, out: Any) -> None:
-            pooled = _pool(out, state["mask"])
+            pooled = pool_output(out, state["mask"])
             if pooled is not None:
                 current[name] = pooled
         return hook

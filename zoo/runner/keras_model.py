@@ -116,14 +116,19 @@ def eval_batch(items: Sequence[Any], backbone: Any, resolution: int) -> np.ndarr
 # ---- the classifier -------------------------------------------------------------------------------
 
 
-def build_classifier(backbone: Any, num_classes: int, *, inference_bn: bool, dropout: float = 0.0) -> Any:
-    """``backbone -> Dropout -> Dense(num_classes)`` in the backbone's Keras flavour (see the module docstring)."""
+def build_classifier(backbone: Any, num_classes: int, *, inference_bn: bool, dropout: float = 0.0, concat_group: str | None = None) -> Any:
+    """``backbone -> Dropout -> Dense(num_classes)`` in the backbone's Keras flavour (see the module docstring).
+
+    ``concat_group`` (lp-concat): the head reads that group's pooled output and the pooled features,
+    concatenated (:meth:`zoo.frameworks.keras.KerasBackbone.features_with`).
+    """
     if num_classes < 1:
         raise InvalidInputError(f"num_classes must be at least 1, got {num_classes}.")
     k = backbone.keras
     base = backbone.model
     inputs = k.Input(shape=tuple(base.input_shape[1:]))
-    x = base(inputs, training=False) if inference_bn else base(inputs)
+    body = backbone.features_with(concat_group) if concat_group else base
+    x = body(inputs, training=False) if inference_bn else body(inputs)
     x = k.layers.Dropout(dropout, name="head_dropout")(x)
     outputs = k.layers.Dense(num_classes, name="head")(x)
     return k.Model(inputs, outputs, name=f"{base.name}_classifier")
@@ -241,7 +246,7 @@ def load_keras_run(run_dir: Path, config: dict[str, Any], backbone: Any) -> Kera
     weights = run_dir / "model" / WEIGHTS_NAME
     if not weights.is_file():
         raise InvalidInputError(f"{weights}: missing; the run did not finish stage 1, rerun `zoo run` (or --resume).")
-    model = build_classifier(backbone, int(config["num_classes"]), inference_bn=True)
+    model = build_classifier(backbone, int(config["num_classes"]), inference_bn=True, concat_group=config.get("concat_group"))
     try:
         model.load_weights(str(weights))
     except Exception as exc:  # noqa: BLE001 - h5py / Keras raise many kinds; one message for the user

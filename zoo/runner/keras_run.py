@@ -408,8 +408,8 @@ def fine_tune(backbone: Any, plan: Any, s1: Any, train: tuple[Sequence[Any], np.
 def run(plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool, epochs: int | None, seed: int, batch_size: int | None, val_frac: float, progress: bool) -> Any:
     """:func:`zoo.runner.pipeline.run` for a Keras / TF Hub backbone (``pipeline.run`` has checked plan, data and ``out``)."""
     from zoo.runner import report
-    from zoo.runner.pipeline import RunResult, split
-    from zoo.runner.stage1 import fit_head
+    from zoo.runner.pipeline import RunResult, mid_group, split
+    from zoo.runner.stage1 import fit_concat_head, fit_head
 
     if backbone.input_spec.modality != "image" or ds.modality != "image":
         raise InvalidInputError(f"{plan.backbone}: zoo run supports image data for Keras and TF Hub sources; pick a torch backbone for text.")
@@ -420,14 +420,18 @@ def run(plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool
     tr, va = split(ds.labels, val_frac, seed)
     feats = fs.final
     n_classes = len(ds.classes)
-    s1 = fit_head(feats[tr], ds.labels[tr], feats[va], ds.labels[va], n_classes)
+    mid, concat_note = mid_group(plan, backbone, fs)
+    if mid is not None:
+        s1 = fit_concat_head(fs.groups[mid], feats, ds.labels, tr, va, n_classes, group=mid)
+    else:
+        s1 = fit_head(feats[tr], ds.labels[tr], feats[va], ds.labels[va], n_classes)
     stage1 = dict(s1.metrics(), val_pred=[int(v) for v in s1.val_pred])
     report.write_text(out / "stage1.json", json.dumps(stage1))
     pi = backbone.preprocess_input
     config = {
         "backbone": plan.backbone, "framework": backbone.framework, "keras": backbone.keras.__name__, "modality": ds.modality,
-        "classes": list(ds.classes), "num_classes": n_classes, "feature_dim": backbone.feature_dim, "weights": WEIGHTS_NAME,
-        "architecture": "keras Model(backbone(training=False) -> Dropout -> Dense head)",
+        "classes": list(ds.classes), "num_classes": n_classes, "feature_dim": backbone.feature_dim, "weights": WEIGHTS_NAME, "concat_group": mid,
+        "architecture": f"keras Model(backbone(training=False) -> [pooled {mid}, pooled features] -> Dropout -> Dense head)" if mid else "keras Model(backbone(training=False) -> Dropout -> Dense head)",
         "preprocessor": {
             "resolution": res, "resize": "bicubic-shorter-side+center-crop", "input_range": [0.0, 255.0], "channels_last": True,
             "preprocess_input": f"{getattr(pi, '__module__', '')}.{getattr(pi, '__qualname__', '')}" if pi is not None else None,
@@ -449,7 +453,7 @@ def run(plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool
         history, best_epoch, final_acc, pred = r2.history, r2.best_epoch, r2.best_val_acc, np.asarray(r2.best_val_pred)
         stopped, resumed_from, groups = r2.stopped_early, r2.resumed_from, r2.groups
     else:
-        net = build_classifier(backbone, n_classes, inference_bn=True)
+        net = build_classifier(backbone, n_classes, inference_bn=True, concat_group=mid)
         set_head(net, s1.weight, s1.bias)
         save_weights(net, out / "model" / WEIGHTS_NAME)
         history, best_epoch, final_acc, pred, stopped, resumed_from, groups = [], 0, s1.val_acc, s1.val_pred, False, None, []
@@ -468,7 +472,7 @@ def run(plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool
         features=str(fs.path), stage1=stage1, history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
         notes=[f"Keras stage 2 on fit ({'BatchNorm in inference mode' if plan.bn == 'frozen-stats' else 'BatchNorm of unfrozen groups trains'}); per-group learning rates as one optimizer per layer group."]
         + ([f"{plan.backbone} takes {res} px inputs only; the plan's resolution {plan.resolution} was not used."] if plan.resolution and plan.resolution != res else [])
-        + (["lp-concat runs as a linear probe on the final pooled features in this version (no mid-level concatenation)."] if plan.strategy == "lp-concat" else []),
+        + ([concat_note] if concat_note else []),
     )
     report.write_report(out / "report.md", summary)
     report.write_text(out / "result.json", json.dumps(asdict(result), indent=2))

@@ -52,6 +52,22 @@ def split(labels: np.ndarray, val_frac: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(np.concatenate(tr)), np.sort(np.concatenate(va))
 
 
+def mid_group(plan: Any, backbone: Any, fs: Any) -> tuple[str | None, str | None]:
+    """lp-concat's mid-level group (:func:`zoo.runner.stage1.concat_group`) and the report's note about it;
+    ``(None, None)`` for any other strategy, ``(None, why)`` when the features hold no such group
+    (a TF Hub model exposes no intermediate output): the run is then a probe on the final features."""
+    if plan.strategy != "lp-concat":
+        return None, None
+    from zoo.runner.stage1 import concat_group
+
+    names = [g.name for g in backbone.layer_groups]
+    group = concat_group(names) if len(names) > 1 else None
+    if group is None or group not in fs.groups:
+        return None, f"lp-concat ran as a linear probe on the final features: {plan.backbone} exposes no pooled output of a middle layer group."
+    d = fs.groups[group].shape[1]
+    return group, f"lp-concat: the head reads layer group {group}'s pooled output ({d} features) and the final features ({fs.final.shape[1]}), each block scaled to unit RMS on the training items."
+
+
 def _dataset(data: Any) -> Any:
     from zoo.recommender.data import load_dataset
 
@@ -141,7 +157,7 @@ def run(
     from zoo.recommender.features import features_for
     from zoo.recommender.plan import Plan
     from zoo.runner import report
-    from zoo.runner.stage1 import fit_head
+    from zoo.runner.stage1 import fit_concat_head, fit_head
 
     if not isinstance(plan, Plan):
         plan = Plan.read(plan)
@@ -151,6 +167,8 @@ def run(
         plan = scratch_plan(plan, batch_size)
     if not 0 < val_frac < 1:
         raise InvalidInputError(f"val_frac must be between 0 and 1, got {val_frac}.")
+    if plan.strategy == "lp-concat" and plan.unfreeze:
+        raise InvalidInputError(f"the plan is lp-concat (a probe) but unfreezes {', '.join(plan.unfreeze)}; set unfreeze: [] or strategy: lp-ft.")
     out = Path(out) if out is not None else Path("runs") / f"{plan.backbone.split(':', 1)[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_out(out, plan, resume)
     ds = _dataset(data)
@@ -173,13 +191,18 @@ def run(
         from zoo.runner.baseline import zero_head
 
         head_w, head_b, stage1 = zero_head(n_classes, backbone.feature_dim, ds.labels[va])
+        mid, concat_note = None, None
         s1_metrics = {k: v for k, v in stage1.items() if k != "val_pred"}
         s1_acc, s1_pred, feats_cached, feats_path = stage1["val_acc"], np.asarray(stage1["val_pred"]), False, None
         feats_reused = 0
     else:
         fs = features_for(backbone, ds, res)
         feats = fs.final
-        s1 = fit_head(feats[tr], ds.labels[tr], feats[va], ds.labels[va], n_classes)
+        mid, concat_note = mid_group(plan, backbone, fs)
+        if mid is not None:
+            s1 = fit_concat_head(fs.groups[mid], feats, ds.labels, tr, va, n_classes, group=mid)
+        else:
+            s1 = fit_head(feats[tr], ds.labels[tr], feats[va], ds.labels[va], n_classes)
         stage1 = dict(s1.metrics(), val_pred=[int(v) for v in s1.val_pred])
         head_w, head_b, s1_metrics = s1.weight, s1.bias, s1.metrics()
         s1_acc, s1_pred, feats_cached, feats_path = s1.val_acc, s1.val_pred, fs.cached, str(fs.path)
@@ -188,7 +211,8 @@ def run(
     spec = backbone.input_spec
     config = {
         "backbone": plan.backbone, "framework": backbone.framework, "modality": ds.modality, "classes": list(ds.classes),
-        "num_classes": n_classes, "feature_dim": backbone.feature_dim, "architecture": "ClassifierModel(backbone -> dropout -> linear head)",
+        "num_classes": n_classes, "feature_dim": backbone.feature_dim, "concat_group": mid,
+        "architecture": f"ClassifierModel(backbone -> [pooled {mid}, pooled features] -> dropout -> linear head)" if mid else "ClassifierModel(backbone -> dropout -> linear head)",
         "preprocessor": {"resolution": res, "resize": "bicubic-shorter-side+center-crop", "mean": spec.mean, "std": spec.std, "input_range": spec.input_range}
         if ds.modality == "image" else {"tokenizer": plan.backbone, "max_length": getattr(backbone, "max_length", None)},
     }
@@ -213,7 +237,7 @@ def run(
     else:
         from zoo.runner.stage2 import _write_best
 
-        model = backbone.with_head(n_classes)
+        model = backbone.with_head(n_classes, concat_group=mid) if mid else backbone.with_head(n_classes)
         with torch.no_grad():
             model.head.weight.copy_(torch.as_tensor(head_w))
             model.head.bias.copy_(torch.as_tensor(head_b))
@@ -232,7 +256,7 @@ def run(
         backbone=plan.backbone, data=str(data), samples=ds.n, classes=n_classes, train=len(tr), val=len(va), skipped_unreadable=ds.skipped,
         strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=res, seed=seed, features_cached=feats_cached,
         features=feats_path, features_reused=feats_reused, stage1=stage1, from_scratch=from_scratch,
-        notes=(["lp-concat runs as a linear probe on the final pooled features in this version (no mid-level concatenation)."] if plan.strategy == "lp-concat" else [])
+        notes=([concat_note] if concat_note else [])
         + ([f"baseline {SCRATCH_NOTE}, learning rate {plan.lr['head']:g}; the plan's epochs, schedule and augmentation."] if from_scratch else []), history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
     )
     report.write_report(out / "report.md", summary)

@@ -259,7 +259,8 @@ def load_run(run_dir: str | Path, device: str | None = None) -> Any:
     from safetensors.torch import load_file
 
     backbone = zoo.load(backbone_id)
-    model = backbone.with_head(num_classes)
+    concat = config.get("concat_group")  # lp-concat: the head also reads this group's pooled output
+    model = backbone.with_head(num_classes, concat_group=concat) if concat else backbone.with_head(num_classes)
     try:
         state = load_file(str(weights))
         model.load_state_dict(state)

@@ -103,7 +103,7 @@ def write_report(path: Path, summary: dict[str, Any]) -> Path:
         "",
         "| stage | held-out accuracy | held-out loss |",
         "|---|---|---|",
-        f"| stage 1 (linear probe, L2 {s['stage1']['l2']:g}) | {s['stage1']['val_acc']:.4f} | {s['stage1']['val_loss']:.4f} |"
+        f"| stage 1 (linear probe{' on ' + s['stage1']['concat']['group'] + ' + final features' if s['stage1'].get('concat') else ''}, L2 {s['stage1']['l2']:g}) | {s['stage1']['val_acc']:.4f} | {s['stage1']['val_loss']:.4f} |"
         if not s.get("from_scratch") else f"| epoch 0 (untrained) | {s['stage1']['val_acc']:.4f} | {s['stage1']['val_loss']:.4f} |",
     ]
     for h in s["history"]:

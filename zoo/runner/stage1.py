@@ -27,10 +27,42 @@ class Stage1Result:
     val_loss: float
     val_pred: np.ndarray
     grid: dict[str, float] = field(default_factory=dict)
+    concat: dict[str, Any] | None = None  # lp-concat: the mid-level group, its width and the two block scales
 
     def metrics(self) -> dict[str, Any]:
         """What metrics.jsonl records for stage 1."""
-        return {"stage": "stage1", "l2": self.l2, "train_acc": round(self.train_acc, 6), "val_acc": round(self.val_acc, 6), "val_loss": round(self.val_loss, 6), "grid": self.grid}
+        out = {"stage": "stage1", "l2": self.l2, "train_acc": round(self.train_acc, 6), "val_acc": round(self.val_acc, 6), "val_loss": round(self.val_loss, 6), "grid": self.grid}
+        return out if self.concat is None else {**out, "concat": self.concat}
+
+
+def concat_group(names: list[str]) -> str:
+    """The layer group whose pooled output lp-concat reads next to the final features: the middle one
+    (index ``len // 2``, input to output), as the transfer grid's lp-concat arm."""
+    return names[len(names) // 2]
+
+
+def block_scale(x: np.ndarray) -> float:
+    """Root mean square of every entry of ``x`` (the training rows of one feature block)."""
+    return max(1e-6, float(np.sqrt(np.mean(np.square(np.asarray(x, dtype=np.float64))))))
+
+
+def fit_concat_head(
+    mid: np.ndarray, final: np.ndarray, labels: np.ndarray, train: np.ndarray, val: np.ndarray, n_classes: int, *, group: str, max_iter: int = 100
+) -> Stage1Result:
+    """lp-concat: :func:`fit_head` on ``[mid / s_mid, final / s_final]``, each block scaled to unit RMS
+    over the training rows (a wide block must not drown the other), the scales then folded into the
+    head, which reads the raw ``[mid, final]`` concatenation (``ClassifierModel`` with ``mid``).
+    """
+    s_mid, s_fin = block_scale(mid[train]), block_scale(final[train])
+    x = np.concatenate([np.asarray(mid, dtype=np.float64) / s_mid, np.asarray(final, dtype=np.float64) / s_fin], 1)
+    r = fit_head(x[train], labels[train], x[val], labels[val], n_classes, max_iter=max_iter)
+    d = mid.shape[1]
+    w = r.weight.astype(np.float64)
+    w[:, :d] /= s_mid
+    w[:, d:] /= s_fin
+    r.weight = w.astype(np.float32)
+    r.concat = {"group": group, "mid_dim": int(d), "scales": [round(s_mid, 6), round(s_fin, 6)]}
+    return r
 
 
 def _fit(x: Any, y: Any, n_classes: int, l2: float, max_iter: int) -> tuple[Any, Any]:
