@@ -34,7 +34,7 @@ BACKBONES = {"image": ("timm:efficientnet_lite0.pypi_in1k", "timm:efficientnet_l
              "text": ("hf:sentence-transformers/all-MiniLM-L6-v2",)}
 FIELDS = ["family", "per_class", "backbone", "seed", "modality", "n_train", "n_classes", "epochs", "arm", "kind", "acc", "seconds", "steps",
           "plan_strategy", "plan_unfreeze", "plan_backbone", "plan_epochs", "plan_head_lr", "mapped_arm", "rec_seconds",
-          "train_loss", "diverged", "lr_scale"]
+          "train_loss", "diverged", "lr_scale", "best_epoch", "epochs_run", "val_acc"]
 # (families, sizes, image backbones) blocks, run in this order; the full grid fits 2 h on 2 cores by
 # giving Lite0 every family and size, and the larger Lite1/Lite2 the two anchor families at 20 per class
 QUICK = {"blocks": [(["natural", "digits", "numpy-topics"], [5], BACKBONES["image"][:1])], "seeds": [0], "target_steps": 12}

@@ -153,7 +153,7 @@ def _rows(accs: dict[str, list[float]], family: str = "natural", size: int = 5, 
     for arm, values in accs.items():
         for seed, v in enumerate(values):
             r = {"family": family, "per_class": size, "backbone": "timm:x", "seed": seed, "arm": arm, "acc": v / 100, "seconds": 10.0}
-            if arm in ("recommended", "recommended-data"):
+            if arm in ("recommended", "recommended-data", "recommended-run"):
                 r.update(plan_strategy="linear-probe", plan_unfreeze="-", mapped_arm=rec_arm, rec_seconds=0.5)
             rows.append(r)
     return rows
@@ -214,14 +214,19 @@ def test_data_mode_rows_get_their_own_regret_and_section() -> None:
     accs["lp-concat"] = [70.0, 70.0, 70.0]
     accs["recommended"] = [50.0, 50.0, 50.0]  # metadata mode: lp, regret 20
     accs["recommended-data"] = [70.0, 70.0, 70.0]  # data mode: lp-concat, regret 0
+    accs["recommended-run"] = [48.0, 47.0, 46.0]  # the metadata plan run by zoo run: regret 23, 3 points under the harness's
     accs.update({p: [60.0, 60.0, 60.0] for p in PEERS})
     rows = _rows(accs)
     assert R.cells(rows)[0]["regret"] == pytest.approx(20.0)
     assert R.cells(rows, rec_arm="recommended-data")[0]["regret"] == pytest.approx(0.0)
+    assert R.cells(rows, rec_arm="recommended-run")[0]["regret"] == pytest.approx(23.0)
     md = R.markdown(rows, quick=True)
-    section = md.split("### Data mode:")[1]
+    section = md.split("### Data mode:")[1].split("### `zoo run` end to end")[0]
     assert "| mean regret (pts) | <= 0.5 | 0 | PASS |" in section
-    assert R._done_seeds(rows) == 3 and R._done_seeds([r for r in rows if r["arm"] != "recommended-data"]) == 0
+    run = md.split("### `zoo run` end to end")[1]
+    assert "| mean regret (pts) | <= 0.5 | 23 | MISS |" in run and "mean over cells: -3.00 points" in run
+    for kind in R.RECOMMENDATIONS:
+        assert R._done_seeds(rows) == 3 and R._done_seeds([r for r in rows if r["arm"] != kind]) == 0
 
 
 @pytest.mark.parametrize("family", ["digits", "numpy-topics"])
@@ -291,6 +296,20 @@ def test_data_mode_measurement_starts_from_an_empty_feature_cache(zoo_home, no_n
     assert not (zoo_home / "features").exists() or not any((zoo_home / "features").iterdir())
 
 
+def test_zoo_run_end_to_end_row_runs_the_plan_reloads_it_and_scores_the_test_split(zoo_home, no_network) -> None:
+    """The ``recommended-run`` row: the metadata plan executed by ``zoo.run`` on the task's items, its saved model
+    reloaded and scored on the test split, with the run's held-out figures; nothing is left in ZOO_HOME."""
+    import zoo
+    from bench.grid.cell import run_end_to_end
+
+    zoo.reset()
+    task = build_task("sklearn-topics", 5, 0)
+    acc, plan, rec_s, seconds, result = run_end_to_end(task, "hf:sentence-transformers/all-MiniLM-L6-v2", 3)
+    assert plan.backbone == "hf:sentence-transformers/all-MiniLM-L6-v2" and not plan.unfreeze and result.best_epoch == 0
+    assert 1.5 / task.n_classes < acc <= 1.0 and 0 < result.final_val_acc <= 1.0 and seconds > 0 and rec_s > 0
+    assert not (zoo_home / "features").exists() or not any((zoo_home / "features").iterdir())
+
+
 def test_divergence_is_judged_on_the_training_loss_alone() -> None:
     assert A.diverged(0.4, 2.3) and A.diverged(0.4, float("nan")) and A.diverged(float("nan"), float("inf"))
     assert not A.diverged(2.3, 0.4) and not A.diverged(0.4, 0.4)
@@ -323,14 +342,14 @@ def test_an_older_csv_gets_the_new_columns_without_losing_a_row(tmp_path: Path) 
     from bench import transfer_grid as G
 
     path = tmp_path / "grid.csv"
-    old = G.FIELDS[:-3]
+    old = G.FIELDS[: G.FIELDS.index("train_loss")]  # the columns before the divergence rule and the end-to-end rows
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, old)
         w.writeheader()
         w.writerow({f: str(i) for i, f in enumerate(old)})
     G.upgrade_header(path)
     (row,) = R.read_rows(path)
-    assert list(row) == G.FIELDS and row["acc"] == str(old.index("acc")) and row["lr_scale"] == ""
+    assert list(row) == G.FIELDS and row["acc"] == str(old.index("acc")) and row["lr_scale"] == row["best_epoch"] == ""
     G.upgrade_header(path)  # current header: untouched
     assert R.read_rows(path) == [row] and not path.with_suffix(".csv.tmp").exists()
 

@@ -82,6 +82,38 @@ def recommend_data_for(task: Task, backbone: str) -> tuple[Any, float]:
             return plan, time.perf_counter() - t0
 
 
+def run_end_to_end(task: Task, backbone: str, epochs: int) -> tuple[float, Any, float, float, Any]:
+    """The metadata-mode plan executed by ``zoo run`` itself on the task's training items, its saved model
+    reloaded (``zoo predict``'s :func:`zoo.runner.predict.load_run`) and scored on the test split.
+
+    What a user gets, end to end: the run holds out 20 % of each class (stage 1's L2 strength, early
+    stopping, the best epoch with the probe as epoch 0), trains the rest with the plan's augmentation,
+    and keeps its best held-out epoch. The cell's backbone replaces the plan's choice and ``epochs``
+    (the harness's CPU budget) the plan's epoch count, as for the harness-scored plan. The run has a
+    feature cache of its own. Returns ``(test accuracy, plan, recommend seconds, run seconds, RunResult)``.
+    """
+    from unittest import mock
+
+    import zoo
+    from zoo.recommender import features
+    from zoo.runner.predict import load_run
+
+    plan, rec_s = recommend_for(task)
+    plan = plan.model_copy(update={"backbone": backbone})
+    with tempfile.TemporaryDirectory() as tmp:
+        data = write_task(task, Path(tmp) / "data")
+        with mock.patch.object(features, "cache_dir", lambda: Path(tmp) / "features"):
+            t0 = time.perf_counter()
+            result = zoo.run(plan, data, out=Path(tmp) / "run", epochs=epochs, seed=task.seed, progress=False)
+            model = load_run(Path(tmp) / "run")
+            logits = np.asarray(model.logits(list(task.test_x), batch_size=64))
+            seconds = time.perf_counter() - t0
+    # the run numbers the classes by their names' order in the folder (or file); compare names
+    predicted = [model.classes[i] for i in logits.argmax(1)]
+    acc = float(np.mean([p == task.classes[int(y)] for p, y in zip(predicted, task.test_y)]))
+    return acc, plan, rec_s, seconds, result
+
+
 def plan_phases(plan: Any, n: int, epochs: int) -> tuple[list[A.Phase] | None, str, str]:
     """The plan's strategy, groups and learning rates as harness phases, and the arm it maps onto.
 
@@ -137,7 +169,18 @@ def run_cell(
     base = {"family": task.family, "per_class": task.per_class, "backbone": backbone, "seed": seed, "modality": task.modality,
             "n_train": len(task.train_y), "n_classes": task.n_classes, "epochs": epochs}
     made: dict[str, tuple[Any, float]] = {}
+    if "recommended-run" in recommendations and "recommended-run" not in skip:
+        # zoo run end to end: its own process of the data, so it needs none of the harness's caches (and it leaves
+        # torch's random state as it found it, so the rows after it do not depend on whether it ran)
+        with torch.random.fork_rng(devices=[]):
+            acc, plan, rec_s, seconds, res = run_end_to_end(task, backbone, epochs)
+        _, mapped, _ = plan_phases(plan, n, epochs)
+        emit({**base, "arm": "recommended-run", "kind": "recommended-run", "acc": acc, "seconds": round(seconds, 3), "steps": 0,
+              **_plan_extra(plan, mapped, rec_s), "best_epoch": res.best_epoch, "epochs_run": res.epochs_run, "val_acc": round(res.final_val_acc, 5)})
+        skip = skip | {"recommended-run"}
     pending = [a for a in (*arms, *peers, *recommendations) if a not in skip]
+    if not pending:
+        return
     if known and pending == ["recommended-data"]:
         # only the data-mode row is missing: a probe plan takes its arm's accuracy from the CSV (same cell,
         # seed and deterministic harness), so the activation caches are built only for a fine-tuning plan
@@ -203,7 +246,7 @@ def run_cell(
         torch.manual_seed(seed)
         phases, head = peer_phases(peer, n, epochs, dim, task.n_classes, task.modality, len(task.train_y), target_steps)
         fit(peer, "peer", phases, head)
-    for name, recommend in (("recommended", lambda: recommend_for(task)), ("recommended-data", lambda: recommend_data_for(task, backbone))):
+    for name, recommend in (("recommended", lambda: recommend_for(task)), ("recommended-data", lambda: recommend_data_for(task, backbone))):  # recommended-run: above
         if name in skip or name not in recommendations:
             continue
         plan, rec_s = made[name] if name in made else recommend()

@@ -33,7 +33,7 @@ from bench.grid.arms import Head, Phase
 PEERS = ("fastai", "keras", "autotrain", "flash")
 ARMS = ("lp", "lp-concat", "lpft-1", "lpft-2", "lpft-all", "full-ft", "surgical")
 #: zoo's recommendation in metadata mode (what the task declares) and in data mode (measured on the training items)
-RECOMMENDATIONS = ("recommended", "recommended-data")
+RECOMMENDATIONS = ("recommended", "recommended-data", "recommended-run")  # metadata mode, data mode, metadata mode run by `zoo run` itself
 # the arms' shared recipe (fixed a priori, not tuned on the grid): VTAB/TLlib SGD 0.01 for CNNs,
 # BERT-style AdamW for text; per-group decay 1/2.6 (ULMFiT) below the head. A run that diverges (training
 # loss ends above its start) is run again at a tenth of these rates (``cell.run_cell``, ``arms.diverged``)

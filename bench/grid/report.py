@@ -339,6 +339,7 @@ def markdown(rows: Sequence[dict[str, Any]], *, quick: bool, seconds: float | No
                   "from the plan's learning rates") + ". Beyond the one revision on the dev cells and the one tried and reverted (above), the rules were not fitted to the grid."
                   + similar_gaps(all_cells), ""]
     lines += data_mode_section(rows)
+    lines += run_section(rows)
     if plot:
         lines += [f"![strategy grid]({plot})", ""]
     lines.append(END)
@@ -389,6 +390,46 @@ def data_mode_section(rows: Sequence[dict[str, Any]]) -> list[str]:
         f"{c['task']}@{c['size']} ({c['backbone'].split(':')[-1]}): {c['recommended']} at {c['rec_acc']:.1f} vs {c['oracle_arm']} at {c['oracle_acc']:.1f}"
         for c in worst) + f". Mean regret without the worst cell: {(sum(reg) - worst[0]['regret']) / max(len(reg) - 1, 1):.2f} points.", ""]
     return lines
+
+
+def run_section(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Targets and per-cell regret of the metadata plans as ``zoo run`` executes them (``recommended-run`` rows), if any,
+    set against the same plans scored in the harness."""
+    run_cells = cells(rows, rec_arm="recommended-run")
+    if not run_cells:
+        return []
+    harness = {(c["task"], c["size"], c["backbone"]): c for c in cells(rows)}
+    for c in run_cells:
+        h = harness.get((c["task"], c["size"], c["backbone"]))
+        c["harness_acc"] = h["rec_acc"] if h else float("nan")
+        c["run_minus_harness"] = c["rec_acc"] - c["harness_acc"]
+    runs = [r for r in rows if r["arm"] == "recommended-run"]
+    ft = [r for r in runs if r.get("plan_unfreeze") not in (None, "", "-")]
+    at_probe = sum(1 for r in ft if str(r.get("best_epoch")) == "0")
+    stopped = sum(1 for r in ft if r.get("epochs_run") not in (None, "") and int(r["epochs_run"]) < int(r["epochs"]))
+    d = [c["run_minus_harness"] for c in run_cells if np.isfinite(c["run_minus_harness"])]
+    probe = [c["run_minus_harness"] for c in run_cells if c["mapped_arm"] in ("lp", "lp-concat") and np.isfinite(c["run_minus_harness"])]
+    tuned = [c["run_minus_harness"] for c in run_cells if c["mapped_arm"] not in ("lp", "lp-concat") and np.isfinite(c["run_minus_harness"])]
+    mean = lambda v: f"{statistics.fmean(v):+.2f}" if v else "-"
+    lines = ["### `zoo run` end to end: the metadata plans executed by zoo itself", "",
+             "The same metadata-mode plans, executed by `zoo.run` on the task's training items written as a folder (or JSONL) and "
+             "scored by reloading the run's saved model (`zoo.runner.predict.load_run`, what `zoo predict` serves) on the test split "
+             "(`bench.grid.cell.run_end_to_end`). This is what a user of zoo gets: the run holds out 20 % of each class (stage 1's L2 "
+             "strength, early stopping, and the best epoch, the probe counting as epoch 0), trains on the rest with the plan's "
+             "augmentation, and keeps its best held-out epoch. The cell's backbone and the harness's epoch budget replace the plan's own, "
+             "as for the harness-scored plan. The arms (the oracle) are unchanged: they train on every item, without augmentation, "
+             "and are scored at their last step.", ""]
+    lines += _target_tables(rows, "recommended-run", cost_ratio(rows, "recommended-run"), "#### `zoo run` targets", (
+        ("All cells", None), ("Held-out seed", ["held-out seed"]), ("Held-out family", ["held-out family"])))
+    lines += _cell_table("#### `zoo run` per cell", run_cells, RUN_COLUMNS)
+    lines += [f"`zoo run` minus the harness-scored plan, mean over cells: {mean(d)} points ({len(probe)} cells with a probe plan: "
+              f"{mean(probe)}; {len(tuned)} with a fine-tuning plan: {mean(tuned)}). Of the {len(ft)} fine-tuning runs, {at_probe} kept "
+              f"the probe (best epoch 0) and {stopped} stopped early.", ""]
+    return lines
+
+
+RUN_COLUMNS = ["task", "size", "backbone", "seeds", "oracle_arm", "oracle_acc", "recommended", "harness_acc", "rec_acc", "run_minus_harness",
+               "regret", "regret_ci_low", "regret_ci_high", "split"]
 
 
 def write_doc(doc: Path, section: str) -> None:
