@@ -158,7 +158,7 @@ def test_lp_concat_reads_the_middle_group_and_reloads_as_it_ran(tmp_path, zoo_ho
 
     root = digits(tmp_path, 200)
     out = tmp_path / "run"
-    r = zoo.run(tiny_plan(strategy="lp-concat", unfreeze=(), epochs=0), root, out=out, seed=1)
+    r = zoo.run(tiny_plan(strategy="lp-concat", unfreeze=(), epochs=0), root, out=out, seed=1, refit=False)
     bb = zoo.load(LITE0)
     names = [g.name for g in bb.layer_groups]
     s1 = json.loads((out / "stage1.json").read_text())
@@ -179,7 +179,7 @@ def test_lp_concat_reads_the_middle_group_and_reloads_as_it_ran(tmp_path, zoo_ho
     assert torch.allclose(got, want, atol=1e-3 * float(want.abs().max()))
     assert got.argmax(1).tolist() == s1["val_pred"]
     # a plain probe's head reads the final features only
-    plain = zoo.run(tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0), root, out=tmp_path / "plain", seed=1)
+    plain = zoo.run(tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0), root, out=tmp_path / "plain", seed=1, refit=False)
     assert "concat" not in json.loads((tmp_path / "plain" / "stage1.json").read_text()) and load_run(tmp_path / "plain").model.head.in_features == bb.feature_dim
     assert plain.features_cached
     # TorchScript keeps the mid-level input (checked against the eager model before it is written)
@@ -189,6 +189,45 @@ def test_lp_concat_reads_the_middle_group_and_reloads_as_it_ran(tmp_path, zoo_ho
     with pytest.raises(InvalidInputError, match="unfreeze"):
         zoo.run(bad, root, out=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_probe_plan_is_refit_on_every_item_with_the_chosen_l2(tmp_path, zoo_home, no_network, capsys):
+    """By default the saved head of a probe plan is refit on train + held-out items with the L2 strength the held-out
+    split chose (LogisticRegressionCV's refit); the reported figures are the split fit's; --no-refit saves that head."""
+    from safetensors.torch import load_file
+
+    from zoo.recommender.data import load_dataset
+    from zoo.recommender.features import features_for
+    from zoo.runner.stage1 import fit_head
+
+    root = digits(tmp_path, 200)
+    plan = tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0)
+    split_run = zoo.run(plan, root, out=tmp_path / "split", seed=2, refit=False)
+    r = zoo.run(plan, root, out=tmp_path / "refit", seed=2)
+    assert r.refit_items == 200 and split_run.refit_items == 0
+    assert r.stage1_val_acc == r.final_val_acc == split_run.stage1_val_acc  # the estimate that chose L2, both times
+    s1 = json.loads((tmp_path / "refit" / "stage1.json").read_text())
+    assert s1["refit"]["items"] == 200 and s1["refit"]["l2"] == s1["l2"] and "refit" not in json.loads((tmp_path / "split" / "stage1.json").read_text())
+    fs = features_for(zoo.load(LITE0), load_dataset(root), 64)
+    want = fit_head(fs.final, fs.labels, fs.final, fs.labels, 10, l2_grid=(s1["l2"],))
+    saved = load_file(str(tmp_path / "refit" / "model" / "model.safetensors"))
+    assert np.allclose(saved["head.weight"].numpy(), want.weight, atol=1e-5) and np.allclose(saved["head.bias"].numpy(), want.bias, atol=1e-5)
+    assert not np.allclose(load_file(str(tmp_path / "split" / "model" / "model.safetensors"))["head.weight"].numpy(), want.weight, atol=1e-5)
+    assert "refit on all 200 items" in (tmp_path / "refit" / "report.md").read_text()
+    capsys.readouterr()
+    assert main(["run", str(plan.write(tmp_path / "plan.yaml")), "--data", str(root), "--out", str(tmp_path / "cli"), "--no-refit", "--seed", "2"]) == 0
+    assert "refit on all" not in capsys.readouterr().out
+    assert main(["run", str(tmp_path / "plan.yaml"), "--data", str(root), "--out", str(tmp_path / "cli2"), "--seed", "2"]) == 0
+    assert "refit on all 200 items" in capsys.readouterr().out
+    # a fine-tuning plan whose epochs never beat the probe (learning rates of 1e-12) saves the probe: refit the same way,
+    # on the pretrained backbone (stage 2 itself started from the split fit's head)
+    ft = zoo.run(tiny_plan(unfreeze=("top-1",), epochs=1, lr=1e-12), root, out=tmp_path / "ft", seed=2)
+    assert ft.best_epoch == 0 and ft.epochs_run == 1 and ft.refit_items == 200 and ft.final_val_acc == ft.stage1_val_acc == r.stage1_val_acc
+    saved = load_file(str(tmp_path / "ft" / "model" / "model.safetensors"))
+    assert np.allclose(saved["head.weight"].numpy(), want.weight, atol=1e-5)
+    pretrained = zoo.load(LITE0).model.state_dict()
+    assert all(np.array_equal(saved[f"backbone.{k}"].numpy(), v.numpy()) for k, v in pretrained.items())
+    assert json.loads((tmp_path / "ft" / "stage1.json").read_text())["refit"]["items"] == 200
 
 
 # ---- stage 2 and the run folder ------------------------------------------------------------------
@@ -204,7 +243,7 @@ def test_stage2_lp_ft_top1_and_the_run_folder(tmp_path, zoo_home, no_network):
     root = digits(tmp_path, 200)
     plan = tiny_plan(epochs=2)
     out = tmp_path / "run"
-    r = zoo.run(plan, root, out=out, seed=3)
+    r = zoo.run(plan, root, out=out, seed=3, refit=False)  # the saved best model is the one the held-out split scored
     assert r.epochs_run == 2 and [h["epoch"] for h in r.history] == [1, 2]
     assert r.final_val_acc >= r.stage1_val_acc  # LP-FT improves or holds the probe
     assert all(h["val_acc"] >= r.stage1_val_acc - 0.1 and np.isfinite(h["train_loss"]) for h in r.history)

@@ -140,7 +140,7 @@ def test_stage1_on_the_feature_cache_then_predict_the_run(env, zoo_home, no_netw
 
     plan = keras_plan(strategy="linear-probe", unfreeze=(), epochs=0)
     out = env["tmp"] / "probe"
-    r = zoo.run(plan, env["data"], out=out, seed=SEED, progress=False)
+    r = zoo.run(plan, env["data"], out=out, seed=SEED, progress=False, refit=False)  # the saved head is the one the held-out split scored
     assert not r.features_cached and r.epochs_run == 0 and r.final_val_acc == r.stage1_val_acc
     files = sorted(cache_dir().iterdir())
     assert len(files) == 1  # the run left its features in the recommender's cache ...
@@ -150,7 +150,7 @@ def test_stage1_on_the_feature_cache_then_predict_the_run(env, zoo_home, no_netw
         bb = zoo.load(KERAS_ID)
         final = z[f"group_{len(meta['groups']) - 1:02d}"]
         assert final.shape[1] == bb.feature_dim
-    r2 = zoo.run(plan, env["data"], out=env["tmp"] / "probe2", seed=SEED, progress=False)
+    r2 = zoo.run(plan, env["data"], out=env["tmp"] / "probe2", seed=SEED, progress=False, refit=False)
     assert r2.features_cached and sorted(cache_dir().iterdir()) == files  # ... and the next run reuses them
     assert r2.stage1_val_acc == r.stage1_val_acc
     assert r.stage1_val_acc >= 0.4  # random conv features on 10 digits; chance is 0.1
@@ -184,7 +184,7 @@ def test_lp_concat_reads_the_middle_group_and_reloads(env, zoo_home, no_network)
     from zoo.runner.predict import load_run
 
     out = env["tmp"] / "concat"
-    r = zoo.run(keras_plan(strategy="lp-concat", unfreeze=(), epochs=0), env["data"], out=out, seed=SEED, progress=False)
+    r = zoo.run(keras_plan(strategy="lp-concat", unfreeze=(), epochs=0), env["data"], out=out, seed=SEED, progress=False, refit=False)
     bb = zoo.load(KERAS_ID)
     names = [g.name for g in bb.layer_groups]
     s1 = json.loads((out / "stage1.json").read_text())
@@ -199,7 +199,12 @@ def test_lp_concat_reads_the_middle_group_and_reloads(env, zoo_home, no_network)
     got = np.asarray(m.logits([ds.items[i] for i in va]))
     want = np.concatenate([fs.groups[mid], fs.final], 1)[va] @ w + b
     assert np.allclose(got, want, atol=1e-3 * float(np.abs(want).max()))
-    assert got.argmax(1).tolist() == s1["val_pred"] and r.final_val_acc == r.stage1_val_acc
+    assert got.argmax(1).tolist() == s1["val_pred"] and r.final_val_acc == r.stage1_val_acc and r.refit_items == 0
+    # the default refits the probe on all 150 items: same figures reported, the saved head fit on every item
+    refit = zoo.run(keras_plan(strategy="lp-concat", unfreeze=(), epochs=0), env["data"], out=env["tmp"] / "concat-refit", seed=SEED, progress=False)
+    assert refit.refit_items == 150 and refit.stage1_val_acc == r.stage1_val_acc
+    w2, _ = load_run(env["tmp"] / "concat-refit").model.get_layer("head").get_weights()
+    assert w2.shape == w.shape and not np.allclose(w2, w)
 
 
 def test_stage2_fit_keeps_frozen_batchnorm_and_writes_the_run_folder(env, full_run, no_network):

@@ -22,7 +22,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run(
             args.plan, args.data, out=args.out, resume=args.resume, epochs=args.epochs, seed=args.seed,
             batch_size=args.batch_size, val_frac=args.val_frac, progress=not args.json, processes=processes,
-            from_scratch=args.from_scratch,
+            from_scratch=args.from_scratch, refit=not args.no_refit,
         )
     finally:
         distributed.release()  # waiting ranks of `accelerate launch` that stage 2 did not use may exit
@@ -36,6 +36,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for h in result.history:
         print(f"{'training' if result.from_scratch else 'stage 2'} epoch {h['epoch']}: train loss {h['train_loss']:.4f}, held-out accuracy {h['val_acc']:.4f}")
     print(f"final held-out accuracy (best model, epoch {result.best_epoch}): {result.final_val_acc:.4f}")
+    if result.refit_items:
+        print(f"the saved head was then refit on all {result.refit_items} items (train + held-out) with the L2 strength the held-out split chose")
     if result.skipped_unreadable:
         print(f"skipped {result.skipped_unreadable} unreadable file(s)")
     print(f"run folder: {result.out} (report.md, metrics.jsonl, model/)")
@@ -73,6 +75,10 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--from-scratch", action="store_true",
         help="baseline: the plan's architecture from random weights, every group trained at a from-scratch learning rate (what pre-training buys)",
+    )
+    p.add_argument(
+        "--no-refit", action="store_true",
+        help="for a probe plan, save the head the held-out split scored (default: refit it on every item with the L2 strength the held-out split chose)",
     )
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=cmd_run)

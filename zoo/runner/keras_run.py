@@ -405,11 +405,14 @@ def fine_tune(backbone: Any, plan: Any, s1: Any, train: tuple[Sequence[Any], np.
 # ---- the run --------------------------------------------------------------------------------------
 
 
-def run(plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool, epochs: int | None, seed: int, batch_size: int | None, val_frac: float, progress: bool) -> Any:
+def run(
+    plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool, epochs: int | None, seed: int, batch_size: int | None, val_frac: float, progress: bool,
+    refit: bool = True,
+) -> Any:
     """:func:`zoo.runner.pipeline.run` for a Keras / TF Hub backbone (``pipeline.run`` has checked plan, data and ``out``)."""
     from zoo.runner import report
     from zoo.runner.pipeline import RunResult, mid_group, split
-    from zoo.runner.stage1 import fit_concat_head, fit_head
+    from zoo.runner.stage1 import probe
 
     if backbone.input_spec.modality != "image" or ds.modality != "image":
         raise InvalidInputError(f"{plan.backbone}: zoo run supports image data for Keras and TF Hub sources; pick a torch backbone for text.")
@@ -418,13 +421,11 @@ def run(plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool
     res = run_resolution(backbone, plan.resolution)
     fs = features_for(backbone, ds, res)
     tr, va = split(ds.labels, val_frac, seed)
-    feats = fs.final
     n_classes = len(ds.classes)
+    n_epochs = plan.schedule.epochs if epochs is None else int(epochs)
+    stage2 = bool(plan.unfreeze) and n_epochs > 0
     mid, concat_note = mid_group(plan, backbone, fs)
-    if mid is not None:
-        s1 = fit_concat_head(fs.groups[mid], feats, ds.labels, tr, va, n_classes, group=mid)
-    else:
-        s1 = fit_head(feats[tr], ds.labels[tr], feats[va], ds.labels[va], n_classes)
+    s1 = probe(fs, ds.labels, tr, va, n_classes, group=mid, refit=refit and not stage2)
     stage1 = dict(s1.metrics(), val_pred=[int(v) for v in s1.val_pred])
     report.write_text(out / "stage1.json", json.dumps(stage1))
     pi = backbone.preprocess_input
@@ -440,9 +441,8 @@ def run(plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool
     }
     report.write_text(out / "model" / "config.json", json.dumps(config, indent=2))
     records: list[dict[str, Any]] = [s1.metrics()]
-    n_epochs = plan.schedule.epochs if epochs is None else int(epochs)
     bs = batch_size or plan.schedule.batch_size
-    if plan.unfreeze and n_epochs > 0:
+    if stage2:
         def log(hist: list[dict[str, Any]]) -> None:
             report.write_metrics(out / "metrics.jsonl", records + hist)
 
@@ -452,6 +452,16 @@ def run(plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool
         )
         history, best_epoch, final_acc, pred = r2.history, r2.best_epoch, r2.best_val_acc, np.asarray(r2.best_val_pred)
         stopped, resumed_from, groups = r2.stopped_early, r2.resumed_from, r2.groups
+        if refit and best_epoch == 0:
+            # no epoch beat the probe: the saved model (epoch 0: the pretrained backbone) gets the probe's refit head
+            full = probe(fs, ds.labels, tr, va, n_classes, group=mid, refit=True)
+            net = build_classifier(backbone, n_classes, inference_bn=True, concat_group=mid)
+            net.load_weights(str(out / "model" / WEIGHTS_NAME))
+            set_head(net, full.weight, full.bias)
+            save_weights(net, out / "model" / WEIGHTS_NAME)
+            s1.refit = full.refit
+            stage1["refit"] = full.refit
+            report.write_text(out / "stage1.json", json.dumps(stage1))
     else:
         net = build_classifier(backbone, n_classes, inference_bn=True, concat_group=mid)
         set_head(net, s1.weight, s1.bias)
@@ -464,7 +474,7 @@ def run(plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool
     result = RunResult(
         out=str(out), backbone=plan.backbone, stage1_val_acc=s1.val_acc, final_val_acc=float(final_acc), best_epoch=best_epoch,
         epochs_run=len(history), stopped_early=stopped, skipped_unreadable=ds.skipped, features_cached=fs.cached,
-        history=history, resumed_from=resumed_from,
+        history=history, resumed_from=resumed_from, refit_items=int((s1.refit or {}).get("items", 0)),
     )
     summary = dict(
         backbone=plan.backbone, data=str(data), samples=ds.n, classes=n_classes, train=len(tr), val=len(va), skipped_unreadable=ds.skipped,
@@ -472,7 +482,7 @@ def run(plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool
         features=str(fs.path), stage1=stage1, history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
         notes=[f"Keras stage 2 on fit ({'BatchNorm in inference mode' if plan.bn == 'frozen-stats' else 'BatchNorm of unfrozen groups trains'}); per-group learning rates as one optimizer per layer group."]
         + ([f"{plan.backbone} takes {res} px inputs only; the plan's resolution {plan.resolution} was not used."] if plan.resolution and plan.resolution != res else [])
-        + ([concat_note] if concat_note else []),
+        + ([concat_note] if concat_note else []) + report.refit_note(stage1),
     )
     report.write_report(out / "report.md", summary)
     report.write_text(out / "result.json", json.dumps(asdict(result), indent=2))

@@ -38,6 +38,7 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from: int | None = None
     from_scratch: bool = False
+    refit_items: int = 0  # a probe refit on every item (train + held-out) with the chosen L2; 0: not refit
 
 
 def split(labels: np.ndarray, val_frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +124,7 @@ def run(
     progress: bool = True,
     processes: int = 1,
     from_scratch: bool = False,
+    refit: bool = True,
 ) -> RunResult:
     """Execute ``plan`` on ``data`` and write the run folder.
 
@@ -138,6 +140,12 @@ def run(
         processes: stage-2 worker processes (gloo on CPU); ``batch_size`` stays the global batch.
         from_scratch: the baseline: the plan's architecture from random weights, every group
             trained at a from-scratch learning rate, no stage-1 probe (:mod:`zoo.runner.baseline`).
+        refit: when the saved model is the probe (a probe plan, or a fine-tuning plan whose best
+            held-out epoch is the probe's, epoch 0), fit its head once more on every item, held-out
+            ones included, with the L2 strength the held-out split chose (scikit-learn's
+            ``LogisticRegressionCV`` refit); the reported held-out accuracy is the split fit's.
+            ``False``: the saved head is the one the held-out split scored. Stage 2 always starts
+            from the split fit's head (the held-out items judge its epochs).
 
     Returns:
         :class:`RunResult`; the same figures are in ``out/result.json``.
@@ -157,7 +165,7 @@ def run(
     from zoo.recommender.features import features_for
     from zoo.recommender.plan import Plan
     from zoo.runner import report
-    from zoo.runner.stage1 import fit_concat_head, fit_head
+    from zoo.runner.stage1 import probe
 
     if not isinstance(plan, Plan):
         plan = Plan.read(plan)
@@ -180,6 +188,7 @@ def run(
 
         return run_keras(
             plan, data, ds, backbone, out=out, resume=resume, epochs=epochs, seed=seed, batch_size=batch_size, val_frac=val_frac, progress=progress,
+            refit=refit,
         )
     out.mkdir(parents=True, exist_ok=True)
     report.write_text(out / "plan.yaml", plan.to_yaml())
@@ -187,6 +196,8 @@ def run(
     res = plan.resolution if ds.modality == "image" else None
     tr, va = split(ds.labels, val_frac, seed)
     n_classes = len(ds.classes)
+    n_epochs = plan.schedule.epochs if epochs is None else int(epochs)
+    stage2 = bool(plan.unfreeze) and n_epochs > 0
     if from_scratch:  # no probe on random features (and they must not enter the pretrained feature cache)
         from zoo.runner.baseline import zero_head
 
@@ -197,12 +208,8 @@ def run(
         feats_reused = 0
     else:
         fs = features_for(backbone, ds, res)
-        feats = fs.final
         mid, concat_note = mid_group(plan, backbone, fs)
-        if mid is not None:
-            s1 = fit_concat_head(fs.groups[mid], feats, ds.labels, tr, va, n_classes, group=mid)
-        else:
-            s1 = fit_head(feats[tr], ds.labels[tr], feats[va], ds.labels[va], n_classes)
+        s1 = probe(fs, ds.labels, tr, va, n_classes, group=mid, refit=refit and not stage2)
         stage1 = dict(s1.metrics(), val_pred=[int(v) for v in s1.val_pred])
         head_w, head_b, s1_metrics = s1.weight, s1.bias, s1.metrics()
         s1_acc, s1_pred, feats_cached, feats_path = s1.val_acc, s1.val_pred, fs.cached, str(fs.path)
@@ -218,11 +225,10 @@ def run(
     }
     report.write_text(out / "model" / "config.json", json.dumps(config, indent=2))
     records: list[dict[str, Any]] = [s1_metrics]
-    n_epochs = plan.schedule.epochs if epochs is None else int(epochs)
     bs = batch_size or plan.schedule.batch_size
     train_items = [ds.items[i] for i in tr]
     val_items = [ds.items[i] for i in va]
-    if plan.unfreeze and n_epochs > 0:
+    if stage2:
         from zoo.runner.stage2 import fine_tune
 
         def log(hist: list[dict[str, Any]]) -> None:
@@ -234,6 +240,18 @@ def run(
         )
         history, best_epoch, final_acc, pred = r2.history, r2.best_epoch, r2.best_val_acc, np.asarray(r2.best_val_pred)
         stopped, resumed_from, groups = r2.stopped_early, r2.resumed_from, r2.groups
+        if refit and best_epoch == 0 and not from_scratch:
+            # no epoch beat the probe: the saved model is stage 1's head on the pretrained backbone, refit like a probe plan's
+            from safetensors.torch import load_file
+
+            from zoo.runner.stage2 import _write_best
+
+            full = probe(fs, ds.labels, tr, va, n_classes, group=mid, refit=True)
+            best = load_file(str(out / "model" / "model.safetensors"))
+            best["head.weight"], best["head.bias"] = torch.as_tensor(full.weight), torch.as_tensor(full.bias)
+            _write_best(out / "model" / "model.safetensors", best)
+            stage1["refit"] = full.refit
+            report.write_text(out / "stage1.json", json.dumps(stage1))
     else:
         from zoo.runner.stage2 import _write_best
 
@@ -250,13 +268,13 @@ def run(
     result = RunResult(
         out=str(out), backbone=plan.backbone, stage1_val_acc=s1_acc, final_val_acc=float(final_acc), best_epoch=best_epoch,
         epochs_run=len(history), stopped_early=stopped, skipped_unreadable=ds.skipped, features_cached=feats_cached,
-        history=history, resumed_from=resumed_from, from_scratch=from_scratch,
+        history=history, resumed_from=resumed_from, from_scratch=from_scratch, refit_items=int((stage1.get("refit") or {}).get("items", 0)),
     )
     summary = dict(
         backbone=plan.backbone, data=str(data), samples=ds.n, classes=n_classes, train=len(tr), val=len(va), skipped_unreadable=ds.skipped,
         strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=res, seed=seed, features_cached=feats_cached,
         features=feats_path, features_reused=feats_reused, stage1=stage1, from_scratch=from_scratch,
-        notes=([concat_note] if concat_note else [])
+        notes=([concat_note] if concat_note else []) + report.refit_note(stage1)
         + ([f"baseline {SCRATCH_NOTE}, learning rate {plan.lr['head']:g}; the plan's epochs, schedule and augmentation."] if from_scratch else []), history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
     )
     report.write_report(out / "report.md", summary)

@@ -86,6 +86,16 @@ def plot_confusion(path: Path, matrix: np.ndarray, classes: Sequence[str]) -> Pa
     return path
 
 
+def refit_note(stage1: dict[str, Any]) -> list[str]:
+    """The report's note on a probe refit on every item (:func:`zoo.runner.stage1.probe`), if it was."""
+    r = stage1.get("refit")
+    if not r:
+        return []
+    return [f"the saved head was refit on all {r['items']} items (train and held-out) with the L2 strength the held-out split chose "
+            f"({r['l2']:g}), as scikit-learn's LogisticRegressionCV refits; the held-out accuracy above is that of the head fit on the "
+            "train split, the estimate that chose it (`zoo run --no-refit` saves that head instead)."]
+
+
 def write_report(path: Path, summary: dict[str, Any]) -> Path:
     """A short Markdown report of the run's final metrics."""
     s = summary

@@ -7,6 +7,7 @@ pooled features (the initial head of stage 2, LP-FT).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,11 +29,12 @@ class Stage1Result:
     val_pred: np.ndarray
     grid: dict[str, float] = field(default_factory=dict)
     concat: dict[str, Any] | None = None  # lp-concat: the mid-level group, its width and the two block scales
+    refit: dict[str, Any] | None = None  # the head refit on every item with the chosen L2 (weight/bias are that head)
 
     def metrics(self) -> dict[str, Any]:
         """What metrics.jsonl records for stage 1."""
         out = {"stage": "stage1", "l2": self.l2, "train_acc": round(self.train_acc, 6), "val_acc": round(self.val_acc, 6), "val_loss": round(self.val_loss, 6), "grid": self.grid}
-        return out if self.concat is None else {**out, "concat": self.concat}
+        return {**out, **{k: v for k, v in (("concat", self.concat), ("refit", self.refit)) if v is not None}}
 
 
 def concat_group(names: list[str]) -> str:
@@ -47,7 +49,8 @@ def block_scale(x: np.ndarray) -> float:
 
 
 def fit_concat_head(
-    mid: np.ndarray, final: np.ndarray, labels: np.ndarray, train: np.ndarray, val: np.ndarray, n_classes: int, *, group: str, max_iter: int = 100
+    mid: np.ndarray, final: np.ndarray, labels: np.ndarray, train: np.ndarray, val: np.ndarray, n_classes: int, *, group: str, max_iter: int = 100,
+    l2_grid: Sequence[float] = L2_GRID,
 ) -> Stage1Result:
     """lp-concat: :func:`fit_head` on ``[mid / s_mid, final / s_final]``, each block scaled to unit RMS
     over the training rows (a wide block must not drown the other), the scales then folded into the
@@ -55,7 +58,7 @@ def fit_concat_head(
     """
     s_mid, s_fin = block_scale(mid[train]), block_scale(final[train])
     x = np.concatenate([np.asarray(mid, dtype=np.float64) / s_mid, np.asarray(final, dtype=np.float64) / s_fin], 1)
-    r = fit_head(x[train], labels[train], x[val], labels[val], n_classes, max_iter=max_iter)
+    r = fit_head(x[train], labels[train], x[val], labels[val], n_classes, max_iter=max_iter, l2_grid=l2_grid)
     d = mid.shape[1]
     w = r.weight.astype(np.float64)
     w[:, :d] /= s_mid
@@ -83,13 +86,16 @@ def _fit(x: Any, y: Any, n_classes: int, l2: float, max_iter: int) -> tuple[Any,
     return w.detach(), b.detach()
 
 
-def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, n_classes: int, *, max_iter: int = 100) -> Stage1Result:
+def fit_head(
+    train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, n_classes: int, *, max_iter: int = 100, l2_grid: Sequence[float] = L2_GRID
+) -> Stage1Result:
     """Fit the linear head on features; the L2 strength with the best held-out accuracy wins (ties: stronger L2).
 
     Args:
         train_x, train_y: training features ``(n, d)`` and labels.
         val_x, val_y: held-out features and labels (choose L2, report accuracy).
         n_classes: number of classes (the head's outputs).
+        l2_grid: the L2 strengths tried (one: fit with it).
 
     Returns:
         :class:`Stage1Result` whose ``weight``/``bias`` apply to raw (unstandardised) features.
@@ -100,12 +106,12 @@ def fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y:
     if np.asarray(train_x).size < 4_000_000:
         torch.set_num_threads(1)  # L-BFGS on small problems is thousands of tiny ops: threads only add overhead
     try:
-        return _fit_head(train_x, train_y, val_x, val_y, n_classes, max_iter)
+        return _fit_head(train_x, train_y, val_x, val_y, n_classes, max_iter, tuple(l2_grid))
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, n_classes: int, max_iter: int) -> Stage1Result:
+def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, n_classes: int, max_iter: int, l2_grid: tuple[float, ...]) -> Stage1Result:
     import torch
 
     xt = torch.as_tensor(np.asarray(train_x, dtype=np.float64))
@@ -132,7 +138,7 @@ def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
         zt_fit, zv_fit = zt, zv
     best: tuple[float, float, float, Any, Any] | None = None
     grid: dict[str, float] = {}
-    for l2 in sorted(L2_GRID, reverse=True):
+    for l2 in sorted(l2_grid, reverse=True):
         w, b = _fit(zt_fit, yt, n_classes, l2, max_iter)
         logits = zv_fit @ w.T + b
         acc = float((logits.argmax(1) == yv).double().mean())
@@ -158,3 +164,30 @@ def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
         val_pred=val_logits.argmax(1).numpy(),
         grid=grid,
     )
+
+
+def probe(fs: Any, labels: np.ndarray, train: np.ndarray, val: np.ndarray, n_classes: int, *, group: str | None = None, refit: bool = False) -> Stage1Result:
+    """Stage 1 on a feature set: the head on the final features (or, with ``group``, lp-concat's
+    ``[group, final]``), its L2 strength and accuracy from the ``train`` / ``val`` split.
+
+    ``refit``: then fit the head once more on every item (``train`` and ``val``) with the chosen L2
+    strength, as scikit-learn's ``LogisticRegressionCV(refit=True)`` does; ``weight``/``bias`` are
+    that head, while the accuracies stay those of the split fit, the estimate that chose it. Only for a
+    probe that is the delivered model: a head that stage 2 starts from must not have seen the
+    held-out items that judge its epochs.
+    """
+    final = fs.final
+    if group is not None:
+        r = fit_concat_head(fs.groups[group], final, labels, train, val, n_classes, group=group)
+    else:
+        r = fit_head(final[train], labels[train], final[val], labels[val], n_classes)
+    if refit:
+        every = np.sort(np.concatenate([train, val]))
+        if group is not None:
+            full = fit_concat_head(fs.groups[group], final, labels, every, every, n_classes, group=group, l2_grid=(r.l2,))
+            r.concat = full.concat
+        else:
+            full = fit_head(final[every], labels[every], final[every], labels[every], n_classes, l2_grid=(r.l2,))
+        r.weight, r.bias = full.weight, full.bias
+        r.refit = {"items": int(len(every)), "l2": r.l2, "train_acc": round(full.train_acc, 6)}
+    return r
