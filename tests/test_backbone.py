@@ -5,7 +5,6 @@ import pytest
 
 import zoo
 from zoo.errors import InvalidInputError
-from zoo.testing import BackboneContract
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "example_plugin"
 
@@ -38,15 +37,3 @@ def test_single_items_and_empty(backbone):
     with pytest.raises(InvalidInputError, match="batch_size"):
         backbone.embed([img], batch_size=0)
 
-
-class TestExampleBackboneContract(BackboneContract):
-    """The documented example plugin (docs/plugins.md) passes the contract a third-party plugin runs."""
-
-    @pytest.fixture
-    def backbone(self, monkeypatch):
-        monkeypatch.syspath_prepend(str(EXAMPLE))
-        import zoo_example
-
-        zoo.reset(extra_plugins={"example": zoo_example})
-        yield zoo.load("example:tinycnn.random")
-        zoo.reset()
