@@ -184,6 +184,9 @@ def test_lp_concat_reads_the_middle_group_and_reloads_as_it_ran(tmp_path, zoo_ho
     assert plain.features_cached
     # TorchScript keeps the mid-level input (checked against the eager model before it is written)
     assert m.export("torchscript").is_file()
+    # the from-scratch baseline of an lp-concat plan trains every group (no probe, no mid-level head)
+    base = zoo.run(tiny_plan(strategy="lp-concat", unfreeze=(), epochs=1), root, out=tmp_path / "scratch", seed=1, from_scratch=True, epochs=1)
+    assert base.from_scratch and base.epochs_run == 1 and load_run(tmp_path / "scratch").model.head.in_features == bb.feature_dim
     # a probe plan that also unfreezes groups is refused before anything is written
     bad = tiny_plan(strategy="lp-concat", unfreeze=("top-1",), epochs=1)
     with pytest.raises(InvalidInputError, match="unfreeze"):

@@ -169,14 +169,14 @@ def run(
 
     if not isinstance(plan, Plan):
         plan = Plan.read(plan)
+    if plan.strategy == "lp-concat" and plan.unfreeze:
+        raise InvalidInputError(f"the plan is lp-concat (a probe) but unfreezes {', '.join(plan.unfreeze)}; set unfreeze: [] or strategy: lp-ft.")
     if from_scratch:
         from zoo.runner.baseline import scratch_plan
 
         plan = scratch_plan(plan, batch_size)
     if not 0 < val_frac < 1:
         raise InvalidInputError(f"val_frac must be between 0 and 1, got {val_frac}.")
-    if plan.strategy == "lp-concat" and plan.unfreeze:
-        raise InvalidInputError(f"the plan is lp-concat (a probe) but unfreezes {', '.join(plan.unfreeze)}; set unfreeze: [] or strategy: lp-ft.")
     out = Path(out) if out is not None else Path("runs") / f"{plan.backbone.split(':', 1)[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_out(out, plan, resume)
     ds = _dataset(data)
