@@ -207,6 +207,26 @@ def test_lp_concat_reads_the_middle_group_and_reloads(env, zoo_home, no_network)
     assert w2.shape == w.shape and not np.allclose(w2, w)
 
 
+def test_a_fine_tuning_run_that_keeps_the_probe_saves_the_refit_probe(env, zoo_home, no_network):
+    """Stage 2 at learning rates of 1e-12 never beats the probe: the saved classifier is the pretrained backbone with the
+    probe's head refit on every item (stage 2 itself started from the split fit's head)."""
+    from zoo.recommender.data import load_dataset
+    from zoo.runner.keras_run import features_for
+    from zoo.runner.predict import load_run
+    from zoo.runner.stage1 import fit_head
+
+    out = env["tmp"] / "ft-probe"
+    r = zoo.run(keras_plan(unfreeze=("top-1",), epochs=1, lr=1e-12), env["data"], out=out, seed=SEED, progress=False)
+    assert r.best_epoch == 0 and r.epochs_run == 1 and r.refit_items == 150 and r.final_val_acc == r.stage1_val_acc
+    s1 = json.loads((out / "stage1.json").read_text())
+    bb = zoo.load(KERAS_ID)
+    fs = features_for(bb, load_dataset(env["data"]), RES)
+    want = fit_head(fs.final, fs.labels, fs.final, fs.labels, 10, l2_grid=(s1["l2"],))
+    assert s1["refit"]["items"] == 150
+    w, b = load_run(out).model.get_layer("head").get_weights()
+    assert np.allclose(w, want.weight.T, atol=1e-5) and np.allclose(b, want.bias, atol=1e-5)
+
+
 def test_stage2_fit_keeps_frozen_batchnorm_and_writes_the_run_folder(env, full_run, no_network):
     out, r = full_run
     assert r.epochs_run == 2 and [h["epoch"] for h in r.history] == [1, 2]
