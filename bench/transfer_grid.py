@@ -1,6 +1,10 @@
 """The strategy grid (issue 7): every arm, the peers' fixed recipes and the recommended plan on
 tasks x sizes x backbones x seeds; CSV, a Markdown section of docs/benchmarks.md and a plot.
 
+The plan comes three ways: metadata mode scored in the harness (``recommended``), data mode scored
+in the harness (``recommended-data``), and the metadata plan executed by ``zoo run`` itself, its saved
+model reloaded and scored on the test split (``recommended-run``).
+
 Usage::
 
     python bench/transfer_grid.py --quick          # small slice, <= 5 min on 2 cores (CI)

@@ -315,7 +315,7 @@ def markdown(rows: Sequence[dict[str, Any]], *, quick: bool, seconds: float | No
              "warm-up/cosine schedule and label smoothing run on the cell's backbone in the same harness (`mapped_arm` names the arm of the same "
              "strategy and depth, which trains with the arms' shared SGD recipe instead; the plan's own backbone choice and epoch count are recorded in the CSV, not used: the grid fixes the backbone "
              "per cell and the CPU budget fixes the steps; a plan is scored at its last step, where `zoo run` keeps its best held-out "
-             "epoch with the probe as epoch 0, which the harness does not model). Tiny = 5 per class; small-and-different = 20 per class on "
+             "epoch with the probe as epoch 0, which the harness does not model; the end-to-end rows below run `zoo run` itself). Tiny = 5 per class; small-and-different = 20 per class on "
              + ", ".join(DIFFERENT) + "; similar = " + ", ".join(SIMILAR) + ".", ""]
     lines += _target_tables(rows, "recommended", cost, "### Targets", (
         ("All cells", None), ("Dev (seeds except the held-out one, families except the held-out one)", ["dev"]),
