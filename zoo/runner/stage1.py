@@ -2,7 +2,9 @@
 
 Full-batch L-BFGS in torch on centred features scaled by one global factor, the L2 strength picked
 on the held-out split, then centring and scale folded back into the weights so the head reads raw
-pooled features (the initial head of stage 2, LP-FT).
+pooled features (the initial head of stage 2, LP-FT). lp-concat fits the same head on the middle
+layer group's pooled output next to the final features, each block at unit RMS (:func:`fit_concat_head`).
+A probe that is the saved model is refit on every item with the chosen L2 (:func:`probe`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Stage1Result:
         return {**out, **{k: v for k, v in (("concat", self.concat), ("refit", self.refit)) if v is not None}}
 
 
-def concat_group(names: list[str]) -> str:
+def concat_group(names: Sequence[str]) -> str:
     """The layer group whose pooled output lp-concat reads next to the final features: the middle one
     (index ``len // 2``, input to output), as the transfer grid's lp-concat arm."""
     return names[len(names) // 2]
