@@ -194,6 +194,23 @@ def test_lp_concat_reads_the_middle_group_and_reloads_as_it_ran(tmp_path, zoo_ho
     assert not (tmp_path / "bad").exists()
 
 
+def test_lp_concat_without_a_pooled_middle_group_runs_as_a_probe_and_says_why():
+    """A backbone whose features hold no middle group (a TF Hub model exposes no intermediate output) runs lp-concat
+    as a probe on the final features, and the report's note says so; other strategies get no note."""
+    from types import SimpleNamespace
+
+    from zoo.runner.pipeline import mid_group
+
+    bb = SimpleNamespace(layer_groups=[SimpleNamespace(name=n) for n in ("stem", "block1", "block2", "top")])
+    fs = SimpleNamespace(groups={"top": np.zeros((4, 8))}, final=np.zeros((4, 8)))
+    group, note = mid_group(tiny_plan(strategy="lp-concat", unfreeze=()), bb, fs)
+    assert group is None and "ran as a linear probe on the final features" in note and "\n" not in note
+    fs.groups = {"stem": np.zeros((4, 3)), "block1": np.zeros((4, 5)), "block2": np.zeros((4, 6)), "top": np.zeros((4, 8))}
+    group, note = mid_group(tiny_plan(strategy="lp-concat", unfreeze=()), bb, fs)
+    assert group == "block2" and "(6 features)" in note
+    assert mid_group(tiny_plan(strategy="linear-probe", unfreeze=()), bb, fs) == (None, None)
+
+
 def test_a_probe_plan_is_refit_on_every_item_with_the_chosen_l2(tmp_path, zoo_home, no_network, capsys):
     """By default the saved head of a probe plan is refit on train + held-out items with the L2 strength the held-out
     split chose (LogisticRegressionCV's refit); the reported figures are the split fit's; --no-refit saves that head."""
