@@ -413,6 +413,7 @@ def run(
     from zoo.runner import report
     from zoo.runner.pipeline import RunResult, mid_group, split
     from zoo.runner.stage1 import probe
+    from zoo.runner.stage1 import refit as refit_probe
 
     if backbone.input_spec.modality != "image" or ds.modality != "image":
         raise InvalidInputError(f"{plan.backbone}: zoo run supports image data for Keras and TF Hub sources; pick a torch backbone for text.")
@@ -425,7 +426,9 @@ def run(
     n_epochs = plan.schedule.epochs if epochs is None else int(epochs)
     stage2 = bool(plan.unfreeze) and n_epochs > 0
     mid, concat_note = mid_group(plan, backbone, fs)
-    s1 = probe(fs, ds.labels, tr, va, n_classes, group=mid, refit=refit and not stage2)
+    s1 = probe(fs, ds.labels, tr, va, n_classes, group=mid)
+    if refit and not stage2:  # the probe is the saved model
+        s1 = refit_probe(s1, fs, ds.labels, tr, va, n_classes)
     stage1 = dict(s1.metrics(), val_pred=[int(v) for v in s1.val_pred])
     report.write_text(out / "stage1.json", json.dumps(stage1))
     pi = backbone.preprocess_input
@@ -454,12 +457,11 @@ def run(
         stopped, resumed_from, groups = r2.stopped_early, r2.resumed_from, r2.groups
         if refit and best_epoch == 0:
             # no epoch beat the probe: the saved model (epoch 0: the pretrained backbone) gets the probe's refit head
-            full = probe(fs, ds.labels, tr, va, n_classes, group=mid, refit=True)
+            full = refit_probe(s1, fs, ds.labels, tr, va, n_classes)
             net = build_classifier(backbone, n_classes, inference_bn=True, concat_group=mid)
             net.load_weights(str(out / "model" / WEIGHTS_NAME))
             set_head(net, full.weight, full.bias)
             save_weights(net, out / "model" / WEIGHTS_NAME)
-            s1.refit = full.refit
             stage1["refit"] = full.refit
             report.write_text(out / "stage1.json", json.dumps(stage1))
     else:
@@ -474,7 +476,7 @@ def run(
     result = RunResult(
         out=str(out), backbone=plan.backbone, stage1_val_acc=s1.val_acc, final_val_acc=float(final_acc), best_epoch=best_epoch,
         epochs_run=len(history), stopped_early=stopped, skipped_unreadable=ds.skipped, features_cached=fs.cached,
-        history=history, resumed_from=resumed_from, refit_items=int((s1.refit or {}).get("items", 0)),
+        history=history, resumed_from=resumed_from, refit_items=int((stage1.get("refit") or {}).get("items", 0)),
     )
     summary = dict(
         backbone=plan.backbone, data=str(data), samples=ds.n, classes=n_classes, train=len(tr), val=len(va), skipped_unreadable=ds.skipped,

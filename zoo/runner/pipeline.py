@@ -166,6 +166,7 @@ def run(
     from zoo.recommender.plan import Plan
     from zoo.runner import report
     from zoo.runner.stage1 import probe
+    from zoo.runner.stage1 import refit as refit_probe
 
     if not isinstance(plan, Plan):
         plan = Plan.read(plan)
@@ -209,7 +210,9 @@ def run(
     else:
         fs = features_for(backbone, ds, res)
         mid, concat_note = mid_group(plan, backbone, fs)
-        s1 = probe(fs, ds.labels, tr, va, n_classes, group=mid, refit=refit and not stage2)
+        s1 = probe(fs, ds.labels, tr, va, n_classes, group=mid)
+        if refit and not stage2:  # the probe is the saved model
+            s1 = refit_probe(s1, fs, ds.labels, tr, va, n_classes)
         stage1 = dict(s1.metrics(), val_pred=[int(v) for v in s1.val_pred])
         head_w, head_b, s1_metrics = s1.weight, s1.bias, s1.metrics()
         s1_acc, s1_pred, feats_cached, feats_path = s1.val_acc, s1.val_pred, fs.cached, str(fs.path)
@@ -246,7 +249,7 @@ def run(
 
             from zoo.runner.stage2 import _write_best
 
-            full = probe(fs, ds.labels, tr, va, n_classes, group=mid, refit=True)
+            full = refit_probe(s1, fs, ds.labels, tr, va, n_classes)
             best = load_file(str(out / "model" / "model.safetensors"))
             best["head.weight"], best["head.bias"] = torch.as_tensor(full.weight), torch.as_tensor(full.bias)
             _write_best(out / "model" / "model.safetensors", best)

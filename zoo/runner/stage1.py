@@ -4,13 +4,13 @@ Full-batch L-BFGS in torch on centred features scaled by one global factor, the 
 on the held-out split, then centring and scale folded back into the weights so the head reads raw
 pooled features (the initial head of stage 2, LP-FT). lp-concat fits the same head on the middle
 layer group's pooled output next to the final features, each block at unit RMS (:func:`fit_concat_head`).
-A probe that is the saved model is refit on every item with the chosen L2 (:func:`probe`).
+A probe that is the saved model is refit on every item with the chosen L2 (:func:`refit`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -168,28 +168,26 @@ def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
     )
 
 
-def probe(fs: Any, labels: np.ndarray, train: np.ndarray, val: np.ndarray, n_classes: int, *, group: str | None = None, refit: bool = False) -> Stage1Result:
+def probe(fs: Any, labels: np.ndarray, train: np.ndarray, val: np.ndarray, n_classes: int, *, group: str | None = None) -> Stage1Result:
     """Stage 1 on a feature set: the head on the final features (or, with ``group``, lp-concat's
-    ``[group, final]``), its L2 strength and accuracy from the ``train`` / ``val`` split.
-
-    ``refit``: then fit the head once more on every item (``train`` and ``val``) with the chosen L2
-    strength, as scikit-learn's ``LogisticRegressionCV(refit=True)`` does; ``weight``/``bias`` are
-    that head, while the accuracies stay those of the split fit, the estimate that chose it. Only for a
-    probe that is the delivered model: a head that stage 2 starts from must not have seen the
-    held-out items that judge its epochs.
-    """
-    final = fs.final
+    ``[group, final]``), its L2 strength and accuracy from the ``train`` / ``val`` split."""
     if group is not None:
-        r = fit_concat_head(fs.groups[group], final, labels, train, val, n_classes, group=group)
+        return fit_concat_head(fs.groups[group], fs.final, labels, train, val, n_classes, group=group)
+    return fit_head(fs.final[train], labels[train], fs.final[val], labels[val], n_classes)
+
+
+def refit(r: Stage1Result, fs: Any, labels: np.ndarray, train: np.ndarray, val: np.ndarray, n_classes: int) -> Stage1Result:
+    """:func:`probe`'s result with its head fit once more on every item (``train`` and ``val``) at the
+    L2 strength the split chose, as scikit-learn's ``LogisticRegressionCV(refit=True)`` does.
+
+    ``weight``/``bias`` (and lp-concat's block scales) are the new head's; the accuracies stay the
+    split fit's, the estimate that chose it. Only for a probe that is the saved model: a head that
+    stage 2 starts from must not have seen the held-out items that judge its epochs.
+    """
+    every = np.sort(np.concatenate([train, val]))
+    if r.concat is not None:
+        full = fit_concat_head(fs.groups[r.concat["group"]], fs.final, labels, every, every, n_classes, group=r.concat["group"], l2_grid=(r.l2,))
     else:
-        r = fit_head(final[train], labels[train], final[val], labels[val], n_classes)
-    if refit:
-        every = np.sort(np.concatenate([train, val]))
-        if group is not None:
-            full = fit_concat_head(fs.groups[group], final, labels, every, every, n_classes, group=group, l2_grid=(r.l2,))
-            r.concat = full.concat
-        else:
-            full = fit_head(final[every], labels[every], final[every], labels[every], n_classes, l2_grid=(r.l2,))
-        r.weight, r.bias = full.weight, full.bias
-        r.refit = {"items": int(len(every)), "l2": r.l2, "train_acc": round(full.train_acc, 6)}
-    return r
+        full = fit_head(fs.final[every], labels[every], fs.final[every], labels[every], n_classes, l2_grid=(r.l2,))
+    info = {"items": int(len(every)), "l2": r.l2, "train_acc": round(full.train_acc, 6)}
+    return replace(r, weight=full.weight, bias=full.bias, concat=full.concat, refit=info)
