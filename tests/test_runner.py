@@ -178,12 +178,17 @@ def test_lp_concat_reads_the_middle_group_and_reloads_as_it_ran(tmp_path, zoo_ho
         want = m.model.head(x)
     assert torch.allclose(got, want, atol=1e-3 * float(want.abs().max()))
     assert got.argmax(1).tolist() == s1["val_pred"]
+    # the hook holds no activation outside the classifier's own forward: the backbone called alone keeps nothing
+    with torch.no_grad():
+        m.model.backbone(x.new_zeros(2, 3, 64, 64))
+    assert m.model._mid == {}
     # a plain probe's head reads the final features only
     plain = zoo.run(tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0), root, out=tmp_path / "plain", seed=1, refit=False)
     assert "concat" not in json.loads((tmp_path / "plain" / "stage1.json").read_text()) and load_run(tmp_path / "plain").model.head.in_features == bb.feature_dim
     assert plain.features_cached
     # TorchScript keeps the mid-level input (checked against the eager model before it is written)
     assert m.export("torchscript").is_file()
+    assert m.export("onnx").is_file()  # so does ONNX (export refuses a file that differs from the eager model)
     # the from-scratch baseline of an lp-concat plan trains every group (no probe, no mid-level head)
     base = zoo.run(tiny_plan(strategy="lp-concat", unfreeze=(), epochs=1), root, out=tmp_path / "scratch", seed=1, from_scratch=True, epochs=1)
     assert base.from_scratch and base.epochs_run == 1 and load_run(tmp_path / "scratch").model.head.in_features == bb.feature_dim

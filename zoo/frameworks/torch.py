@@ -73,6 +73,7 @@ class ClassifierModel(nn.Module):
     (:func:`pool_output`) concatenated ahead of the final features: ``mid_dim + feature_dim`` inputs
     (lp-concat, a probe on mid-level and final features). A forward hook on ``mid`` hands its output
     to :meth:`forward`, which takes it back before returning; TorchScript tracing and ONNX export keep it.
+    The hook keeps nothing outside this model's own forward: the backbone called alone holds no activation.
     """
 
     def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, dropout: float = 0.0, mid: nn.Module | None = None, mid_dim: int = 0) -> None:
@@ -82,15 +83,21 @@ class ClassifierModel(nn.Module):
         self.mid_dim = int(mid_dim) if mid is not None else 0
         self.head = nn.Linear(self.mid_dim + feature_dim, num_classes)
         self._mid: dict[str, Any] = {}
+        self._capturing = False
         if mid is not None:
             mid.register_forward_hook(self._keep_mid)
 
     def _keep_mid(self, module: nn.Module, args: Any, out: Any) -> None:
-        self._mid["out"] = out
+        if self._capturing:
+            self._mid["out"] = out
 
     def forward(self, x: Any = None, **kwargs: Any) -> torch.Tensor:
         batch = kwargs if x is None else x
-        feats = call_model(self.backbone, batch).flatten(1)
+        self._capturing = bool(self.mid_dim)
+        try:
+            feats = call_model(self.backbone, batch).flatten(1)
+        finally:
+            self._capturing = False
         if self.mid_dim:
             mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
             feats = torch.cat([pool_output(self._mid.pop("out"), mask).to(feats.dtype), feats], 1)
