@@ -191,6 +191,23 @@ def test_seed_noise_floor_picks_each_seed_from_the_others() -> None:
     assert seed_noise_floor(_rows({a: [50.0] for a in ARMS}))[3] == 0  # one seed: no floor
 
 
+def test_depth_hit_is_within_one_group_and_a_run_that_kept_its_probe_counts_as_a_probe() -> None:
+    assert R.depth_hit("lp", "lp-concat") and R.depth_hit("lp", "lpft-1") and R.depth_hit("lpft-all", "full-ft")
+    assert not R.depth_hit("lp", "lpft-2") and not R.depth_hit("lpft-2", "lpft-all") and not R.depth_hit("surgical", "lpft-1")
+    assert R.depth_hit("surgical", "surgical") and not R.depth_hit("", "lp")
+    accs = {a: [50.0, 50.0, 50.0] for a in ARMS}
+    accs["full-ft"] = [80.0, 80.0, 80.0]  # the oracle: every group
+    accs["recommended"] = accs["recommended-run"] = [70.0, 70.0, 70.0]
+    rows = _rows(accs, rec_arm="lpft-all")
+    assert R.depth_hit_rate(rows) == (1.0, 1, 1)
+    runs = [r for r in rows if r["arm"] == "recommended-run"]
+    for r, best in zip(runs, (0, 0, 2)):  # two of three runs kept the probe (epoch 0): they served depth 0
+        r["best_epoch"] = best
+    rate, hit, n = R.depth_hit_rate(rows, "recommended-run")
+    assert rate == pytest.approx(1 / 3) and (hit, n) == (0, 1)
+    assert "metadata mode 100 % (1 of 1 cells)" in R.depth_sentence(rows) and "end to end 33 % (0 of 1 cells)" in R.depth_sentence(rows)
+
+
 def test_table_has_every_required_column_and_marks_misses(tmp_path: Path) -> None:
     accs = {a: [50.0, 52.0, 51.0] for a in ARMS}
     accs["surgical"] = [90.0, 91.0, 92.0]

@@ -246,6 +246,61 @@ def seed_noise_floor(rows: Sequence[dict[str, Any]]) -> tuple[float, float, floa
     return statistics.fmean(per_cell), statistics.median(per_cell), float(np.quantile(per_cell, 0.9)), len(per_cell)
 
 
+# depth of each arm for the depth hit rate: unfrozen top groups (0 = a probe); "all" for every group (lpft-all and
+# full-ft); "early" for surgical tuning of the first groups, which no top-k depth matches. Every grid backbone has more than
+# three groups (EfficientNet-Lite 9, MiniLM 7), so "all" is never within one group of 0, 1 or 2.
+DEPTH = {"lp": 0, "lp-concat": 0, "lpft-1": 1, "lpft-2": 2, "lpft-all": "all", "full-ft": "all", "surgical": "early"}
+
+
+def depth_hit(rec_arm: str, oracle_arm: str) -> bool:
+    """Whether the recommended arm's depth is within one layer group of the oracle arm's (research section 7.3, metric 2)."""
+    a, b = DEPTH.get(rec_arm), DEPTH.get(oracle_arm)
+    if a is None or b is None:
+        return False
+    if isinstance(a, int) and isinstance(b, int):
+        return abs(a - b) <= 1
+    return a == b
+
+
+def _served_arm(row: dict[str, Any]) -> str:
+    """The arm whose depth a plan's row was scored at: its ``mapped_arm``, except a ``zoo run`` that kept its probe (best
+    held-out epoch 0), which serves a probe whatever the plan's depth."""
+    arm = row.get("mapped_arm", "")
+    if row["arm"] == "recommended-run" and str(row.get("best_epoch", "")) == "0" and DEPTH.get(arm) not in (0, None):
+        return "lp"
+    return arm
+
+
+def depth_hit_rate(rows: Sequence[dict[str, Any]], rec_arm: str = "recommended") -> tuple[float, int, int]:
+    """``(rate, cells hit, cells)``: per cell, the share of its seeds whose plan's depth (:func:`_served_arm`) is within one group of
+    the cell's oracle arm (:func:`depth_hit`), averaged over cells; a cell counts as hit when most of its seeds are."""
+    maps = {(r["family"], int(r["per_class"]), r["backbone"], int(r["seed"])): _served_arm(r) for r in rows if r["arm"] == rec_arm}
+    per_cell = []
+    for c in cells(rows, rec_arm=rec_arm):
+        hits = [depth_hit(m, c["oracle_arm"]) for (f, n, b, _), m in maps.items() if (f, n, b) == (c["task"], c["size"], c["backbone"])]
+        if hits:
+            per_cell.append(statistics.fmean(hits))
+    if not per_cell:
+        return float("nan"), 0, 0
+    return statistics.fmean(per_cell), sum(h > 0.5 for h in per_cell), len(per_cell)
+
+
+def depth_sentence(rows: Sequence[dict[str, Any]]) -> str:
+    """One line with the depth hit rate of the three ways a plan is scored (no target; the research notes' metric)."""
+    parts = []
+    for kind, label in (("recommended", "metadata mode"), ("recommended-data", "data mode"), ("recommended-run", "`zoo run` end to end")):
+        rate, hit, n = depth_hit_rate(rows, kind)
+        if n:
+            parts.append(f"{label} {100 * rate:.0f} % ({hit} of {n} cells)")
+    if not parts:
+        return ""
+    return ("Depth hit rate (no target in the issue; metric 2 of the research notes' section 7.3): the share of cell-seeds whose plan "
+            "runs at a depth within one layer group of the cell's oracle arm (a probe is depth 0, LP-FT of the top k groups k, LP-FT "
+            "of every group and full fine-tuning are both every group, surgical tuning of the first groups matches only itself), "
+            "averaged over cells: " + "; ".join(parts) + " (`report.depth_hit_rate`; a `zoo run` whose best held-out epoch is 0 "
+            "serves its probe and counts as depth 0).")
+
+
 def _retry_sentence(rows: Sequence[dict[str, Any]]) -> str:
     runs, div, kept = retry_counts(rows)
     if not runs:
@@ -326,6 +381,9 @@ def markdown(rows: Sequence[dict[str, Any]], *, quick: bool, seconds: float | No
                   f"them for the remaining one, has a mean regret of {floor:.2f} points (median {floor50:.2f}, 90th percentile "
                   f"{floor90:.2f}) over the {n_floor} cells with two or more seeds (`report.seed_noise_floor`). That is what this "
                   "harness's seed-to-seed variation alone costs: regret targets below it cannot be resolved with these seeds.", ""]
+    depth = depth_sentence(rows)
+    if depth:
+        lines += [depth, ""]
     lines += _cell_table("### Per cell", all_cells, COLUMNS)
     misses = [t for t, _, _, ok in targets(all_cells, cost) if not ok]
     if misses:
