@@ -17,14 +17,14 @@ if str(ROOT) not in sys.path:
 from bench.grid import arms as A  # noqa: E402
 from bench.grid import report as R  # noqa: E402
 from bench.grid.peers import ARMS, PEERS, arm_phases, peer_phases  # noqa: E402
-from bench.grid.tasks import FAMILIES, TEST_ITEMS, build_task, text_corpus  # noqa: E402
+from bench.grid.tasks import FAMILIES, build_task, test_items, text_corpus  # noqa: E402
 
 
 @pytest.mark.parametrize("family", ["shapes", "digits", "position", "numpy-topics"])
 def test_tasks_are_deterministic_balanced_and_keep_a_fixed_test_split(family: str) -> None:
     a, b, other = build_task(family, 5, 0), build_task(family, 5, 0), build_task(family, 5, 1)
     assert np.bincount(a.train_y).tolist() == [5] * a.n_classes
-    assert len(set(np.bincount(a.test_y).tolist())) == 1 and len(a.test_y) == TEST_ITEMS[a.modality]  # 4 and 10 classes alike
+    assert len(set(np.bincount(a.test_y).tolist())) == 1 and len(a.test_y) == test_items(a.modality, family)  # 4 and 10 classes alike
     same = (lambda u, v: u == v) if a.modality == "text" else np.array_equal
     assert all(same(u, v) for u, v in zip(a.train_x, b.train_x)) and np.array_equal(a.train_y, b.train_y)
     assert all(same(u, v) for u, v in zip(a.test_x, other.test_x)), "the test split must not depend on the seed"
@@ -34,6 +34,20 @@ def test_tasks_are_deterministic_balanced_and_keep_a_fixed_test_split(family: st
         assert len({x.tobytes() for x in a.train_x}) == len(a.train_x)
     else:
         assert not set(a.train_x) & set(a.test_x), "a sentence is in both splits"
+
+
+def test_positions_larger_test_split_holds_the_300_item_one() -> None:
+    """``position`` is scored on 1,200 items: the same draw continued, so the earlier 300-item split is the first 75 of each class."""
+    from bench.grid.tasks import _image_pool
+
+    _, small, ys = _image_pool("position", 75, 10_007)
+    task = build_task("position", 5, 0)
+    xs, big_y = task.test_x, task.test_y
+    assert len(xs) == 1200 and np.bincount(big_y).tolist() == [300] * 4
+    for q in range(4):
+        old = [x for x, y in zip(small, ys) if y == q]
+        new = [x for x, y in zip(xs, big_y) if y == q][:75]
+        assert all(np.array_equal(u, v) for u, v in zip(old, new)) and len(old) == 75
 
 
 def test_text_corpora_have_enough_distinct_sentences_per_topic() -> None:
@@ -389,4 +403,5 @@ def test_similar_cell_misses_are_set_against_the_test_splits_sampling_error() ->
     rows = _rows({a: [50.0] * 3 for a in (*ARMS, *PEERS, "recommended")}, family="position")
     for r in rows:
         r.update(modality="image", n_classes="4")
-    assert all(c["test_items"] == 300 for c in R.cells(rows))
+    assert all(c["test_items"] == 1200 for c in R.cells(rows))  # position is scored on more items than other image tasks
+    assert all(c["test_items"] == 300 for c in R.cells([{**r, "family": "natural"} for r in rows]))

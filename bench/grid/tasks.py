@@ -41,6 +41,10 @@ SIDE = 64
 #: test items per task, split evenly over its classes (4-class image tasks get 75 a class, 10-class ones 30),
 #: so that every image task is scored on the same number of items
 TEST_ITEMS = {"image": 300, "text": 125}
+#: families scored on more test items than their modality's: ``position`` is near chance at 5 and 20 per class, where
+#: 300 items left the similar-cell peer comparisons within one or two binomial standard errors. Its test pool is drawn
+#: from the same stream as before, so the 300-item split is the first 75 items of each class of this one.
+FAMILY_TEST_ITEMS = {"position": 1200}
 # what the task declares to the recommender (metadata mode): domain, shift, native image side
 META = {
     "natural": {"domain": "natural", "shift": None, "image_size": 96},
@@ -157,9 +161,14 @@ def _shapes(rng: np.random.Generator, count: int) -> np.ndarray:
     return np.asarray(im)
 
 
-def per_class_test_items(modality: str, n_classes: int) -> int:
-    """Test items per class of a task: :data:`TEST_ITEMS` split evenly."""
-    return TEST_ITEMS[modality] // n_classes
+def test_items(modality: str, family: str | None = None) -> int:
+    """Test items of a task: :data:`FAMILY_TEST_ITEMS` for its family, else :data:`TEST_ITEMS` for its modality."""
+    return FAMILY_TEST_ITEMS.get(family or "", TEST_ITEMS[modality])
+
+
+def per_class_test_items(modality: str, n_classes: int, family: str | None = None) -> int:
+    """Test items per class of a task: :func:`test_items` split evenly."""
+    return test_items(modality, family) // n_classes
 
 
 def image_classes(family: str) -> list[str]:
@@ -299,5 +308,5 @@ def build_task(family: str, per_class: int, seed: int) -> Task:
 
 @lru_cache(maxsize=None)
 def _test_pool(family: str) -> tuple[list[str], tuple[np.ndarray, ...], np.ndarray]:
-    classes, xs, ys = _image_pool(family, per_class_test_items("image", len(image_classes(family))), 10_007)
+    classes, xs, ys = _image_pool(family, per_class_test_items("image", len(image_classes(family)), family), 10_007)
     return classes, tuple(xs), ys
