@@ -255,6 +255,24 @@ def test_hub_library_downloads_retry_5xx_then_give_one_line(hub: Hub, zoo_home: 
         with_retries(lambda: _hf_get(hub, "absent.safetensors"), "hf:zoo-test/tiny", backoff=0.0)
 
 
+def test_an_unreachable_hub_without_a_cached_copy_is_one_line_at_once() -> None:
+    """huggingface_hub raises LocalEntryNotFoundError (multi-line) when it cannot reach the Hub and has no copy; it has
+    retried already, so zoo does not retry it again and says what to do in one line."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from zoo.cache.download import with_retries
+
+    calls = []
+
+    def call():
+        calls.append(1)
+        raise LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub\nand we cannot find it in the cache.")
+
+    with pytest.raises(DownloadError, match="the Hub could not be reached and no copy is cached") as err:
+        with_retries(call, "timm:resnet50.a1_in1k from timm/resnet50.a1_in1k", backoff=0.0)
+    assert calls == [1] and "\n" not in str(err.value) and "ZOO_OFFLINE=1" in str(err.value)
+
+
 def test_four_processes_pulling_one_hf_repo(hub: Hub, zoo_home: Path, tmp_path: Path) -> None:
     """huggingface_hub's per-blob lock plus zoo's hash check: one valid blob, four successes, one GET."""
     src = tmp_path / "repo"

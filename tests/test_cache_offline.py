@@ -107,7 +107,7 @@ def test_lock_bundle_import_on_empty_home_gives_same_embeddings(tv: Path, tmp_pa
     write_random("resnet18", RESNET18, seed=1)
     write_random("mobilenet_v3_small", MBV3S, seed=2)
     first = {i: zoo.load(i).embed(images()) for i in (R18, MB)}
-    lock_path, tar = tmp_path / "zoo.lock", tmp_path / "models.tar"
+    lock_path, tar = tmp_path / "zoo.lock", tmp_path / "bundles" / "models.tar"  # a parent folder to make, as -o does elsewhere
     code, out, err = run(capsys, "lock", R18, MB, "-o", str(lock_path))
     assert code == 0, err
     lock = LockFile.read(lock_path)
@@ -115,6 +115,8 @@ def test_lock_bundle_import_on_empty_home_gives_same_embeddings(tv: Path, tmp_pa
     f = lock.models[0].files[0]
     assert f.key == "TORCH_HOME/hub/checkpoints/" + os.path.basename(RESNET18.url) and f.url == RESNET18.url
     assert (f.sha256, f.size) == records.sha256_file(checkpoint(RESNET18))
+    code, out, err = run(capsys, "bundle", str(lock_path), "-o", str(tmp_path))  # a folder: one line, nothing written
+    assert code == 2 and err.count("\n") == 1 and "is a folder; give the bundle a file name" in err
     code, out, err = run(capsys, "bundle", str(lock_path), "-o", str(tar))
     assert code == 0, err
 
@@ -123,6 +125,10 @@ def test_lock_bundle_import_on_empty_home_gives_same_embeddings(tv: Path, tmp_pa
     calls = _sockets_fail(monkeypatch)
     with pytest.raises(NotCachedError):
         zoo.load(R18)
+    for bad in (tmp_path / "empty.tar", tmp_path / "notes.tar"):  # not tar files: one line, tarfile's list of methods left out
+        bad.write_bytes(b"" if bad.name == "empty.tar" else b"not a tar archive at all" * 40)
+        code, _, err = run(capsys, "cache", "import", str(bad))
+        assert code == 2 and err.count("\n") == 1 and f"{bad}: not a readable tar file" in err, err
     code, out, err = run(capsys, "cache", "import", str(tar))
     assert code == 0, err
     assert checkpoint(RESNET18).is_relative_to(root)

@@ -75,6 +75,14 @@ def test_info_and_search(capsys, example_plugin):
         (["list", "--modality", "imgae"], "Unknown modality 'imgae'. Did you mean: image?"),
         (["list", "--family", "tinycn"], "Unknown family 'tinycn'. Did you mean: tinycnn?"),
         (["list", "--max-params", "lots"], "Unknown count 'lots'"),
+        (["list", "exampel:tiny*"], "Unknown source 'exampel'. Did you mean: example?"),  # a typo in a pattern's source
+        (["predict", "runs/nothing-here", "x.png"], "runs/nothing-here: no such run folder, and not a model id"),
+        (["recommend", "--samples", "100", "--classes", "10", "--smallest-class", "500"], "smallest class 500: with 100 samples in 10 classes it is between 1 and 10"),
+        (["recommend", "--samples", "100", "--classes", "10", "--time-budget", "0"], "time budget 0 s: give a positive duration"),
+        (["recommend", "--samples", "100", "--classes", "10", "--time-budget=-5m"], "time budget -300 s"),
+        (["recommend", "--samples", "100", "--classes", "10", "--max-params", "0"], "max params 0: give a positive count"),
+        (["recommend", "--samples", "100", "--classes", "10", "--plot", "picture.txt"], "cannot draw a .txt; name it .png"),
+        (["recommend", "--data", "anywhere", "--candidates", ","], "names no backbone"),
     ],
 )
 def test_bad_input_one_line_exit_2(capsys, example_plugin, argv, fragment):
@@ -82,6 +90,66 @@ def test_bad_input_one_line_exit_2(capsys, example_plugin, argv, fragment):
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("zoo: error: ")
     assert fragment in err
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["list", "--limit", "-1"], "argument --limit: -1 is below 0 (0: no limit); see `zoo list --help`."),
+        (["list", "--min-top1", "abc"], "argument --min-top1: invalid float value: 'abc'"),
+        (["list", "--max-params", "-5M"], "goes as --option=VALUE"),
+        (["predict", "example:tinycnn.random", "x.png", "--top-k", "0"], "argument --top-k: 0 is below 1"),
+        (["recommend", "--samples", "0", "--classes", "10"], "argument --samples: 0 is below 1"),
+        (["recommend", "--data", "d", "--max-samples", "-5"], "argument --max-samples: -5 is below 1"),
+        (["recommend", "--samples", "10", "--classes", "2", "--image-size", "-8"], "argument --image-size: -8 is below 1"),
+    ],
+)
+def test_option_errors_are_one_line_without_the_usage_block(capsys, example_plugin, argv, fragment):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("zoo: error: ") and err.count("\n") == 1 and "usage:" not in err
+    assert fragment in err
+
+
+def test_limit_zero_lists_all_and_a_limit_keeps_that_many(capsys, example_plugin):
+    _, out, _ = run(capsys, "list", "--source", "example", "--limit", "0", "--json")
+    assert len(json.loads(out)) == 2
+    _, out, _ = run(capsys, "list", "--source", "example", "--limit", "1", "--json")
+    assert [r["id"] for r in json.loads(out)] == ["example:tinycnn.random"]
+
+
+def test_paths_that_cannot_be_written_are_one_line_and_leave_nothing(capsys, example_plugin, tmp_path, monkeypatch):
+    plan = ["recommend", "--samples", "100", "--classes", "10"]
+    folder = tmp_path / "plans"
+    folder.mkdir()
+    code, _, err = run(capsys, *plan, "-o", str(folder))  # an existing folder
+    assert code == 2 and err.count("\n") == 1 and f"{folder} is a folder; give a file name" in err
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    code, _, err = run(capsys, *plan, "-o", str(blocker / "plan.yaml"))  # under a file: the folder cannot be made
+    assert code == 2 and err.count("\n") == 1 and "check the path and its permissions" in err and str(blocker) in err
+    # ZOO_HOME that is a file: the cache cannot be read, and the line says which variable to fix
+    monkeypatch.setenv("ZOO_HOME", str(blocker))
+    code, _, err = run(capsys, "cache", "ls")
+    assert code == 2 and err.count("\n") == 1 and "point ZOO_HOME at a writable folder" in err
+
+
+def test_predict_on_an_encoder_without_a_head_and_on_a_folder(capsys, example_plugin, tmp_path, monkeypatch):
+    from zoo.backbone import Backbone
+    from zoo.errors import NoHeadError
+
+    assert issubclass(NoHeadError, NotImplementedError)  # what Backbone.predict raised before, so callers keep working
+    monkeypatch.setattr(type(zoo.load("example:tinycnn.random")), "predict", Backbone.predict)
+    img = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (8, 8)).save(img)
+    code, _, err = run(capsys, "predict", "example:tinycnn.random", str(img))
+    assert code == 2 and err.count("\n") == 1 and "has no pre-training head" in err and "zoo run plan.yaml" in err
+    code, _, err = run(capsys, "predict", "example:tinycnn.random", str(tmp_path))
+    assert code == 2 and f"{tmp_path} is a folder, not an image file" in err
 
 
 def test_debug_shows_traceback(capsys, example_plugin, monkeypatch):

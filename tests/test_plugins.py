@@ -155,6 +155,16 @@ def test_allow_and_deny_lists(site):
     assert status["example"] == "disabled" and status["zzdup"] == "ok"
     listed = run_zoo(site, "list", "--json", env={"ZOO_DISABLE_PLUGINS": "example,slow"})
     assert "example:tinycnn.random" in listed.stdout  # now registered by dup, no conflict
+    assert "warning" not in out.stderr
+    # a name no plugin has is a typo: said on stderr, the command still runs
+    out = run_zoo(site, "plugins", "--json", env={"ZOO_PLUGINS": "example,exampel", "ZOO_DISABLE_PLUGINS": "slo"})
+    assert out.returncode == 0 and {p["name"]: p["state"] for p in json.loads(out.stdout)}["example"] == "ok"
+    assert "ZOO_PLUGINS names exampel, which no installed plugin is called" in out.stderr
+    assert "ZOO_DISABLE_PLUGINS names slo," in out.stderr
+    # a timeout that is not a positive number of seconds: one line, exit 2
+    for bad in ("abc", "-1"):
+        out = run_zoo(site, "plugins", env={"ZOO_PLUGIN_TIMEOUT": bad})
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and f"ZOO_PLUGIN_TIMEOUT={bad!r} is not a positive number" in out.stderr
 
 
 # ---- in-process: registrar and host -----------------------------------------------------------

@@ -106,6 +106,17 @@ def test_plan_roundtrip_and_versioned(tmp_path):
     (tmp_path / "old.yaml").write_text("version: 0\n")
     with pytest.raises(InvalidInputError, match="not a version-1 zoo plan"):
         Plan.read(tmp_path / "old.yaml")
+    # broken YAML and a bad field: one line each, naming where
+    (tmp_path / "broken.yaml").write_text("version: 1\nnot yaml: [\n")
+    with pytest.raises(InvalidInputError, match=r"not valid YAML \(.*at line 3, column 1\); fix that line") as exc:
+        Plan.read(tmp_path / "broken.yaml")
+    assert "\n" not in str(exc.value)
+    data = plan.model_dump(mode="json")
+    data["schedule"]["epochs"] = "many"
+    (tmp_path / "field.json").write_text(json.dumps(data))
+    with pytest.raises(InvalidInputError, match=r"schedule\.epochs: Input should be a valid integer") as exc:
+        Plan.read(tmp_path / "field.json")
+    assert "\n" not in str(exc.value)
 
 
 def test_bad_input():

@@ -16,6 +16,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, mode: int
     the folder where the platform allows it.
     """
     path = Path(path)
+    if path.is_dir():
+        from zoo.errors import InvalidInputError
+
+        raise InvalidInputError(f"{path} is a folder; give a file name (e.g. {path / ('file' + (path.suffix or ''))}).")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)

@@ -109,6 +109,12 @@ class PluginHost:
                     raise
                 st.state, st.reason = "failed", _reason(exc)
                 continue
+        found = {ep.name for ep in self.discover()}
+        for var, names in (("ZOO_PLUGINS", allowed or set()), ("ZOO_DISABLE_PLUGINS", disabled)):
+            unknown = sorted(names - found)
+            if unknown:  # a typo would silently load (or keep) everything else
+                print(f"zoo: warning: {var} names {', '.join(unknown)}, which no installed plugin is called "
+                      f"(installed: {', '.join(sorted(found)) or 'none'})", file=sys.stderr)
         for name, plugin in (extra or {}).items():
             if self.pm.is_registered(plugin) or self.pm.get_plugin(name) is not None:
                 continue

@@ -172,9 +172,11 @@ class Backbone(abc.ABC):
         """Top-k labels of the pre-training head for each input.
 
         Raises:
-            NotImplementedError: the backbone has no pre-training head.
+            NoHeadError: the backbone has no pre-training head (a ``NotImplementedError``).
         """
-        raise NotImplementedError(f"{self.id} has no pre-training head to predict with")
+        from zoo.errors import NoHeadError
+
+        raise NoHeadError(str(self.id))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.id} framework={self.framework} feature_dim={self.feature_dim}>"

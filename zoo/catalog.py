@@ -272,6 +272,9 @@ def filter_cards(
         if value is not None and (not isinstance(value, (int, float)) or math.isnan(value) or value < 0):
             raise UnknownFilterValueError(name, str(value), ["a non-negative number"])
     pat = pattern.lower() if pattern else None
+    if pat and ":" in pat and not any(ch in pat.split(":", 1)[0] for ch in "*?[]"):
+        # a pattern naming its source (``timm:resnet*``): a typo there would list nothing without a word
+        _check("source", pat.split(":", 1)[0], valid_sources if valid_sources is not None else {c.source for c in cards})
     out = []
     for c in cards:
         if source and c.source != source:

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from zoo import __version__, _cli_cache, _cli_run, constants
 
@@ -167,6 +167,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if Path(args.id).is_dir():  # a `zoo run` folder: its trained model, classes and preprocessing
         backbone = load_run(args.id)
         modality, name = backbone.modality, args.id
+    elif ":" not in args.id:  # neither a folder nor an id (source:name): most likely a run folder's path, mistyped
+        from zoo.errors import InvalidInputError
+
+        raise InvalidInputError(f"{args.id}: no such run folder, and not a model id (source:name); pass the --out folder of "
+                                "`zoo run` (relative to the current folder) or an id from `zoo list`.")
     else:
         backbone = zoo.load(args.id)
         modality, name = backbone.input_spec.modality, backbone.id
@@ -248,8 +253,33 @@ def _add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with zoo's one-line errors: ``zoo: error: <what>`` and where the help is, no usage block."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        if "expected one argument" in message:
+            message += " (a value that starts with '-' goes as --option=VALUE)"
+        self.exit(EXIT_USAGE, f"zoo: error: {message}; see `{self.prog} --help`.\n")
+
+
+def _at_least(minimum: int, meaning: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum`` (``meaning`` explains the smallest value, e.g. 0: no limit)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below {minimum}{f' ({meaning})' if meaning else ''}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
 def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="zoo",
         description="One front door to every pretrained backbone (torchvision, timm, Keras, TF Hub, Hugging Face).",
         epilog="Ids look like source:name[.tag][@revision], e.g. timm:resnet50.a1_in1k. ZOO_DEBUG=1 shows tracebacks.",
@@ -267,13 +297,13 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--max-gflops", type=float)
     p.add_argument("--min-top1", type=float, help="minimum top-1 accuracy in percent")
     p.add_argument("--curated", action="store_true", help="only the curated registry.yaml entries")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=_at_least(0, "0: no limit"), help="show at most this many (default and 0: all)")
     _add_json(p)
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("search", help="search ids, families and descriptions")
     p.add_argument("text", nargs="+")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=_at_least(0, "0: no limit"), default=20, help="show at most this many (default 20; 0: all)")
     _add_json(p)
     p.set_defaults(func=cmd_search)
 
@@ -295,7 +325,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="top-k labels from a backbone's pre-training head or a `zoo run` folder's model")
     p.add_argument("id", help="model id, or a run folder (zoo run --out)")
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_TEXT")
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=_at_least(1), default=5)
     _add_json(p)
     p.set_defaults(func=cmd_predict)
 
@@ -305,12 +335,12 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p = sub.add_parser("recommend", help="recommend feature extraction or fine-tuning depth, backbone, LRs and schedule")
     p.add_argument("--data", metavar="PATH", help="measure a dataset: an image folder (one sub-folder per class) or a CSV/JSONL of text and label")
     p.add_argument("--candidates", metavar="ID,ID,...", help="backbones to measure in data mode (default: those available offline)")
-    p.add_argument("--max-samples", type=int, default=2000, help="stratified sample size for the signals (data mode)")
-    p.add_argument("--rank-samples", type=int, help="rank several candidates on a sub-sample of about this many items (data mode; default 300, 0: all)")
+    p.add_argument("--max-samples", type=_at_least(1), default=2000, help="stratified sample size for the signals (data mode)")
+    p.add_argument("--rank-samples", type=_at_least(0), help="rank several candidates on a sub-sample of about this many items (data mode; default 300, 0: all)")
     p.add_argument("--resolution", type=int, metavar="PX", help="images: train (and measure, in data mode) at this side instead of the rule's (128 for small images; else native up to 224 on a CPU, or in data mode the side measured at: 160 on a CPU)")
-    p.add_argument("--samples", type=int, help="number of labelled training examples (metadata mode)")
-    p.add_argument("--classes", type=int, help="number of classes (metadata mode)")
-    p.add_argument("--smallest-class", type=int, help="examples in the smallest class")
+    p.add_argument("--samples", type=_at_least(1), help="number of labelled training examples (metadata mode)")
+    p.add_argument("--classes", type=_at_least(2), help="number of classes (metadata mode)")
+    p.add_argument("--smallest-class", type=_at_least(1), help="examples in the smallest class")
     p.add_argument("--modality", default="image", help="image or text")
     p.add_argument("--similarity", help="high, medium, low or a number in [0, 1] (data mode measures it)")
     p.add_argument("--priority", default="balanced", help="balanced, accuracy or cost")
@@ -319,7 +349,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or gpu")
     p.add_argument("--time-budget", help="e.g. 30m, 2h")
     p.add_argument("--max-params", help="e.g. 10M")
-    p.add_argument("--image-size", type=int, help="typical image side in pixels")
+    p.add_argument("--image-size", type=_at_least(1), help="typical image side in pixels")
     p.add_argument("-o", "--output", help="write the plan (plan.yaml or plan.json)")
     p.add_argument("--plot", metavar="FILE", help="draw the size x similarity plane (and, with --data, the probe profile and scores)")
     _add_json(p)
@@ -357,6 +387,28 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a path that cannot be read or written: one line (the writers leave no partial file)
+        if constants.debug():
+            raise
+        print(f"zoo: error: {_os_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for an operating-system error on a path, saying what to check."""
+    from pathlib import Path
+
+    name = exc.filename or ""
+    what = exc.strerror or type(exc).__name__
+    line = f"{what}: {name}" if name else str(exc).splitlines()[0]
+    home = constants.zoo_home()
+    try:
+        under_home = bool(name) and Path(name).resolve().is_relative_to(home.resolve())
+    except (OSError, ValueError):
+        under_home = False
+    if under_home:
+        return f"{line}; zoo's cache folder {home} is not usable: point ZOO_HOME at a writable folder."
+    return f"{line}; check the path and its permissions."
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -49,10 +49,16 @@ def disabled_plugins() -> set[str]:
 
 def plugin_import_timeout() -> float:
     """Seconds a plugin may take to import before it is marked failed (``ZOO_PLUGIN_TIMEOUT``)."""
+    raw = os.environ.get("ZOO_PLUGIN_TIMEOUT", "5")
     try:
-        return float(os.environ.get("ZOO_PLUGIN_TIMEOUT", "5"))
+        value = float(raw)
     except ValueError:
-        return 5.0
+        value = float("nan")
+    if not value > 0:
+        from zoo.errors import InvalidInputError
+
+        raise InvalidInputError(f"ZOO_PLUGIN_TIMEOUT={raw!r} is not a positive number of seconds; set it like ZOO_PLUGIN_TIMEOUT=10, or unset it (5).")
+    return value
 
 
 def hf_hub_cache() -> Path:

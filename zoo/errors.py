@@ -146,6 +146,17 @@ class InvalidInputError(ZooError, ValueError):
     """An input given to a backbone cannot be used (corrupt file, empty batch, ...)."""
 
 
+class NoHeadError(ZooError, NotImplementedError):
+    """``predict`` on a backbone without a pre-training head (a feature encoder): train one with ``zoo run``."""
+
+    def __init__(self, model_id: str) -> None:
+        self.model_id = model_id
+        super().__init__(
+            f"{model_id} has no pre-training head to predict with (it is a feature encoder): train a head on your data with "
+            "`zoo recommend --data DATA -o plan.yaml` and `zoo run plan.yaml --data DATA --out RUN`, then `zoo predict RUN ...`."
+        )
+
+
 class LayerGroupRangeError(ZooError, ValueError):
     """``unfreeze(top=k)`` with k outside ``0..len(layer_groups)``."""
 

@@ -98,6 +98,8 @@ def load_images(inputs: Any) -> list[Any]:
     for i, item in enumerate(items):
         if isinstance(item, (str, os.PathLike)):
             path = Path(item)
+            if path.is_dir():
+                raise InvalidInputError(f"{path} is a folder, not an image file; pass the image files (e.g. {path}/*.png).")
             if not path.is_file():
                 raise InvalidInputError(f"{path}: no such image file; check the path.")
             try:

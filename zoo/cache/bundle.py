@@ -41,6 +41,9 @@ def bundle(lock: LockFile, out: str | Path) -> Path:
             digest, size = records.sha256_file(path)
             if (digest, size) != (lf.sha256, lf.size):
                 raise IntegrityError(str(path), f"sha256 {lf.sha256} ({lf.size} bytes) as locked", f"sha256 {digest} ({size} bytes)", "run `zoo pull --lock` to repair it.")
+    if out.is_dir():
+        raise InvalidInputError(f"{out} is a folder; give the bundle a file name (e.g. {out / 'models.tar'}).")
+    out.parent.mkdir(parents=True, exist_ok=True)  # as `recommend -o` and `export -o` do
     fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.", suffix=".part")
     os.close(fd)
     try:
@@ -108,7 +111,8 @@ def import_bundle(path: str | Path) -> LockFile:
     try:
         tar = tarfile.open(path, "r")
     except (tarfile.TarError, OSError) as exc:
-        raise InvalidInputError(f"{path}: not a readable tar file ({exc}); pass a file written by `zoo bundle`.") from None
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0].rstrip(":") or type(exc).__name__
+        raise InvalidInputError(f"{path}: not a readable tar file ({why}); pass a file written by `zoo bundle`.") from None
     with tar:
         member = _member(tar, MANIFEST, path)
         lock = LockFile.model_validate_json(tar.extractfile(member).read())  # type: ignore[union-attr]

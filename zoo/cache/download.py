@@ -273,6 +273,10 @@ def with_retries(call: Callable[[], T], what: str, dest: str | None = None, *, r
         try:
             return call()
         except Exception as exc:  # noqa: BLE001 - classified below, re-raised unless transient
+            if type(exc).__name__ == "LocalEntryNotFoundError":
+                # huggingface_hub could not reach the Hub (it has retried already) and has no cached copy
+                raise DownloadError(what, "the Hub could not be reached and no copy is cached (offline? set ZOO_OFFLINE=1 and "
+                                    "`zoo cache import` a bundle)", dest) from None
             reason = (transient or _transient)(exc)
             if reason is None:
                 raise

@@ -59,14 +59,24 @@ def recommend(
     from zoo.recommender.rules import _check
 
     level = similarity_level(similarity)
+    if plot is not None:
+        _check_plot_path(plot)
     if data is not None:
         from zoo.recommender.datamode import recommend_data
 
         if isinstance(candidates, str):
-            candidates = [c.strip() for c in candidates.split(",") if c.strip()]
+            listed = [c.strip() for c in candidates.split(",") if c.strip()]
+            if not listed:
+                raise InvalidInputError(f"--candidates {candidates!r} names no backbone: give ids separated by commas, or drop it for those available offline.")
+            candidates = listed
+        if int(max_samples) < 1:
+            raise InvalidInputError(f"max samples {max_samples}: give how many items to measure on (a positive number; default 2000).")
+        if rank_samples is not None and int(rank_samples) < 0:
+            raise InvalidInputError(f"rank samples {rank_samples}: give a sub-sample size, or 0 to rank on the whole sample.")
         # the options' one-line errors before anything loads (whether the data are images is known only once they are read)
         _check(Request(samples=2, classes=2, similarity=level, domain=domain, shift=shift, device=device, priority=priority,
-                       resolution=None if resolution is None else int(resolution)))
+                       resolution=None if resolution is None else int(resolution), time_budget_s=parse_duration(time_budget),
+                       max_params=parse_count(max_params)))
         return recommend_data(
             data, candidates=candidates, similarity=level, domain=domain, shift=shift, device=device,
             time_budget_s=parse_duration(time_budget), max_params=parse_count(max_params), priority=priority,
@@ -96,6 +106,21 @@ def recommend(
 
         plot_plan(plan, plot)
     return plan
+
+
+#: the picture formats ``plot`` writes (matplotlib's Agg, PDF, PS and SVG back ends)
+PLOT_FORMATS = ("png", "pdf", "svg", "svgz", "eps", "ps", "jpg", "jpeg", "webp", "tif", "tiff")
+
+
+def _check_plot_path(path: str | Path) -> None:
+    """A ``plot`` path whose extension no back end writes: one line before anything is measured."""
+    from zoo.errors import InvalidInputError
+
+    ext = Path(path).suffix.lower().lstrip(".")
+    if ext not in PLOT_FORMATS:
+        raise InvalidInputError(f"--plot {path}: cannot draw a {'.' + ext if ext else 'file without an extension'}; name it .png, .pdf or .svg.")
+    if Path(path).is_dir():
+        raise InvalidInputError(f"--plot {path} is a folder; give a file name such as {Path(path) / 'plan.png'}.")
 
 
 __all__ = ["Plan", "Reason", "Request", "recommend", "recommend_metadata", "parse_duration", "similarity_level"]

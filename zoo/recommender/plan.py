@@ -106,11 +106,24 @@ class Plan(_Frozen):
 
         from zoo.errors import InvalidInputError
 
+        from pydantic import ValidationError
+
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise InvalidInputError(f"{path}: cannot read the plan ({exc}); write one with `zoo recommend -o {path.name}`.") from None
+        except OSError as exc:
+            raise InvalidInputError(f"{path}: cannot read the plan ({exc.strerror or exc}); write one with `zoo recommend -o {path.name}`.") from None
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+            what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InvalidInputError(f"{path}: not valid YAML ({what}{where}); fix that line or regenerate the plan with `zoo recommend -o {path.name}`.") from None
         if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
             raise InvalidInputError(f"{path}: not a version-{PLAN_VERSION} zoo plan; regenerate it with `zoo recommend -o {path.name}`.")
-        return cls.model_validate(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or "the plan"
+            more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+            raise InvalidInputError(f"{path}: {field}: {first['msg']}{more}; fix it or regenerate the plan with `zoo recommend -o {path.name}`.") from None

@@ -121,6 +121,15 @@ def _check(req: Request) -> None:
     ):
         if value is not None and value not in valid:
             raise UnknownFilterValueError(field, value, valid)
+    if req.smallest_class is not None and not 1 <= req.smallest_class <= req.samples // req.classes:
+        raise InvalidInputError(f"smallest class {req.smallest_class}: with {req.samples} samples in {req.classes} classes it is between 1 and "
+                                f"{req.samples // req.classes}; pass the number of examples in the smallest class.")
+    if req.image_size is not None and req.image_size < 1:
+        raise InvalidInputError(f"image size {req.image_size}: give the typical image side in pixels (a positive number).")
+    if req.time_budget_s is not None and not req.time_budget_s > 0:
+        raise InvalidInputError(f"time budget {req.time_budget_s:g} s: give a positive duration like 30m or 2h, or drop it.")
+    if req.max_params is not None and not req.max_params > 0:
+        raise InvalidInputError(f"max params {req.max_params:g}: give a positive count like 25M, or drop it.")
     if req.resolution is not None:
         if req.modality != "image":
             raise InvalidInputError(f"--resolution is the image side in pixels; {req.modality} has none: drop it.")
