@@ -276,6 +276,38 @@ def test_bad_tables_and_options(tmp_path):
     assert recommend(samples=500, classes=10, image_size=8, resolution=96).resolution == 96
 
 
+def test_bad_jsonl_names_the_files_line_and_the_jsonl_format(tmp_path, capsys):
+    """A malformed line of a JSONL file is reported by its line in the file (not json's "line 1" of that one line),
+    and the advice is JSONL's (one object per line with text and label fields), not a CSV header row."""
+    good = [json.dumps({"text": f"sentence {i}", "label": "ab"[i % 2]}) for i in range(30)]
+    bad = tmp_path / "bad2.jsonl"
+    bad.write_text("\n".join(good[:22] + ["{'text': 'single quotes', 'label': 'a'}"] + good[22:]) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError) as info:
+        load_dataset(bad)
+    msg = str(info.value)
+    assert msg.startswith(f"{bad}: line 23 is not valid JSON (Expecting property name enclosed in double quotes at column 2)")
+    assert 'one JSON object per line with a text and a label field, e.g. {"text": "...", "label": "..."}' in msg
+    assert "header row" not in msg and "line 1 " not in msg and "\n" not in msg
+    assert main(["recommend", "--data", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "line 23 is not valid JSON" in err
+    blanks = tmp_path / "blanks.jsonl"  # blank lines count: the number is the one an editor shows
+    blanks.write_text(good[0] + "\n\n\n[1, 2]\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"blanks.jsonl: line 4 is not a JSON object; write one JSON object per line"):
+        load_dataset(blanks)
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(good[0].encode() + b"\n" + '{"text": "caf\u00e9", "label": "a"}'.encode("latin-1") + b"\n")
+    with pytest.raises(InvalidInputError, match=r"latin.jsonl: line 2 is not UTF-8 .*save the file as UTF-8, one JSON object per line"):
+        load_dataset(latin)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=r"no rows; write one JSON object per line"):
+        load_dataset(empty)
+    bom = tmp_path / "bom.jsonl"  # a byte-order mark (Windows editors) is not an error
+    bom.write_bytes(b"\xef\xbb\xbf" + "\n".join(good).encode())
+    assert load_dataset(bom).n == 30
+
+
 def test_budget_no_candidate_fits_names_the_constraint(tmp_path):
     root = tmp_path / "data"
     for cls in ("a", "b"):

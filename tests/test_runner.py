@@ -326,6 +326,128 @@ def test_occupied_out_needs_resume(tmp_path, zoo_home):
         zoo.run(tiny_plan(), tmp_path, out=out)
 
 
+def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zoo: error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_bad_options_are_refused_before_anything_is_written(tmp_path, zoo_home, no_network, capsys):
+    """--batch-size < 1, --seed < 0 and --epochs < 0 are one-line errors before the run folder is made
+    (a negative batch size crashed in torch.cat after writing plan.yaml, stage1.json and model/;
+    --batch-size 0 fell back to the plan's, --epochs -1 skipped stage 2)."""
+    root = digits(tmp_path, 20)
+    plan = tiny_plan()
+    plan_path = str(plan.write(tmp_path / "plan.yaml"))
+    out = tmp_path / "runs" / "f3"
+    for opts, message in [
+        (["--batch-size=-4"], "batch size must be at least 1, got -4; pass --batch-size 1 or more, or leave it out for the plan's (32)."),
+        (["--batch-size", "0"], "batch size must be at least 1, got 0;"),
+        (["--seed=-1"], "seed must be 0 or more, got -1; pass --seed 0"),
+        (["--epochs", "-1"], "epochs must be 0 or more, got -1; pass --epochs 0 for stage 1 only"),
+        (["--val-frac", "1.5"], "val_frac must be between 0 and 1, got 1.5"),
+    ]:
+        err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out), *opts], capsys)
+        assert message in err, (opts, err)
+        assert not (tmp_path / "runs").exists(), opts
+    for kwargs, message in [({"batch_size": 0}, "batch size must be at least 1"), ({"seed": -1}, "seed must be 0 or more"), ({"epochs": -2}, "epochs must be 0 or more")]:
+        with pytest.raises(InvalidInputError, match=message):  # the Python API checks the same, before anything is written
+            zoo.run(plan, root, out=out, **kwargs)
+        assert not (tmp_path / "runs").exists(), kwargs
+    # the from-scratch baseline reads the batch size for its learning rate: checked before that too
+    with pytest.raises(InvalidInputError, match="batch size must be at least 1"):
+        zoo.run(plan, root, out=out, batch_size=0, from_scratch=True)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_out_that_is_a_file_is_a_one_line_error(tmp_path, zoo_home, no_network, capsys):
+    root = digits(tmp_path, 20)
+    plan_path = tiny_plan().write(tmp_path / "p1.yaml")
+    before = plan_path.read_bytes()
+    err = _one_line_error(["run", str(plan_path), "--data", str(root), "--out", str(plan_path)], capsys)
+    assert f"{plan_path}: is a file; pass a folder to --out." in err
+    err = _one_line_error(["run", str(plan_path), "--data", str(root), "--out", str(plan_path / "run")], capsys)
+    assert f"{plan_path} is a file; pass a folder to --out." in err  # a file on the way there: mkdir would fail as well
+    assert plan_path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["cache", "digits", "p1.yaml"]
+
+
+def test_resume_with_nothing_to_resume_is_a_one_line_error(tmp_path, zoo_home, no_network, capsys, monkeypatch):
+    """--resume on a folder without a run (missing, empty) or without --out used to start a fresh run silently."""
+    from zoo.runner.pipeline import _check_out
+
+    root = digits(tmp_path, 20)
+    plan = tiny_plan()
+    plan_path = str(plan.write(tmp_path / "p1.yaml"))
+    missing = tmp_path / "runs" / "e8"
+    err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(missing), "--resume"], capsys)
+    assert f"{missing}: nothing to resume (no run there); drop --resume to start one." in err
+    assert not (tmp_path / "runs").exists()
+    missing.mkdir(parents=True)  # an empty folder holds no run either
+    err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(missing), "--resume"], capsys)
+    assert "nothing to resume (no run there)" in err and list(missing.iterdir()) == []
+    monkeypatch.chdir(tmp_path)  # without --out the default folder runs/<backbone>-<time> never holds a run
+    err = _one_line_error(["run", plan_path, "--data", str(root), "--resume"], capsys)
+    assert "--resume needs the run folder to continue: pass it with --out" in err
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["e8"]
+    with pytest.raises(InvalidInputError, match="nothing to resume"):
+        zoo.run(plan, root, out=tmp_path / "elsewhere", resume=True)
+    assert not (tmp_path / "elsewhere").exists()
+    # a run killed during stage 1 leaves plan.yaml (written first): it stays resumable; another plan does not
+    (missing / "plan.yaml").write_text(plan.to_yaml(), encoding="utf-8")
+    _check_out(missing, plan, resume=True)
+    with pytest.raises(InvalidInputError, match="holds a run of a different plan"):
+        _check_out(missing, tiny_plan(epochs=3), resume=True)
+
+
+def test_resume_on_other_data_or_split_settings_is_refused(tmp_path, zoo_home, no_network, capsys):
+    """The run folder records a fingerprint of the data (relative paths, sizes, class names) and the split settings;
+    --resume with other data, --seed or --val-frac is a one-line error that changes nothing. Folders from before the
+    fingerprint resume unchecked; copies of the same data (other path, other file times) resume."""
+    import os
+    import shutil
+
+    from zoo.recommender.data import load_dataset
+    from zoo.runner.pipeline import data_stamp
+
+    root = digits(tmp_path, 60)
+    plan_path = str(tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0, resolution=32).write(tmp_path / "ft.yaml"))
+    out = tmp_path / "runs" / "ft"
+    assert main(["run", plan_path, "--data", str(root), "--out", str(out), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    stamp = json.loads((out / "data.json").read_text())
+    assert stamp == data_stamp(load_dataset(root), 0, 0.2) and stamp["items"] == 60 and stamp["seed"] == 0
+    other = tmp_path / "digits2"  # digits minus one image
+    shutil.copytree(root, other)
+    next(iter(sorted((other / "7").iterdir()))).unlink()
+
+    def snapshot() -> dict[str, bytes]:
+        return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    err = _one_line_error(["run", plan_path, "--data", str(other), "--out", str(out), "--resume"], capsys)
+    assert f"{out}: holds a run on other data; resume with the same data or pass a new --out." in err
+    err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out), "--resume", "--seed", "3"], capsys)
+    assert "holds a run with --seed 0 --val-frac 0.2; resume with those (and the same data) or pass a new --out." in err
+    err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out), "--resume", "--val-frac", "0.3"], capsys)
+    assert "holds a run with --seed 0 --val-frac 0.2" in err
+    with pytest.raises(InvalidInputError, match="holds a run on other data"):
+        zoo.run(plan_path, other, out=out, resume=True)
+    assert snapshot() == before
+    # the same data elsewhere, every file touched: the same fingerprint
+    same = tmp_path / "copy"
+    shutil.copytree(root, same)
+    for f in same.rglob("*.png"):
+        os.utime(f, (1_000_000_000, 1_000_000_000))
+    assert main(["run", plan_path, "--data", str(same), "--out", str(out), "--resume", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["final_val_acc"] == first["final_val_acc"]
+    # a run folder from before data.json resumes (and records the data from then on)
+    (out / "data.json").unlink()
+    assert main(["run", plan_path, "--data", str(other), "--out", str(out), "--resume", "--json"]) == 0
+    capsys.readouterr()
+    assert json.loads((out / "data.json").read_text())["items"] == 59
+
+
 @pytest.mark.slow
 def test_gradual_unfreeze_and_trained_batchnorm(tmp_path, zoo_home, no_network):
     import torch

@@ -291,6 +291,36 @@ def test_resume_after_an_interrupted_epoch_matches_the_uninterrupted_run(env, fu
     assert r.final_val_acc == full.final_val_acc and r.best_epoch == full.best_epoch
 
 
+def test_a_keras_run_records_its_data_and_refuses_to_resume_on_other_data(env, no_network, capsys):
+    """The Keras path writes the same data fingerprint as the torch path (RUN/data.json) and --resume checks it; bad
+    options and a missing run are refused before anything is written, as on the torch path."""
+    from zoo.recommender.data import load_dataset
+    from zoo.runner.pipeline import data_stamp
+
+    plan = keras_plan(strategy="linear-probe", unfreeze=(), epochs=0)
+    out = env["tmp"] / "stamped"
+    with pytest.raises(InvalidInputError, match="batch size must be at least 1, got 0"):
+        zoo.run(plan, env["data"], out=out, seed=SEED, batch_size=0, progress=False)
+    with pytest.raises(InvalidInputError, match="nothing to resume"):
+        zoo.run(plan, env["data"], out=out, seed=SEED, resume=True, progress=False)
+    assert not out.exists()
+    r = zoo.run(plan, env["data"], out=out, seed=SEED, progress=False, refit=False)
+    assert json.loads((out / "data.json").read_text()) == data_stamp(load_dataset(env["data"]), SEED, 0.2)
+    other = env["tmp"] / "digits-1"
+    shutil.copytree(env["data"], other)
+    next(iter(sorted((other / "3").iterdir()))).unlink()
+    before = {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    plan_path = plan.write(env["tmp"] / "stamped.yaml")
+    assert main(["run", str(plan_path), "--data", str(other), "--out", str(out), "--seed", str(SEED), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{out}: holds a run on other data; resume with the same data or pass a new --out." in err
+    with pytest.raises(InvalidInputError, match="holds a run with --seed 7"):
+        zoo.run(plan, env["data"], out=out, seed=SEED + 1, resume=True, progress=False)
+    assert {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()} == before
+    again = zoo.run(plan, env["data"], out=out, seed=SEED, resume=True, progress=False, refit=False)
+    assert again.final_val_acc == r.final_val_acc
+
+
 def test_export_savedmodel_of_a_keras_run(env, full_run, no_network):
     import tensorflow as tf
 

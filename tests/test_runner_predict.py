@@ -158,6 +158,28 @@ def test_export_onnx_runs_in_onnxruntime_like_the_model(run_dir, no_network, cap
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
+def test_export_without_o_writes_model_onnx_and_model_torchscript_pt(run_dir, no_network, capsys):
+    """Without -o an export goes to RUN/model/model.onnx (not model.onnx.onnx) or RUN/model/model.torchscript.pt."""
+    out, _, _ = run_dir
+    written = []
+    try:
+        for fmt, name in (("onnx", "model.onnx"), ("torchscript", "model.torchscript.pt")):
+            assert main(["export", str(out), "--format", fmt, "--json"]) == 0
+            path = Path(json.loads(capsys.readouterr().out)["path"])
+            written.append(path)
+            assert path == out / "model" / name and path.is_file()
+        assert not list((out / "model").glob("*.onnx.onnx"))
+        with pytest.raises(SystemExit):
+            main(["export", "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "RUN_DIR/model/model.onnx (onnx)" in text and "model.torchscript.pt (torchscript)" in text and "<format>" not in text
+    finally:  # the module's run folder stays as the other tests expect it
+        for path in written:
+            path.unlink(missing_ok=True)
+
+
+@pytest.mark.slow
 def test_export_onnx_and_savedmodel_say_what_to_do(run_dir, no_network, capsys, tmp_path, monkeypatch):
     out, _, _ = run_dir
     monkeypatch.setitem(sys.modules, "onnx", None)  # a machine without the onnx package

@@ -17,14 +17,14 @@ if str(ROOT) not in sys.path:
 from bench.grid import arms as A  # noqa: E402
 from bench.grid import report as R  # noqa: E402
 from bench.grid.peers import ARMS, PEERS, arm_phases, peer_phases  # noqa: E402
-from bench.grid.tasks import FAMILIES, build_task, test_items, text_corpus  # noqa: E402
+from bench.grid.tasks import FAMILIES, build_task, n_test_items, text_corpus  # noqa: E402
 
 
 @pytest.mark.parametrize("family", ["shapes", "digits", "position", "numpy-topics"])
 def test_tasks_are_deterministic_balanced_and_keep_a_fixed_test_split(family: str) -> None:
     a, b, other = build_task(family, 5, 0), build_task(family, 5, 0), build_task(family, 5, 1)
     assert np.bincount(a.train_y).tolist() == [5] * a.n_classes
-    assert len(set(np.bincount(a.test_y).tolist())) == 1 and len(a.test_y) == test_items(a.modality, family)  # 4 and 10 classes alike
+    assert len(set(np.bincount(a.test_y).tolist())) == 1 and len(a.test_y) == n_test_items(a.modality, family)  # 4 and 10 classes alike
     same = (lambda u, v: u == v) if a.modality == "text" else np.array_equal
     assert all(same(u, v) for u, v in zip(a.train_x, b.train_x)) and np.array_equal(a.train_y, b.train_y)
     assert all(same(u, v) for u, v in zip(a.test_x, other.test_x)), "the test split must not depend on the seed"

@@ -86,6 +86,6 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("export", help="export a run folder's trained model (torchscript, onnx; savedmodel for Keras runs)")
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `zoo run`")
     p.add_argument("--format", required=True, choices=["torchscript", "onnx", "savedmodel"], help="torchscript/onnx: torch runs; savedmodel: Keras and TF Hub runs")
-    p.add_argument("-o", "--output", metavar="FILE", help="default RUN_DIR/model/model.<format>.<pt|onnx>")
+    p.add_argument("-o", "--output", metavar="PATH", help="default RUN_DIR/model/model.torchscript.pt (torchscript), RUN_DIR/model/model.onnx (onnx), RUN_DIR/model/savedmodel/ (savedmodel)")
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=cmd_export)

@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.grid.arms import RESOLUTION
 from bench.grid.peers import ARMS, PEERS, RECOMMENDATIONS
-from bench.grid.tasks import FAMILY_TEST_ITEMS, TEST_ITEMS, test_items
+from bench.grid.tasks import FAMILY_TEST_ITEMS, TEST_ITEMS, n_test_items
 
 SIMILAR = ("natural", "position")
 DIFFERENT = ("natural-shift", "shapes", "digits")
@@ -174,7 +174,7 @@ def cells(rows: Sequence[dict[str, Any]], splits: Sequence[str] | None = None, r
             ps = [by_arm[p][s] for s in seeds if s in by_arm.get(p, {})]
             rec[p] = statistics.fmean(ps) if ps else float("nan")
         if m.get("modality") in TEST_ITEMS:
-            rec["test_items"] = test_items(m["modality"], key[0])
+            rec["test_items"] = n_test_items(m["modality"], key[0])
         out.append(rec)
     return out
 

@@ -161,14 +161,14 @@ def _shapes(rng: np.random.Generator, count: int) -> np.ndarray:
     return np.asarray(im)
 
 
-def test_items(modality: str, family: str | None = None) -> int:
+def n_test_items(modality: str, family: str | None = None) -> int:
     """Test items of a task: :data:`FAMILY_TEST_ITEMS` for its family, else :data:`TEST_ITEMS` for its modality."""
     return FAMILY_TEST_ITEMS.get(family or "", TEST_ITEMS[modality])
 
 
 def per_class_test_items(modality: str, n_classes: int, family: str | None = None) -> int:
-    """Test items per class of a task: :func:`test_items` split evenly."""
-    return test_items(modality, family) // n_classes
+    """Test items per class of a task: :func:`n_test_items` split evenly."""
+    return n_test_items(modality, family) // n_classes
 
 
 def image_classes(family: str) -> list[str]:

@@ -192,23 +192,39 @@ def _image_folder(p: Path, max_samples: int, seed: int) -> Dataset:
     return Dataset(p, "image", names, counts, items, y, len(skipped), skipped[:3], img_sizes, h.hexdigest())
 
 
+JSONL_FORMAT = 'one JSON object per line with a text and a label field, e.g. {"text": "...", "label": "..."}'
+
+
 def _rows(p: Path) -> list[dict[str, Any]]:
     suffix = p.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return _jsonl_rows(p)
     try:
-        if suffix in (".jsonl", ".ndjson"):
-            rows = []
-            with p.open(encoding="utf-8") as fh:
-                for ln, line in enumerate(fh, 1):
-                    if line.strip():
-                        obj = json.loads(line)
-                        if not isinstance(obj, dict):
-                            raise InvalidInputError(f"{p}:{ln}: each line must be a JSON object with a text and a label.")
-                        rows.append(obj)
-            return rows
         with p.open(encoding="utf-8", newline="") as fh:
             return list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ","))
-    except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as exc:
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise InvalidInputError(f"{p}: cannot parse it as {suffix[1:].upper()} ({exc}); save it as UTF-8 with a header row.") from None
+
+
+def _jsonl_rows(p: Path) -> list[dict[str, Any]]:
+    """The objects of a JSONL file; errors name the file's line (not the line inside one JSON document)."""
+    rows = []
+    with p.open("rb") as fh:
+        for ln, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8-sig" if ln == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInputError(f"{p}: line {ln} is not UTF-8 (byte {exc.start + 1} of the line); save the file as UTF-8, {JSONL_FORMAT}.") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"{p}: line {ln} is not valid JSON ({exc.msg} at column {exc.colno}); write {JSONL_FORMAT}.") from None
+            if not isinstance(obj, dict):
+                raise InvalidInputError(f"{p}: line {ln} is not a JSON object; write {JSONL_FORMAT}.")
+            rows.append(obj)
+    return rows
 
 
 def _pick_column(p: Path, columns: list[str], wanted: str | None, known: tuple[str, ...], what: str) -> str:
@@ -226,7 +242,8 @@ def _pick_column(p: Path, columns: list[str], wanted: str | None, known: tuple[s
 def _table(p: Path, max_samples: int, seed: int, text_column: str | None, label_column: str | None) -> Dataset:
     rows = _rows(p)
     if not rows:
-        raise InvalidInputError(f"{p}: no rows; add a header row and one row per labelled text.")
+        jsonl = p.suffix.lower() in (".jsonl", ".ndjson")
+        raise InvalidInputError(f"{p}: no rows; " + (f"write {JSONL_FORMAT}." if jsonl else "add a header row and one row per labelled text."))
     columns = list(dict.fromkeys(k for r in rows[:50] for k in r))
     lab_col = _pick_column(p, columns, label_column, LABEL_COLUMNS, "label")
     txt_col = _pick_column(p, [c for c in columns if c != lab_col], text_column, TEXT_COLUMNS, "text")

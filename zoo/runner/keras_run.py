@@ -407,18 +407,18 @@ def fine_tune(backbone: Any, plan: Any, s1: Any, train: tuple[Sequence[Any], np.
 
 def run(
     plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool, epochs: int | None, seed: int, batch_size: int | None, val_frac: float, progress: bool,
-    refit: bool = True,
+    refit: bool = True, stamp: dict[str, Any] | None = None,
 ) -> Any:
-    """:func:`zoo.runner.pipeline.run` for a Keras / TF Hub backbone (``pipeline.run`` has checked plan, data and ``out``)."""
+    """:func:`zoo.runner.pipeline.run` for a Keras / TF Hub backbone (``pipeline.run`` has checked plan, options, data and
+    ``out``, and passes ``stamp``, the data fingerprint :func:`zoo.runner.pipeline.data_stamp` that ``--resume`` checks)."""
     from zoo.runner import report
-    from zoo.runner.pipeline import RunResult, mid_group, split
+    from zoo.runner.pipeline import RunResult, data_stamp, mid_group, split, start_folder
     from zoo.runner.stage1 import probe
     from zoo.runner.stage1 import refit as refit_probe
 
     if backbone.input_spec.modality != "image" or ds.modality != "image":
         raise InvalidInputError(f"{plan.backbone}: zoo run supports image data for Keras and TF Hub sources; pick a torch backbone for text.")
-    out.mkdir(parents=True, exist_ok=True)
-    report.write_text(out / "plan.yaml", plan.to_yaml())
+    start_folder(out, plan, stamp if stamp is not None else data_stamp(ds, seed, val_frac))
     res = run_resolution(backbone, plan.resolution)
     fs = features_for(backbone, ds, res)
     tr, va = split(ds.labels, val_frac, seed)
@@ -444,7 +444,7 @@ def run(
     }
     report.write_text(out / "model" / "config.json", json.dumps(config, indent=2))
     records: list[dict[str, Any]] = [s1.metrics()]
-    bs = batch_size or plan.schedule.batch_size
+    bs = plan.schedule.batch_size if batch_size is None else int(batch_size)
     if stage2:
         def log(hist: list[dict[str, Any]]) -> None:
             report.write_metrics(out / "metrics.jsonl", records + hist)

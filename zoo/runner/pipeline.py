@@ -3,11 +3,13 @@
 The run folder holds ``plan.yaml``, ``model/`` (``model.safetensors`` of the best model, or
 ``model.weights.h5`` for Keras / TF Hub sources (:mod:`zoo.runner.keras_run`), and
 ``config.json``: backbone, classes, preprocessing), ``stage1.json``, ``metrics.jsonl``,
-``curves.png``, ``confusion.png``, ``report.md``, ``result.json`` and ``checkpoints/``.
+``curves.png``, ``confusion.png``, ``report.md``, ``result.json``, ``checkpoints/`` and
+``data.json`` (a fingerprint of the data and the split settings, so ``--resume`` refuses other data).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +22,7 @@ from zoo.errors import InvalidInputError
 from zoo.runner.baseline import SCRATCH_NOTE
 
 RECOMMENDER_MAX_SAMPLES = 2000  # zoo recommend's default sample: same sample, same fingerprint, same cache
+DATA_STAMP = "data.json"  # what the run was started on: data fingerprint, seed, val_frac (checked on --resume)
 
 
 @dataclass
@@ -101,14 +104,78 @@ def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
     return backbone
 
 
+def _check_options(plan: Any, epochs: int | None, seed: int, batch_size: int | None, val_frac: float) -> None:
+    """One-line errors for options no run can use, before anything is written."""
+    if batch_size is not None and batch_size < 1:
+        raise InvalidInputError(f"batch size must be at least 1, got {batch_size}; pass --batch-size 1 or more, or leave it out for the plan's ({plan.schedule.batch_size}).")
+    if seed < 0:
+        raise InvalidInputError(f"seed must be 0 or more, got {seed}; pass --seed 0 or another non-negative integer.")
+    if epochs is not None and epochs < 0:
+        raise InvalidInputError(f"epochs must be 0 or more, got {epochs}; pass --epochs 0 for stage 1 only, or leave it out for the plan's ({plan.schedule.epochs}).")
+    if not 0 < val_frac < 1:
+        raise InvalidInputError(f"val_frac must be between 0 and 1, got {val_frac}.")
+
+
 def _check_out(out: Path, plan: Any, resume: bool) -> None:
-    saved = out / "plan.yaml"
+    for p in (out, *out.parents):  # the nearest existing ancestor must be a folder, else mkdir fails
+        if p.exists():
+            if not p.is_dir():
+                raise InvalidInputError(f"{out}: is a file; pass a folder to --out." if p == out else f"{out}: {p} is a file; pass a folder to --out.")
+            break
+    saved = out / "plan.yaml"  # written by every run before any result: a folder without it holds nothing to continue
     if resume:
-        if saved.is_file() and saved.read_text(encoding="utf-8") != plan.to_yaml():
+        if not saved.is_file():
+            raise InvalidInputError(f"{out}: nothing to resume (no run there); drop --resume to start one.")
+        if saved.read_text(encoding="utf-8") != plan.to_yaml():
             raise InvalidInputError(f"{out}: holds a run of a different plan; resume with the same plan or pass a new --out.")
         return
     if (out / "checkpoints").exists() or (out / "result.json").exists():
         raise InvalidInputError(f"{out}: already holds a run; pass --resume to continue it or a new --out.")
+
+
+def data_stamp(ds: Any, seed: int, val_frac: float) -> dict[str, Any]:
+    """What a run is started on: a sha256 over the sorted (item, class name) pairs of the loaded dataset
+    (image folders: each file's path relative to the folder and its size; tables: each text), with the
+    split settings (``seed``, ``val_frac``). Written to ``RUN/data.json``; ``--resume`` requires the same."""
+    rows = []
+    for item, label in zip(ds.items, ds.labels):
+        name = ds.classes[int(label)]
+        if isinstance(item, str):
+            rows.append(json.dumps(["text", hashlib.sha256(item.encode("utf-8")).hexdigest(), name]))
+        else:
+            f = Path(item)
+            rows.append(json.dumps([f.relative_to(ds.path).as_posix(), f.stat().st_size, name]))
+    h = hashlib.sha256(f"{ds.modality}\n".encode())
+    for row in sorted(rows):
+        h.update(row.encode("utf-8") + b"\n")
+    return {"fingerprint": h.hexdigest(), "items": len(rows), "classes": len(ds.classes), "seed": int(seed), "val_frac": float(val_frac)}
+
+
+def _check_data(out: Path, stamp: dict[str, Any], resume: bool) -> None:
+    """On ``resume``, refuse a run folder started on other data or split settings (folders from before
+    ``data.json`` resume unchecked)."""
+    path = out / DATA_STAMP
+    if not resume or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        then = (str(old["fingerprint"]), int(old["seed"]), float(old["val_frac"]))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInputError(f"{path}: unreadable ({type(exc).__name__}); delete it to resume without the data check, or pass a new --out.") from None
+    if then[1:] != (stamp["seed"], stamp["val_frac"]):
+        raise InvalidInputError(f"{out}: holds a run with --seed {then[1]} --val-frac {then[2]:g}; resume with those (and the same data) or pass a new --out.")
+    if then[0] != stamp["fingerprint"]:
+        raise InvalidInputError(f"{out}: holds a run on other data; resume with the same data or pass a new --out.")
+
+
+def start_folder(out: Path, plan: Any, stamp: dict[str, Any]) -> None:
+    """Create the run folder and write what the run starts from: ``data.json``, then ``plan.yaml``
+    (a folder with ``plan.yaml`` is one ``--resume`` continues)."""
+    from zoo.runner import report
+
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_text(out / DATA_STAMP, json.dumps(stamp, indent=2))
+    report.write_text(out / "plan.yaml", plan.to_yaml())
 
 
 def run(
@@ -132,10 +199,11 @@ def run(
         plan: a :class:`zoo.Plan` or the path of one (``zoo recommend -o plan.yaml``).
         data: an image folder (one sub-folder per class) or a CSV/JSONL of text and label.
         out: the run folder (default ``runs/<backbone>-<time>``).
-        resume: continue from the last checkpoint in ``out``.
-        epochs: stage-2 epochs (default: the plan's).
-        seed: fixes the split, the head, the data order and the augmentation.
-        batch_size: default the plan's.
+        resume: continue from the last checkpoint in ``out`` (which must hold a run of the same
+            plan, started on the same data with the same ``seed`` and ``val_frac``).
+        epochs: stage-2 epochs (default: the plan's); 0: stage 1 only.
+        seed: fixes the split, the head, the data order and the augmentation (0 or more).
+        batch_size: default the plan's (at least 1).
         val_frac: share of each class held out for early stopping and the report.
         processes: stage-2 worker processes (gloo on CPU); ``batch_size`` stays the global batch.
         from_scratch: the baseline: the plan's architecture from random weights, every group
@@ -151,8 +219,8 @@ def run(
         :class:`RunResult`; the same figures are in ``out/result.json``.
 
     Raises:
-        InvalidInputError: bad data, text data for a Keras/TF Hub source, an occupied ``out``
-            without ``resume``.
+        InvalidInputError: bad data or options, text data for a Keras/TF Hub source, an occupied ``out``
+            without ``resume``, ``out`` a file, or ``resume`` without a run (of the same plan and data) in ``out``.
         DivergedError: the loss became NaN (the last checkpoint is kept).
 
     Example:
@@ -172,27 +240,29 @@ def run(
         plan = Plan.read(plan)
     if plan.strategy == "lp-concat" and plan.unfreeze:
         raise InvalidInputError(f"the plan is lp-concat (a probe) but unfreezes {', '.join(plan.unfreeze)}; set unfreeze: [] or strategy: lp-ft.")
+    _check_options(plan, epochs, seed, batch_size, val_frac)
+    if resume and out is None:
+        raise InvalidInputError("--resume needs the run folder to continue: pass it with --out (or drop --resume to start a new run).")
     if from_scratch:
         from zoo.runner.baseline import scratch_plan
 
         plan = scratch_plan(plan, batch_size)
-    if not 0 < val_frac < 1:
-        raise InvalidInputError(f"val_frac must be between 0 and 1, got {val_frac}.")
     out = Path(out) if out is not None else Path("runs") / f"{plan.backbone.split(':', 1)[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_out(out, plan, resume)
     ds = _dataset(data)
     if ds.modality != plan.modality:
         raise InvalidInputError(f"{data}: {ds.modality} data but the plan is for {plan.modality}; run `zoo recommend --data {data}` again.")
+    stamp = data_stamp(ds, seed, val_frac)
+    _check_data(out, stamp, resume)
     backbone = _load(plan.backbone, from_scratch, seed)
     if backbone.framework != "torch":  # Keras / TF Hub: stage 2 on fit (zoo.runner.keras_run)
         from zoo.runner.keras_run import run as run_keras
 
         return run_keras(
             plan, data, ds, backbone, out=out, resume=resume, epochs=epochs, seed=seed, batch_size=batch_size, val_frac=val_frac, progress=progress,
-            refit=refit,
+            refit=refit, stamp=stamp,
         )
-    out.mkdir(parents=True, exist_ok=True)
-    report.write_text(out / "plan.yaml", plan.to_yaml())
+    start_folder(out, plan, stamp)
     torch.manual_seed(seed)
     res = plan.resolution if ds.modality == "image" else None
     tr, va = split(ds.labels, val_frac, seed)
@@ -228,7 +298,7 @@ def run(
     }
     report.write_text(out / "model" / "config.json", json.dumps(config, indent=2))
     records: list[dict[str, Any]] = [s1_metrics]
-    bs = batch_size or plan.schedule.batch_size
+    bs = plan.schedule.batch_size if batch_size is None else int(batch_size)
     train_items = [ds.items[i] for i in tr]
     val_items = [ds.items[i] for i in va]
     if stage2:

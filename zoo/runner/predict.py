@@ -22,6 +22,7 @@ from zoo.errors import InvalidInputError
 CONFIG = Path("model") / "config.json"
 WEIGHTS = Path("model") / "model.safetensors"
 EXPORT_FORMATS = ("torchscript", "onnx", "savedmodel")
+EXPORT_NAMES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx", "savedmodel": "savedmodel"}  # default outputs, in RUN/model/
 EXPORT_TOLERANCE = 1e-5
 ONNX_TOLERANCE = 1e-4  # onnxruntime fuses and reorders float32 ops: a few ulps more than TorchScript
 
@@ -132,7 +133,8 @@ class RunModel(RunModelBase):
 
     # ---- export ----------------------------------------------------------------------------------
     def export(self, fmt: str, out: str | Path | None = None) -> Path:
-        """Write the classifier as ``fmt`` (``torchscript`` or ``onnx``) and return the file's path.
+        """Write the classifier as ``fmt`` (``torchscript`` or ``onnx``) to ``out`` (default
+        ``RUN/model/model.torchscript.pt`` or ``RUN/model/model.onnx``) and return the file's path.
 
         The exported model takes the preprocessed ``(N, 3, R, R)`` batch (see ``model/config.json``)
         and returns logits. TorchScript is checked against the eager model (to 1e-5, on two batch
@@ -153,8 +155,7 @@ class RunModel(RunModelBase):
                 import onnxscript  # noqa: F401  (torch.onnx's exporter)
             except ImportError:
                 raise InvalidInputError("ONNX export needs onnx, onnxscript and onnxruntime, which are not all installed: run `pip install onnx onnxscript onnxruntime` (or zoo-hub[onnx]).") from None
-        suffix = ".pt" if fmt == "torchscript" else ".onnx"
-        path = Path(out) if out is not None else self.run_dir / "model" / f"model.{fmt}{suffix}"
+        path = Path(out) if out is not None else self.run_dir / "model" / EXPORT_NAMES[fmt]
         example = self.example_batch(2).to(self.device)
         writer = self._torchscript if fmt == "torchscript" else self._onnx
         return atomic_write(path, lambda tmp: writer(example, tmp))

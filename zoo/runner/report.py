@@ -125,7 +125,7 @@ def write_report(path: Path, summary: dict[str, Any]) -> Path:
         "",
         *[f"Note: {n}" for n in s.get("notes", [])],
         *([""] if s.get("notes") else []),
-        "Files: `plan.yaml`, `model/` (weights + preprocessor config), `metrics.jsonl`, `curves.png`, `confusion.png`.",
+        "Files: `plan.yaml`, `data.json` (what `--resume` checks), `model/` (weights + preprocessor config), `metrics.jsonl`, `curves.png`, `confusion.png`.",
         "",
     ]
     return write_text(path, "\n".join(lines))
