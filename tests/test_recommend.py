@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -117,6 +118,39 @@ def test_plan_roundtrip_and_versioned(tmp_path):
     with pytest.raises(InvalidInputError, match=r"schedule\.epochs: Input should be a valid integer") as exc:
         Plan.read(tmp_path / "field.json")
     assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"samples": "abc", "classes": 10}, "samples must be a whole number, got 'abc'"),
+    ({"samples": float("nan"), "classes": 10}, "samples must be a whole number, got nan"),
+    ({"samples": 2.7, "classes": 2}, "samples must be a whole number, got 2.7"),  # was truncated to 2
+    ({"samples": 100, "classes": 10, "smallest_class": 2.5}, "smallest_class must be a whole number"),
+    ({"samples": 100, "classes": 10, "image_size": "8"}, "image_size must be a whole number, got '8'"),
+    ({"samples": 100, "classes": 10, "resolution": 2.9}, "resolution must be a whole number, got 2.9"),  # was "resolution 2"
+    ({"data": "anywhere", "max_samples": "x"}, "max_samples must be a whole number, got 'x'"),
+    ({"data": "anywhere", "candidates": []}, "candidates is empty"),  # was: the default candidates, silently
+])
+def test_api_arguments_of_the_wrong_type_are_one_line_errors(kwargs, message):
+    with pytest.raises(InvalidInputError, match=re.escape(message)) as exc:
+        recommend(**kwargs)
+    assert "\n" not in str(exc.value)
+
+
+def test_a_plot_under_a_file_is_refused_before_anything_is_measured(tmp_path):
+    blocker = tmp_path / "img.png"
+    blocker.write_bytes(b"x")
+    with pytest.raises(InvalidInputError, match="is a file, so no folder can hold the picture there"):
+        recommend(samples=100, classes=10, plot=blocker / "x.png")
+
+
+def test_search_limit_is_checked():
+    import zoo
+
+    with pytest.raises(InvalidInputError, match="limit must be a whole number of at least 0"):
+        zoo.search("resnet", limit=-1)  # it dropped the last hit
+    with pytest.raises(InvalidInputError, match="search text must be a string"):
+        zoo.search(None)
+    assert len(zoo.search("resnet", limit=0)) == len(zoo.search("resnet", limit=None)) > len(zoo.search("resnet", limit=3)) == 3
 
 
 def test_bad_input():

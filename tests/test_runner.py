@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -344,14 +345,14 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path, zoo_home, 
     for opts, message in [
         (["--batch-size=-4"], "batch size must be at least 1, got -4; pass --batch-size 1 or more, or leave it out for the plan's (32)."),
         (["--batch-size", "0"], "batch size must be at least 1, got 0;"),
-        (["--seed=-1"], "seed must be 0 or more, got -1; pass --seed 0"),
-        (["--epochs", "-1"], "epochs must be 0 or more, got -1; pass --epochs 0 for stage 1 only"),
-        (["--val-frac", "1.5"], "val_frac must be between 0 and 1, got 1.5"),
+        (["--seed=-1"], "seed must be at least 0, got -1; pass --seed 0"),
+        (["--epochs", "-1"], "epochs must be at least 0, got -1; pass --epochs 0 for stage 1 only"),
+        (["--val-frac", "1.5"], "val_frac must be a finite number in (0, 1), got 1.5"),
     ]:
         err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out), *opts], capsys)
         assert message in err, (opts, err)
         assert not (tmp_path / "runs").exists(), opts
-    for kwargs, message in [({"batch_size": 0}, "batch size must be at least 1"), ({"seed": -1}, "seed must be 0 or more"), ({"epochs": -2}, "epochs must be 0 or more")]:
+    for kwargs, message in [({"batch_size": 0}, "batch size must be at least 1"), ({"seed": -1}, "seed must be at least 0"), ({"epochs": -2}, "epochs must be at least 0")]:
         with pytest.raises(InvalidInputError, match=message):  # the Python API checks the same, before anything is written
             zoo.run(plan, root, out=out, **kwargs)
         assert not (tmp_path / "runs").exists(), kwargs
@@ -359,6 +360,47 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path, zoo_home, 
     with pytest.raises(InvalidInputError, match="batch size must be at least 1"):
         zoo.run(plan, root, out=out, batch_size=0, from_scratch=True)
     assert not (tmp_path / "runs").exists()
+
+
+def test_api_arguments_and_plans_no_run_can_use_are_refused_before_anything_is_written(tmp_path, zoo_home, no_network):
+    """Wrong types through the Python API, and plans with selectors or learning rates no run can use, are one-line
+    errors before the run folder is made (seed=1.5 raised numpy's TypeError after writing plan.yaml; a plan's
+    unfreeze: [top-99] failed after stage 1; a negative learning rate ended in torch's traceback)."""
+    root = digits(tmp_path, 20)
+    plan = tiny_plan()
+    out = tmp_path / "runs" / "x"
+    for kwargs, message in [
+        ({"seed": 1.5}, r"seed must be a whole number, got 1\.5"), ({"seed": None}, "seed must be a whole number, got None"),
+        ({"epochs": "2"}, "epochs must be a whole number, got '2'"), ({"val_frac": "0.2"}, "val_frac must be a number, got '0.2'"),
+        ({"processes": 0}, "processes must be at least 1, got 0"), ({"batch_size": 2.5}, "batch size must be a whole number"),
+    ]:
+        with pytest.raises(InvalidInputError, match=message):
+            zoo.run(plan, root, out=out, **kwargs)
+        assert not (tmp_path / "runs").exists(), kwargs
+    with pytest.raises(InvalidInputError, match="plan must be a zoo.Plan, a dict or the path of a plan file, got NoneType"):
+        zoo.run(None, root, out=out)
+    with pytest.raises(InvalidInputError, match="data must be the path of an image folder"):
+        zoo.run(plan, None, out=out)
+    # a plan's fields are checked when it is made or read, naming the field
+    data = plan.model_dump(mode="json")
+    for field, value, message in [("unfreeze", ["bogus"], "unfreeze: unknown layer-group selector(s) 'bogus'"),
+                                  ("lr", {"head": -0.001}, "lr: learning rates must be finite and above 0 (head: -0.001)"),
+                                  ("lr", {"head": 0.0}, "above 0"), ("lr", {"top-1": 0.01}, "lr: needs a 'head' learning rate")]:
+        with pytest.raises(InvalidInputError, match=re.escape(message)) as exc:
+            zoo.run({**data, field: value}, root, out=out)
+        assert "\n" not in str(exc.value) and not (tmp_path / "runs").exists()
+    bad = plan.write(tmp_path / "nan.yaml")
+    bad.write_text(bad.read_text().replace("head: 0.01", "head: .nan"))
+    with pytest.raises(InvalidInputError, match=re.escape(f"{bad}: lr: learning rates must be finite and above 0 (head: nan)")):
+        zoo.run(bad, root, out=out)
+    # a selector beyond the backbone's groups: refused once the backbone is known, before stage 1
+    deep = tiny_plan(unfreeze=("top-99",))
+    with pytest.raises(InvalidInputError, match=r"the plan's unfreeze names group 99 from one end, but timm:efficientnet_lite0.pypi_in1k has 9 layer groups"):
+        zoo.run(deep, root, out=out)
+    assert not (tmp_path / "runs").exists()
+    # a plan given as the dict it was written from runs like the plan itself
+    r = zoo.run(data | {"unfreeze": [], "strategy": "linear-probe", "lr": {"head": 0.01}}, root, out=out, epochs=0, refit=False)
+    assert r.best_epoch == 0 and (out / "plan.yaml").is_file()
 
 
 def test_out_that_is_a_file_is_a_one_line_error(tmp_path, zoo_home, no_network, capsys):

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from zoo._ids import parse_id
-from zoo.errors import CatalogError, UnknownFilterValueError
+from zoo.errors import CatalogError, InvalidInputError, UnknownFilterValueError
 
 Modality = Literal["image", "text"]
 Framework = Literal["torch", "tensorflow"]
@@ -303,6 +303,10 @@ def search_cards(cards: Sequence[ModelCard], text: str, limit: int | None = None
     Ranked: exact id or name match first, then matches in the id, then curated before dynamic,
     then by fewer parameters.
     """
+    if not isinstance(text, str):
+        raise InvalidInputError(f"search text must be a string, got {type(text).__name__}.")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidInputError(f"limit must be a whole number of at least 0 (0 or None: no limit), got {limit!r}.")
     words = [w for w in text.lower().replace(":", " ").split() if w]
     if not words:
         return []

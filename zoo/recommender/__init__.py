@@ -58,6 +58,14 @@ def recommend(
     from zoo.errors import InvalidInputError
     from zoo.recommender.rules import _check
 
+    from zoo._args import whole
+
+    # whole numbers, checked here so that 2.7 samples or "8" px is a one-line error, not a truncation or a TypeError
+    samples, classes, smallest_class, image_size, resolution, rank_samples = (
+        None if v is None else whole(name, v) for name, v in (
+            ("samples", samples), ("classes", classes), ("smallest_class", smallest_class), ("image_size", image_size),
+            ("resolution", resolution), ("rank_samples", rank_samples)))
+    max_samples = whole("max_samples", max_samples)
     level = similarity_level(similarity)
     if plot is not None:
         _check_plot_path(plot)
@@ -65,29 +73,30 @@ def recommend(
         from zoo.recommender.datamode import recommend_data
 
         if isinstance(candidates, str):
-            listed = [c.strip() for c in candidates.split(",") if c.strip()]
-            if not listed:
-                raise InvalidInputError(f"--candidates {candidates!r} names no backbone: give ids separated by commas, or drop it for those available offline.")
-            candidates = listed
-        if int(max_samples) < 1:
+            candidates = [c.strip() for c in candidates.split(",") if c.strip()]
+            if not candidates:
+                raise InvalidInputError("--candidates names no backbone: give ids separated by commas, or drop it for those available offline.")
+        elif candidates is not None and not list(candidates):
+            raise InvalidInputError("candidates is empty: give backbone ids, or None for those available offline.")
+        if max_samples < 1:
             raise InvalidInputError(f"max samples {max_samples}: give how many items to measure on (a positive number; default 2000).")
-        if rank_samples is not None and int(rank_samples) < 0:
+        if rank_samples is not None and rank_samples < 0:
             raise InvalidInputError(f"rank samples {rank_samples}: give a sub-sample size, or 0 to rank on the whole sample.")
         # the options' one-line errors before anything loads (whether the data are images is known only once they are read)
         _check(Request(samples=2, classes=2, similarity=level, domain=domain, shift=shift, device=device, priority=priority,
-                       resolution=None if resolution is None else int(resolution), time_budget_s=parse_duration(time_budget),
+                       resolution=resolution, time_budget_s=parse_duration(time_budget),
                        max_params=parse_count(max_params)))
         return recommend_data(
             data, candidates=candidates, similarity=level, domain=domain, shift=shift, device=device,
             time_budget_s=parse_duration(time_budget), max_params=parse_count(max_params), priority=priority,
-            max_samples=max_samples, plot=plot, resolution=None if resolution is None else int(resolution),
-            **({} if rank_samples is None else {"rank_samples": int(rank_samples)}),
+            max_samples=max_samples, plot=plot, resolution=resolution,
+            **({} if rank_samples is None else {"rank_samples": rank_samples}),
         )
     if samples is None or classes is None:
         raise InvalidInputError("give --samples and --classes (metadata mode) or --data PATH (data mode).")
     req = Request(
-        samples=int(samples),
-        classes=int(classes),
+        samples=samples,
+        classes=classes,
         modality=modality,
         similarity=level,
         domain=domain,
@@ -98,7 +107,7 @@ def recommend(
         smallest_class=smallest_class,
         image_size=image_size,
         priority=priority,
-        resolution=None if resolution is None else int(resolution),
+        resolution=resolution,
     )
     plan = recommend_metadata(req, zoo.list_models(curated_only=True))
     if plot:
@@ -121,6 +130,9 @@ def _check_plot_path(path: str | Path) -> None:
         raise InvalidInputError(f"--plot {path}: cannot draw a {'.' + ext if ext else 'file without an extension'}; name it .png, .pdf or .svg.")
     if Path(path).is_dir():
         raise InvalidInputError(f"--plot {path} is a folder; give a file name such as {Path(path) / 'plan.png'}.")
+    blocker = next((p for p in Path(path).parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise InvalidInputError(f"--plot {path}: {blocker} is a file, so no folder can hold the picture there; pick another path.")
 
 
 __all__ = ["Plan", "Reason", "Request", "recommend", "recommend_metadata", "parse_duration", "similarity_level"]

@@ -5,10 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import math
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Strategy = Literal["linear-probe", "lp-concat", "lp-ft", "full-finetune", "surgical", "head-only"]
 PLAN_VERSION = 1
+SELECTOR = re.compile(r"(top|early)-[1-9][0-9]*|middle|all")  # what ``unfreeze`` (and ``lr``'s group keys) may name
 
 
 class _Frozen(BaseModel):
@@ -87,6 +91,27 @@ class Plan(_Frozen):
     rationale: list[Reason]
     features: str | None = None  # data mode: the chosen backbone's feature cache (zoo.recommender.features)
 
+    @field_validator("unfreeze")
+    @classmethod
+    def _selectors(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not SELECTOR.fullmatch(v)]
+        if bad:
+            raise ValueError(f"unknown layer-group selector(s) {', '.join(map(repr, bad))}: use top-i, early-i (i from 1), middle or all")
+        return value
+
+    @field_validator("lr")
+    @classmethod
+    def _rates(cls, value: dict[str, float]) -> dict[str, float]:
+        if "head" not in value:
+            raise ValueError("needs a 'head' learning rate")
+        bad = [k for k, v in value.items() if not (math.isfinite(v) and v > 0)]
+        if bad:
+            raise ValueError(f"learning rates must be finite and above 0 ({', '.join(f'{k}: {value[k]}' for k in bad)})")
+        unknown = [k for k in value if k != "head" and not SELECTOR.fullmatch(k)]
+        if unknown:
+            raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}: use head, top-i, early-i, middle or all")
+        return value
+
     def to_yaml(self) -> str:
         import yaml
 
@@ -106,8 +131,6 @@ class Plan(_Frozen):
 
         from zoo.errors import InvalidInputError
 
-        from pydantic import ValidationError
-
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -118,12 +141,22 @@ class Plan(_Frozen):
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
             what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise InvalidInputError(f"{path}: not valid YAML ({what}{where}); fix that line or regenerate the plan with `zoo recommend -o {path.name}`.") from None
+        return cls.parse(data, where=str(path), fix=f"`zoo recommend -o {path.name}`")
+
+    @classmethod
+    def parse(cls, data: Any, *, where: str = "the plan", fix: str = "`zoo recommend -o plan.yaml`") -> Plan:
+        """A plan from its dict (what :meth:`write` wrote, parsed); a one-line error naming the first bad field."""
+        from pydantic import ValidationError
+
+        from zoo.errors import InvalidInputError
+
         if not isinstance(data, dict) or data.get("version") != PLAN_VERSION:
-            raise InvalidInputError(f"{path}: not a version-{PLAN_VERSION} zoo plan; regenerate it with `zoo recommend -o {path.name}`.")
+            raise InvalidInputError(f"{where}: not a version-{PLAN_VERSION} zoo plan; regenerate it with {fix}.")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"]) or "the plan"
+            msg = str(first["msg"]).removeprefix("Value error, ")
             more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-            raise InvalidInputError(f"{path}: {field}: {first['msg']}{more}; fix it or regenerate the plan with `zoo recommend -o {path.name}`.") from None
+            raise InvalidInputError(f"{where}: {field}: {msg}{more}; fix it or regenerate the plan with {fix}.") from None

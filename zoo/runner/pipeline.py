@@ -104,16 +104,29 @@ def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
     return backbone
 
 
-def _check_options(plan: Any, epochs: int | None, seed: int, batch_size: int | None, val_frac: float) -> None:
-    """One-line errors for options no run can use, before anything is written."""
-    if batch_size is not None and batch_size < 1:
-        raise InvalidInputError(f"batch size must be at least 1, got {batch_size}; pass --batch-size 1 or more, or leave it out for the plan's ({plan.schedule.batch_size}).")
-    if seed < 0:
-        raise InvalidInputError(f"seed must be 0 or more, got {seed}; pass --seed 0 or another non-negative integer.")
-    if epochs is not None and epochs < 0:
-        raise InvalidInputError(f"epochs must be 0 or more, got {epochs}; pass --epochs 0 for stage 1 only, or leave it out for the plan's ({plan.schedule.epochs}).")
-    if not 0 < val_frac < 1:
-        raise InvalidInputError(f"val_frac must be between 0 and 1, got {val_frac}.")
+def _check_options(plan: Any, epochs: int | None, seed: int, batch_size: int | None, val_frac: float, processes: int) -> None:
+    """One-line errors for options no run can use (of the wrong type or range), before anything is written."""
+    from zoo._args import real, whole
+
+    if batch_size is not None:
+        whole("batch size", batch_size, 1, f"pass --batch-size 1 or more, or leave it out for the plan's ({plan.schedule.batch_size}).")
+    whole("seed", seed, 0, "pass --seed 0 or another non-negative integer.")
+    if epochs is not None:
+        whole("epochs", epochs, 0, f"pass --epochs 0 for stage 1 only, or leave it out for the plan's ({plan.schedule.epochs}).")
+    real("val_frac", val_frac, low=0, high=1, open_low=True, open_high=True, hint="the share of each class held out, e.g. 0.2.")
+    whole("processes", processes, 1, "pass 1 or more.")
+
+
+def _check_unfreeze(plan: Any, backbone: Any) -> None:
+    """The plan's ``unfreeze`` selectors name groups this backbone has (before stage 1 writes anything)."""
+    from zoo.errors import LayerGroupRangeError
+    from zoo.runner.stage2 import resolve_selectors
+
+    try:
+        resolve_selectors(plan.unfreeze, len(backbone.layer_groups))
+    except LayerGroupRangeError as exc:
+        raise InvalidInputError(f"the plan's unfreeze names group {exc.k} from one end, but {plan.backbone} has {exc.n_groups} layer groups; "
+                                f"use top-1..top-{exc.n_groups} or early-1..early-{exc.n_groups} (or all), or regenerate the plan for this backbone.") from None
 
 
 def _check_out(out: Path, plan: Any, resume: bool) -> None:
@@ -236,11 +249,17 @@ def run(
     from zoo.runner.stage1 import probe
     from zoo.runner.stage1 import refit as refit_probe
 
-    if not isinstance(plan, Plan):
+    if isinstance(plan, dict):
+        plan = Plan.parse(plan)
+    elif not isinstance(plan, Plan):
+        if not isinstance(plan, (str, Path)):
+            raise InvalidInputError(f"plan must be a zoo.Plan, a dict or the path of a plan file, got {type(plan).__name__}; write one with `zoo recommend -o plan.yaml`.")
         plan = Plan.read(plan)
+    if not isinstance(data, (str, Path)):
+        raise InvalidInputError(f"data must be the path of an image folder or a CSV/JSONL file, got {type(data).__name__}.")
     if plan.strategy == "lp-concat" and plan.unfreeze:
         raise InvalidInputError(f"the plan is lp-concat (a probe) but unfreezes {', '.join(plan.unfreeze)}; set unfreeze: [] or strategy: lp-ft.")
-    _check_options(plan, epochs, seed, batch_size, val_frac)
+    _check_options(plan, epochs, seed, batch_size, val_frac, processes)
     if resume and out is None:
         raise InvalidInputError("--resume needs the run folder to continue: pass it with --out (or drop --resume to start a new run).")
     if from_scratch:
@@ -255,6 +274,7 @@ def run(
     stamp = data_stamp(ds, seed, val_frac)
     _check_data(out, stamp, resume)
     backbone = _load(plan.backbone, from_scratch, seed)
+    _check_unfreeze(plan, backbone)
     if backbone.framework != "torch":  # Keras / TF Hub: stage 2 on fit (zoo.runner.keras_run)
         from zoo.runner.keras_run import run as run_keras
 
