@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import zoo
+from zoo.cache import records
 from zoo.cache.bundle import bundle, import_bundle
 from zoo.cache.lockfile import LockFile, lock_models
 from zoo.testing import CACHE_VARS, SAMPLE_TEXTS
@@ -133,3 +134,27 @@ def test_import_dir_adopts_a_hand_carried_hf_model(hf_only: Path, tmp_path: Path
     np.testing.assert_allclose(bb.embed(SAMPLE_TEXTS), want, rtol=1e-5, atol=1e-5)
     lock = lock_models(["hf:zoo-test/carried"])  # and it can be locked like a downloaded one
     assert lock.models[0].revision and any(f.key.endswith("/model.safetensors") for f in lock.models[0].files)
+
+
+def test_import_dir_refuses_a_folder_a_hf_model_cannot_load_from(hf_only: Path, tmp_path: Path, capsys, no_network: None) -> None:
+    """A folder without config.json, or without weights, is refused before anything is copied."""
+    from safetensors.torch import save_file
+
+    from zoo import cli
+
+    carried = tmp_path / "usb"
+    carried.mkdir()
+    (carried / "README.md").write_text("my bert")
+    save_file({"w": torch.zeros(2)}, str(carried / "model.safetensors"))
+    hub = Path(os.environ["HF_HOME"]) / "hub"
+    cases = [("config.json", None), ("weights file (*.safetensors or pytorch_model*.bin)", "model.safetensors")]
+    for missing, drop in cases:
+        if drop:
+            (carried / drop).unlink()
+            (carried / "config.json").write_text('{"model_type": "bert"}')
+        capsys.readouterr()
+        assert cli.main(["cache", "import", str(carried), "--as", "hf:org/my-bert"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{carried} has no {missing}" in err and "hf:org/my-bert cannot load from it" in err, err
+        assert not hub.exists() or not [p for p in hub.rglob("*") if p.is_file()]  # nothing adopted
+        assert records.files() == {}

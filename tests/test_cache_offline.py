@@ -236,3 +236,221 @@ def test_import_dir_checks_the_sources_published_hash(tv: Path, tmp_path: Path, 
     code, out, err = run(capsys, "cache", "import", str(carried), "--as", R18)
     assert code == 2 and "published by the source" in err
     assert not checkpoint(RESNET18).exists()
+
+
+# ---- bad input to lock, bundle and import: one line, nothing half-written ------------------------
+def _one_line(code: int, err: str, *needles: str) -> None:
+    assert code == 2 and err.count("\n") == 1 and err.startswith("zoo: error: "), err
+    for needle in needles:
+        assert needle in err, err
+
+
+def _bundle_two(tmp_path: Path, capsys) -> tuple[Path, Path]:
+    write_random("resnet18", RESNET18, seed=1)
+    write_random("mobilenet_v3_small", MBV3S, seed=2)
+    lock_path, tar = tmp_path / "zoo.lock", tmp_path / "two.tar"
+    assert run(capsys, "lock", R18, MB, "-o", str(lock_path))[0] == 0
+    assert run(capsys, "bundle", str(lock_path), "-o", str(tar))[0] == 0
+    return lock_path, tar
+
+
+def _nothing_imported(root: Path) -> None:
+    left = [p for p in root.rglob("*") if p.is_file() and "locks" not in p.parts]
+    assert left == [], left  # no checkpoint, no .part file, no manifest entry
+
+
+def test_truncated_bundle_is_one_line_and_installs_nothing(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import gzip
+    import tarfile
+
+    _, tar = _bundle_two(tmp_path, capsys)
+    raw = tar.read_bytes()
+    with tarfile.open(tar) as t:
+        last = t.getmembers()[-1]
+    end = last.offset_data + last.size  # the zero blocks after it are padding: cut into the data itself
+    cuts = {"mid-first-file.tar": raw[: len(raw) // 3], "mid-last-file.tar": raw[: end - 1000], "in-a-header.tar": raw[:1536]}
+    cuts["cut.tar.gz"] = gzip.compress(raw)[:-5000]  # a compressed bundle cut off: gzip's EOFError
+    root = _second_machine(tmp_path, monkeypatch)
+    for name, payload in cuts.items():
+        bad = tmp_path / name
+        bad.write_bytes(payload)
+        code, out, err = run(capsys, "cache", "import", str(bad))
+        _one_line(code, err, str(bad))
+        assert "the bundle is truncated" in err and "nothing was imported" in err, err
+        _nothing_imported(root)
+    assert records.files() == {}
+
+
+def test_bad_bundle_manifest_is_one_line(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import io
+    import json
+    import tarfile
+
+    _, tar = _bundle_two(tmp_path, capsys)
+    with tarfile.open(tar) as src:
+        good = json.loads(src.extractfile("zoo-bundle.json").read())  # type: ignore[union-attr]
+        members = [(m, src.extractfile(m).read()) for m in src.getmembers() if m.name != "zoo-bundle.json"]  # type: ignore[union-attr]
+    cases = {
+        "notjson.tar": (b"{not json", "invalid bundle manifest"),
+        "extra.tar": (json.dumps({**good, "extra": 1}).encode(), "extra: Extra inputs are not permitted"),
+        "badv.tar": (json.dumps({**good, "version": 2}).encode(), "bundle manifest version 2 is not supported"),
+        "list.tar": (b"[]", "invalid bundle manifest"),
+        "nomodels.tar": (json.dumps({"version": 1, "models": []}).encode(), "locks no models"),
+        "nofiles.tar": (json.dumps({"version": 1, "models": [{**good["models"][0], "files": []}]}).encode(), "is locked with no files"),
+    }
+    root = _second_machine(tmp_path, monkeypatch)
+    for name, (manifest, needle) in cases.items():
+        bad = tmp_path / name
+        with tarfile.open(bad, "w") as dst:
+            info = tarfile.TarInfo("zoo-bundle.json")
+            info.size = len(manifest)
+            dst.addfile(info, io.BytesIO(manifest))
+            for m, payload in members:
+                dst.addfile(m, io.BytesIO(payload))
+        code, out, err = run(capsys, "cache", "import", str(bad))
+        _one_line(code, err, f"{bad}: zoo-bundle.json", needle, "zoo bundle")
+        assert out == ""
+        _nothing_imported(root)
+
+
+def test_bundle_is_world_readable_and_lock_rejects_files_less_entries(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import json
+    import stat
+
+    lock_path, tar = _bundle_two(tmp_path, capsys)
+    assert stat.S_IMODE(tar.stat().st_mode) == 0o644  # like every file zoo writes, not mkstemp's 0600
+    data = json.loads(lock_path.read_text())
+    for bad_id in ("torchvision:nope", R18):
+        broken = tmp_path / "broken.lock"
+        broken.write_text(json.dumps({**data, "models": data["models"] + [{"id": bad_id, "source": "torchvision", "revision": None, "files": []}]}))
+        code, out, err = run(capsys, "bundle", str(broken), "-o", str(tmp_path / "out.tar"))
+        _one_line(code, err, f"{broken}: {bad_id} is locked with no files", "zoo lock")
+        assert not (tmp_path / "out.tar").exists() and not list(tmp_path.glob(".out.tar*"))
+        code, out, err = run(capsys, "pull", "--lock", str(broken))
+        if bad_id == R18:
+            _one_line(code, err, f"{broken}: {bad_id} is locked with no files")
+        else:  # an id its source does not know: the source's own error
+            _one_line(code, err, "Unknown model 'torchvision:nope'")
+        assert "verified" not in out
+
+
+def test_lock_checks_its_output_before_loading_anything(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    write_random("resnet18", RESNET18)
+    loads: list[str] = []
+    real = zoo.load
+    monkeypatch.setattr(zoo, "load", lambda text, **kw: loads.append(text) or real(text, **kw))
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    code, out, err = run(capsys, "lock", R18, "-o", str(folder))
+    _one_line(code, err, f"{folder} is a folder; give the lock file a file name")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    code, out, err = run(capsys, "lock", R18, "-o", str(blocker / "sub" / "zoo.lock"))
+    _one_line(code, err, f"{blocker} is a file")
+    assert loads == [] and list(folder.iterdir()) == []  # refused before any model was loaded
+    target = tmp_path / "new" / "dir" / "x.lock"  # a missing parent folder is made, as `bundle -o` does
+    code, out, err = run(capsys, "lock", R18, "-o", str(target))
+    assert code == 0, err
+    assert LockFile.read(target).models[0].id == R18 and loads == [R18]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["x.lock"]  # no temporary file left
+
+
+@pytest.mark.parametrize("content", ["[]", '{"files": []}', '"manifest"'])
+def test_manifest_of_the_wrong_shape_is_one_line_and_kept(tv: Path, tmp_path: Path, capsys, content: str) -> None:
+    path = records.manifest_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    for argv in (("cache", "ls"), ("cache", "verify")):
+        code, out, err = run(capsys, *argv)
+        _one_line(code, err, f"{path} is not a zoo manifest", "delete it")
+    assert path.read_text() == content  # nothing lost
+
+
+def test_manifest_entries_of_the_wrong_shape_are_skipped_with_a_warning(tv: Path, tmp_path: Path, capsys) -> None:
+    import json
+
+    a = write_random("resnet18", RESNET18)
+    assert run(capsys, "lock", R18, "-o", str(tmp_path / "zoo.lock"))[0] == 0
+    path = records.manifest_path()
+    data = json.loads(path.read_text())
+    data["files"]["ZOO_HOME/x"] = {"size": 1}
+    data["files"]["ZOO_HOME/y"] = ["not", "an", "object"]
+    path.write_text(json.dumps(data))
+    for argv in (("cache", "ls"), ("cache", "verify")):
+        records._warned.clear()
+        code, out, err = run(capsys, *argv)
+        assert code == 0, err
+        assert err.count("zoo: warning:") == 2 and "'ZOO_HOME/x' is skipped (no sha256)" in err and "'ZOO_HOME/y' is skipped" in err
+    assert "resnet18" in run(capsys, "cache", "ls")[1]
+    records.record("ZOO_HOME/z", "0" * 64, 0)  # writing the manifest keeps the entries it cannot use
+    kept = json.loads(path.read_text())["files"]
+    assert kept["ZOO_HOME/x"] == {"size": 1} and kept["ZOO_HOME/y"] == ["not", "an", "object"] and "ZOO_HOME/z" in kept
+    assert records.files()[records.key_of(a)]["size"] == a.stat().st_size
+
+
+def test_record_keeps_mtime_and_old_manifests_still_work(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import json
+
+    a = write_random("resnet18", RESNET18)
+    assert run(capsys, "lock", R18, "-o", str(tmp_path / "zoo.lock"))[0] == 0
+    key = records.key_of(a)
+    assert records.files()[key]["mtime_ns"] == a.stat().st_mtime_ns
+    calls: list[Path] = []
+    real = records.sha256_file
+    monkeypatch.setattr(records, "sha256_file", lambda p: calls.append(Path(p)) or real(p))
+    assert records.changed(a) is None and calls == []  # unchanged: one stat, no hashing
+    path = records.manifest_path()  # a manifest written before mtimes were recorded
+    data = json.loads(path.read_text())
+    del data["files"][key]["mtime_ns"]
+    path.write_text(json.dumps(data))
+    assert records.changed(a) is None and calls == [a]  # hashed once ...
+    assert records.files()[key]["mtime_ns"] == a.stat().st_mtime_ns
+    assert records.changed(a) is None and calls == [a]  # ... then trusted again
+    raw = bytearray(a.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    a.write_bytes(bytes(raw))
+    assert (records.changed(a) or "").startswith("altered")
+
+
+def test_require_unchanged_refuses_a_damaged_recorded_file_in_one_line(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The load-time check a loader calls on a recorded file: a stat when unchanged, one line when not."""
+    a = write_random("resnet18", RESNET18)
+    records.require_unchanged(a, R18)  # not recorded yet: nothing to hold it to
+    assert run(capsys, "lock", R18, "-o", str(tmp_path / "zoo.lock"))[0] == 0
+    calls: list[object] = []
+    real = records.sha256_file
+    monkeypatch.setattr(records, "sha256_file", lambda p: calls.append(p) or real(p))
+    records.require_unchanged(a, R18)
+    assert calls == []
+    raw = bytearray(a.read_bytes())
+    raw[len(raw) // 2 : len(raw) // 2 + 16] = bytes(16)  # 16 bytes altered, same size
+    a.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError) as exc:
+        records.require_unchanged(a, R18)
+    text = str(exc.value)
+    assert "\n" not in text and str(a) in text and "altered" in text and "zoo cache verify --repair" in text
+    os.truncate(a, 1000)
+    with pytest.raises(IntegrityError, match="truncated: 1000 bytes"):
+        records.require_unchanged(a, R18)
+
+
+def test_a_recorded_torchvision_checkpoint_altered_in_place_is_refused_at_load(tv: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """A cached checkpoint zoo recorded and someone changed (same size, new bytes) is refused in one line at load,
+    not used; an unchanged one loads with one stat (no hashing)."""
+    path = write_random("resnet18", RESNET18)
+    digest, size = records.sha256_file(path)
+    records.record(records.key_of(path), digest, size, url=RESNET18.url, mtime_ns=path.stat().st_mtime_ns)
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    hashed: list[Path] = []
+    real_hash = records.sha256_file
+    monkeypatch.setattr(records, "sha256_file", lambda p: hashed.append(Path(p)) or real_hash(p))
+    zoo.load(R18)
+    assert hashed == []  # unchanged: size and modification time match the record
+    raw = bytearray(path.read_bytes())
+    raw[size // 2 : size // 2 + 16] = bytes(16)
+    path.write_bytes(bytes(raw))
+    with pytest.raises(IntegrityError) as exc:
+        zoo.load(R18)
+    assert "\n" not in str(exc.value) and str(path) in str(exc.value) and "zoo cache verify --repair" in str(exc.value)
+    code, _, err = run(capsys, "info", R18)  # lookups do not read weights
+    assert code == 0

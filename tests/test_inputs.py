@@ -66,7 +66,7 @@ def test_errors_name_the_input(tmp_path):
     with pytest.raises(InvalidInputError, match="No inputs given"):
         load_images(None)
     with pytest.raises(InvalidInputError, match="shape"):
-        load_images(np.zeros((4, 4, 7), np.uint8)[None])
+        load_images(np.zeros((5, 6, 7), np.uint8)[None])  # 7 channels: no channel axis at either end
     with pytest.raises(InvalidInputError, match="input #0 is a int"):
         load_images([3])
 
@@ -78,3 +78,69 @@ def test_texts():
         load_texts([])
     with pytest.raises(InvalidInputError, match="take strings"):
         load_texts(["a", 3])
+
+
+def _one_line_error(fn, *args, match=None):
+    with pytest.raises(InvalidInputError, match=match) as info:
+        fn(*args)
+    assert "\n" not in str(info.value) and str(info.value)
+    return str(info.value)
+
+
+def test_array_layout_rule(rgb):
+    """2-D and 3-D arrays are ONE image (HxWxC or CxHxW by a channel axis of 1/3/4 at one end); 4-D is a batch."""
+    import torch
+
+    small = rgb[:40, :50]
+    want = np.asarray(load_images(small)[0])
+    chw = np.ascontiguousarray(small.transpose(2, 0, 1))
+    for one in (chw, torch.from_numpy(small), torch.from_numpy(chw), torch.from_numpy(chw).float() / 255.0):
+        out = load_images(one)
+        assert len(out) == 1, type(one)
+        assert np.abs(np.asarray(out[0], dtype=int) - want).max() <= 1
+    assert load_images(small[..., 0].T[None])[0].size == (40, 50)  # 1xHxW: gray CxHxW
+    # batches: NHWC and NCHW, numpy or torch; a list holds one image per item
+    for batch in (np.stack([small] * 3), np.stack([chw] * 3), torch.from_numpy(np.stack([chw] * 3)), [chw, torch.from_numpy(chw)]):
+        out = load_images(batch)
+        assert len(out) == len(batch) and all(np.array_equal(np.asarray(im), want) for im in out)
+    # a channel-sized axis at both ends, or at neither (a batch of grayscale images), is not guessed
+    assert "ambiguous" in _one_line_error(load_images, np.zeros((3, 40, 3), np.uint8))
+    assert "arr[..., None]" in _one_line_error(load_images, np.zeros((10, 28, 28), np.uint8))
+    assert len(load_images(np.zeros((10, 28, 28), np.uint8)[..., None])) == 10
+    _one_line_error(load_images, np.zeros((2, 3, 40, 3), np.uint8), match="ambiguous")
+    _one_line_error(load_images, [np.zeros((10, 28, 28), np.uint8)], match="channels")
+    _one_line_error(load_images, np.zeros((5,), np.uint8), match="shape")
+    _one_line_error(load_images, np.zeros((1, 2, 8, 8, 3), np.uint8), match="shape")
+
+
+def test_bad_image_values_are_refused(rgb):
+    import torch
+
+    assert "empty" in _one_line_error(load_images, np.zeros((0, 0, 3), np.uint8))
+    _one_line_error(load_images, np.zeros((3, 0, 5), np.uint8), match="empty")
+    _one_line_error(load_images, Image.new("RGB", (0, 0)), match="empty")
+    nan = np.full((8, 8, 3), np.nan, np.float32)
+    assert "NaN" in _one_line_error(load_images, nan)
+    _one_line_error(load_images, torch.full((3, 8, 8), float("inf")), match="NaN or infinite")
+    _one_line_error(load_images, np.array([[None]]), match="object")
+    _one_line_error(load_images, np.array([["a", "b"], ["c", "d"]]), match="not numbers")
+    # a normalised tensor (negative values) is not an image
+    normalised = (torch.from_numpy(rgb[:32, :32]).permute(2, 0, 1).float() / 255 - 0.5) / 0.25
+    assert "normalised" in _one_line_error(load_images, normalised)
+    assert "empty string" in _one_line_error(load_images, "")
+    _one_line_error(load_images, ["  "], match="empty string")
+
+
+def test_texts_refuse_image_files(tmp_path, rgb):
+    img = tmp_path / "img.png"
+    Image.fromarray(rgb).save(img)
+    notes = tmp_path / "notes"
+    notes.write_text("hello")
+    assert "takes text" in _one_line_error(load_texts, str(img))
+    _one_line_error(load_texts, ["a text", "cat.JPG"], match="input #1")
+    _one_line_error(load_texts, str(notes), match="file name")
+    spaced = tmp_path / "my photo.png"
+    Image.fromarray(rgb).save(spaced)
+    _one_line_error(load_texts, str(spaced), match="file name")
+    fine = ["I saved it as cat.png", "and/or", "", "see https://example.com/a page", "3.14"]
+    assert load_texts(fine) == fine

@@ -370,8 +370,8 @@ def test_api_arguments_and_plans_no_run_can_use_are_refused_before_anything_is_w
     plan = tiny_plan()
     out = tmp_path / "runs" / "x"
     for kwargs, message in [
-        ({"seed": 1.5}, r"seed must be a whole number, got 1\.5"), ({"seed": None}, "seed must be a whole number, got None"),
-        ({"epochs": "2"}, "epochs must be a whole number, got '2'"), ({"val_frac": "0.2"}, "val_frac must be a number, got '0.2'"),
+        ({"seed": 1.5}, r"seed must be a whole number of at least 0, got 1\.5"), ({"seed": None}, "seed must be a whole number of at least 0, got None"),
+        ({"epochs": "2"}, "epochs must be a whole number of at least 0, got '2'"), ({"val_frac": "0.2"}, r"val_frac must be a finite number in \(0, 1\), got '0.2'"),
         ({"processes": 0}, "processes must be at least 1, got 0"), ({"batch_size": 2.5}, "batch size must be a whole number"),
     ]:
         with pytest.raises(InvalidInputError, match=message):

@@ -67,6 +67,30 @@ def test_safetensors_twin_is_preferred(tmp_path: Path) -> None:
     assert prefer_safetensors(["pytorch_model.bin", "README.md"]) == ["pytorch_model.bin"]
 
 
+def test_damaged_safetensors_is_one_line_not_a_safetensors_traceback(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from zoo.cache.trust import safetensors_problem
+
+    good = tmp_path / "model.safetensors"
+    save_file({"w": torch.arange(100000, dtype=torch.float32)}, str(good))
+    assert safetensors_problem(good) is None
+    raw = good.read_bytes()
+    cut, garbled = tmp_path / "cut.safetensors", tmp_path / "garbled.safetensors"
+    cut.write_bytes(raw[: len(raw) // 2])
+    garbled.write_bytes(raw[:20] + b"GARBAGE" * 4 + raw[48:])
+    for bad, what in ((cut, "cut off"), (garbled, "garbled")):
+        assert what in (safetensors_problem(bad) or "")
+        with pytest.raises(InvalidInputError) as exc:
+            safe_torch_load(bad)
+        text = str(exc.value)
+        assert "\n" not in text and str(bad) in text and what in text and "zoo cache verify --repair" in text
+    bin_path = tmp_path / "cut.bin"  # the twin of a .bin is checked the same way
+    torch.save({"w": torch.ones(2)}, bin_path)
+    with pytest.raises(InvalidInputError, match="cut off"):
+        safe_torch_load(bin_path)
+
+
 def test_remote_code_needs_pin_and_allow(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ZOO_TRUST_REMOTE_CODE", raising=False)
     unpinned = zoo.parse_id("hf:org/custom-model", tagged=False)

@@ -23,7 +23,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
         from zoo.cache.lockfile import LockFile, pull_lock
 
         lock = LockFile.read(args.lock)
-        pull_lock(lock)
+        pull_lock(lock, where=args.lock)
         for model in lock.models:
             print(f"{model.pinned_id}: {len(model.files)} file(s) verified against {args.lock}")
     for model_id in args.ids:
@@ -42,6 +42,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
     """Resolve ids (pulling what is missing) and write their revisions and file hashes."""
     from zoo.cache.lockfile import lock_models
 
+    _check_output(args.output, "lock file", "zoo.lock")  # before loading (or downloading) anything
     lock = lock_models(args.ids)
     lock.write(args.output)
     n = sum(len(m.files) for m in lock.models)
@@ -49,13 +50,36 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_output(output: str, what: str, example: str) -> None:
+    """Refuse an output path that cannot be written, before any work: a folder, or a parent that is a file.
+
+    A missing parent folder is fine: it is made when the file is written.
+    """
+    import os
+    from pathlib import Path
+
+    from zoo.errors import InvalidInputError
+
+    path = Path(output)
+    if path.is_dir():
+        raise InvalidInputError(f"{path} is a folder; give the {what} a file name (e.g. {path / example}).")
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InvalidInputError(f"{parent} is a file, so {path} cannot be written; choose another path for the {what}.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InvalidInputError(f"{parent} is not writable, so {path} cannot be written; choose another path for the {what}.")
+
+
 def cmd_bundle(args: argparse.Namespace) -> int:
     """Pack a lock's files into one tar for an offline machine."""
     from zoo.cache.bundle import bundle
     from zoo.cache.lockfile import LockFile
 
+    _check_output(args.output, "bundle", "models.tar")
     lock = LockFile.read(args.lock)
-    out = bundle(lock, args.output)
+    out = bundle(lock, args.output, lock_path=args.lock)
     print(f"{out}: {len(lock.models)} model(s); on the offline machine run `zoo cache import {out.name}`")
     return 0
 
@@ -108,7 +132,7 @@ def cmd_cache_verify(args: argparse.Namespace) -> int:
     else:
         print("all recorded files verify")
     if problems and not args.repair:
-        print(f"zoo: {len(problems)} bad file(s); run `zoo cache verify --repair` to re-fetch or remove them.", file=sys.stderr)
+        print(f"zoo: {len(problems)} bad file(s); run `zoo cache verify --repair` to re-fetch, re-create or remove them.", file=sys.stderr)
         return 1
     return 0
 

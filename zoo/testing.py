@@ -371,6 +371,8 @@ class BackboneContract:
         backbone.freeze()
 
     def test_param_groups_decay(self, backbone: Any) -> None:
+        from zoo.errors import InvalidInputError
+
         backbone.unfreeze()
         groups = backbone.param_groups(1e-3, decay=0.5)
         assert groups, "param_groups returned nothing with everything unfrozen"
@@ -378,7 +380,9 @@ class BackboneContract:
         assert lrs[0] == pytest.approx(1e-3)
         assert all(a >= b for a, b in zip(lrs, lrs[1:]))
         backbone.freeze()
-        assert backbone.param_groups(1e-3) == []
+        with pytest.raises(InvalidInputError, match=r"unfreeze\(top=k\)") as info:
+            backbone.param_groups(1e-3)  # nothing to train: say so, not an empty list for the optimizer
+        _assert_one_line(info.value)
 
     def test_with_head(self, backbone: Any, sample_inputs: list[Any]) -> None:
         head = backbone.with_head(num_classes=3, dropout=0.1)
@@ -401,6 +405,81 @@ class BackboneContract:
         assert tuple(out.shape) == (2, 3)
         with pytest.raises(InvalidInputError, match="no layer group"):
             backbone.with_head(num_classes=3, concat_group="no-such-group")
+
+    def test_bad_arguments_get_one_line(self, backbone: Any, sample_inputs: list[Any]) -> None:
+        """Every numeric argument is checked: a one-line InvalidInputError, never a raw TypeError
+        (or a silent run) from deep inside the framework; numpy numbers are accepted."""
+        import numpy as np
+
+        from zoo.errors import InvalidInputError
+
+        def refused(call: Any, *args: Any, **kwargs: Any) -> None:
+            with pytest.raises(InvalidInputError) as info:
+                call(*args, **kwargs)
+            _assert_one_line(info.value)
+
+        one = sample_inputs[:1]
+        for bad in (0, -1, 2.5, None, "2", True):
+            refused(backbone.embed, one, batch_size=bad)
+            refused(backbone.predict, one, top_k=bad)
+            refused(backbone.with_head, bad)
+        for bad in (-0.1, 1.0, float("nan"), "0.1"):
+            refused(backbone.with_head, 3, dropout=bad)
+        for bad in ("1", 1.5, True):
+            refused(backbone.unfreeze, bad)
+        backbone.freeze().unfreeze(np.int64(1))
+        assert backbone.trainable_parameter_count() > 0
+        for bad in (0, -1e-3, float("nan"), float("inf"), "1e-3", None):
+            refused(backbone.param_groups, bad)
+        for bad in (0, -0.5, 1.5, float("nan")):
+            refused(backbone.param_groups, 1e-3, decay=bad)
+        assert backbone.param_groups(np.float64(1e-3), decay=np.float32(0.5))
+        assert backbone.embed(one, batch_size=np.int64(1)).shape == (1, backbone.feature_dim)
+        backbone.freeze()
+
+    def test_features_refuses_raw_inputs(self, backbone: Any, sample_inputs: list[Any]) -> None:
+        """``features`` takes what ``preprocess`` makes; raw inputs get a one-line error naming preprocess()."""
+        from zoo.errors import InvalidInputError
+
+        if not hasattr(backbone, "features"):
+            pytest.skip("this Backbone has no features()")
+        with pytest.raises(InvalidInputError, match=r"preprocess\(\)") as info:
+            backbone.features(sample_inputs[:1])
+        _assert_one_line(info.value)
+
+    def test_input_layouts(self, backbone: Any, sample_inputs: list[Any], tmp_path: Path) -> None:
+        """Images: a 3-D array is ONE image, HxWxC or CxHxW (the same row); an ambiguous shape, a 0x0
+        or non-finite image, an empty path are refused in one line. Text: an image file is refused."""
+        import numpy as np
+
+        from zoo.errors import InvalidInputError
+
+        def refused(inputs: Any) -> None:
+            with pytest.raises(InvalidInputError) as info:
+                backbone.embed(inputs)
+            _assert_one_line(info.value)
+
+        if backbone.input_spec.modality == "text":
+            from PIL import Image
+
+            path = tmp_path / "img.png"
+            Image.fromarray(sample_image("chelsea")).save(path)
+            refused(str(path))
+            refused([sample_inputs[0], "photo.jpg"])
+            return
+        hwc = sample_image("chelsea")[:96, :128]
+        want = backbone.embed(hwc)
+        assert want.shape == (1, backbone.feature_dim)
+        got = backbone.embed(np.ascontiguousarray(hwc.transpose(2, 0, 1)))
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        for bad in (np.zeros((3, 40, 3), np.uint8), np.zeros((10, 28, 28), np.uint8), np.zeros((0, 0, 3), np.uint8),
+                    np.full((8, 8, 3), np.nan, np.float32), np.array([[None]]), ""):
+            refused(bad)
+
+
+def _assert_one_line(error: BaseException) -> None:
+    text = str(error)
+    assert text and "\n" not in text, f"not a one-line message: {text!r}"
 
 
 def _batch_size(batch: Any) -> int:

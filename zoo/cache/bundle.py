@@ -10,29 +10,44 @@ adopts a folder carried by hand: the source lists the files the model needs
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
 from zoo.cache import records
 from zoo.cache.errors import IntegrityError
-from zoo.cache.lockfile import LockFile, SourceFiles, model_files
+from zoo.cache.lockfile import LockFile, SourceFiles, check_has_files, model_files, remake_advice
 from zoo.errors import InvalidInputError, NotCachedError
 
 MANIFEST = "zoo-bundle.json"
 
 
-def bundle(lock: LockFile, out: str | Path) -> Path:
+def bundle(lock: LockFile, out: str | Path, *, lock_path: str | Path | None = None) -> Path:
     """Write the locked files into a tar at ``out`` (verifying each first); returns ``out``.
 
+    The tar is written to a temporary file beside ``out`` and renamed into place (mode 0644, like
+    every file zoo writes), so ``out`` never holds half a bundle.
+
+    Args:
+        lock: the lock whose files to pack.
+        out: the tar to write (a missing parent folder is made).
+        lock_path: the lock's file, named in errors.
+
     Raises:
+        InvalidInputError: ``out`` is a folder, or a model is locked with no files.
         NotCachedError: a locked file is not in the cache (run ``zoo pull --lock`` first).
         IntegrityError: a cached file differs from the lock.
     """
     out = Path(out)
+    name = str(lock_path) if lock_path else "ZOO_LOCK"
+    if out.is_dir():
+        raise InvalidInputError(f"{out} is a folder; give the bundle a file name (e.g. {out / 'models.tar'}).")
+    check_has_files(lock, name if lock_path else "the lock")
     for model in lock.models:
         for lf in model.files:
             path = records.path_of(lf.key)
@@ -40,9 +55,11 @@ def bundle(lock: LockFile, out: str | Path) -> Path:
                 raise NotCachedError(model.pinned_id, str(path))
             digest, size = records.sha256_file(path)
             if (digest, size) != (lf.sha256, lf.size):
-                raise IntegrityError(str(path), f"sha256 {lf.sha256} ({lf.size} bytes) as locked", f"sha256 {digest} ({size} bytes)", "run `zoo pull --lock` to repair it.")
-    if out.is_dir():
-        raise InvalidInputError(f"{out} is a folder; give the bundle a file name (e.g. {out / 'models.tar'}).")
+                todo = f"run `zoo pull --lock {name}` to fetch the locked bytes again" if lf.url else remake_advice(model.id, name)
+                raise IntegrityError(
+                    f"{path} ({model.id})", f"sha256 {lf.sha256} ({lf.size} bytes) as locked", f"sha256 {digest} ({size} bytes)",
+                    f"{todo}, then bundle again.",
+                )
     out.parent.mkdir(parents=True, exist_ok=True)  # as `recommend -o` and `export -o` do
     fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.", suffix=".part")
     os.close(fd)
@@ -51,8 +68,7 @@ def bundle(lock: LockFile, out: str | Path) -> Path:
             data = lock.model_dump_json(indent=2).encode("utf8")
             info = tarfile.TarInfo(MANIFEST)
             info.size = len(data)
-            import io
-
+            info.mode = 0o644
             tar.addfile(info, io.BytesIO(data))
             seen = set()
             for model in lock.models:
@@ -63,6 +79,9 @@ def bundle(lock: LockFile, out: str | Path) -> Path:
                         info = tar.gettarinfo(str(real), arcname=f"files/{lf.key}")
                         with open(real, "rb") as fh:
                             tar.addfile(info, fh)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a bundle is meant to be copied and shared
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):
@@ -100,36 +119,105 @@ def _install(src: IO[bytes], key: str, sha256: str | None, size: int | None, mod
     return dest
 
 
+#: what reading a damaged or cut-off tar (plain or compressed) raises
+_READ_ERRORS = (tarfile.TarError, EOFError, OSError, zlib.error)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return (str(exc).splitlines() or [""])[0].rstrip(":") or type(exc).__name__
+
+
+class _Guarded:
+    """A tar member's stream whose read errors (a bundle cut off mid-member) are one-line zoo errors."""
+
+    def __init__(self, fh: IO[bytes], path: Path, name: str) -> None:
+        self.fh, self.path, self.name = fh, path, name
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.fh.read(n)
+        except _READ_ERRORS as exc:
+            raise InvalidInputError(
+                f"{self.path}: the bundle is truncated or damaged ({_why(exc)} in {self.name}); nothing of that file was kept. "
+                "Copy the bundle again (compare its size with the original) and re-run `zoo cache import`."
+            ) from None
+
+
 def import_bundle(path: str | Path) -> LockFile:
     """Install every file of a bundle tar into the cache roots of this machine; returns its lock.
 
+    The whole tar is checked first (every header readable, the manifest valid, every locked file
+    present with its locked size), so a truncated or foreign tar installs nothing; then each file
+    goes through a verified temporary file.
+
     Raises:
-        InvalidInputError: not a zoo bundle, or a member's name is unsafe.
+        InvalidInputError: not a zoo bundle, truncated or damaged, a bad ``zoo-bundle.json``, or a
+            member's name is unsafe.
         IntegrityError: a member differs from the bundle's lock (nothing of it is kept).
     """
     path = Path(path)
     try:
         tar = tarfile.open(path, "r")
     except (tarfile.TarError, OSError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0].rstrip(":") or type(exc).__name__
-        raise InvalidInputError(f"{path}: not a readable tar file ({why}); pass a file written by `zoo bundle`.") from None
+        raise InvalidInputError(f"{path}: not a readable tar file ({_why(exc)}); pass a file written by `zoo bundle`.") from None
     with tar:
-        member = _member(tar, MANIFEST, path)
-        lock = LockFile.model_validate_json(tar.extractfile(member).read())  # type: ignore[union-attr]
+        try:
+            members = {m.name: m for m in tar.getmembers()}  # reads every header: a cut-off tar fails here
+        except _READ_ERRORS as exc:
+            raise InvalidInputError(
+                f"{path}: the bundle is truncated or damaged ({_why(exc)}); nothing was imported. "
+                "Copy it again (compare its size with the original) and re-run `zoo cache import`."
+            ) from None
+        manifest = _member(members, MANIFEST, path)
+        try:
+            text = tar.extractfile(manifest).read()  # type: ignore[union-attr]
+        except _READ_ERRORS as exc:
+            raise InvalidInputError(f"{path}: the bundle is truncated or damaged ({_why(exc)} in {MANIFEST}); nothing was imported. Copy it again.") from None
+        todo = "re-create the bundle with this zoo's `zoo bundle ZOO_LOCK`"
+        lock = LockFile.parse(text, f"{path}: {MANIFEST}", todo, kind="bundle manifest")
+        check_has_files(lock, f"{path}: {MANIFEST}", todo)
+        end = path.stat().st_size if isinstance(tar.fileobj, io.BufferedReader) else None  # a plain tar: members lie at offsets
+        if end is not None and not _has_end_marker(path, end):
+            raise InvalidInputError(
+                f"{path}: the bundle is truncated (it lacks the end-of-archive blocks every tar ends with); nothing was imported. "
+                "Copy it again (compare its size with the original) and re-run `zoo cache import`."
+            )
         for model in lock.models:
             for lf in model.files:
-                m = _member(tar, f"files/{lf.key}", path)
-                if not m.isfile():
-                    raise InvalidInputError(f"{path}: member files/{lf.key} is not a regular file; the bundle was not written by zoo.")
-                _install(tar.extractfile(m), lf.key, lf.sha256, lf.size, model.id)  # type: ignore[arg-type]
+                m = _member(members, f"files/{lf.key}", path)
+                if m.size != lf.size:
+                    raise IntegrityError(f"{path}: member files/{lf.key}", f"{lf.size} bytes (its lock)", f"{m.size} bytes", "the bundle is damaged; nothing was imported. Copy it again.")
+                if end is not None and m.offset_data + m.size > end:
+                    raise InvalidInputError(f"{path}: the bundle is truncated (files/{lf.key} ends past its {end} bytes); nothing was imported. Copy it again.")
+        for model in lock.models:
+            for lf in model.files:
+                m = members[f"files/{lf.key}"]
+                try:
+                    fh = tar.extractfile(m)
+                except _READ_ERRORS as exc:
+                    raise InvalidInputError(f"{path}: the bundle is truncated or damaged ({_why(exc)} in files/{lf.key}). Copy it again.") from None
+                _install(_Guarded(fh, path, f"files/{lf.key}"), lf.key, lf.sha256, lf.size, model.id)  # type: ignore[arg-type]
     return lock
 
 
-def _member(tar: tarfile.TarFile, name: str, path: Path) -> tarfile.TarInfo:
-    try:
-        return tar.getmember(name)
-    except KeyError:
-        raise InvalidInputError(f"{path}: no {name} in this tar; pass a file written by `zoo bundle`.") from None
+def _has_end_marker(path: Path, size: int) -> bool:
+    """Whether a plain tar ends with the two zero blocks that close every tar (a cut-off one does not)."""
+    if size < 2 * tarfile.BLOCKSIZE:
+        return False
+    with open(path, "rb") as fh:
+        fh.seek(size - 2 * tarfile.BLOCKSIZE)
+        return fh.read() == bytes(2 * tarfile.BLOCKSIZE)
+
+
+def _member(members: dict[str, tarfile.TarInfo], name: str, path: Path) -> tarfile.TarInfo:
+    m = members.get(name)
+    if m is None:
+        raise InvalidInputError(f"{path}: no {name} in this tar; pass a file written by `zoo bundle`.")
+    if not m.isfile():
+        raise InvalidInputError(f"{path}: member {name} is not a regular file; the bundle was not written by zoo.")
+    return m
 
 
 def import_dir(folder: str | Path, model_id: str) -> list[Path]:
@@ -147,6 +235,8 @@ def import_dir(folder: str | Path, model_id: str) -> list[Path]:
         raise InvalidInputError(f"{folder}: not a directory; pass the folder that holds the model's files, or a bundle tar.")
     found = model_files(model_id)
     if not found.files and found.folder is not None:
+        if found.model_id.source == "hf":
+            _check_hf_folder(folder, found)
         return _adopt_folder(folder, found)
     if not found.files:
         raise InvalidInputError(f"{model_id}: its source lists no files to import.")
@@ -172,10 +262,22 @@ def import_dir(folder: str | Path, model_id: str) -> list[Path]:
     return installed
 
 
+def _check_hf_folder(folder: Path, found: SourceFiles) -> None:
+    """Refuse a folder a Hugging Face model cannot load from, before anything is copied."""
+    missing = []
+    if not (folder / "config.json").is_file():
+        missing.append("config.json")
+    if not (any(folder.glob("*.safetensors")) or any(folder.glob("pytorch_model*.bin"))):
+        missing.append("weights file (*.safetensors or pytorch_model*.bin)")
+    if missing:
+        raise InvalidInputError(
+            f"{folder} has no {' and no '.join(missing)} at its top level, so {found.model_id} cannot load from it; "
+            "pass the folder `save_pretrained` wrote (config, tokenizer and weights side by side). Nothing was imported."
+        )
+
+
 def _adopt_folder(folder: Path, found: SourceFiles) -> list[Path]:
     """Copy every file of ``folder`` under ``found.folder`` (same relative paths), then the source's small files."""
-    import io
-
     installed = []
     dest_key = records.key_of(found.folder)  # type: ignore[arg-type]
     for src in sorted(p for p in folder.rglob("*") if p.is_file()):

@@ -9,8 +9,9 @@ snapshot it fetched against its name before handing the snapshot out (or pinning
 mismatching blob is removed with every snapshot entry pointing at it, so the cache holds the whole
 verified file or nothing, and the next pull downloads it again.
 
-A verified blob is recorded in ``$ZOO_HOME/manifest.json`` (like every file zoo downloads), so
-later loads re-hash only blobs that are new or whose size changed; ``zoo cache verify`` re-checks
+A verified blob is recorded in ``$ZOO_HOME/manifest.json`` (like every file zoo downloads) with its
+size and modification time, so later loads re-hash only blobs that are new or whose size or
+modification time changed; ``zoo cache verify`` re-checks
 recorded files in full.
 """
 
@@ -81,10 +82,10 @@ def check_file(path: str | Path, model_id: str) -> bool:
         key = records.key_of(p)
     except InvalidInputError:  # an HF cache outside zoo's roots: check, but keep no record
         key = None
-    size = blob.stat().st_size
+    st = blob.stat()
     known = records.files().get(key) if key else None
-    if known is not None and known["size"] == size and (kind != "sha256" or known["sha256"] == digest):
-        return True  # verified when it arrived; `zoo cache verify` re-hashes recorded files
+    if known is not None and known["size"] == st.st_size and known.get("mtime_ns") == st.st_mtime_ns and (kind != "sha256" or known["sha256"] == digest):
+        return True  # verified when it arrived and unchanged since; `zoo cache verify` re-hashes recorded files
     sha256, git_sha1, size = _digests(blob)
     got = sha256 if kind == "sha256" else git_sha1
     if got != digest:

@@ -12,6 +12,7 @@ valid on another whose cache variables point elsewhere.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,10 +69,14 @@ class LockFile(BaseModel):
     models: list[LockedModel] = []
 
     def write(self, path: str | Path) -> Path:
-        """Write as indented JSON; returns the path."""
-        path = Path(path)
-        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        return path
+        """Write as indented JSON, atomically (a missing parent folder is made); returns the path.
+
+        Raises:
+            InvalidInputError: ``path`` is a folder.
+        """
+        from zoo._io import atomic_write_text
+
+        return atomic_write_text(path, self.model_dump_json(indent=2) + "\n")
 
     @classmethod
     def read(cls, path: str | Path) -> LockFile:
@@ -82,16 +87,37 @@ class LockFile(BaseModel):
         """
         path = Path(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            lock = cls.model_validate(data)
+            text = path.read_bytes()
         except FileNotFoundError:
             raise InvalidInputError(f"{path}: no such lock file; create one with `zoo lock ID... -o {path}`.") from None
-        except ValueError as exc:  # JSON or pydantic
-            detail = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc)}
-            where = ".".join(str(p) for p in detail["loc"])
-            raise InvalidInputError(f"{path}: invalid lock file ({where}: {detail['msg']}); re-create it with `zoo lock`.") from None
-        if lock.version != LOCK_VERSION:
-            raise InvalidInputError(f"{path}: lock version {lock.version} is not supported (expected {LOCK_VERSION}); re-create it with this zoo.")
+        except IsADirectoryError:
+            raise InvalidInputError(f"{path} is a folder; pass the lock file written by `zoo lock`.") from None
+        return cls.parse(text, str(path), "re-create it with `zoo lock`")
+
+    @classmethod
+    def parse(cls, text: bytes | str, where: str, todo: str, kind: str = "lock file") -> LockFile:
+        """Validate the JSON text of a lock (a file, or a bundle's ``zoo-bundle.json``).
+
+        Args:
+            text: the JSON.
+            where: what to name in errors (the file).
+            todo: what to do about an invalid one.
+            kind: what the text is, for errors.
+
+        Raises:
+            InvalidInputError: not JSON, a wrong or unknown field, or an unsupported version.
+        """
+        try:
+            data = json.loads(text)
+            if isinstance(data, dict) and data.get("version", LOCK_VERSION) != LOCK_VERSION:
+                raise InvalidInputError(f"{where}: {kind} version {data['version']!r} is not supported by this zoo (it reads version {LOCK_VERSION}); {todo}.")
+            lock = cls.model_validate(data)
+        except ValueError as exc:  # JSON (or bad UTF-8) or pydantic
+            if isinstance(exc, InvalidInputError):
+                raise
+            detail = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": (), "msg": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+            where_in = ".".join(str(p) for p in detail["loc"])
+            raise InvalidInputError(f"{where}: invalid {kind} ({where_in + ': ' if where_in else ''}{detail['msg']}); {todo}.") from None
         return lock
 
 
@@ -172,6 +198,17 @@ def lock_models(ids: list[str], *, fetch: bool = True) -> LockFile:
             backbone = zoo.load(text)
             resolved_id = str(backbone.id)
         found = model_files(resolved_id)
+        pinned = f"{found.model_id.base}@{found.revision}" if found.revision else None
+        if fetch and pinned and pinned != resolved_id and any(not sf.url and not sf.path.is_file() for sf in found.files):
+            # a file the source makes here for the pinned revision only (weights copied out of an
+            # installed package): loading the pinned id makes it
+            zoo.load(pinned)
+            found = model_files(pinned)
+        if not found.files:
+            raise InvalidInputError(
+                f"{found.model_id}: its source lists no files for it here, so zoo cannot pin or bundle it "
+                "(a lock entry without files verifies nothing); leave it out of `zoo lock`."
+            )
         files = []
         for sf in found.files:
             path = sf.path
@@ -186,21 +223,74 @@ def lock_models(ids: list[str], *, fetch: bool = True) -> LockFile:
     return LockFile(models=models)
 
 
-def pull_lock(lock: LockFile, *, progress: bool = True) -> list[Path]:
+def check_resolves(lock: LockFile, where: str) -> None:
+    """Every locked model must have files (``zoo pull --lock``); one without is first resolved, so
+    that an id its source does not know gets the source's own error.
+
+    A model with files needs no plugin here: its files are verified by their hashes.
+
+    Raises:
+        InvalidInputError: a model is locked with no files (the message says to re-lock it).
+        UnknownModelError, UnknownSourceError, ...: the source does not know an id locked with no files.
+    """
+    for model in lock.models:
+        if not model.files:
+            model_files(model.pinned_id)
+    check_has_files(lock, where)
+
+
+def check_has_files(lock: LockFile, where: str, todo: str = "re-create the lock with `zoo lock ID... -o FILE`") -> None:
+    """Refuse a lock that holds no models, or a model with no files: there is nothing to verify or carry.
+
+    Raises:
+        InvalidInputError: naming the first such model and saying what to do (``todo``).
+    """
+    if not lock.models:
+        raise InvalidInputError(f"{where} locks no models, so there is nothing to verify or carry; {todo}.")
+    for model in lock.models:
+        if not model.files:
+            raise InvalidInputError(
+                f"{where}: {model.pinned_id} is locked with no files, so nothing of it can be verified or carried; {todo}."
+            )
+
+
+def remake_advice(model_id: str, lock: str) -> str:
+    """How to replace a locked file that has no URL and differs from the lock: the source makes it again."""
+    return f"run `zoo cache rm {model_id}` and then `zoo pull --lock {lock}` (its source makes the file again)"
+
+
+def _revision_file(lf: LockedFile, model: LockedModel, path: Path) -> bool:
+    """Write a file whose locked content is the revision itself (a Hugging Face ``refs/<branch>``)."""
+    if not model.revision:
+        return False
+    data = model.revision.encode("utf8")
+    if hashlib.sha256(data).hexdigest() != lf.sha256 or len(data) != lf.size:
+        return False
+    from zoo._io import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    records.record(lf.key, lf.sha256, lf.size, model=model.id)
+    return True
+
+
+def pull_lock(lock: LockFile, *, progress: bool = True, where: str = "ZOO_LOCK") -> list[Path]:
     """Make the cache hold exactly the locked files: verify what is there, fetch what is not.
 
     Raises:
         IntegrityError: a cached or downloaded file differs from the lock.
         NotCachedError: a file is missing and offline, or the lock has no URL for it.
+        InvalidInputError: a model is locked with no files (``where`` names the lock in the message).
     """
     from zoo.cache.download import fetch
 
+    check_resolves(lock, where)
     done = []
     loaded: set[str] = set()
     for model in lock.models:
         for lf in model.files:
             path = records.path_of(lf.key)
-            if path.is_file():
+            existed = path.is_file()
+            if existed:
                 digest, size = records.sha256_file(path)
                 if digest == lf.sha256 and size == lf.size:
                     records.record(lf.key, digest, size, url=lf.url, model=model.id)
@@ -208,15 +298,18 @@ def pull_lock(lock: LockFile, *, progress: bool = True) -> list[Path]:
                     continue
             if not lf.url:
                 # no file URL (a TF Hub module arrives as one archive, packaged weights are converted
-                # here): let the source's own
-                # downloader fetch a missing model, then hold the bytes to the lock
-                if path.is_file():
-                    digest, size = records.sha256_file(path)
+                # here): a differing copy is named, never loaded; a missing ref is written from the
+                # revision; else the source's own loader fetches (or makes) a missing model, and the
+                # bytes are held to the lock
+                if existed:
                     raise IntegrityError(
                         f"{path}: the cached file differs from the lock for {model.id}",
                         f"sha256 {lf.sha256[:12]}... ({lf.size} bytes)", f"{digest[:12]}... ({size} bytes)",
-                        f"run `zoo cache rm {model.id}` and pull again, or import the bundle",
+                        f"{remake_advice(model.id, where)}, or import the bundle made with this lock",
                     )
+                if _revision_file(lf, model, path):
+                    done.append(path)
+                    continue
                 if model.id in loaded:  # offline, the source's loader raises NotCachedError itself
                     raise NotCachedError(model.pinned_id, str(path))
                 import zoo

@@ -4,6 +4,11 @@ A file is named by a *key*, ``ROOT/relative/path``, where ``ROOT`` is the enviro
 the cache that holds it (``TORCH_HOME``, ``HF_HOME``, ``KERAS_HOME``, ``TFHUB_CACHE_DIR`` or
 ``ZOO_HOME``). Keys survive moving a cache to another machine whose variables point elsewhere,
 which is what lock files and bundles rely on.
+
+Each record holds the file's sha256, size, ``st_mtime_ns`` (absent in older manifests), URL and
+the models that use it. A loader holds a recorded file to it cheaply with :func:`changed` /
+:func:`require_unchanged`: one ``stat`` while size and modification time are unchanged, a hash
+when either moved. Entries of the wrong shape are skipped with a warning and kept in the file.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -114,8 +120,30 @@ def _read() -> dict[str, Any]:
         return {"version": 1, "files": {}}
     except ValueError:
         raise InvalidInputError(f"{path} is not valid JSON; delete it and run `zoo lock` or `zoo cache import` again.") from None
-    data.setdefault("files", {})
+    if not isinstance(data, dict) or not isinstance(data.setdefault("files", {}), dict):
+        raise InvalidInputError(
+            f"{path} is not a zoo manifest (expected an object with a \"files\" object); "
+            "delete it and run `zoo lock` or `zoo cache import` again."
+        )
     return data
+
+
+def _bad_entry(key: str, entry: Any) -> str | None:
+    """Why a manifest entry cannot be used (``None``: it can)."""
+    try:
+        check_key(key)
+    except InvalidInputError:
+        return "not a cache key"
+    if not isinstance(entry, dict):
+        return "not an object"
+    sha, size = entry.get("sha256"), entry.get("size")
+    if not isinstance(sha, str) or len(sha) != 64:
+        return "no sha256"
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return "no size"
+    if not isinstance(entry.get("models", []), list) or ("mtime_ns" in entry and not isinstance(entry["mtime_ns"], int)):
+        return "a field of the wrong type"
+    return None
 
 
 def _write(data: dict[str, Any]) -> None:
@@ -143,17 +171,32 @@ def _locked() -> Iterator[dict[str, Any]]:
         _write(data)
 
 
-def record(key: str, sha256: str, size: int, *, url: str | None = None, model: str | None = None) -> None:
-    """Remember that ``key`` was verified with ``sha256`` and ``size`` (and which model uses it)."""
+def record(key: str, sha256: str, size: int, *, url: str | None = None, model: str | None = None, mtime_ns: int | None = None) -> None:
+    """Remember that ``key`` was verified with ``sha256`` and ``size`` (and which model uses it).
+
+    The file's ``st_mtime_ns`` is recorded too (read now when not given, if the size still
+    matches), so that loads can trust an unchanged file without hashing it (:func:`changed`).
+    """
     check_key(key)
+    if mtime_ns is None:
+        try:
+            st = path_of(key).stat()
+        except OSError:
+            st = None
+        if st is not None and st.st_size == int(size):
+            mtime_ns = st.st_mtime_ns
     with _locked() as data:
-        entry = data["files"].get(key) or {}
-        models = set(entry.get("models", []))
+        entry = data["files"].get(key)
+        entry = entry if isinstance(entry, dict) else {}
+        models = {m for m in entry.get("models", []) if isinstance(m, str)} if isinstance(entry.get("models"), list) else set()
         if entry.get("sha256") not in (None, sha256):
             models = set()
         if model:
             models.add(model)
-        data["files"][key] = {"sha256": sha256, "size": int(size), "url": url or entry.get("url"), "models": sorted(models)}
+        new = {"sha256": sha256, "size": int(size), "url": url or entry.get("url"), "models": sorted(models)}
+        if mtime_ns is not None:
+            new["mtime_ns"] = int(mtime_ns)
+        data["files"][key] = new
 
 
 def forget(keys: list[str]) -> None:
@@ -164,5 +207,95 @@ def forget(keys: list[str]) -> None:
 
 
 def files() -> dict[str, dict[str, Any]]:
-    """Every recorded file: ``key -> {sha256, size, url, models}``."""
-    return dict(_read()["files"])
+    """Every usable recorded file: ``key -> {sha256, size, url, models[, mtime_ns]}``.
+
+    An entry of the wrong shape (hand-edited, or written by another program) is left out with a
+    warning on stderr; it stays in the manifest, so nothing is lost.
+    """
+    out = {}
+    for key, entry in _read()["files"].items():
+        why = _bad_entry(key, entry)
+        if why is None:
+            out[key] = entry
+        elif (manifest_path(), key) not in _warned:
+            _warned.add((manifest_path(), key))
+            print(f"zoo: warning: {manifest_path()}: entry {key!r} is skipped ({why}); `zoo cache verify` does not check that file.", file=sys.stderr)
+    return out
+
+
+_warned: set[tuple[Path, str]] = set()
+
+
+def lookup(path: str | Path) -> tuple[str, dict[str, Any]] | None:
+    """``(key, record)`` of a file zoo recorded, or ``None`` (outside the roots, or not recorded)."""
+    try:
+        key = key_of(path)
+    except InvalidInputError:
+        return None
+    rec = files().get(key)
+    return (key, rec) if rec is not None else None
+
+
+def compare(key: str, rec: dict[str, Any], *, cheap: bool = False) -> str | None:
+    """Why the file of ``key`` does not match ``rec`` (missing, truncated, grown, altered), or ``None``.
+
+    With ``cheap``, a file whose size and ``st_mtime_ns`` equal the record is taken as unchanged
+    without reading it; otherwise it is hashed, and a match refreshes the recorded ``mtime_ns``
+    (so the next cheap check is a ``stat`` again). Records without ``mtime_ns`` (older
+    manifests) are hashed once.
+    """
+    path = path_of(key)
+    try:
+        st = path.stat()
+    except OSError:
+        return "missing"
+    if not path.is_file():
+        return "missing"
+    if st.st_size != rec["size"]:
+        kind = "truncated" if st.st_size < rec["size"] else "grown"
+        return f"{kind}: {st.st_size} bytes, recorded {rec['size']}"
+    if cheap and rec.get("mtime_ns") == st.st_mtime_ns:
+        return None
+    digest, _ = sha256_file(path)
+    if digest != rec["sha256"]:
+        return f"altered: sha256 {digest[:16]}..., recorded {rec['sha256'][:16]}..."
+    if rec.get("mtime_ns") != st.st_mtime_ns:
+        try:
+            record(key, digest, st.st_size, url=rec.get("url"), mtime_ns=st.st_mtime_ns)
+        except OSError:  # a read-only cache: the file is fine, only the shortcut is lost
+            pass
+    return None
+
+
+def changed(path: str | Path) -> str | None:
+    """Load-time check of a file zoo recorded: why it differs from its record, or ``None``.
+
+    ``None`` also when zoo has no record of ``path``. Cheap for an unchanged file (one ``stat``,
+    see :func:`compare`); a file whose size or modification time changed is hashed.
+    """
+    found = lookup(path)
+    if found is None:
+        return None
+    return compare(found[0], found[1], cheap=True)
+
+
+def require_unchanged(path: str | Path, model_id: object) -> None:
+    """For a loader: refuse a file zoo recorded that no longer matches its record (see :func:`changed`).
+
+    Cheap when the file is unchanged (one ``stat``); files zoo has no record of pass.
+
+    Raises:
+        IntegrityError: one line naming the file and the repair command.
+    """
+    from zoo.errors import IntegrityError
+
+    found = lookup(path)
+    if found is None:
+        return
+    key, rec = found
+    why = compare(key, rec, cheap=True)
+    if why is not None:
+        raise IntegrityError(
+            f"{path} (weights of {model_id})", f"sha256 {rec['sha256'][:12]}... ({rec['size']} bytes) as zoo recorded it", why,
+            "run `zoo cache verify --repair` (it re-fetches the file, or removes it when offline), then load again",
+        )

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from collections.abc import Sequence
@@ -91,6 +92,58 @@ def prefer_safetensors(names: Sequence[str]) -> list[str]:
     return safe or [n for n in names if n.endswith((".bin", ".pth", ".pt", ".ckpt"))]
 
 
+def safetensors_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a whole safetensors file (cut off, or a garbled header), or ``None``.
+
+    Reads the header only (no tensors): the 8-byte header length, the JSON header, and whether the
+    file's size is exactly what the header's data offsets say.
+    """
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return f"cut off ({size} bytes, no safetensors header)"
+            n = int.from_bytes(head, "little")
+            if n > min(size - 8, 100 << 20):
+                return f"cut off or garbled (its header claims {n} bytes, the file has {size})"
+            header = json.loads(fh.read(n))
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    except ValueError:
+        return "garbled (its header is not JSON)"
+    if not isinstance(header, dict):
+        return "garbled (its header is not a JSON object)"
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            return f"garbled (tensor {name!r} has no data offsets)"
+        end = max(end, offsets[1])
+    if 8 + n + end != size:
+        kind = "cut off" if 8 + n + end > size else "grown"
+        return f"{kind} ({size} bytes, its header says {8 + n + end})"
+    return None
+
+
+def load_safetensors(path: str | Path) -> dict[str, Any]:
+    """``safetensors.torch.load_file`` on CPU, with a damaged file refused in one line.
+
+    Raises:
+        InvalidInputError: the file is cut off or garbled (the message names it and says what to do).
+    """
+    from zoo.errors import InvalidInputError
+
+    why = safetensors_problem(path)
+    if why is not None:
+        raise InvalidInputError(f"{path} is {why}; delete it so it is fetched again, or run `zoo cache verify --repair` if zoo recorded it.")
+    from safetensors.torch import load_file
+
+    return load_file(str(path), device="cpu")
+
+
 def safe_torch_load(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint without executing pickled code.
 
@@ -99,13 +152,12 @@ def safe_torch_load(path: str | Path) -> dict[str, Any]:
 
     Raises:
         TrustError: the pickle holds objects other than tensors and plain containers.
+        InvalidInputError: the safetensors file is cut off or garbled (see :func:`load_safetensors`).
     """
     path = Path(path)
     twin = path.with_suffix(".safetensors")
     if path.suffix == ".safetensors" or twin.is_file():
-        from safetensors.torch import load_file
-
-        return load_file(str(path if path.suffix == ".safetensors" else twin), device="cpu")
+        return load_safetensors(path if path.suffix == ".safetensors" else twin)
     import torch
 
     try:

@@ -33,22 +33,15 @@ def entries() -> list[dict[str, Any]]:
 
 
 def check(key: str, rec: dict[str, Any]) -> str | None:
-    """Why the file of ``key`` does not match ``rec`` (missing, truncated, altered), or ``None``."""
-    path = records.path_of(key)
-    if not path.is_file():
-        return "missing"
-    size = path.stat().st_size
-    if size != rec["size"]:
-        kind = "truncated" if size < rec["size"] else "grown"
-        return f"{kind}: {size} bytes, recorded {rec['size']}"
-    digest, _ = records.sha256_file(path)
-    if digest != rec["sha256"]:
-        return f"altered: sha256 {digest[:16]}..., recorded {rec['sha256'][:16]}..."
-    return None
+    """Why the file of ``key`` does not match ``rec`` (missing, truncated, altered), or ``None``.
+
+    Always hashes the file (see :func:`zoo.cache.records.compare`)."""
+    return records.compare(key, rec)
 
 
 def verify(*, repair: bool = False, progress: bool = False) -> list[Problem]:
     """Check every recorded file; with ``repair``, re-fetch bad ones that have a URL (when online),
+    re-create the others a plugin makes locally (weights converted from an installed package),
     else delete them and drop them from the record.
 
     Returns:
@@ -82,7 +75,35 @@ def _repair(key: str, rec: dict[str, Any], progress: bool) -> str:
         reason = ""
     path.unlink(missing_ok=True)
     records.forget([key])
+    if not rec.get("url"):
+        made = _recreate(key, rec.get("models") or [])
+        if made:
+            return made
     return reason + "removed"
+
+
+def _recreate(key: str, models: list[str]) -> str | None:
+    """Ask the plugins for the weights of each model that used ``key`` again: a plugin that makes the
+    file locally (the packaged-weights plugin converts an installed package) writes it anew."""
+    from zoo.errors import ZooError
+
+    path = records.path_of(key)
+    for model in models:
+        try:
+            import zoo
+            from zoo._api import _resolve
+
+            mid, card = _resolve(model)
+            zoo.resolve_weights(mid, card)
+        except ZooError:
+            continue
+        if path.is_file():
+            found = records.lookup(path)  # the plugin recorded what it wrote
+            if found is None:
+                digest, size = records.sha256_file(path)
+                records.record(key, digest, size, model=model)
+            return f"removed and re-created from {model}"
+    return None
 
 
 def remove(targets: list[str]) -> list[str]:

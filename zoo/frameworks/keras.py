@@ -170,13 +170,26 @@ class KerasBackbone(Backbone):
         return batch
 
     def features(self, batch: Any) -> Any:
-        """Pooled features of a preprocessed batch in inference mode (a framework tensor)."""
+        """Pooled features of a batch made by :meth:`preprocess` in inference mode (a framework tensor).
+
+        Raises:
+            InvalidInputError: ``batch`` is not a float NHWC batch (e.g. raw images, uint8 arrays or
+                paths): use :meth:`embed`, or ``features(preprocess(inputs))``.
+        """
+        shape = getattr(batch, "shape", None)
+        ok = shape is not None and len(shape) == 4 and (not isinstance(batch, np.ndarray) or batch.dtype.kind == "f")
+        if not ok:
+            got = f"a {type(batch).__name__}" + (f" of shape {tuple(shape)}" if shape is not None else "")
+            if isinstance(batch, np.ndarray):
+                got += f" ({batch.dtype})"
+            raise InvalidInputError(
+                f"{self.id}: features() takes a batch made by preprocess() (a float32 NxHxWxC array), got {got}; "
+                "call embed(inputs) for raw images, arrays or paths, or features(preprocess(inputs))."
+            )
         return self.model(batch, training=False)
 
     def embed(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
         """Pooled features as float32 ``(n, feature_dim)``: inference mode, batched."""
-        if batch_size < 1:
-            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
         outs = []
         for chunk in self._chunks(inputs, batch_size):
             batch = self.preprocess(chunk)
@@ -231,10 +244,7 @@ class KerasBackbone(Backbone):
         (their BatchNorm in training mode) while frozen groups stay in inference mode.
         ``concat_group``: the head also reads that group's pooled output (:meth:`features_with`).
         """
-        if num_classes < 1:
-            raise InvalidInputError(f"num_classes must be at least 1, got {num_classes}.")
-        if not 0.0 <= dropout < 1.0:
-            raise InvalidInputError(f"dropout must be in [0, 1), got {dropout}.")
+        num_classes, dropout = int(num_classes), float(dropout)  # checked by Backbone (numpy scalars allowed)
         k = self.keras
         inputs = k.Input(shape=tuple(self.model.input_shape[1:]))
         x = self.features_with(concat_group)(inputs) if concat_group else self.model(inputs)
@@ -275,6 +285,6 @@ class KerasBackbone(Backbone):
                 probs = e / e.sum(-1, keepdims=True)
             names = self.labels or [str(i) for i in range(probs.shape[-1])]
             for row in probs:
-                idx = np.argsort(-row)[: min(top_k, len(row))]
+                idx = np.argsort(-row)[: min(int(top_k), len(row))]
                 results.append([(names[i], float(row[i])) for i in idx])
         return results

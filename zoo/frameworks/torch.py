@@ -177,12 +177,29 @@ class TorchBackbone(Backbone):
         return torch.stack([tf(img) for img in images])
 
     def features(self, batch: Any) -> torch.Tensor:
-        """Pooled features of a preprocessed batch (no mode or grad handling)."""
-        return call_model(self.model, batch)
+        """Pooled features of a batch made by :meth:`preprocess` (no mode or grad handling).
+
+        Raises:
+            InvalidInputError: ``batch`` is not what ``preprocess`` makes (images: a float NCHW
+                tensor; text: a dict of tensors), e.g. raw images, arrays or paths: use
+                :meth:`embed`, or ``features(preprocess(inputs))``.
+        """
+        if isinstance(batch, torch.Tensor):
+            if self.input_spec.modality != "image" or (batch.ndim == 4 and batch.is_floating_point()):
+                return call_model(self.model, batch)
+            got = f"a {str(batch.dtype).replace('torch.', '')} tensor of shape {tuple(batch.shape)}"
+        elif isinstance(batch, Mapping):
+            return call_model(self.model, batch)
+        else:
+            shape = getattr(batch, "shape", None)
+            got = f"a {type(batch).__name__}" + (f" of shape {tuple(shape)}" if shape is not None else "")
+        want = "a float NxCxHxW tensor" if self.input_spec.modality == "image" else "a dict of tensors"
+        raise InvalidInputError(
+            f"{self.id}: features() takes a batch made by preprocess() ({want}), got {got}; "
+            "call embed(inputs) for raw images, arrays, paths or texts, or features(preprocess(inputs))."
+        )
 
     def embed(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
-        if batch_size < 1:
-            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
         was_training = self.model.training
         self.model.eval()
         outs = []
@@ -231,8 +248,7 @@ class TorchBackbone(Backbone):
         return out[::-1]
 
     def with_head(self, num_classes: int, dropout: float = 0.0, concat_group: str | None = None) -> ClassifierModel:
-        if num_classes < 1:
-            raise InvalidInputError(f"num_classes must be at least 1, got {num_classes}.")
+        num_classes, dropout = int(num_classes), float(dropout)  # checked by Backbone (numpy scalars allowed)
         if concat_group is None:
             return ClassifierModel(self.model, self.feature_dim, num_classes, dropout).to(self.device)
         mid = self._group_output_module(concat_group)
@@ -285,7 +301,7 @@ class TorchBackbone(Backbone):
             for chunk in self._chunks(inputs, 32):
                 batch = move(self.preprocess(chunk), self.device)
                 probs = self._head(self.features(batch).flatten(1)).float().softmax(-1).cpu()
-                p, idx = probs.topk(min(top_k, probs.shape[-1]), dim=-1)
+                p, idx = probs.topk(min(int(top_k), probs.shape[-1]), dim=-1)
                 for row_p, row_i in zip(p.tolist(), idx.tolist()):
                     names = self.labels or [str(i) for i in range(probs.shape[-1])]
                     results.append([(names[i], float(q)) for q, i in zip(row_p, row_i)])

@@ -98,6 +98,11 @@ def _snapshot(model_id: Any) -> Path:
             raise NotCachedError(str(model_id), str(where)) from None
         if not (folder / "config.json").is_file() or not _has_weights(folder):
             raise NotCachedError(str(model_id), str(folder))
+        from zoo.cache.records import require_unchanged
+
+        for f in folder.iterdir():  # the cached files zoo recorded must still be the bytes it recorded (a stat each)
+            if f.is_file():
+                require_unchanged(f, model_id)
         return folder
     from huggingface_hub import HfApi
 

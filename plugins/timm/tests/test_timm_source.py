@@ -345,6 +345,44 @@ def test_unknown_tag_and_arch(zoo_home: Path, no_network: None) -> None:
         zoo.load("timm:resnet_does_not_exist")
 
 
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"foo": 1}, r"Unknown option\(s\) for timm: foo \(EfficientNet takes no such argument\).*drop_path_rate"),
+        ({"drop_rat": 0.1}, "Did you mean drop_rate"),
+        ({"channel_multiplier": 2.0}, "channel_multiplier is fixed by timm's efficientnet_lite0"),
+        ({"num_classes": 10}, r"with_head\(num_classes\)"),
+        ({"pretrained_cfg": {}}, "pretrained_cfg cannot be a load option"),
+        ({"cache_dir": "/tmp"}, "cache_dir cannot be a load option"),
+    ],
+)
+def test_unknown_or_reserved_load_options(options: dict, match: str, zoo_home: Path, no_network: None) -> None:
+    """Options reach timm.create_model only when the architecture takes them; else one line, as hf says it."""
+    from zoo.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=match) as err:
+        zoo.load(MID, pretrained=False, **options)
+    assert "\n" not in str(err.value)
+
+
+def test_model_arguments_are_load_options(zoo_home: Path, no_network: None) -> None:
+    assert zoo.load(MID, pretrained=False, drop_rate=0.25).model.drop_rate == 0.25
+
+
+def test_predict_and_stage_features_arguments(lite0) -> None:
+    from zoo.errors import InvalidInputError
+
+    img = sample_image("chelsea")[:64, :64]
+    for bad in (0, -1, 2.5, None, "3"):
+        with pytest.raises(InvalidInputError, match="top_k") as err:
+            lite0.predict(img, top_k=bad)
+        assert "\n" not in str(err.value)
+        with pytest.raises(InvalidInputError, match="batch_size"):
+            lite0.stage_features(img, batch_size=bad)
+    assert len(lite0.predict(img, top_k=np.int64(2))[0]) == 2
+    assert len(lite0.stage_features([img] * 3, batch_size=np.int64(2))["top"]) == 3
+
+
 # (6) ---------------------------------------------------------------------------------------------
 class TestTimmPlugin(PluginContract):
     @pytest.fixture

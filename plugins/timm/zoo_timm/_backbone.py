@@ -3,7 +3,10 @@ timm's own preprocessing, layer groups from timm's ``group_matcher`` and per-sta
 
 from __future__ import annotations
 
+import inspect
 import os
+import re
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,8 +18,8 @@ from timm.models._manipulate import MATCH_PREV_GROUP
 from torch import nn
 
 import zoo
-from zoo.backbone import InputSpec, LayerGroup
-from zoo.errors import InvalidInputError
+from zoo.backbone import InputSpec, LayerGroup, check_whole
+from zoo.errors import InvalidInputError, close_matches
 from zoo.frameworks.torch import TorchBackbone, move
 
 from zoo_timm import _weights
@@ -150,8 +153,7 @@ class TimmBackbone(TorchBackbone):
         Returns:
             ``{group_name: float32 array (n, channels)}``.
         """
-        if batch_size < 1:
-            raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
+        check_whole("batch_size", batch_size, 1)
         names = self._stage_names()
         was = self.model.training
         self.model.eval()
@@ -196,6 +198,58 @@ class TimmBackbone(TorchBackbone):
         return out if len(out) == len(targets) else [f"stage{i}" for i in range(len(targets))]
 
 
+#: ``timm.create_model`` arguments that are not load options: zoo sets them from the id, or they
+#: would change what the Backbone is (its pre-training head, its pooled output).
+NOT_OPTIONS = {
+    "pretrained_cfg": "zoo sets it from the id's tag",
+    "pretrained_cfg_overlay": "zoo sets it from the id's tag",
+    "cache_dir": "zoo uses the Hugging Face / torch cache (set HF_HOME or TORCH_HOME)",
+    "checkpoint_path": "the weights come from the id (or a plugin answering zoo_resolve_weights)",
+    "num_classes": "a new classifier is made by bb.with_head(num_classes)",
+    "features_only": "per-stage features come from bb.stage_features(inputs)",
+}
+#: Model arguments worth naming when an option is unknown, where the architecture takes them.
+COMMON_OPTIONS = ("drop_rate", "drop_path_rate", "global_pool")
+
+
+def _check_options(model_id: Any, options: dict[str, Any]) -> None:
+    bad = sorted(k for k in options if k in NOT_OPTIONS)
+    if bad:
+        raise InvalidInputError(
+            f"{', '.join(bad)} cannot be a load option for timm: {NOT_OPTIONS[bad[0]]}; remove it from zoo.load({str(model_id)!r}, ...)."
+        )
+
+
+def _option_error(model_id: Any, options: dict[str, Any], exc: TypeError) -> InvalidInputError | None:
+    """A one-line error for a ``TypeError`` that timm raised about one of ``options``, else ``None``."""
+    text = str(exc)
+    hit = re.search(r"multiple values for (?:keyword )?argument '(\w+)'", text)
+    if hit and hit.group(1) in options:
+        return InvalidInputError(
+            f"Option {hit.group(1)} is fixed by timm's {model_id.name} architecture; remove it from zoo.load({str(model_id)!r}, ...)."
+        )
+    hit = re.search(r"(\w+)(?:\.__init__)?\(\) got an unexpected keyword argument '(\w+)'", text)
+    if not hit or hit.group(2) not in options:
+        return None
+    owner, name = hit.group(1), hit.group(2)
+    takes: list[str] = []
+    try:
+        from timm.models import model_entrypoint
+
+        cls = getattr(sys.modules[model_entrypoint(model_id.name).__module__], owner, None)
+        if cls is not None:
+            takes = [p.name for p in inspect.signature(cls).parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    except (KeyError, RuntimeError, TypeError, ValueError):
+        pass
+    near = close_matches(name, takes, n=1)
+    hint = f" Did you mean {near[0]}?" if near else ""
+    common = [c for c in COMMON_OPTIONS if c in takes]
+    valid = f"passes to {owner} (e.g. {', '.join(common)})" if common else f"takes for {model_id.name} (e.g. {', '.join(COMMON_OPTIONS[:2])})"
+    return InvalidInputError(
+        f"Unknown option(s) for timm: {name} ({owner} takes no such argument).{hint} Valid: pretrained, and the model arguments timm.create_model {valid}."
+    )
+
+
 def load(model_id: Any, card: Any, *, pretrained: bool = True, **options: Any) -> TimmBackbone:
     """Load ``timm:<arch>[.<tag>][@revision]`` as a :class:`TimmBackbone`.
 
@@ -203,11 +257,13 @@ def load(model_id: Any, card: Any, *, pretrained: bool = True, **options: Any) -
         model_id: the parsed id; no tag means timm's default tag for the architecture.
         card: its catalog card, if the catalog has one.
         pretrained: ``False`` builds random weights (same preprocessing and groups).
-        **options: passed to ``timm.create_model`` (e.g. ``drop_path_rate=0.1``).
+        **options: model arguments passed to ``timm.create_model`` (e.g. ``drop_path_rate=0.1``);
+            not those in :data:`NOT_OPTIONS`.
 
     Raises:
         UnknownModelError: timm has no such architecture or tag.
         NotCachedError: offline and the weights are not cached.
+        InvalidInputError: an option the architecture does not take, or one of :data:`NOT_OPTIONS`.
 
     Example:
         >>> bb = zoo.load("timm:resnet18.a1_in1k")           # doctest: +SKIP
@@ -218,7 +274,14 @@ def load(model_id: Any, card: Any, *, pretrained: bool = True, **options: Any) -
     resolved = zoo.resolve_weights(model_id, card)
     if resolved is not None:
         resolved = os.fspath(resolved)
-    model = _weights.create(model_id, resolved, pretrained=pretrained, **options)
+    _check_options(model_id, options)
+    try:
+        model = _weights.create(model_id, resolved, pretrained=pretrained, **options)
+    except TypeError as exc:
+        error = _option_error(model_id, options, exc) if options else None
+        if error is None:
+            raise
+        raise error from None
     model.eval()
     head, num_classes = _split_head(model)
     data_cfg = resolve_model_data_config(model)

@@ -137,6 +137,10 @@ def create(model_id: Any, resolved: Any, *, pretrained: bool, **kwargs: Any) -> 
         tags = [f"timm:{n}" for n in timm.list_pretrained(f"{name}.*")]
         raise UnknownModelError(f"{model_id} (timm has no pretrained weights for '{full}')", tags[:3])
     found, where = cached_file(cfg, model_id.revision)
+    if found is not None:  # a cached copy zoo recorded must still be the bytes it recorded (one stat when unchanged)
+        from zoo.cache.records import require_unchanged
+
+        require_unchanged(found, model_id)
     if constants.offline():
         if found is None:
             raise NotCachedError(str(model_id), str(where))

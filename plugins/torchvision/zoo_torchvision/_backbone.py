@@ -117,6 +117,10 @@ def state_dict_for(model_id: ModelId, member: Any, card: ModelCard | None) -> di
         from zoo.cache.download import fetch, hash_prefix_of
 
         fetch(member.url, path, sha256_prefix=hash_prefix_of(member.url), model_id=str(model_id))
+    else:  # a cached copy zoo recorded must still be the bytes it recorded (one stat when unchanged)
+        from zoo.cache.records import require_unchanged
+
+        require_unchanged(path, model_id)
     with _refusing_pickles(path):
         return torch.load(path, map_location="cpu", weights_only=True)
 
