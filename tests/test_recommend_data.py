@@ -330,3 +330,93 @@ def test_feature_cache_roundtrip_is_atomic_and_keyed(zoo_home):
     np.testing.assert_array_equal(back.final, fs.final)
     path.write_bytes(b"garbage")
     assert F.load(k1) is None
+
+
+def _good_csv_lines(n: int = 6) -> list[str]:
+    return [f"sentence number {i},{'ab'[i % 2]}" for i in range(n)]
+
+
+def test_csv_row_with_more_cells_than_the_header_names_its_line(tmp_path):
+    path = tmp_path / "extra.csv"
+    path.write_text("\n".join(["text,label", *_good_csv_lines(3), "hello, world,a", *_good_csv_lines(3)]) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError) as info:
+        load_dataset(path)
+    msg = str(info.value)
+    assert "line 5 has 3 cells but the header has 2" in msg and "put quotes around cells that contain commas" in msg and "\n" not in msg
+
+
+def test_csv_with_a_byte_order_mark_reads(tmp_path):
+    path = tmp_path / "excel.csv"  # Excel's "CSV UTF-8"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(["text,label", *_good_csv_lines()]).encode())
+    ds = load_dataset(path)
+    assert ds.n == 6 and ds.classes == ["a", "b"]
+    tsv = tmp_path / "excel.tsv"
+    tsv.write_bytes(b"\xef\xbb\xbf" + "\n".join(["text\tlabel", *(x.replace(",", "\t") for x in _good_csv_lines())]).encode())
+    assert load_dataset(tsv).n == 6
+
+
+@pytest.mark.parametrize(
+    "name, sep, message",
+    [
+        ("semi.csv", ";", "seems to separate cells with semicolons: save it comma-separated"),
+        ("tabs.csv", "\t", "seems to separate cells with tabs: name it .tsv"),
+        ("commas.tsv", ",", "seems to separate cells with commas: name it .csv"),
+    ],
+)
+def test_table_with_another_delimiter_says_so(tmp_path, name, sep, message):
+    path = tmp_path / name
+    path.write_text("\n".join([f"text{sep}label", *(x.replace(",", sep) for x in _good_csv_lines())]) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=message) as info:
+        load_dataset(path)
+    assert "\n" not in str(info.value) and "rename the label column" not in str(info.value)
+
+
+@pytest.mark.parametrize("label, kind", [(["pos"], "a list"), ({"name": "pos"}, "an object")])
+def test_jsonl_label_that_is_not_a_scalar_is_refused(tmp_path, label, kind):
+    rows = [{"text": f"sentence {i}", "label": "ab"[i % 2]} for i in range(6)]
+    rows[2]["label"] = label
+    path = tmp_path / "multi.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInputError) as info:
+        load_dataset(path)
+    msg = str(info.value)
+    assert f"line 3: label is {kind}; give one label per item (a string or a number); zoo trains single-label classifiers" in msg
+    assert "\n" not in msg
+    rows[2]["label"] = rows[3]["label"] = 1  # numbers are labels
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    assert load_dataset(path).classes == ["1", "a", "b"]
+
+
+def test_hidden_files_and_folders_at_any_depth_are_not_data(tmp_path):
+    root = tmp_path / "data"
+    for cls in ("d0", "d1"):
+        for i in range(2):
+            _png(root / cls / f"{i}.png", 40 * i + (100 if cls == "d1" else 0))
+    _png(root / "d0" / ".ipynb_checkpoints" / "x.png")
+    _png(root / "d1" / "sub" / ".cache" / "y.png")
+    (root / "d0" / "sub").mkdir()
+    (root / "d0" / "sub" / "broken.png").write_bytes(b"not a png")  # still counted as unreadable
+    ds = load_dataset(root)
+    assert ds.counts == {"d0": 2, "d1": 2} and all(".ipynb" not in str(f) and ".cache" not in str(f) for f in ds.items)
+    assert ds.skipped == 1 and ds.skipped_examples == [str(Path("d0/sub/broken.png"))]
+    assert ds.skipped_note == f"skipped 1 unreadable file(s), e.g. {Path('d0/sub/broken.png')}"
+
+
+def test_skipped_table_rows_are_called_rows_without_a_text_or_a_label(tmp_path):
+    from zoo.recommender.data import skipped_what
+    from zoo.runner.report import write_report
+
+    path = tmp_path / "gaps.csv"
+    path.write_text("\n".join(["text,label", *_good_csv_lines(), ",a", "no label,", "  ,b", ",", *_good_csv_lines(2)]) + "\n", encoding="utf-8")
+    ds = load_dataset(path)
+    assert ds.skipped == 4 and ds.skipped_examples == ["line 8", "line 9", "line 10"]
+    assert ds.skipped_note == "skipped 4 row(s) without a text or a label (lines 8, 9, 10, ...)"
+    assert ds.summary()["skipped_what"] == "row(s) without a text or a label"
+    assert skipped_what(path) == "row(s) without a text or a label" and skipped_what(tmp_path) == "unreadable file(s)"
+    summary = dict(
+        backbone="b", data=str(path), samples=ds.n, classes=2, train=6, val=2, skipped_unreadable=ds.skipped, strategy="linear-probe",
+        unfreeze=[], groups=[], resolution=None, seed=0, features_cached=False, features="f.npz", stage1={"l2": 1.0, "val_acc": 0.5, "val_loss": 0.7},
+        history=[], best_epoch=0, final_val_acc=0.5, stopped_early=False,
+    )
+    text = write_report(tmp_path / "report.md", summary).read_text()
+    assert "4 row(s) without a text or a label skipped" in text and "unreadable" not in text

@@ -458,7 +458,8 @@ def test_resume_on_other_data_or_split_settings_is_refused(tmp_path, zoo_home, n
     assert main(["run", plan_path, "--data", str(root), "--out", str(out), "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     stamp = json.loads((out / "data.json").read_text())
-    assert stamp == data_stamp(load_dataset(root), 0, 0.2) and stamp["items"] == 60 and stamp["seed"] == 0
+    assert {k: v for k, v in stamp.items() if k not in ("epochs", "batch_size")} == data_stamp(load_dataset(root), 0, 0.2)
+    assert stamp["items"] == 60 and stamp["seed"] == 0 and (stamp["epochs"], stamp["batch_size"]) == (0, 32)
     other = tmp_path / "digits2"  # digits minus one image
     shutil.copytree(root, other)
     next(iter(sorted((other / "7").iterdir()))).unlink()
@@ -473,6 +474,10 @@ def test_resume_on_other_data_or_split_settings_is_refused(tmp_path, zoo_home, n
     assert "holds a run with --seed 0 --val-frac 0.2; resume with those (and the same data) or pass a new --out." in err
     err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out), "--resume", "--val-frac", "0.3"], capsys)
     assert "holds a run with --seed 0 --val-frac 0.2" in err
+    # the schedule is fixed when the run starts: --resume with another --epochs or --batch-size was silently ignored
+    for opts in (["--epochs", "3"], ["--batch-size", "4"]):
+        err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out), "--resume", *opts], capsys)
+        assert "holds a run with --epochs 0 --batch-size 32; resume with those" in err, opts
     with pytest.raises(InvalidInputError, match="holds a run on other data"):
         zoo.run(plan_path, other, out=out, resume=True)
     assert snapshot() == before
@@ -513,3 +518,25 @@ def test_gradual_unfreeze_and_trained_batchnorm(tmp_path, zoo_home, no_network):
     moved = {k for k, v in ref.items() if v.is_floating_point() and not torch.equal(v, last[k])}
     assert moved <= top and moved & second == set()  # epoch 1 of gradual unfreezing: only the top group
     assert any("running_mean" in k for k in moved)  # bn: train updates the trainable group's statistics
+
+
+def test_an_epoch_never_ends_on_a_training_batch_of_one(tmp_path, zoo_home, no_network):
+    """BatchNorm in training mode cannot normalise one item: a shuffled epoch folds a last batch of one into the batch
+    before it (zoo run crashed with torch's "Expected more than 1 value per channel" and left a half-written folder)."""
+    from zoo.recommender.data import load_dataset
+    from zoo.runner.pipeline import split
+    from zoo.runner.shards import Order, _batches, n_batches
+
+    import torch
+
+    for n, bs in [(18, 17), (33, 32), (65, 32), (64, 32), (5, 8), (1, 4)]:
+        got = _batches(n, bs, torch.Generator().manual_seed(0))
+        assert sorted(int(i) for b in got for i in b) == list(range(n)) and len(got) == n_batches(n, bs) == len(Order(n, bs, 0))
+        assert n == 1 or min(len(b) for b in got) > 1
+        assert [len(b) for b in _batches(n, bs, None)] == [min(bs, n - i) for i in range(0, n, bs)]  # evaluation keeps every batch
+    root = digits(tmp_path, 60)
+    _, va = split(load_dataset(root).labels, 0.2, 0)
+    n_train = 60 - len(va)
+    plan = tiny_plan(epochs=1).model_copy(update={"bn": "train"})
+    r = zoo.run(plan, root, out=tmp_path / "run", batch_size=n_train - 1, refit=False)
+    assert r.epochs_run == 1 and (tmp_path / "run" / "result.json").is_file()

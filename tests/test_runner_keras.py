@@ -305,7 +305,8 @@ def test_a_keras_run_records_its_data_and_refuses_to_resume_on_other_data(env, n
         zoo.run(plan, env["data"], out=out, seed=SEED, resume=True, progress=False)
     assert not out.exists()
     r = zoo.run(plan, env["data"], out=out, seed=SEED, progress=False, refit=False)
-    assert json.loads((out / "data.json").read_text()) == data_stamp(load_dataset(env["data"]), SEED, 0.2)
+    recorded = json.loads((out / "data.json").read_text())
+    assert {k: v for k, v in recorded.items() if k not in ("epochs", "batch_size")} == data_stamp(load_dataset(env["data"]), SEED, 0.2)
     other = env["tmp"] / "digits-1"
     shutil.copytree(env["data"], other)
     next(iter(sorted((other / "3").iterdir()))).unlink()

@@ -39,15 +39,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.refit_items:
         print(f"the saved head was then refit on all {result.refit_items} items (train + held-out) with the L2 strength the held-out split chose")
     if result.skipped_unreadable:
-        print(f"skipped {result.skipped_unreadable} unreadable file(s)")
+        from zoo.recommender.data import skipped_what
+
+        print(f"skipped {result.skipped_unreadable} {skipped_what(args.data)}")
     print(f"run folder: {result.out} (report.md, metrics.jsonl, model/)")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export a run folder's trained model (TorchScript, ONNX or SavedModel) and print where it went."""
-    from zoo.runner.predict import load_run
+    from zoo.runner.predict import check_exportable, load_run
 
+    check_exportable(args.run_dir)  # before the model loads
     path = load_run(args.run_dir).export(args.format, args.output)
     if args.json:
         print(json.dumps({"run": args.run_dir, "format": args.format, "path": str(path)}, indent=2))
@@ -83,7 +86,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("export", help="export a run folder's trained model (torchscript, onnx; savedmodel for Keras runs)")
+    p = sub.add_parser("export", help="export a run folder's trained image model (torchscript, onnx; savedmodel for Keras runs); text runs are not exported yet")
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `zoo run`")
     p.add_argument("--format", required=True, choices=["torchscript", "onnx", "savedmodel"], help="torchscript/onnx: torch runs; savedmodel: Keras and TF Hub runs")
     p.add_argument("-o", "--output", metavar="PATH", help="default RUN_DIR/model/model.torchscript.pt (torchscript), RUN_DIR/model/model.onnx (onnx), RUN_DIR/model/savedmodel/ (savedmodel)")

@@ -232,7 +232,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     ]
     if plan.signals.get("mode") == "data":
         d = plan.signals["data"]
-        rows.append(["data", f"{d['samples']} items, {d['classes']} classes, smallest {d['smallest_class']}, {d['skipped_unreadable']} unreadable skipped"])
+        rows.append(["data", f"{d['samples']} items, {d['classes']} classes, smallest {d['smallest_class']}, {d['skipped_unreadable']} {d.get('skipped_what', 'unreadable file(s)')} skipped"])
         for name, sig in plan.signals["candidates"].items():
             rows.append([name, f"rank {sig['mean_rank']:.2f}  LogME {sig['logme']:.3f}  k-NN {sig['knn_acc']:.3f}  probe {sig['lp_acc']:.3f}" + (f"  MSP {sig['msp']:.3f}" if sig.get("msp") is not None else "")])
         rows.append(["features", plan.features])
@@ -383,7 +383,10 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         print(f"zoo: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("zoo: interrupted", file=sys.stderr)
+        hint = ""
+        if getattr(args, "command", None) == "run":  # the checkpoint of the last finished epoch is kept
+            hint = f"; the last finished epoch is kept: rerun it with --resume --out {args.out or 'RUN_DIR (printed at the start)'}"
+        print(f"zoo: interrupted{hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0

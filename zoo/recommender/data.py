@@ -35,7 +35,8 @@ class Dataset:
         counts: readable items per class (whole dataset).
         items: the sample: image paths or texts.
         labels: the sample's labels, int64.
-        skipped: files that could not be read (not fatal), with up to three examples.
+        skipped: files that could not be read, or table rows without a text or a label (not fatal),
+            with up to three examples (file paths, or ``line N`` of the table).
         image_sizes: (width, height) of the sampled images.
         fingerprint: sha256 over the sample's identities and labels (and file sizes and times).
     """
@@ -50,6 +51,23 @@ class Dataset:
     skipped_examples: list[str] = field(default_factory=list)
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
     fingerprint: str = ""
+
+    @property
+    def skipped_what(self) -> str:
+        """What :attr:`skipped` counts, for messages: ``unreadable file(s)`` or ``row(s) without a text or a label``."""
+        return skipped_what(self.path)
+
+    @property
+    def skipped_note(self) -> str:
+        """``skipped 3 row(s) without a text or a label (lines 18, 19, 20)``; empty when nothing was skipped."""
+        if not self.skipped:
+            return ""
+        ex = self.skipped_examples
+        if self.modality == "text":
+            lines = ", ".join(e.removeprefix("line ") for e in ex)
+            more = ", ..." if self.skipped > len(ex) else ""
+            return f"skipped {self.skipped} {self.skipped_what} (line{'s' if len(ex) > 1 else ''} {lines}{more})"
+        return f"skipped {self.skipped} {self.skipped_what}" + (f", e.g. {ex[0]}" if ex else "")
 
     @property
     def n(self) -> int:
@@ -76,6 +94,7 @@ class Dataset:
             "smallest_class": self.smallest_class,
             "sampled": len(self.items),
             "skipped_unreadable": self.skipped,
+            "skipped_what": self.skipped_what,
             "fingerprint": self.fingerprint[:16],
         }
         if self.image_sizes:
@@ -83,6 +102,11 @@ class Dataset:
             hs = [h for _, h in self.image_sizes]
             out["image_size"] = {"median_side": self.image_side, "min": [min(ws), min(hs)], "max": [max(ws), max(hs)]}
         return out
+
+
+def skipped_what(path: str | Path) -> str:
+    """What a dataset's skipped count counts, by its path: table rows without a text or a label, else unreadable files."""
+    return "row(s) without a text or a label" if Path(path).suffix.lower() in TABULAR else "unreadable file(s)"
 
 
 def load_dataset(path: str | Path, max_samples: int = 2000, seed: int = 0, text_column: str | None = None, label_column: str | None = None) -> Dataset:
@@ -146,8 +170,8 @@ def _image_folder(p: Path, max_samples: int, seed: int) -> Dataset:
     labels: list[int] = []
     names = [d.name for d in class_dirs]
     for ci, d in enumerate(class_dirs):
-        for f in sorted(d.rglob("*")):
-            if f.is_file() and not f.name.startswith("."):
+        for f in sorted(d.rglob("*")):  # hidden files and folders (.ipynb_checkpoints, .DS_Store) at any depth are not data
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts):
                 files.append(f)
                 labels.append(ci)
     if not files:
@@ -195,18 +219,35 @@ def _image_folder(p: Path, max_samples: int, seed: int) -> Dataset:
 JSONL_FORMAT = 'one JSON object per line with a text and a label field, e.g. {"text": "...", "label": "..."}'
 
 
-def _rows(p: Path) -> list[dict[str, Any]]:
+def _rows(p: Path) -> list[tuple[int, dict[str, Any]]]:
+    """The table's rows, each with its line in the file (the line an editor shows)."""
     suffix = p.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         return _jsonl_rows(p)
+    kind = suffix[1:].upper()
+    rows = []
     try:
-        with p.open(encoding="utf-8", newline="") as fh:
-            return list(csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ","))
+        with p.open(encoding="utf-8-sig", newline="") as fh:  # -sig: Excel's "CSV UTF-8" starts with a byte-order mark
+            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
+            header = reader.fieldnames or []
+            if len(header) == 1:
+                for sep, name, fix in ((";", "semicolons", "save it comma-separated as .csv"), ("\t", "tabs", "name it .tsv or save it comma-separated"),
+                                       (",", "commas", "name it .csv")):
+                    if sep in header[0] and not (sep == "\t" and suffix == ".tsv") and not (sep == "," and suffix == ".csv"):
+                        raise InvalidInputError(f"{p}: the header {header[0]!r} is one column; the file seems to separate cells with {name}: {fix}.")
+            for r in reader:
+                if None in r:  # more cells than the header: DictReader files the rest under the key None
+                    raise InvalidInputError(
+                        f"{p}: line {reader.line_num} has {len(header) + len(r[None])} cells but the header has {len(header)}; "
+                        f"put quotes around cells that contain {'tabs' if suffix == '.tsv' else 'commas'}, e.g. \"hello, world\"."
+                    )
+                rows.append((reader.line_num, r))
     except (UnicodeDecodeError, csv.Error) as exc:
-        raise InvalidInputError(f"{p}: cannot parse it as {suffix[1:].upper()} ({exc}); save it as UTF-8 with a header row.") from None
+        raise InvalidInputError(f"{p}: cannot parse it as {kind} ({exc}); save it as UTF-8 with a header row.") from None
+    return rows
 
 
-def _jsonl_rows(p: Path) -> list[dict[str, Any]]:
+def _jsonl_rows(p: Path) -> list[tuple[int, dict[str, Any]]]:
     """The objects of a JSONL file; errors name the file's line (not the line inside one JSON document)."""
     rows = []
     with p.open("rb") as fh:
@@ -223,7 +264,7 @@ def _jsonl_rows(p: Path) -> list[dict[str, Any]]:
                 raise InvalidInputError(f"{p}: line {ln} is not valid JSON ({exc.msg} at column {exc.colno}); write {JSONL_FORMAT}.") from None
             if not isinstance(obj, dict):
                 raise InvalidInputError(f"{p}: line {ln} is not a JSON object; write {JSONL_FORMAT}.")
-            rows.append(obj)
+            rows.append((ln, obj))
     return rows
 
 
@@ -244,16 +285,19 @@ def _table(p: Path, max_samples: int, seed: int, text_column: str | None, label_
     if not rows:
         jsonl = p.suffix.lower() in (".jsonl", ".ndjson")
         raise InvalidInputError(f"{p}: no rows; " + (f"write {JSONL_FORMAT}." if jsonl else "add a header row and one row per labelled text."))
-    columns = list(dict.fromkeys(k for r in rows[:50] for k in r))
+    columns = list(dict.fromkeys(k for _, r in rows[:50] for k in r))
     lab_col = _pick_column(p, columns, label_column, LABEL_COLUMNS, "label")
     txt_col = _pick_column(p, [c for c in columns if c != lab_col], text_column, TEXT_COLUMNS, "text")
     texts: list[str] = []
     raw: list[str] = []
     skipped: list[str] = []
-    for i, r in enumerate(rows):
+    for ln, r in rows:
         t, lab = r.get(txt_col), r.get(lab_col)
+        if isinstance(lab, (list, dict)):  # JSONL: str() would make "['pos']" a class of its own
+            kind = "a list" if isinstance(lab, list) else "an object"
+            raise InvalidInputError(f"{p}: line {ln}: {lab_col} is {kind}; give one label per item (a string or a number); zoo trains single-label classifiers.")
         if not isinstance(t, str) or not t.strip() or lab is None or str(lab).strip() == "":
-            skipped.append(f"row {i + 1}")
+            skipped.append(f"line {ln}")
             continue
         texts.append(t)
         raw.append(str(lab).strip())

@@ -247,7 +247,7 @@ def recommend_data(
     if len(fits) < len(cards):
         reasons.append(Reason(text=f"left out by --max-params or the time budget: {', '.join(c.id for c in cards if c not in fits)}", source="zoo cost model"))
     if ds.skipped:
-        reasons.append(Reason(text=f"skipped {ds.skipped} unreadable file(s), e.g. {ds.skipped_examples[0]}", source="zoo data loader"))
+        reasons.append(Reason(text=ds.skipped_note, source="zoo data loader"))
 
     per: dict[str, dict[str, Any]] = {}
     loaded: dict[str, Any] = {}

@@ -179,6 +179,11 @@ def _check_data(out: Path, stamp: dict[str, Any], resume: bool) -> None:
         raise InvalidInputError(f"{out}: holds a run with --seed {then[1]} --val-frac {then[2]:g}; resume with those (and the same data) or pass a new --out.")
     if then[0] != stamp["fingerprint"]:
         raise InvalidInputError(f"{out}: holds a run on other data; resume with the same data or pass a new --out.")
+    # the schedule (cosine over epochs x steps) and the batches are fixed when a run starts: a resume keeps them
+    was = {k: old.get(k) for k in ("epochs", "batch_size")}
+    if all(isinstance(v, int) for v in was.values()) and (was["epochs"], was["batch_size"]) != (stamp.get("epochs"), stamp.get("batch_size")):
+        raise InvalidInputError(f"{out}: holds a run with --epochs {was['epochs']} --batch-size {was['batch_size']}; resume with those (other values would "
+                                "change its learning-rate schedule and batches) or pass a new --out.")
 
 
 def start_folder(out: Path, plan: Any, stamp: dict[str, Any]) -> None:
@@ -272,6 +277,8 @@ def run(
     if ds.modality != plan.modality:
         raise InvalidInputError(f"{data}: {ds.modality} data but the plan is for {plan.modality}; run `zoo recommend --data {data}` again.")
     stamp = data_stamp(ds, seed, val_frac)
+    # what fixes the schedule, as asked (the from-scratch plan already carries its own epochs and batch)
+    stamp.update(epochs=int(plan.schedule.epochs if epochs is None else epochs), batch_size=int(plan.schedule.batch_size if batch_size is None else batch_size))
     _check_data(out, stamp, resume)
     backbone = _load(plan.backbone, from_scratch, seed)
     _check_unfreeze(plan, backbone)

@@ -213,6 +213,17 @@ def _image_transform(pre: dict[str, Any]) -> Any:
     return T.Compose(steps)
 
 
+def check_exportable(run_dir: str | Path) -> None:
+    """Refuse, before any model loads, a run that ``export`` cannot write (text runs, so far); other problems
+    are left to :func:`load_run`."""
+    try:
+        modality = json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8")).get("modality")
+    except (OSError, ValueError, AttributeError):
+        return
+    if modality not in (None, "image"):
+        raise InvalidInputError(f"{run_dir}: export supports image runs so far; this run is {modality} (serve it with `zoo predict {run_dir} TEXT`).")
+
+
 def load_run(run_dir: str | Path, device: str | None = None) -> Any:
     """Rebuild the trained classifier of a ``zoo run`` folder, offline.
 

@@ -98,12 +98,14 @@ def refit_note(stage1: dict[str, Any]) -> list[str]:
 
 def write_report(path: Path, summary: dict[str, Any]) -> Path:
     """A short Markdown report of the run's final metrics."""
+    from zoo.recommender.data import skipped_what
+
     s = summary
     lines = [
         f"# zoo run: {s['backbone']}",
         "",
         f"- data: `{s['data']}` ({s['samples']} items, {s['classes']} classes; {s['train']} train / {s['val']} held-out; "
-        f"{s['skipped_unreadable']} unreadable file(s) skipped)",
+        f"{s['skipped_unreadable']} {skipped_what(s['data'])} skipped)",
         f"- plan: strategy **{s['strategy']}**, unfreeze {', '.join(s['unfreeze']) or 'nothing'} (groups: {', '.join(s['groups']) or '-'}), "
         f"resolution {s['resolution']}, seed {s['seed']}",
         f"- stage 1 features: {'reused from the recommender cache' if s['features_cached'] else 'extracted'}"

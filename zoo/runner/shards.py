@@ -20,8 +20,22 @@ from zoo.frameworks.torch import call_model
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator | None) -> list[np.ndarray]:
+    """The batches of one epoch: shuffled by ``generator`` (training) or in order (evaluation).
+
+    A shuffled epoch never ends on a batch of one item: BatchNorm in training mode cannot normalise a
+    single item, so that item joins the batch before it."""
     order = torch.randperm(n, generator=generator).numpy() if generator is not None else np.arange(n)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    out = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    if generator is not None and len(out) > 1 and len(out[-1]) == 1:
+        last = out.pop()
+        out[-1] = np.concatenate([out[-1], last])
+    return out
+
+
+def n_batches(n: int, batch_size: int, shuffled: bool = True) -> int:
+    """How many batches :func:`_batches` makes of ``n`` items (a shuffled epoch folds a last batch of one)."""
+    count = math.ceil(n / batch_size)
+    return count - 1 if shuffled and count > 1 and n % batch_size == 1 else count
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:
@@ -41,7 +55,7 @@ class Order:
         self.n, self.batch_size, self.seed, self.epoch = n, batch_size, seed, 0
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        return n_batches(self.n, self.batch_size, self.seed is not None)
 
     def __iter__(self) -> Any:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch) if self.seed is not None else None

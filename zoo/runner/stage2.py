@@ -29,7 +29,7 @@ from zoo._io import atomic_write
 from zoo.errors import CheckpointError, DivergedError, InvalidInputError, LayerGroupRangeError
 from zoo.frameworks.torch import _BN, call_model, move
 from zoo.runner import checkpoint
-from zoo.runner.shards import Collate, Indices, Order, _batches, any_failed, evaluate_sharded
+from zoo.runner.shards import Collate, Indices, Order, _batches, any_failed, evaluate_sharded, n_batches
 
 
 
@@ -336,7 +336,7 @@ def train_job(
     train_items, train_y = train
     val_items, val_y = val
     n_train = len(train_items)
-    steps_per_epoch = math.ceil(n_train / batch_size)
+    steps_per_epoch = n_batches(n_train, batch_size)
     state: dict[str, Any] = {
         "epoch": 0, "epochs": epochs, "history": [], "best_epoch": 0, "best_val_acc": float(stage1["val_acc"]),
         "best_val_loss": float(stage1["val_loss"]), "best_val_pred": [int(v) for v in stage1["val_pred"]], "bad_epochs": 0, "stopped_early": False,

@@ -308,3 +308,24 @@ def test_zoo_run_on_a_tfhub_module_trains_the_top_groups_then_predicts_and_expor
     loaded = tf.saved_model.load(str(path))
     np.testing.assert_allclose(loaded.serve(tf.constant(x)).numpy(), m.model(x, training=False).numpy(), rtol=1e-5, atol=1e-5)
     assert json.loads((path / "assets" / "config.json").read_text())["backbone"] == f"tfhub:{HANDLE}"
+
+
+def test_a_download_that_cannot_reach_the_network_is_one_line(zoo_home: Path, no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not offline by setting, but no network: tensorflow_hub's urllib error (raw URLError before) becomes one
+    DownloadError line that names the handle and the offline route."""
+    import urllib.error
+
+    import zoo_tfhub._backbone as backbone
+    from zoo.errors import DownloadError
+
+    monkeypatch.delenv("ZOO_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+
+    def unreachable(*args: Any, **kwargs: Any) -> Any:
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+
+    monkeypatch.setattr(backbone, "GroupedHubLayer", unreachable)
+    with pytest.raises(DownloadError) as info:
+        zoo.load(f"tfhub:{HANDLE}")
+    text = str(info.value)
+    assert "\n" not in text and URL in text and "Name or service not known" in text and "ZOO_OFFLINE=1" in text

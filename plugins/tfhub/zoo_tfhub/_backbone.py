@@ -232,7 +232,19 @@ def load(model_id: Any, card: Any = None, **options: Any) -> HubBackbone:
     extra = {k: options[k] for k in ("signature", "output_key") if options.get(k)}
     if "signature" in extra and "output_key" not in extra:
         extra["signature_outputs_as_dict"] = True
-    layer = GroupedHubLayer(target, trainable=False, name="hub", **extra)
+    if target == url:  # not cached: tensorflow_hub downloads it now; a network failure is one line naming the remedy
+        import urllib.error
+
+        from zoo.errors import DownloadError
+
+        try:
+            layer = GroupedHubLayer(target, trainable=False, name="hub", **extra)
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise DownloadError(url, f"{reason} (offline? set ZOO_OFFLINE=1 and `zoo cache import` a bundle made with `zoo bundle`)",
+                                str(module_dir(url))) from None
+    else:
+        layer = GroupedHubLayer(target, trainable=False, name="hub", **extra)
     inputs = tf_keras.Input(shape=(size, size, 3), name="image")
     features = layer(inputs)
     model = tf_keras.Model(inputs, features, name=re.sub(r"[^A-Za-z0-9_]", "_", model_id.name)[-60:] or "tfhub")
