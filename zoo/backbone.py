@@ -27,11 +27,6 @@ if TYPE_CHECKING:
 check_whole = whole
 
 
-def check_real(name: str, value: Any, low: float, high: float | None, *, open_low: bool, open_high: bool, hint: str = "") -> float:
-    """:func:`zoo._args.real` with the range given positionally (the form the checks below use)."""
-    return real(name, value, low, high, open_low=open_low, open_high=open_high, hint=hint)
-
-
 _MISSING = object()
 
 
@@ -60,7 +55,7 @@ def _check_with_head(self: Backbone, args: tuple[Any, ...], kwargs: dict[str, An
         check_whole("num_classes", num_classes, 1)
     dropout = _arg(args, kwargs, 1, "dropout")
     if dropout is not _MISSING:
-        check_real("dropout", dropout, 0.0, 1.0, open_low=False, open_high=True)
+        real("dropout", dropout, 0.0, 1.0, open_high=True)
     group = _arg(args, kwargs, 2, "concat_group")
     if group is not _MISSING and group is not None and not isinstance(group, str):
         raise InvalidInputError(f"concat_group must be a layer group's name (a str) or None, got {group!r} ({type(group).__name__}).")
@@ -69,10 +64,10 @@ def _check_with_head(self: Backbone, args: tuple[Any, ...], kwargs: dict[str, An
 def _check_param_groups(self: Backbone, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     lr = _arg(args, kwargs, 0, "lr")
     if lr is not _MISSING:
-        check_real("lr", lr, 0.0, None, open_low=True, open_high=True)
+        real("lr", lr, 0.0, open_low=True)
     decay = _arg(args, kwargs, 1, "decay")
     if decay is not _MISSING:
-        check_real("decay", decay, 0.0, 1.0, open_low=True, open_high=False, hint="each group down gets lr * decay**depth; 1 = one lr for all.")
+        real("decay", decay, 0.0, 1.0, open_low=True, hint="each group down gets lr * decay**depth; 1 = one lr for all.")
 
 
 def _nothing_to_train(self: Backbone, out: Any) -> Any:
@@ -219,6 +214,13 @@ class Backbone(abc.ABC):
     @abc.abstractmethod
     def layer_groups(self) -> Sequence[LayerGroup]:
         """Layer groups ordered from input to output (stem, stages, top)."""
+
+    def layer_group(self, name: str) -> LayerGroup:
+        """The layer group called ``name``; a one-line :class:`zoo.errors.InvalidInputError` naming the groups otherwise."""
+        for g in self.layer_groups:
+            if g.name == name:
+                return g
+        raise InvalidInputError(f"{self.id} has no layer group {name!r}; its groups are {', '.join(g.name for g in self.layer_groups)}.")
 
     @abc.abstractmethod
     def _set_group_trainable(self, group: LayerGroup, trainable: bool) -> None:

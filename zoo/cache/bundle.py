@@ -89,8 +89,9 @@ def bundle(lock: LockFile, out: str | Path, *, lock_path: str | Path | None = No
     return out
 
 
-def _install(src: IO[bytes], key: str, sha256: str | None, size: int | None, model: str, check: Callable[[str], None] | None = None) -> Path:
-    """Copy a stream to the path of ``key`` through a verified temp file."""
+def install_file(src: IO[bytes], key: str, sha256: str | None, size: int | None, model: str, check: Callable[[str], None] | None = None) -> Path:
+    """Copy a stream to the path of ``key`` through a verified temp file (hashed while copied, fsynced, mode 0644,
+    renamed into place under the file's lock) and record it; ``sha256``/``size``, when given, must match."""
     from filelock import FileLock
 
     dest = records.path_of(key)
@@ -111,6 +112,7 @@ def _install(src: IO[bytes], key: str, sha256: str | None, size: int | None, mod
                 raise IntegrityError(f"{key} for {model}", f"sha256 {sha256} ({size} bytes)", f"sha256 {digest} ({n} bytes)", "the bundle is damaged; copy it again.")
             if check:
                 check(digest)
+            os.chmod(tmp, 0o644)  # mkstemp makes files private; caches are shared
             os.replace(tmp, dest)
         finally:
             if os.path.exists(tmp):
@@ -198,7 +200,7 @@ def import_bundle(path: str | Path) -> LockFile:
                     fh = tar.extractfile(m)
                 except _READ_ERRORS as exc:
                     raise InvalidInputError(f"{path}: the bundle is truncated or damaged ({_why(exc)} in files/{lf.key}). Copy it again.") from None
-                _install(_Guarded(fh, path, f"files/{lf.key}"), lf.key, lf.sha256, lf.size, model.id)  # type: ignore[arg-type]
+                install_file(_Guarded(fh, path, f"files/{lf.key}"), lf.key, lf.sha256, lf.size, model.id)  # type: ignore[arg-type]
     return lock
 
 
@@ -258,7 +260,7 @@ def import_dir(folder: str | Path, model_id: str) -> list[Path]:
                 raise IntegrityError(str(src), f"sha256 {pub or prefix + '...'} (published by the source)", f"sha256 {digest}", "this is not the file the source publishes under that name.")
 
         with open(src, "rb") as fh:
-            installed.append(_install(fh, sf.key, None, None, found.model_id.base, check))
+            installed.append(install_file(fh, sf.key, None, None, found.model_id.base, check))
     return installed
 
 
@@ -282,11 +284,11 @@ def _adopt_folder(folder: Path, found: SourceFiles) -> list[Path]:
     dest_key = records.key_of(found.folder)  # type: ignore[arg-type]
     for src in sorted(p for p in folder.rglob("*") if p.is_file()):
         with open(src, "rb") as fh:
-            installed.append(_install(fh, f"{dest_key}/{src.relative_to(folder).as_posix()}", None, None, found.model_id.base))
+            installed.append(install_file(fh, f"{dest_key}/{src.relative_to(folder).as_posix()}", None, None, found.model_id.base))
     if not installed:
         raise InvalidInputError(f"{folder} is empty; pass the folder that holds {found.model_id}'s files.")
     for path, text in found.write.items():
-        installed.append(_install(io.BytesIO(text.encode("utf8")), records.key_of(path), None, None, found.model_id.base))
+        installed.append(install_file(io.BytesIO(text.encode("utf8")), records.key_of(path), None, None, found.model_id.base))
     return installed
 
 

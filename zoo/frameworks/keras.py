@@ -256,11 +256,9 @@ class KerasBackbone(Backbone):
         """A Keras model: inputs -> ``[pooled output of layer group `group`, pooled features]`` concatenated
         (global average pooling over space, as the feature cache pools each group)."""
         k, base = self.keras, self.model
-        names = [g.name for g in self._groups]
-        if group not in names:
-            raise InvalidInputError(f"{self.id} has no layer group {group!r}; its groups are {', '.join(names)}.")
+        found = self.layer_group(group)
         try:
-            t = self._groups[names.index(group)].modules[-1].output
+            t = found.modules[-1].output
         except (AttributeError, IndexError, ValueError):
             t = None
         if t is None or len(t.shape) not in (2, 4):

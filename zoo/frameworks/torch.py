@@ -256,10 +256,7 @@ class TorchBackbone(Backbone):
 
     def _group_output_module(self, name: str) -> nn.Module:
         """The module whose output is layer group ``name``'s output (its last module)."""
-        names = [g.name for g in self._groups]
-        if name not in names:
-            raise InvalidInputError(f"{self.id} has no layer group {name!r}; its groups are {', '.join(names)}.")
-        mods = [m for m in self._groups[names.index(name)].modules if isinstance(m, nn.Module)]
+        mods = [m for m in self.layer_group(name).modules if isinstance(m, nn.Module)]
         if not mods:
             raise InvalidInputError(f"{self.id}: layer group {name!r} has no module whose output can be read; pick another group.")
         return mods[-1]

@@ -278,7 +278,9 @@ def run(
         raise InvalidInputError(f"{data}: {ds.modality} data but the plan is for {plan.modality}; run `zoo recommend --data {data}` again.")
     stamp = data_stamp(ds, seed, val_frac)
     # what fixes the schedule, as asked (the from-scratch plan already carries its own epochs and batch)
-    stamp.update(epochs=int(plan.schedule.epochs if epochs is None else epochs), batch_size=int(plan.schedule.batch_size if batch_size is None else batch_size))
+    n_epochs = plan.schedule.epochs if epochs is None else int(epochs)
+    bs = plan.schedule.batch_size if batch_size is None else int(batch_size)
+    stamp.update(epochs=n_epochs, batch_size=bs)
     _check_data(out, stamp, resume)
     backbone = _load(plan.backbone, from_scratch, seed)
     _check_unfreeze(plan, backbone)
@@ -294,7 +296,6 @@ def run(
     res = plan.resolution if ds.modality == "image" else None
     tr, va = split(ds.labels, val_frac, seed)
     n_classes = len(ds.classes)
-    n_epochs = plan.schedule.epochs if epochs is None else int(epochs)
     stage2 = bool(plan.unfreeze) and n_epochs > 0
     if from_scratch:  # no probe on random features (and they must not enter the pretrained feature cache)
         from zoo.runner.baseline import zero_head
@@ -325,7 +326,6 @@ def run(
     }
     report.write_text(out / "model" / "config.json", json.dumps(config, indent=2))
     records: list[dict[str, Any]] = [s1_metrics]
-    bs = plan.schedule.batch_size if batch_size is None else int(batch_size)
     train_items = [ds.items[i] for i in tr]
     val_items = [ds.items[i] for i in va]
     if stage2:

@@ -16,10 +16,7 @@ Imports no framework.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from zoo.cache import records
@@ -83,30 +80,15 @@ def forget(path: Path) -> None:
 
 
 def copy_tree(src: Path, dest: Path, model: str) -> Path:
-    """Copy the files of folder ``src`` to ``dest`` as one step, and record each.
+    """Copy the files of folder ``src`` to ``dest`` and record each (:func:`zoo.cache.bundle.install_file`: each file
+    hashed while copied and renamed into place whole). A copy cut short lacks files, which :func:`tree_problem`
+    reports as missing, so the caller makes it again."""
+    from zoo.cache.bundle import install_file
 
-    The files go to a temporary folder beside ``dest`` (fsynced, mode 0644/0755), which is renamed
-    to ``dest`` only when whole; a failure leaves no ``dest`` and no temporary folder.
-    """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
-    try:
-        for item in sorted(p for p in src.rglob("*") if p.is_file()):
-            out = tmp / item.relative_to(src)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with open(item, "rb") as fin, open(out, "wb") as fout:
-                shutil.copyfileobj(fin, fout, records.CHUNK)
-                fout.flush()
-                os.fsync(fout.fileno())
-            os.chmod(out, 0o644)
-        for folder in [tmp, *(p for p in tmp.rglob("*") if p.is_dir())]:
-            os.chmod(folder, 0o755)
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    for item in sorted(p for p in dest.rglob("*") if p.is_file()):
-        record(item, model)
+    key = records.key_of(dest)
+    for item in sorted(p for p in src.rglob("*") if p.is_file()):
+        with open(item, "rb") as fh:
+            install_file(fh, f"{key}/{item.relative_to(src).as_posix()}", None, None, model)
     return dest
 
 
