@@ -167,6 +167,22 @@ def test_predict_names_bad_file(capsys, example_plugin, tmp_path):
     assert code == 2 and "no such image file" in err
 
 
+def test_predict_checks_the_images_before_the_model_loads(capsys, example_plugin, tmp_path, monkeypatch):
+    """A mistyped image path fails in one line before a model loads (which takes seconds, or a download)."""
+    def no_load(*a, **k):
+        raise AssertionError("the model was loaded before the inputs were checked")
+
+    monkeypatch.setattr(zoo, "load", no_load)
+    code, _, err = run(capsys, "predict", "example:tinycnn.random", str(tmp_path / "missing.jpg"))
+    assert code == 2 and err.count("\n") == 1 and "no such image file" in err
+    run_dir = tmp_path / "run"  # a run folder whose config says image: its model is not rebuilt either
+    (run_dir / "model").mkdir(parents=True)
+    (run_dir / "model" / "config.json").write_text(json.dumps({"modality": "image"}))
+    monkeypatch.setattr("zoo.runner.predict.load_run", no_load)
+    code, _, err = run(capsys, "predict", str(run_dir), str(tmp_path / "missing.jpg"))
+    assert code == 2 and err.count("\n") == 1 and "no such image file" in err
+
+
 def test_help_and_version():
     out = subprocess.run([sys.executable, "-m", "zoo", "--help"], capture_output=True, text=True)
     assert out.returncode == 0

@@ -162,24 +162,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import zoo
     from pathlib import Path
 
-    from zoo.runner.predict import load_run
+    from zoo.inputs import load_images
+    from zoo.runner.predict import load_run, run_modality
 
-    if Path(args.id).is_dir():  # a `zoo run` folder: its trained model, classes and preprocessing
-        backbone = load_run(args.id)
-        modality, name = backbone.modality, args.id
-    elif ":" not in args.id:  # neither a folder nor an id (source:name): most likely a run folder's path, mistyped
+    inputs: list[Any] = list(args.inputs)
+    is_run = Path(args.id).is_dir()
+    if not is_run and ":" not in args.id:  # neither a folder nor an id (source:name): most likely a run folder's path, mistyped
         from zoo.errors import InvalidInputError
 
         raise InvalidInputError(f"{args.id}: no such run folder, and not a model id (source:name); pass the --out folder of "
                                 "`zoo run` (relative to the current folder) or an id from `zoo list`.")
+    # the inputs are checked before the model loads (seconds, or a download), when the modality is known without it
+    checked = (run_modality(args.id) if is_run else _catalog_modality(args.id)) == "image"
+    if checked:
+        load_images(inputs)  # fail early, naming the bad file
+    if is_run:  # a `zoo run` folder: its trained model, classes and preprocessing
+        backbone = load_run(args.id)
+        modality, name = backbone.modality, args.id
     else:
         backbone = zoo.load(args.id)
         modality, name = backbone.input_spec.modality, backbone.id
-    inputs: list[Any] = list(args.inputs)
-    if modality == "image":
-        from zoo.inputs import load_images
-
-        load_images(inputs)  # fail early, naming the bad file
+    if modality == "image" and not checked:
+        load_images(inputs)
     results = backbone.predict(inputs, top_k=args.top_k)
     if args.json:
         _print_json([{"input": str(i), "top": [{"label": l, "score": s} for l, s in r]} for i, r in zip(inputs, results)])
@@ -187,6 +191,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
         rows = [[str(inp), k + 1, lab, f"{sc:.4f}"] for inp, res in zip(inputs, results) for k, (lab, sc) in enumerate(res)]
         _table(f"{name}: top {args.top_k}", ["input", "rank", "label", "score"], rows)
     return 0
+
+
+def _catalog_modality(model_id: str) -> str | None:
+    """The catalog's modality for ``model_id``, or None where the catalog does not know it (no framework loads)."""
+    import zoo
+
+    try:
+        return zoo.info(model_id).modality
+    except Exception:  # noqa: BLE001 - an id the catalog does not hold may still load; zoo.load says what is wrong
+        return None
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:

@@ -213,13 +213,20 @@ def _image_transform(pre: dict[str, Any]) -> Any:
     return T.Compose(steps)
 
 
-def check_exportable(run_dir: str | Path) -> None:
-    """Refuse, before any model loads, a run that ``export`` cannot write (text runs, so far); other problems
-    are left to :func:`load_run`."""
+def run_modality(run_dir: str | Path) -> str | None:
+    """The modality a run folder's config records, read without loading the model (None: unreadable or absent;
+    :func:`load_run` says what is wrong)."""
     try:
         modality = json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8")).get("modality")
     except (OSError, ValueError, AttributeError):
-        return
+        return None
+    return modality if isinstance(modality, str) else None
+
+
+def check_exportable(run_dir: str | Path) -> None:
+    """Refuse, before any model loads, a run that ``export`` cannot write (text runs, so far); other problems
+    are left to :func:`load_run`."""
+    modality = run_modality(run_dir)
     if modality not in (None, "image"):
         raise InvalidInputError(f"{run_dir}: export supports image runs so far; this run is {modality} (serve it with `zoo predict {run_dir} TEXT`).")
 
