@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import sys
+import tempfile
+from typing import Any
 
 
 def prepare_tensorflow() -> None:
@@ -23,3 +27,67 @@ def prepare_tensorflow() -> None:
         import triton  # noqa: F401
     except Exception:  # noqa: BLE001 - a broken triton must not stop TensorFlow users
         pass
+
+
+# TensorFlow's native start-up log. The lines written before absl's logging is initialised (one
+# banner, then INFO lines from each of its two shared libraries) ignore TF_CPP_MIN_LOG_LEVEL in
+# TF 2.21; on a machine without a CUDA driver the first device query adds an error-level line.
+_TF_NOISE = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
+    r"|I\d{4} \d\d:\d\d:\d+\.\d+ +\d+ \S+:\d+\] "  # an INFO line in absl's format
+    r"|E\d{4} .*\] failed call to cuInit: "  # no CUDA driver: TensorFlow runs on the CPU, as zoo reports
+    r"|To enable the following instructions: .* rebuild TensorFlow"  # second line of the CPU-feature INFO
+)
+
+
+def tensorflow_noise(line: str) -> bool:
+    """True for a line of TensorFlow's native start-up log that :func:`import_tensorflow` drops."""
+    return bool(_TF_NOISE.match(line))
+
+
+def import_tensorflow() -> Any:
+    """``import tensorflow`` (after :func:`prepare_tensorflow`) without TensorFlow's native start-up log.
+
+    Importing TensorFlow 2.21 writes about ten lines straight to file descriptor 2 (absl's
+    pre-initialisation banner, oneDNN and CUDA-stub INFO lines, a CPU-feature note) and the first
+    device query on a machine without a CUDA driver adds a ``failed call to cuInit`` error line.
+    They came before every one-line error zoo prints for a Keras or TF Hub id. Descriptor 2 is
+    captured while TensorFlow imports and queries its devices; afterwards every captured line is
+    written back to ``sys.stderr`` except those (:func:`tensorflow_noise`). TF_CPP_MIN_LOG_LEVEL
+    defaults to 1 (INFO off, warnings and errors kept); set ``TF_CPP_MIN_LOG_LEVEL=0`` to see the
+    whole log, nothing captured. Returns the ``tensorflow`` module.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    prepare_tensorflow()
+    verbose = os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    if verbose:
+        import tensorflow
+
+        return tensorflow
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no descriptor 2 (a service), or a closed stderr
+        import tensorflow
+
+        return tensorflow
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            import tensorflow
+
+            tensorflow.config.list_physical_devices("GPU")  # the cuInit line comes now, not at the first op
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            kept = [ln for ln in log.read().decode("utf-8", "replace").splitlines() if not tensorflow_noise(ln)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+    return tensorflow

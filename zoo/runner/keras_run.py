@@ -39,14 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from zoo._compat import prepare_tensorflow
+from zoo._compat import import_tensorflow
 from zoo.errors import DivergedError, InvalidInputError
 from zoo.runner.keras_checkpoint import STATE, latest_checkpoint, load_checkpoint, save_checkpoint
 from zoo.runner.keras_model import WEIGHTS_NAME, build_classifier, eval_batch, run_resolution, save_weights, set_head, to_batch, train_image
 
-prepare_tensorflow()
-
-import tensorflow as tf  # noqa: E402
+tf = import_tensorflow()
 
 VAL_CACHE_BYTES = 256 * 2**20  # held-out batches kept in memory below this size (else re-read each epoch)
 

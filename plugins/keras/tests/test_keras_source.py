@@ -129,6 +129,31 @@ def test_weight_file_names_are_the_ones_keras_downloads(monkeypatch: pytest.Monk
     assert weights_filenames(SMALL)[0] == NO_TOP[SMALL]
 
 
+def test_cli_errors_are_one_line_without_tensorflow_start_up_log(zoo_home: Path, tmp_path: Path) -> None:
+    """TensorFlow's native start-up log (~10 lines on descriptor 2) and Keras' MobileNet input-shape warning
+    used to come before zoo's one-line error on a Keras id."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    img = tmp_path / "chelsea.png"
+    Image.fromarray(sample_image("chelsea")).save(img)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(ZOO_OFFLINE="1")
+
+    def zoo_cli(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "zoo", *argv], capture_output=True, text=True, timeout=300, env=env)
+
+    out = zoo_cli("predict", f"keras:{SMALL}", str(img))  # not cached: refused after TensorFlow imported
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "is not cached" in out.stderr, out.stderr
+    # cached backbone weights, no top: the model is built (MobileNet's input-shape warning), then predict refuses
+    write_keras_h5(random_backbone_model("MobileNetV2", seed=3), keras_models_dir(zoo_home) / NO_TOP["MobileNetV2"])
+    out = zoo_cli("predict", "keras:MobileNetV2", str(img))
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no pre-training head" in out.stderr, out.stderr
+
+
 def test_offline_and_missing_raises_not_cached(zoo_home: Path, no_network: None) -> None:
     with pytest.raises(NotCachedError) as info:
         zoo.load(f"keras:{SMALL}.imagenet")

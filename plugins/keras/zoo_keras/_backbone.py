@@ -15,12 +15,13 @@ When the with-top weights file is cached too, its ImageNet classifier becomes ``
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
-from zoo._compat import prepare_tensorflow
+from zoo._compat import import_tensorflow
 
-prepare_tensorflow()
+import_tensorflow()  # Keras 3 runs on it: Triton first, TensorFlow's native start-up log kept off stderr
 
 import keras  # noqa: E402
 
@@ -244,7 +245,10 @@ def load(model_id: Any, card: Any = None, **options: Any) -> KerasBackbone:
     weights = _weights_for(model_id, card, app, options.get("weights", "imagenet"))
     from zoo_keras._download import zoo_downloads
 
-    with zoo_downloads(str(model_id)):  # a download goes through zoo's downloader (temp, Keras' hash, rename)
+    with zoo_downloads(str(model_id)), warnings.catch_warnings():  # a download goes through zoo's downloader (temp, Keras' hash, rename)
+        # MobileNet (V1-V3) built without an input shape warns that it loads the 224 px weights: the ones zoo
+        # serves (their default size, which the transform below resizes to), so the warning says nothing to act on
+        warnings.filterwarnings("ignore", message=r"`input_shape` is undefined or non-square", category=UserWarning)
         model = fn(include_top=False, pooling="avg", weights=weights)
     top_file = _cached_top_file(model_id, card, app, options.get("weights", "imagenet"))
     head = source_head(app, module, model, top_file) if top_file is not None else None

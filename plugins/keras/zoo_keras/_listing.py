@@ -21,9 +21,9 @@ PRETRAIN = {
 
 def build_entry(name: str, fn: Any) -> dict[str, Any]:
     """One catalog entry for application ``name``, from the models Keras builds."""
-    import keras
+    from zoo_keras._backbone import FAMILIES, TAG, build_groups, default_size, family_module  # imports TensorFlow first
 
-    from zoo_keras._backbone import FAMILIES, TAG, build_groups, default_size, family_module
+    import keras
 
     module = family_module(fn)
     full = fn(include_top=True, weights=None)
@@ -55,9 +55,9 @@ def build_entry(name: str, fn: Any) -> dict[str, Any]:
 
 def build() -> dict[str, Any]:
     """``{"version": keras version, "models": [entry, ...]}`` for every application."""
-    import keras
+    from zoo_keras._backbone import applications  # imports TensorFlow first
 
-    from zoo_keras._backbone import applications
+    import keras
 
     models = []
     for name, fn in sorted(applications().items()):

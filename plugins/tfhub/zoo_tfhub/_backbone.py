@@ -37,11 +37,8 @@ from zoo_tfhub._paths import TFHUB_URL, handle_url, module_dir  # noqa: F401 (mo
 DEFAULT_SIZE = 224
 
 hub = import_hub()
-from zoo._compat import prepare_tensorflow  # noqa: E402
 
-prepare_tensorflow()
-
-import tensorflow as tf  # noqa: E402  (after the pkg_resources stand-in)
+import tensorflow as tf  # noqa: E402  (imported by import_hub, through zoo._compat.import_tensorflow)
 import tf_keras  # noqa: E402
 
 

@@ -58,6 +58,9 @@ def import_hub() -> Any:
     """``import tensorflow_hub`` (after :func:`ensure_pkg_resources`), quietly about pkg_resources' deprecation."""
     import warnings
 
+    from zoo._compat import import_tensorflow
+
+    import_tensorflow()  # before tensorflow_hub imports it: Triton first, the native start-up log kept off stderr
     ensure_pkg_resources()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*pkg_resources.*", category=UserWarning)
