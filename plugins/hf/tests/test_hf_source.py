@@ -199,6 +199,18 @@ def test_tiny_bert_from_hf_cache_matches_transformers(zoo_home: Path, no_network
         bb.predict(["No mask here."])
 
 
+def test_loading_from_the_cache_prints_no_progress_bar(zoo_home: Path, no_network: None, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """transformers 5 draws a per-tensor "Loading weights" bar even from local files; zoo's output came after it."""
+    from transformers.utils import logging as hf_logging
+
+    write_hf_cache("zoo-test/tiny-bert", make_bert(tmp_path / "bert"), COMMIT_A)
+    capfd.readouterr()
+    assert hf_logging.is_progress_bar_enabled()
+    zoo.load("hf:zoo-test/tiny-bert")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()  # downloads keep their bars
+
+
 def test_tiny_vit_and_convnext_from_hf_cache_match_transformers(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
     images = [sample_image("chelsea"), sample_image("coffee")]
     snap = write_hf_cache("zoo-test/tiny-vit", make_vit(tmp_path / "vit"), COMMIT_A)

@@ -122,9 +122,19 @@ def _is_vision(config: Any) -> bool:
 
 
 def _from_pretrained(cls: Any, folder: Path) -> tuple[Any, list[str]]:
-    model, info = cls.from_pretrained(
-        folder, trust_remote_code=_TRUST.get(), dtype=torch.float32, output_loading_info=True
-    )
+    from transformers.utils import logging as hf_logging
+
+    # the files are on disk (zoo downloads through huggingface_hub first): transformers 5's per-tensor
+    # "Loading weights" bar would only print a line of noise before zoo's output, in milliseconds
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model, info = cls.from_pretrained(
+            folder, trust_remote_code=_TRUST.get(), dtype=torch.float32, output_loading_info=True
+        )
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
     return model, list(info.get("missing_keys", ()))
 
 
