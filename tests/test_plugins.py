@@ -211,6 +211,43 @@ def test_in_process_plugin_load_and_resolve():
     assert result == ("loaded", "inproc:m.v1", "inproc:m.v1", {"pooling": "mean"}, "/weights/m")
 
 
+class RaisingWeightsPlugin:
+    """A mirror plugin whose firstresult hooks crash, or answer the wrong type."""
+
+    def __init__(self, answer=None):
+        self.answer = answer
+
+    @hookimpl
+    def zoo_resolve_weights(self, model_id, card):
+        if self.answer is None:
+            raise RuntimeError("mirror down")
+        return self.answer
+
+    @hookimpl
+    def zoo_model_files(self, model_id, card):
+        if self.answer is None:
+            raise RuntimeError("mirror down")
+        return self.answer
+
+
+@pytest.mark.parametrize("answer", [None, 42])
+def test_broken_firstresult_hook_is_skipped_not_fatal(monkeypatch, capsys, answer):
+    """A plugin asked first whose zoo_resolve_weights / zoo_model_files raises (or answers a number) is
+    marked failed and named in one line; the other plugins still answer, so loading still works."""
+    from zoo._api import _get
+
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    zoo.reset(extra_plugins={"inproc": InProcPlugin(), "mirror": RaisingWeightsPlugin(answer)})  # mirror is asked first
+    result = zoo.load("inproc:m.v1")
+    assert result[-1] == "/weights/m"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "plugin 'mirror' was skipped" in err and "ZOO_DISABLE_PLUGINS=mirror" in err
+    status = {p.name: p for p in zoo.plugins()}
+    assert status["mirror"].state == "failed" and status["inproc"].state == "ok"
+    assert _get().host.model_files(zoo.parse_id("inproc:m.v1"), None) is None  # the failed plugin is not asked again
+    zoo.reset()
+
+
 def test_source_without_plugin_names_install_line(monkeypatch):
     monkeypatch.setenv("ZOO_PLUGINS", "")  # every plugin disabled: only the catalog remains
     zoo.reset()

@@ -8,6 +8,7 @@ plugin and command keeps working.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from dataclasses import asdict, dataclass, field
@@ -167,5 +168,50 @@ class PluginHost:
                     self.pm.register(plugin, name=n)
         return self.models
 
+    def first_result(self, hook_name: str, check: Any = None, **kwargs: Any) -> Any:
+        """Call a *firstresult* hook plugin by plugin, in pluggy's order, and return the first answer that is not ``None``.
+
+        A plugin whose implementation raises something other than a :class:`zoo.errors.ZooError` (those are
+        one-line answers meant for the user), or whose answer ``check(answer)`` describes as wrong, is marked
+        ``failed``, named in a one-line warning and skipped: the other plugins still answer.
+        """
+        from zoo.errors import ZooError
+
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):  # pluggy calls the last registered first
+            st = self.statuses.get(impl.plugin_name)
+            if st is not None and st.state == "failed":
+                continue
+            try:
+                answer = impl.function(**{name: kwargs[name] for name in impl.argnames})
+                problem = check(answer) if check is not None and answer is not None else None
+            except ZooError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the other sources
+                problem = f"{hook_name} raised {_reason(exc)}"
+            if problem:
+                if st is not None:
+                    st.state, st.reason = "failed", problem
+                print(f"zoo: warning: plugin {impl.plugin_name!r} was skipped: {problem}; fix it, or disable it with "
+                      f"ZOO_DISABLE_PLUGINS={impl.plugin_name}", file=sys.stderr)
+                continue
+            if answer is not None:
+                return answer
+        return None
+
     def resolve_weights(self, model_id: Any, card: ModelCard | None) -> Any:
-        return self.pm.hook.zoo_resolve_weights(model_id=model_id, card=card)
+        def check(answer: Any) -> str | None:
+            if isinstance(answer, (str, os.PathLike)):
+                return None
+            return f"zoo_resolve_weights returned a {type(answer).__name__}, not a path"
+
+        return self.first_result("zoo_resolve_weights", check, model_id=model_id, card=card)
+
+    def model_files(self, model_id: Any, card: ModelCard | None) -> Any:
+        def check(answer: Any) -> str | None:
+            files = answer.get("files", []) if isinstance(answer, dict) else None
+            if isinstance(files, list) and all(isinstance(f, dict) and "path" in f for f in files):
+                return None
+            return "zoo_model_files did not answer a dict whose 'files' is a list of {'path': ...} dicts (docs/hooks.md)"
+
+        return self.first_result("zoo_model_files", check, model_id=model_id, card=card)
