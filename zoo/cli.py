@@ -357,19 +357,25 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
 
     if plugin_commands:
         from zoo._api import _get
-        from zoo.errors import ZooError
 
         host = _get(with_models=False).host  # an invalid catalog raises here: one line from main()
+        PLUGIN_COMMANDS.clear()
         for impl in host.pm.hook.zoo_register_commands.get_hookimpls():
+            before = set(sub.choices)
             try:
                 impl.function(cli=sub)
-            except ZooError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+            except Exception as exc:  # noqa: BLE001 - a broken plugin (a ZooError too) must not break the CLI
                 if constants.debug():
                     raise
-                print(f"zoo: warning: plugin {impl.plugin_name!r} failed to add its commands ({exc})", file=sys.stderr)
+                print(f"zoo: warning: plugin {impl.plugin_name!r} failed to add its commands ({exc}); fix it, or disable it "
+                      f"with ZOO_DISABLE_PLUGINS={impl.plugin_name}", file=sys.stderr)
+            for name in set(sub.choices) - before:
+                PLUGIN_COMMANDS[name] = impl.plugin_name
     return parser
+
+
+#: Sub-commands added by plugins (``zoo_register_commands``): command name -> plugin name.
+PLUGIN_COMMANDS: dict[str, str] = {}
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -395,6 +401,16 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
             raise
         print(f"zoo: error: {_os_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:
+        plugin = PLUGIN_COMMANDS.get(getattr(args, "command", None) or "")
+        if plugin is None or constants.debug():
+            raise
+        # a plugin's command that crashed: one line naming the plugin, not a traceback through zoo
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"zoo: error: command {args.command!r} of plugin {plugin!r} failed: {type(exc).__name__}"
+              f"{': ' + text if text else ''}; ZOO_DEBUG=1 shows the traceback: report it to the plugin's author, "
+              f"or disable the plugin with ZOO_DISABLE_PLUGINS={plugin}", file=sys.stderr)
+        return 1
 
 
 def _os_error(exc: OSError) -> str:
