@@ -248,6 +248,39 @@ def test_broken_firstresult_hook_is_skipped_not_fatal(monkeypatch, capsys, answe
     zoo.reset()
 
 
+def test_hanging_registration_hook_times_out(monkeypatch, capsys):
+    """A zoo_register_models that never returns (a listing fetched from a dead server) is given
+    ZOO_PLUGIN_TIMEOUT seconds, then its plugin is failed and named in one line; the others are listed."""
+    import threading
+
+    release = threading.Event()
+
+    class HangingPlugin:
+        @hookimpl
+        def zoo_register_models(self, register):
+            release.wait(60)
+            register({"id": "hang:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    monkeypatch.setenv("ZOO_PLUGIN_TIMEOUT", "0.5")
+    zoo.reset(extra_plugins={"inproc": InProcPlugin(), "hang": HangingPlugin()})
+    try:
+        t0 = time.perf_counter()
+        ids = [c.id for c in zoo.list_models(source="inproc")]
+        assert time.perf_counter() - t0 < 10
+        assert ids == ["inproc:m.v1"]
+        status = {p.name: p for p in zoo.plugins()}
+        assert status["hang"].state == "failed" and "ZOO_PLUGIN_TIMEOUT" in status["hang"].reason
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "plugin 'hang' was skipped" in err and "ZOO_DISABLE_PLUGINS=hang" in err
+        release.set()
+        time.sleep(0.2)
+        assert "hang:m.v1" not in {c.id for c in zoo.list_models()}  # what it registered late is not kept
+    finally:
+        release.set()
+        zoo.reset()
+
+
 def test_source_without_plugin_names_install_line(monkeypatch):
     monkeypatch.setenv("ZOO_PLUGINS", "")  # every plugin disabled: only the catalog remains
     zoo.reset()

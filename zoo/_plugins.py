@@ -47,23 +47,34 @@ class PluginStatus:
         return asdict(self)
 
 
-def _import_with_timeout(ep: metadata.EntryPoint, timeout: float) -> Any:
+class _TimedOut(Exception):
+    """A plugin's code ran past ``ZOO_PLUGIN_TIMEOUT`` (it goes on in a daemon thread whose result is ignored)."""
+
+
+def _run_with_timeout(fn: Any, timeout: float, name: str) -> Any:
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = ep.load()
+            box["value"] = fn()
         except BaseException as exc:  # noqa: BLE001 - any failure becomes a status
             box["error"] = exc
 
-    worker = threading.Thread(target=target, name=f"zoo-plugin-{ep.name}", daemon=True)
+    worker = threading.Thread(target=target, name=name, daemon=True)
     worker.start()
     worker.join(timeout)
     if worker.is_alive():
-        raise TimeoutError(f"importing took longer than {timeout:g}s (ZOO_PLUGIN_TIMEOUT)")
+        raise _TimedOut
     if "error" in box:
         raise box["error"]
-    return box["value"]
+    return box.get("value")
+
+
+def _import_with_timeout(ep: metadata.EntryPoint, timeout: float) -> Any:
+    try:
+        return _run_with_timeout(ep.load, timeout, f"zoo-plugin-{ep.name}")
+    except _TimedOut:
+        raise TimeoutError(f"importing took longer than {timeout:g}s (ZOO_PLUGIN_TIMEOUT)") from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -81,6 +92,7 @@ class PluginHost:
         self.sources: dict[str, Source] = {}
         self.models: dict[str, ModelCard] = {}
         self._models_loaded = False
+        self.timeout = 5.0
 
     # ---- discovery and loading ----------------------------------------------------------------
     def discover(self) -> list[metadata.EntryPoint]:
@@ -89,7 +101,7 @@ class PluginHost:
     def load(self, extra: dict[str, Any] | None = None) -> None:
         """Load every allowed entry-point plugin (and ``extra`` objects, for tests)."""
         allowed, disabled = constants.allowed_plugins(), constants.disabled_plugins()
-        timeout = constants.plugin_import_timeout()
+        timeout = self.timeout = constants.plugin_import_timeout()
         for ep in self.discover():
             dist = getattr(ep, "dist", None)
             st = PluginStatus(ep.name, dist.name if dist else None, dist.version if dist else None, "ok")
@@ -130,8 +142,13 @@ class PluginHost:
             if st is None or st.state == "failed":
                 continue
             reg = Registrar(impl.plugin_name, self.sources, self.models)
-            try:
-                impl.function(register=reg)
+            try:  # a hook that hangs (a listing fetched from a dead server) must not hang every command
+                _run_with_timeout(lambda: impl.function(register=reg), self.timeout, f"zoo-plugin-{impl.plugin_name}")
+            except _TimedOut:
+                st.state, st.reason = "failed", f"{hook_name} took longer than {self.timeout:g}s (ZOO_PLUGIN_TIMEOUT)"
+                print(f"zoo: warning: plugin {impl.plugin_name!r} was skipped: {st.reason}; fix it, raise ZOO_PLUGIN_TIMEOUT, "
+                      f"or disable it with ZOO_DISABLE_PLUGINS={impl.plugin_name}", file=sys.stderr)
+                continue
             except DuplicateModelError as exc:
                 st.state, st.reason = "failed", str(exc)
                 print(f"zoo: warning: {exc}", file=sys.stderr)
