@@ -281,6 +281,42 @@ def test_hanging_registration_hook_times_out(monkeypatch, capsys):
         zoo.reset()
 
 
+class NumpyCardPlugin:
+    @hookimpl
+    def zoo_register_models(self, register):
+        register({"id": "skfeat:pca.digits", "family": "pca", "modality": "image", "framework": "numpy"})
+
+
+class NotACardPlugin:
+    @hookimpl
+    def zoo_register_models(self, register):
+        register(42)
+
+
+class WrongArgumentPlugin:
+    @hookimpl
+    def zoo_register_models(self, registrar):  # the spec's argument is called register
+        registrar({"id": "wrongarg:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+
+
+def test_failed_plugin_reason_says_what_is_wrong(monkeypatch):
+    """`zoo plugins` shows why a plugin failed in one line that names the problem: the card's id, field
+    and value (not pydantic's '1 validation error for ModelCard'), and pluggy's argument complaint."""
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    zoo.reset(extra_plugins={"skfeat": NumpyCardPlugin(), "notacard": NotACardPlugin()})
+    status = {p.name: p for p in zoo.plugins()}
+    reason = status["skfeat"].reason
+    assert status["skfeat"].state == "failed" and "\n" not in reason
+    assert "'skfeat:pca.digits'" in reason and "framework" in reason and "'numpy'" in reason
+    assert "register() takes a zoo.Source, a zoo.ModelCard or a dict" in status["notacard"].reason
+    from zoo._plugins import PluginHost, _reason
+
+    with pytest.raises(Exception) as info:  # what an entry-point plugin's registration raises, made its reason
+        PluginHost().pm.register(WrongArgumentPlugin(), name="wrongarg")
+    assert "{'registrar'} are declared in the hookimpl but can not be found in the hookspec" in _reason(info.value)
+    zoo.reset()
+
+
 def test_source_without_plugin_names_install_line(monkeypatch):
     monkeypatch.setenv("ZOO_PLUGINS", "")  # every plugin disabled: only the catalog remains
     zoo.reset()

@@ -78,7 +78,9 @@ def _import_with_timeout(ep: metadata.EntryPoint, timeout: float) -> Any:
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    # every line: pluggy's PluginValidationError says what is wrong on its third (a hook argument not in the spec)
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    text = text if len(text) <= 300 else text[:297] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from zoo.catalog import ModelCard
-from zoo.errors import DuplicateModelError, MissingFrameworkError
+from zoo.errors import DuplicateModelError, InvalidInputError, MissingFrameworkError
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,17 @@ class Source:
         return getattr(importlib.import_module(module), attr)
 
 
+def card_problems(exc: ValidationError) -> str:
+    """A pydantic error on a model card as one line: ``field: message (got value)`` per problem."""
+    out = []
+    for e in exc.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(card)"
+        msg = "unknown field; remove it or fix its spelling" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        got = f" (got {e['input']!r})" if e["type"] not in ("extra_forbidden", "missing") and not isinstance(e.get("input"), dict) else ""
+        out.append(f"{field}: {msg}{got}")
+    return "; ".join(out)
+
+
 class Registrar:
     """Collects what one plugin registers and refuses what another plugin already owns.
 
@@ -89,8 +102,13 @@ class Registrar:
     def _add_model(self, item: ModelCard | Mapping[str, Any]) -> None:
         if isinstance(item, ModelCard):
             card = item if item.origin == self.plugin else item.model_copy(update={"origin": self.plugin})
+        elif not isinstance(item, Mapping):
+            raise InvalidInputError(f"register() takes a zoo.Source, a zoo.ModelCard or a dict of its fields, got {type(item).__name__} {item!r:.60}.")
         else:
-            card = ModelCard.model_validate({**item, "origin": self.plugin})
+            try:
+                card = ModelCard.model_validate({**item, "origin": self.plugin})
+            except ValidationError as exc:  # pydantic's first line ("1 validation error for ModelCard") names nothing
+                raise InvalidInputError(f"model card {item.get('id', '(no id)')!r}: {card_problems(exc)}") from None
         prev = self._models.get(card.id)
         if prev is not None and prev.origin != self.plugin:
             raise DuplicateModelError(f"Model {card.id!r}", prev.origin, self.plugin)
