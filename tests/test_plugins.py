@@ -317,6 +317,42 @@ def test_failed_plugin_reason_says_what_is_wrong(monkeypatch):
     zoo.reset()
 
 
+def test_plugin_contract_catches_a_framework_imported_by_a_hook(tmp_path):
+    """The contract's lightness check fails a plugin whose zoo_register_models imports torch (it only
+    imported the module, which stays light, so it passed)."""
+    site = tmp_path / "site"
+    (site / "zoo_heavyhook-0.0.1.dist-info").mkdir(parents=True)
+    (site / "zoo_heavyhook-0.0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-heavyhook\nVersion: 0.0.1\n")
+    (site / "zoo_heavyhook-0.0.1.dist-info" / "entry_points.txt").write_text("[zoo]\nheavyhook = zoo_heavyhook\n")
+    (site / "zoo_heavyhook.py").write_text(textwrap.dedent(HEAVY_HOOK_BODY))
+    (tmp_path / "test_heavy.py").write_text(textwrap.dedent('''\
+        import pytest
+        from zoo.testing import PluginContract
+
+        @pytest.fixture
+        def plugin_name():
+            return "heavyhook"
+
+        class TestHeavy(PluginContract):
+            pass
+        '''))
+    e = os.environ.copy()
+    e["PYTHONPATH"] = str(site)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_heavy.py")],
+                         capture_output=True, text=True, env=e, cwd=tmp_path, timeout=300)
+    assert "1 failed, 2 passed" in out.stdout, out.stdout[-2000:]
+    assert "hooks loaded torch" in out.stdout
+
+
+HEAVY_HOOK_BODY = """
+from zoo import hookimpl
+@hookimpl
+def zoo_register_models(register):
+    import torch  # noqa: F401 - the mistake under test
+    register({"id": "heavyhook:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+"""
+
+
 def test_source_without_plugin_names_install_line(monkeypatch):
     monkeypatch.setenv("ZOO_PLUGINS", "")  # every plugin disabled: only the catalog remains
     zoo.reset()

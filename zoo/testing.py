@@ -516,16 +516,25 @@ class PluginContract:
                 zoo.parse_id(card.id, tagged=not card.id.startswith("hf:"))
 
     def test_import_loads_no_framework(self, plugin_name: str) -> None:
+        """Neither importing the plugin nor running its lookup hooks (zoo list, zoo info, zoo --help: the
+        registration and command hooks) imports an ML framework."""
         import subprocess
         import sys
 
+        heavy = "[m for m in ('torch','tensorflow','keras','transformers','timm','tensorflow_hub') if m in sys.modules]"
         code = (
             "import sys, importlib.metadata as md\n"
             f"ep = [e for e in md.entry_points(group='zoo') if e.name == {plugin_name!r}][0]\n"
             "ep.load()\n"
-            "heavy = [m for m in ('torch','tensorflow','keras','transformers','timm','tensorflow_hub') if m in sys.modules]\n"
-            "print(','.join(heavy))\n"
+            f"print('import:' + ','.join({heavy}))\n"
+            "import zoo\n"
+            "from zoo.cli import build_parser\n"
+            "zoo.list_models(); build_parser()\n"
+            f"print('hooks:' + ','.join({heavy}))\n"
         )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+        env = {**os.environ, "ZOO_PLUGINS": plugin_name}  # this plugin's hooks only
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
         assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == "", f"importing the plugin loaded {out.stdout.strip()}"
+        lines = out.stdout.split()
+        assert lines[0] == "import:", f"importing the plugin loaded {lines[0][7:]}"
+        assert lines[1] == "hooks:", f"the plugin's registration or command hooks loaded {lines[1][6:]} (import it in the loader)"
