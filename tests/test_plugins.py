@@ -317,14 +317,38 @@ def test_failed_plugin_reason_says_what_is_wrong(monkeypatch):
     zoo.reset()
 
 
+def _fake_dist(site: Path, name: str, body: str) -> Path:
+    """An installed distribution ``zoo-NAME`` (module ``zoo_NAME``, entry point ``NAME``) without pip: a dist-info folder."""
+    info = site / f"zoo_{name}-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: zoo-{name}\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text(f"[zoo]\n{name} = zoo_{name}\n")
+    (site / f"zoo_{name}.py").write_text(textwrap.dedent(body))
+    return site
+
+
+TYPO_BODY = """
+from zoo import hookimpl
+@hookimpl
+def zoo_register_model(register):
+    register({"id": "typo:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+"""
+
+
+def test_misspelt_hook_is_named(tmp_path):
+    """A @hookimpl whose name is no hook never runs: `zoo plugins` says so and suggests the hook (it said ok, 0 models)."""
+    site = _fake_dist(tmp_path / "site", "typo", TYPO_BODY)
+    e = {**os.environ, "PYTHONPATH": str(site), "ZOO_PLUGINS": "typo"}
+    out = subprocess.run([sys.executable, "-m", "zoo", "plugins", "--json"], capture_output=True, text=True, env=e, timeout=120)
+    status = {p["name"]: p for p in json.loads(out.stdout)}["typo"]
+    assert status["state"] == "ok" and status["models"] == 0
+    assert status["reason"] == "zoo_register_model (did you mean zoo_register_models?): not a zoo hook, never called (see docs/hooks.md)"
+
+
 def test_plugin_contract_catches_a_framework_imported_by_a_hook(tmp_path):
     """The contract's lightness check fails a plugin whose zoo_register_models imports torch (it only
     imported the module, which stays light, so it passed)."""
-    site = tmp_path / "site"
-    (site / "zoo_heavyhook-0.0.1.dist-info").mkdir(parents=True)
-    (site / "zoo_heavyhook-0.0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-heavyhook\nVersion: 0.0.1\n")
-    (site / "zoo_heavyhook-0.0.1.dist-info" / "entry_points.txt").write_text("[zoo]\nheavyhook = zoo_heavyhook\n")
-    (site / "zoo_heavyhook.py").write_text(textwrap.dedent(HEAVY_HOOK_BODY))
+    site = _fake_dist(tmp_path / "site", "heavyhook", HEAVY_HOOK_BODY)
     (tmp_path / "test_heavy.py").write_text(textwrap.dedent('''\
         import pytest
         from zoo.testing import PluginContract

@@ -77,6 +77,18 @@ def _import_with_timeout(ep: metadata.EntryPoint, timeout: float) -> Any:
         raise TimeoutError(f"importing took longer than {timeout:g}s (ZOO_PLUGIN_TIMEOUT)") from None
 
 
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> str:
+    """Why a plugin's ``@hookimpl`` functions that match no hook (a typo) never run, or ``""``."""
+    import difflib
+
+    names = sorted(hc.name for hc in pm.get_hookcallers(plugin) or [] if hc.spec is None)
+    parts = []
+    for name in names:
+        close = difflib.get_close_matches(name, [n for n in dir(hookspecs) if n.startswith("zoo_")], n=1)
+        parts.append(name + (f" (did you mean {close[0]}?)" if close else ""))
+    return f"{', '.join(parts)}: not a zoo hook, never called (see docs/hooks.md)" if parts else ""
+
+
 def _reason(exc: BaseException) -> str:
     # every line: pluggy's PluginValidationError says what is wrong on its third (a hook argument not in the spec)
     text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
@@ -124,6 +136,7 @@ class PluginHost:
                     raise
                 st.state, st.reason = "failed", _reason(exc)
                 continue
+            st.reason = _unknown_hooks(self.pm, plugin)
         found = {ep.name for ep in self.discover()}
         for var, names in (("ZOO_PLUGINS", allowed or set()), ("ZOO_DISABLE_PLUGINS", disabled)):
             unknown = sorted(names - found)

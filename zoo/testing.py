@@ -507,6 +507,7 @@ class PluginContract:
         status = {p.name: p for p in zoo.plugins()}
         assert plugin_name in status, f"plugin {plugin_name!r} not discovered (entry point group 'zoo')"
         assert status[plugin_name].state == "ok", status[plugin_name].reason
+        assert not status[plugin_name].reason, status[plugin_name].reason  # e.g. a misspelt hook that never runs
 
     def test_registered_models_parse(self, plugin_name: str) -> None:
         import zoo
