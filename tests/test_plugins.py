@@ -299,16 +299,24 @@ class WrongArgumentPlugin:
         registrar({"id": "wrongarg:m.v1", "family": "m", "modality": "image", "framework": "torch"})
 
 
+class ReturningPlugin:
+    @hookimpl
+    def zoo_register_models(self, register):
+        return [{"id": "returning:m.v1", "family": "m", "modality": "image", "framework": "torch"}]
+
+
 def test_failed_plugin_reason_says_what_is_wrong(monkeypatch):
     """`zoo plugins` shows why a plugin failed in one line that names the problem: the card's id, field
     and value (not pydantic's '1 validation error for ModelCard'), and pluggy's argument complaint."""
     monkeypatch.setenv("ZOO_PLUGINS", "")
-    zoo.reset(extra_plugins={"skfeat": NumpyCardPlugin(), "notacard": NotACardPlugin()})
+    zoo.reset(extra_plugins={"skfeat": NumpyCardPlugin(), "notacard": NotACardPlugin(), "returning": ReturningPlugin()})
     status = {p.name: p for p in zoo.plugins()}
     reason = status["skfeat"].reason
     assert status["skfeat"].state == "failed" and "\n" not in reason
     assert "'skfeat:pca.digits'" in reason and "framework" in reason and "'numpy'" in reason
     assert "register() takes a zoo.Source, a zoo.ModelCard or a dict" in status["notacard"].reason
+    assert status["returning"].state == "failed"  # returned its cards instead of registering them: was ok, 0 models
+    assert status["returning"].reason.startswith("zoo_register_models returned a list; call register(item) or register.many(items)")
     from zoo._plugins import PluginHost, _reason
 
     with pytest.raises(Exception) as info:  # what an entry-point plugin's registration raises, made its reason

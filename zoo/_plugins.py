@@ -158,7 +158,7 @@ class PluginHost:
                 continue
             reg = Registrar(impl.plugin_name, self.sources, self.models)
             try:  # a hook that hangs (a listing fetched from a dead server) must not hang every command
-                _run_with_timeout(lambda: impl.function(register=reg), self.timeout, f"zoo-plugin-{impl.plugin_name}")
+                returned = _run_with_timeout(lambda: impl.function(register=reg), self.timeout, f"zoo-plugin-{impl.plugin_name}")
             except _TimedOut:
                 st.state, st.reason = "failed", f"{hook_name} took longer than {self.timeout:g}s (ZOO_PLUGIN_TIMEOUT)"
                 print(f"zoo: warning: plugin {impl.plugin_name!r} was skipped: {st.reason}; fix it, raise ZOO_PLUGIN_TIMEOUT, "
@@ -170,6 +170,10 @@ class PluginHost:
                 continue
             except Exception as exc:  # noqa: BLE001
                 st.state, st.reason = "failed", f"{hook_name} raised {_reason(exc)}"
+                continue
+            if returned is not None:  # what it returned would be dropped without a word
+                st.state, st.reason = "failed", (f"{hook_name} returned a {type(returned).__name__}; call register(item) "
+                                                 "or register.many(items) instead of returning them")
                 continue
             st.models += reg.commit()
 
