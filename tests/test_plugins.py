@@ -400,6 +400,17 @@ def test_missing_framework_error_in_process():
         src.load_function()
 
 
+def test_loader_that_cannot_be_imported_is_one_line():
+    """A Source whose loader module or function is missing (a packaging mistake, a dependency it did not
+    declare in requires) says so naming the plugin and the install line, not ModuleNotFoundError's traceback."""
+    for loader, what in (("zoo_no_such_module_xyz.loader:load", "ModuleNotFoundError"), ("zoo.registrar:no_such_loader", "AttributeError")):
+        src = Source(name="s", framework="torch", loader=loader, install="pip install zoo-s", plugin="splug")
+        with pytest.raises(PluginUnavailableError) as info:
+            src.load_function()
+        msg = str(info.value)
+        assert "\n" not in msg and f"{loader!r} of plugin 'splug' cannot be imported ({what}" in msg and "Run `pip install zoo-s`" in msg
+
+
 def test_example_plugin_runs_zoo_contract_suite_against_itself(site, tmp_path):
     """A third-party package runs zoo.testing's contract suites on itself, as the guide shows."""
     tests = tmp_path / "tests"
