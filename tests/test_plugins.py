@@ -167,6 +167,16 @@ def test_allow_and_deny_lists(site):
         assert out.returncode == 2 and out.stderr.count("\n") == 1 and f"ZOO_PLUGIN_TIMEOUT={bad!r} is not a positive number" in out.stderr
 
 
+def test_disabled_or_failed_third_party_source_is_named_not_unknown(site):
+    """A source that only its (disabled or failed) plugin declares: the error says the plugin is disabled, not
+    'Unknown source', which sent the user looking for a plugin that is installed."""
+    for env, state in (({"ZOO_DISABLE_PLUGINS": "example"}, "disabled (ZOO_DISABLE_PLUGINS)"), ({"ZOO_PLUGINS": "broken"}, "disabled (not in ZOO_PLUGINS)")):
+        for command in ("info", "pull"):
+            out = run_zoo(site, command, "example:tinycnn.random", env=env)
+            assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+            assert f"Source 'example' cannot be used: its plugin is {state}" in out.stderr
+
+
 # ---- in-process: registrar and host -----------------------------------------------------------
 
 

@@ -149,6 +149,9 @@ def _resolve(model_id: str | ModelId) -> tuple[ModelId, ModelCard | None]:
                 mid = untagged
     known = set(sources())
     if mid.source not in known:
+        reason = _plugin_down(_get(), mid.source)
+        if reason:  # its plugin (named like the source) is installed but failed or disabled: say so, not "unknown"
+            raise PluginUnavailableError(mid.source, reason, None)
         raise UnknownSourceError(mid.source, sorted(known))
     card = cards.get(mid.base)
     if card is None and mid.tag is None:
@@ -158,6 +161,14 @@ def _resolve(model_id: str | ModelId) -> tuple[ModelId, ModelCard | None]:
         if tagged:
             card = cards[tagged[0]]
     return mid, card
+
+
+def _plugin_down(st: _State, source: str) -> str | None:
+    """Why the plugin named like ``source`` serves nothing (failed or disabled), or ``None``."""
+    for pst in st.host.statuses.values():
+        if pst.name == source and pst.state in ("failed", "disabled"):
+            return f"its plugin is {pst.state} ({pst.reason})"
+    return None
 
 
 def info(model_id: str | ModelId) -> ModelCard:
@@ -189,10 +200,7 @@ def load(model_id: str | ModelId, **options: Any) -> Any:
     src = st.host.sources.get(mid.source)
     if src is None:
         info_ = st.registry.sources.get(mid.source)
-        reason = "no installed plugin provides it"
-        for pst in st.host.statuses.values():
-            if pst.name == mid.source and pst.state in ("failed", "disabled"):
-                reason = f"its plugin is {pst.state} ({pst.reason})"
+        reason = _plugin_down(st, mid.source) or "no installed plugin provides it"
         raise PluginUnavailableError(mid.source, reason, info_.install if info_ else None)
     loader = src.load_function()
     return loader(mid, card, **options)
