@@ -386,6 +386,39 @@ def test_plugin_contract_catches_a_framework_imported_by_a_hook(tmp_path):
     assert "hooks loaded torch" in out.stdout
 
 
+ORPHAN_BODY = """
+from zoo import Source, hookimpl
+@hookimpl
+def zoo_register_sources(register):
+    register(Source(name="sk-feat", framework="torch", loader="zoo_orphan:load"))
+@hookimpl
+def zoo_register_models(register):
+    register({"id": "skfeat:m.v1", "family": "m", "modality": "text", "framework": "torch"})  # not the source's name
+"""
+
+
+def test_plugin_contract_catches_models_of_a_source_nobody_serves(tmp_path):
+    """The contract's id check fails cards whose source no plugin serves (ids are validated when registered,
+    so it could not fail)."""
+    site = _fake_dist(tmp_path / "site", "orphan", ORPHAN_BODY)
+    (tmp_path / "test_orphan.py").write_text(textwrap.dedent('''\
+        import pytest
+        from zoo.testing import PluginContract
+
+        @pytest.fixture
+        def plugin_name():
+            return "orphan"
+
+        class TestOrphan(PluginContract):
+            pass
+        '''))
+    e = {**os.environ, "PYTHONPATH": str(site), "ZOO_PLUGINS": "orphan"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_orphan.py")],
+                         capture_output=True, text=True, env=e, cwd=tmp_path, timeout=300)
+    assert "1 failed, 2 passed" in out.stdout, out.stdout[-2000:]
+    assert "skfeat:m.v1: no installed plugin serves source 'skfeat'" in out.stdout
+
+
 HEAVY_HOOK_BODY = """
 from zoo import hookimpl
 @hookimpl

@@ -510,11 +510,16 @@ class PluginContract:
         assert not status[plugin_name].reason, status[plugin_name].reason  # e.g. a misspelt hook that never runs
 
     def test_registered_models_parse(self, plugin_name: str) -> None:
+        """Every id the plugin registered parses, names a source some plugin serves (else `zoo list` shows it
+        and `zoo load` says 'Unknown source') and `zoo info` finds it again under that id."""
         import zoo
 
+        sources = zoo.sources()
         for card in zoo.list_models():
             if card.origin == plugin_name:
                 zoo.parse_id(card.id, tagged=not card.id.startswith("hf:"))
+                assert sources.get(card.source, {}).get("plugin"), f"{card.id}: no installed plugin serves source {card.source!r}"
+                assert zoo.info(card.id).id == card.id
 
     def test_import_loads_no_framework(self, plugin_name: str) -> None:
         """Neither importing the plugin nor running its lookup hooks (zoo list, zoo info, zoo --help: the
