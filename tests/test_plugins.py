@@ -258,6 +258,38 @@ def test_broken_firstresult_hook_is_skipped_not_fatal(monkeypatch, capsys, answe
     zoo.reset()
 
 
+class ExitingPlugin:
+    """A plugin whose hooks call sys.exit() (a config check that ends the program, argparse in a hook)."""
+
+    @hookimpl
+    def zoo_register_models(self, register):
+        sys.exit("exiter: config missing")
+
+    @hookimpl
+    def zoo_resolve_weights(self, model_id, card):
+        sys.exit("exiter: config missing")
+
+    @hookimpl
+    def zoo_register_commands(self, cli):
+        sys.exit("exiter: config missing")
+
+
+def test_plugin_calling_sys_exit_does_not_end_zoo(monkeypatch, capsys):
+    """SystemExit from a plugin's hook is a failure of that plugin, like any exception: it ended every zoo command."""
+    from zoo import cli
+
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    monkeypatch.delenv("ZOO_DEBUG", raising=False)
+    zoo.reset(extra_plugins={"inproc": InProcPlugin(), "exiter": ExitingPlugin()})
+    assert [c.id for c in zoo.list_models(source="inproc")] == ["inproc:m.v1"]
+    assert zoo.load("inproc:m.v1")[-1] == "/weights/m"
+    status = {p.name: p for p in zoo.plugins()}
+    assert status["exiter"].state == "failed" and "SystemExit: exiter: config missing" in status["exiter"].reason
+    assert cli.main(["list", "--source", "inproc", "--json"]) == 0
+    assert "plugin 'exiter' failed to add its commands" in capsys.readouterr().err
+    zoo.reset()
+
+
 def test_hanging_registration_hook_times_out(monkeypatch, capsys):
     """A zoo_register_models that never returns (a listing fetched from a dead server) is given
     ZOO_PLUGIN_TIMEOUT seconds, then its plugin is failed and named in one line; the others are listed."""

@@ -168,7 +168,7 @@ class PluginHost:
                 st.state, st.reason = "failed", str(exc)
                 print(f"zoo: warning: {exc}", file=sys.stderr)
                 continue
-            except Exception as exc:  # noqa: BLE001
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - sys.exit() in a plugin must not end every command
                 st.state, st.reason = "failed", f"{hook_name} raised {_reason(exc)}"
                 continue
             if returned is not None:  # what it returned would be dropped without a word
@@ -223,7 +223,7 @@ class PluginHost:
                 problem = check(answer) if check is not None and answer is not None else None
             except ZooError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the other sources
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not break the other sources
                 problem = f"{hook_name} raised {_reason(exc)}"
             if problem:
                 if st is not None:

@@ -364,7 +364,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
             before = set(sub.choices)
             try:
                 impl.function(cli=sub)
-            except Exception as exc:  # noqa: BLE001 - a broken plugin (a ZooError too) must not break the CLI
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin (a ZooError, sys.exit) must not break the CLI
                 if constants.debug():
                     raise
                 print(f"zoo: warning: plugin {impl.plugin_name!r} failed to add its commands ({exc}); fix it, or disable it "
