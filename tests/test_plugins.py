@@ -290,6 +290,29 @@ def test_plugin_calling_sys_exit_does_not_end_zoo(monkeypatch, capsys):
     zoo.reset()
 
 
+PRINTER_BODY = """
+print("loading printer plugin v1")
+from zoo import hookimpl
+@hookimpl
+def zoo_register_models(register):
+    print("registering printer models")
+    register({"id": "printer:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+@hookimpl
+def zoo_register_commands(cli):
+    print("adding printer commands")
+"""
+
+
+def test_plugin_print_does_not_corrupt_json_output(tmp_path):
+    """What a plugin prints while imported or registering goes to stderr: `zoo list --json` stays JSON."""
+    site = _fake_dist(tmp_path / "site", "printer", PRINTER_BODY)
+    e = {**os.environ, "PYTHONPATH": str(site), "ZOO_PLUGINS": "printer"}
+    out = subprocess.run([sys.executable, "-m", "zoo", "list", "--source", "printer", "--json"], capture_output=True, text=True, env=e, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert [c["id"] for c in json.loads(out.stdout)] == ["printer:m.v1"]
+    assert "loading printer plugin v1" in out.stderr and "adding printer commands" in out.stderr
+
+
 def test_hanging_registration_hook_times_out(monkeypatch, capsys):
     """A zoo_register_models that never returns (a listing fetched from a dead server) is given
     ZOO_PLUGIN_TIMEOUT seconds, then its plugin is failed and named in one line; the others are listed."""

@@ -8,6 +8,7 @@ plugin and command keeps working.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -61,8 +62,9 @@ def _run_with_timeout(fn: Any, timeout: float, name: str) -> Any:
             box["error"] = exc
 
     worker = threading.Thread(target=target, name=name, daemon=True)
-    worker.start()
-    worker.join(timeout)
+    with contextlib.redirect_stdout(sys.stderr):  # a plugin's print() must not corrupt `zoo list --json`
+        worker.start()
+        worker.join(timeout)
     if worker.is_alive():
         raise _TimedOut
     if "error" in box:
@@ -219,7 +221,8 @@ class PluginHost:
             if st is not None and st.state == "failed":
                 continue
             try:
-                answer = impl.function(**{name: kwargs[name] for name in impl.argnames})
+                with contextlib.redirect_stdout(sys.stderr):
+                    answer = impl.function(**{name: kwargs[name] for name in impl.argnames})
                 problem = check(answer) if check is not None and answer is not None else None
             except ZooError:
                 raise

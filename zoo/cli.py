@@ -8,6 +8,7 @@ the command bodies.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -363,7 +364,8 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
         for impl in host.pm.hook.zoo_register_commands.get_hookimpls():
             before = set(sub.choices)
             try:
-                impl.function(cli=sub)
+                with contextlib.redirect_stdout(sys.stderr):  # a plugin's print() must not corrupt --json output
+                    impl.function(cli=sub)
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin (a ZooError, sys.exit) must not break the CLI
                 if constants.debug():
                     raise
