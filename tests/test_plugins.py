@@ -196,6 +196,35 @@ def test_registrar_refuses_duplicates_naming_both():
         b({"id": "x:n.v1", "family": "m", "modality": "sound", "framework": "torch"})
 
 
+@pytest.mark.parametrize("fields, problem", [
+    ({"name": None}, "name None is not an id prefix"),
+    ({"name": "My Source"}, "name 'My Source' is not an id prefix"),
+    ({"framework": "numpy"}, "framework 'numpy' is not 'torch' or 'tensorflow'"),
+    ({"loader": "zoo_x.loader"}, "loader 'zoo_x.loader' is not 'module:function'"),
+    ({"requires": "torch"}, "requires 'torch' is not a tuple of import names"),
+])
+def test_registrar_refuses_a_malformed_source(fields, problem, monkeypatch):
+    """A Source zoo cannot use is refused when registered, in one line: name=None crashed `zoo plugins`,
+    `zoo list` and `zoo info` for every source (sorting None with str), requires="torch" read as t, o, r, c, h."""
+    from zoo.errors import InvalidInputError
+
+    src = Source(**{"name": "x", "framework": "torch", "loader": "m:f", **fields})
+    with pytest.raises(InvalidInputError, match=problem):
+        Registrar("p", {}, {})(src)
+
+    class BadSourcePlugin:
+        @hookimpl
+        def zoo_register_sources(self, register):
+            register(src)
+
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    zoo.reset(extra_plugins={"inproc": InProcPlugin(), "badsrc": BadSourcePlugin()})
+    assert {c.id for c in zoo.list_models(source="inproc")} == {"inproc:m.v1"}
+    status = {p.name: p for p in zoo.plugins()}
+    assert status["badsrc"].state == "failed" and problem in status["badsrc"].reason
+    zoo.reset()
+
+
 class InProcPlugin:
     @hookimpl
     def zoo_register_sources(self, register):

@@ -103,6 +103,21 @@ class Registrar:
             self._add_model(item)
 
     def _add_source(self, src: Source) -> None:
+        from zoo._ids import _SOURCE
+
+        problem = None
+        if not isinstance(src.name, str) or not _SOURCE.match(src.name):
+            problem = f"name {src.name!r} is not an id prefix (lower-case letters, digits, '_' or '-', starting with a letter)"
+        elif src.framework not in ("torch", "tensorflow"):
+            problem = f"framework {src.framework!r} is not 'torch' or 'tensorflow'"
+        elif not callable(src.loader) and not (isinstance(src.loader, str) and all(src.loader.partition(":")[::2])):
+            problem = f"loader {src.loader!r} is not 'module:function' or a callable"
+        elif isinstance(src.requires, str) or not all(isinstance(r, str) and r for r in src.requires):
+            problem = f"requires {src.requires!r} is not a tuple of import names, e.g. ('torch',)"
+        elif not isinstance(src.install, str) or not isinstance(src.description, str):
+            problem = "install and description must be strings"
+        if problem:
+            raise InvalidInputError(f"Source {src.name!r}: {problem}.")
         prev = self._sources.get(src.name)
         if prev is not None and prev.plugin != self.plugin:
             raise DuplicateModelError(f"Source {src.name!r}", prev.plugin, self.plugin)
