@@ -342,6 +342,21 @@ def test_plugin_print_does_not_corrupt_json_output(tmp_path):
     assert "loading printer plugin v1" in out.stderr and "adding printer commands" in out.stderr
 
 
+def test_ctrl_c_while_a_plugin_imports_names_it(tmp_path):
+    """Ctrl-C while zoo waits for a slow plugin's import: one line naming the plugin and how to skip it, exit 130,
+    not a KeyboardInterrupt traceback through the plugin host."""
+    import signal
+
+    site = _fake_dist(tmp_path / "site", "sleepy", "import time\ntime.sleep(60)\n")
+    e = {**os.environ, "PYTHONPATH": str(site), "ZOO_PLUGIN_TIMEOUT": "30"}
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "plugins"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err == "zoo: interrupted while loading plugin(s) sleepy: ZOO_DISABLE_PLUGINS=sleepy skips them\n"
+
+
 def test_hanging_registration_hook_times_out(monkeypatch, capsys):
     """A zoo_register_models that never returns (a listing fetched from a dead server) is given
     ZOO_PLUGIN_TIMEOUT seconds, then its plugin is failed and named in one line; the others are listed."""

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -443,6 +444,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"zoo: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C while a slow plugin is imported: say which, not a traceback through the host
+        from zoo._api import _state
+
+        slow = [t.name.removeprefix("zoo-plugin-") for t in threading.enumerate() if t.name.startswith("zoo-plugin-")]
+        hint = f" while loading plugin(s) {', '.join(slow)}: ZOO_DISABLE_PLUGINS={','.join(slow)} skips them" if slow and _state is None else ""
+        print(f"zoo: interrupted{hint}", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
