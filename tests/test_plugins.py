@@ -519,7 +519,10 @@ def test_plugin_contract_catches_models_of_a_source_nobody_serves(tmp_path):
 
 
 HEAVY_HOOK_BODY = """
-from zoo import hookimpl
+from zoo import Source, hookimpl
+@hookimpl
+def zoo_register_sources(register):
+    register(Source(name="heavyhook", framework="torch", loader="zoo_heavyhook:load"))
 @hookimpl
 def zoo_register_models(register):
     import torch  # noqa: F401 - the mistake under test
