@@ -144,6 +144,10 @@ def test_missing_framework_names_pip_line(site):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e)
     assert "MissingFrameworkError" in res.stderr
     assert "run `pip install needsfw-framework`" in res.stderr
+    # zoo info on an id of that source: the missing framework, not "Unknown model" (it lists nothing while unavailable)
+    out = run_zoo(site, "info", "needsfw:model.v1", env={"ZOO_DISABLE_PLUGINS": "zzdup"})
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "Source 'needsfw' needs definitely_not_installed_fw, which is not installed: run `pip install needsfw-framework`" in out.stderr
 
 
 def test_allow_and_deny_lists(site):

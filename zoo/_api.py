@@ -179,6 +179,9 @@ def info(model_id: str | ModelId) -> ModelCard:
     """
     mid, card = _resolve(model_id)
     if card is None:
+        src = _get().host.sources.get(mid.source)
+        if src is not None and src.missing():  # an unavailable plugin lists nothing: say why, not "unknown model"
+            src.load_function()  # raises MissingFrameworkError with the plugin's pip install line
         raise UnknownModelError(str(model_id), close_matches(mid.base, _cards()))
     return card
 
