@@ -214,6 +214,33 @@ class CrashingCommandPlugin:
         p.set_defaults(func=lambda args: {}["x"])
 
 
+class HangingCommandPlugin:
+    def __init__(self, release):
+        self.release = release
+
+    @zoo.hookimpl
+    def zoo_register_commands(self, cli):
+        self.release.wait(60)
+
+
+def test_hanging_plugin_commands_time_out(capsys, monkeypatch):
+    """A zoo_register_commands that never returns is given ZOO_PLUGIN_TIMEOUT seconds (it hung `zoo --help`)."""
+    import threading
+    import time
+
+    release = threading.Event()
+    monkeypatch.setenv("ZOO_PLUGIN_TIMEOUT", "0.5")
+    zoo.reset(extra_plugins={"stuck": HangingCommandPlugin(release)})
+    try:
+        t0 = time.perf_counter()
+        code, out, err = run(capsys, "list", "--source", "torchvision", "--limit", "1", "--json")
+        assert code == 0 and time.perf_counter() - t0 < 30
+        assert "plugin 'stuck' failed to add its commands (zoo_register_commands took longer than 0.5s" in err
+    finally:
+        release.set()
+        zoo.reset()
+
+
 def test_broken_plugin_commands_do_not_take_the_cli_down(capsys, monkeypatch):
     """A plugin raising a ZooError while adding commands is a warning naming it, not an error for every
     command; a plugin command that crashes is one line naming the plugin, not a traceback."""

@@ -359,14 +359,18 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
 
     if plugin_commands:
         from zoo._api import _get
+        from zoo._plugins import _run_with_timeout, _TimedOut
 
         host = _get(with_models=False).host  # an invalid catalog raises here: one line from main()
         PLUGIN_COMMANDS.clear()
         for impl in host.pm.hook.zoo_register_commands.get_hookimpls():
             before = set(sub.choices)
-            try:
-                with contextlib.redirect_stdout(sys.stderr):  # a plugin's print() must not corrupt --json output
-                    impl.function(cli=sub)
+            try:  # on a worker thread with ZOO_PLUGIN_TIMEOUT, like the other registration hooks (it prints to stderr)
+                _run_with_timeout(lambda: impl.function(cli=sub), host.timeout, f"zoo-plugin-{impl.plugin_name}")
+            except _TimedOut:
+                print(f"zoo: warning: plugin {impl.plugin_name!r} failed to add its commands (zoo_register_commands took longer "
+                      f"than {host.timeout:g}s, ZOO_PLUGIN_TIMEOUT); fix it, or disable it with ZOO_DISABLE_PLUGINS={impl.plugin_name}",
+                      file=sys.stderr)
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin (a ZooError, sys.exit) must not break the CLI
                 if constants.debug():
                     raise
