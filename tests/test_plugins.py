@@ -175,8 +175,8 @@ def test_disabled_or_failed_third_party_source_is_named_not_unknown(site):
     """A source that only its (disabled or failed) plugin declares: the error says the plugin is disabled, not
     'Unknown source', which sent the user looking for a plugin that is installed."""
     for env, state in (({"ZOO_DISABLE_PLUGINS": "example"}, "disabled (ZOO_DISABLE_PLUGINS)"), ({"ZOO_PLUGINS": "broken"}, "disabled (not in ZOO_PLUGINS)")):
-        for command in ("info", "pull"):
-            out = run_zoo(site, command, "example:tinycnn.random", env=env)
+        for command in (("info", "example:tinycnn.random"), ("pull", "example:tinycnn.random"), ("list", "--source", "example")):
+            out = run_zoo(site, *command, env=env)
             assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
             assert f"Source 'example' cannot be used: its plugin is {state}" in out.stderr
 

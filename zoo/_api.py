@@ -115,6 +115,10 @@ def list_models(
         ['hf:bert-base-cased']
     """
     cards = list(_cards().values())
+    if source is not None and source not in sources():
+        reason = _plugin_down(_get(), source)
+        if reason:  # as zoo.info and zoo.load say it: the plugin is disabled or failed, not "unknown source"
+            raise PluginUnavailableError(source, reason, None)
     if curated_only:
         cards = [c for c in cards if c.origin == "registry"]
     out = filter_cards(
