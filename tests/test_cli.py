@@ -215,6 +215,63 @@ def test_plugin_commands(capsys):
     assert code == 0
 
 
+class ZooErrorCommandPlugin:
+    @zoo.hookimpl
+    def zoo_register_commands(self, cli):
+        from zoo.errors import InvalidInputError
+
+        raise InvalidInputError("config file ~/.mycorp.toml is missing")
+
+
+class CrashingCommandPlugin:
+    @zoo.hookimpl
+    def zoo_register_commands(self, cli):
+        p = cli.add_parser("crashy", help="a command with a bug")
+        p.set_defaults(func=lambda args: {}["x"])
+
+
+class HangingCommandPlugin:
+    def __init__(self, release):
+        self.release = release
+
+    @zoo.hookimpl
+    def zoo_register_commands(self, cli):
+        self.release.wait(60)
+
+
+def test_hanging_plugin_commands_time_out(capsys, monkeypatch):
+    """A zoo_register_commands that never returns is given ZOO_PLUGIN_TIMEOUT seconds (it hung `zoo --help`)."""
+    import threading
+    import time
+
+    release = threading.Event()
+    monkeypatch.setenv("ZOO_PLUGIN_TIMEOUT", "0.5")
+    zoo.reset(extra_plugins={"stuck": HangingCommandPlugin(release)})
+    try:
+        t0 = time.perf_counter()
+        code, out, err = run(capsys, "list", "--source", "torchvision", "--limit", "1", "--json")
+        assert code == 0 and time.perf_counter() - t0 < 30
+        assert "plugin 'stuck' failed to add its commands (zoo_register_commands took longer than 0.5s" in err
+    finally:
+        release.set()
+        zoo.reset()
+
+
+def test_broken_plugin_commands_do_not_take_the_cli_down(capsys, monkeypatch):
+    """A plugin raising a ZooError while adding commands is a warning naming it, not an error for every
+    command; a plugin command that crashes is one line naming the plugin, not a traceback."""
+    monkeypatch.delenv("ZOO_DEBUG", raising=False)
+    zoo.reset(extra_plugins={"cfgerr": ZooErrorCommandPlugin(), "crashy": CrashingCommandPlugin()})
+    code, out, err = run(capsys, "list", "--json")
+    assert code == 0, err
+    assert err.count("\n") == 1 and "plugin 'cfgerr' failed to add its commands" in err and "ZOO_DISABLE_PLUGINS=cfgerr" in err
+    code, out, err = run(capsys, "crashy")
+    assert code == 1 and "Traceback" not in err
+    lines = [line for line in err.splitlines() if "cfgerr" not in line]
+    assert len(lines) == 1 and "command 'crashy' of plugin 'crashy' failed: KeyError" in lines[0] and "ZOO_DISABLE_PLUGINS=crashy" in lines[0]
+    zoo.reset()
+
+
 def test_full_catalog_lists_every_source_and_filters_compose():
     """With every built-in plugin installed: >= 1,500 entries from all five sources."""
     out = subprocess.run([sys.executable, "-m", "zoo", "list", "--json"], capture_output=True, text=True, timeout=300)

@@ -144,6 +144,10 @@ def test_missing_framework_names_pip_line(site):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e)
     assert "MissingFrameworkError" in res.stderr
     assert "run `pip install needsfw-framework`" in res.stderr
+    # zoo info on an id of that source: the missing framework, not "Unknown model" (it lists nothing while unavailable)
+    out = run_zoo(site, "info", "needsfw:model.v1", env={"ZOO_DISABLE_PLUGINS": "zzdup"})
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert "Source 'needsfw' needs definitely_not_installed_fw, which is not installed: run `pip install needsfw-framework`" in out.stderr
 
 
 def test_allow_and_deny_lists(site):
@@ -167,6 +171,16 @@ def test_allow_and_deny_lists(site):
         assert out.returncode == 2 and out.stderr.count("\n") == 1 and f"ZOO_PLUGIN_TIMEOUT={bad!r} is not a positive number" in out.stderr
 
 
+def test_disabled_or_failed_third_party_source_is_named_not_unknown(site):
+    """A source that only its (disabled or failed) plugin declares: the error says the plugin is disabled, not
+    'Unknown source', which sent the user looking for a plugin that is installed."""
+    for env, state in (({"ZOO_DISABLE_PLUGINS": "example"}, "disabled (ZOO_DISABLE_PLUGINS)"), ({"ZOO_PLUGINS": "broken"}, "disabled (not in ZOO_PLUGINS)")):
+        for command in (("info", "example:tinycnn.random"), ("pull", "example:tinycnn.random"), ("list", "--source", "example")):
+            out = run_zoo(site, *command, env=env)
+            assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+            assert f"Source 'example' cannot be used: its plugin is {state}" in out.stderr
+
+
 # ---- in-process: registrar and host -----------------------------------------------------------
 
 
@@ -184,6 +198,35 @@ def test_registrar_refuses_duplicates_naming_both():
         b(Source(name="x", framework="torch", loader="m:f"))
     with pytest.raises(Exception, match="modality"):
         b({"id": "x:n.v1", "family": "m", "modality": "sound", "framework": "torch"})
+
+
+@pytest.mark.parametrize("fields, problem", [
+    ({"name": None}, "name None is not an id prefix"),
+    ({"name": "My Source"}, "name 'My Source' is not an id prefix"),
+    ({"framework": "numpy"}, "framework 'numpy' is not 'torch' or 'tensorflow'"),
+    ({"loader": "zoo_x.loader"}, "loader 'zoo_x.loader' is not 'module:function'"),
+    ({"requires": "torch"}, "requires 'torch' is not a tuple of import names"),
+])
+def test_registrar_refuses_a_malformed_source(fields, problem, monkeypatch):
+    """A Source zoo cannot use is refused when registered, in one line: name=None crashed `zoo plugins`,
+    `zoo list` and `zoo info` for every source (sorting None with str), requires="torch" read as t, o, r, c, h."""
+    from zoo.errors import InvalidInputError
+
+    src = Source(**{"name": "x", "framework": "torch", "loader": "m:f", **fields})
+    with pytest.raises(InvalidInputError, match=problem):
+        Registrar("p", {}, {})(src)
+
+    class BadSourcePlugin:
+        @hookimpl
+        def zoo_register_sources(self, register):
+            register(src)
+
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    zoo.reset(extra_plugins={"inproc": InProcPlugin(), "badsrc": BadSourcePlugin()})
+    assert {c.id for c in zoo.list_models(source="inproc")} == {"inproc:m.v1"}
+    status = {p.name: p for p in zoo.plugins()}
+    assert status["badsrc"].state == "failed" and problem in status["badsrc"].reason
+    zoo.reset()
 
 
 class InProcPlugin:
@@ -211,6 +254,286 @@ def test_in_process_plugin_load_and_resolve():
     assert result == ("loaded", "inproc:m.v1", "inproc:m.v1", {"pooling": "mean"}, "/weights/m")
 
 
+class RaisingWeightsPlugin:
+    """A mirror plugin whose firstresult hooks crash, or answer the wrong type."""
+
+    def __init__(self, answer=None):
+        self.answer = answer
+
+    @hookimpl
+    def zoo_resolve_weights(self, model_id, card):
+        if self.answer is None:
+            raise RuntimeError("mirror down")
+        return self.answer
+
+    @hookimpl
+    def zoo_model_files(self, model_id, card):
+        if self.answer is None:
+            raise RuntimeError("mirror down")
+        return self.answer
+
+
+@pytest.mark.parametrize("answer", [None, 42])
+def test_broken_firstresult_hook_is_skipped_not_fatal(monkeypatch, capsys, answer):
+    """A plugin asked first whose zoo_resolve_weights / zoo_model_files raises (or answers a number) is
+    marked failed and named in one line; the other plugins still answer, so loading still works."""
+    from zoo._api import _get
+
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    zoo.reset(extra_plugins={"inproc": InProcPlugin(), "mirror": RaisingWeightsPlugin(answer)})  # mirror is asked first
+    result = zoo.load("inproc:m.v1")
+    assert result[-1] == "/weights/m"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "plugin 'mirror' was skipped" in err and "ZOO_DISABLE_PLUGINS=mirror" in err
+    status = {p.name: p for p in zoo.plugins()}
+    assert status["mirror"].state == "failed" and status["inproc"].state == "ok"
+    assert _get().host.model_files(zoo.parse_id("inproc:m.v1"), None) is None  # the failed plugin is not asked again
+    zoo.reset()
+
+
+class ExitingPlugin:
+    """A plugin whose hooks call sys.exit() (a config check that ends the program, argparse in a hook)."""
+
+    @hookimpl
+    def zoo_register_models(self, register):
+        sys.exit("exiter: config missing")
+
+    @hookimpl
+    def zoo_resolve_weights(self, model_id, card):
+        sys.exit("exiter: config missing")
+
+    @hookimpl
+    def zoo_register_commands(self, cli):
+        sys.exit("exiter: config missing")
+
+
+def test_plugin_calling_sys_exit_does_not_end_zoo(monkeypatch, capsys):
+    """SystemExit from a plugin's hook is a failure of that plugin, like any exception: it ended every zoo command."""
+    from zoo import cli
+
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    monkeypatch.delenv("ZOO_DEBUG", raising=False)
+    zoo.reset(extra_plugins={"inproc": InProcPlugin(), "exiter": ExitingPlugin()})
+    assert [c.id for c in zoo.list_models(source="inproc")] == ["inproc:m.v1"]
+    assert zoo.load("inproc:m.v1")[-1] == "/weights/m"
+    status = {p.name: p for p in zoo.plugins()}
+    assert status["exiter"].state == "failed" and "SystemExit: exiter: config missing" in status["exiter"].reason
+    assert cli.main(["list", "--source", "inproc", "--json"]) == 0
+    assert "plugin 'exiter' failed to add its commands" in capsys.readouterr().err
+    zoo.reset()
+
+
+PRINTER_BODY = """
+print("loading printer plugin v1")
+from zoo import hookimpl
+@hookimpl
+def zoo_register_models(register):
+    print("registering printer models")
+    register({"id": "printer:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+@hookimpl
+def zoo_register_commands(cli):
+    print("adding printer commands")
+"""
+
+
+def test_plugin_print_does_not_corrupt_json_output(tmp_path):
+    """What a plugin prints while imported or registering goes to stderr: `zoo list --json` stays JSON."""
+    site = _fake_dist(tmp_path / "site", "printer", PRINTER_BODY)
+    e = {**os.environ, "PYTHONPATH": str(site), "ZOO_PLUGINS": "printer"}
+    out = subprocess.run([sys.executable, "-m", "zoo", "list", "--source", "printer", "--json"], capture_output=True, text=True, env=e, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert [c["id"] for c in json.loads(out.stdout)] == ["printer:m.v1"]
+    assert "loading printer plugin v1" in out.stderr and "adding printer commands" in out.stderr
+
+
+def test_ctrl_c_while_a_plugin_imports_names_it(tmp_path):
+    """Ctrl-C while zoo waits for a slow plugin's import: one line naming the plugin and how to skip it, exit 130,
+    not a KeyboardInterrupt traceback through the plugin host."""
+    import signal
+
+    site = _fake_dist(tmp_path / "site", "sleepy", "import time\ntime.sleep(60)\n")
+    e = {**os.environ, "PYTHONPATH": str(site), "ZOO_PLUGIN_TIMEOUT": "30"}
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "plugins"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err == "zoo: interrupted while loading plugin(s) sleepy: ZOO_DISABLE_PLUGINS=sleepy skips them\n"
+
+
+def test_hanging_registration_hook_times_out(monkeypatch, capsys):
+    """A zoo_register_models that never returns (a listing fetched from a dead server) is given
+    ZOO_PLUGIN_TIMEOUT seconds, then its plugin is failed and named in one line; the others are listed."""
+    import threading
+
+    release = threading.Event()
+
+    class HangingPlugin:
+        @hookimpl
+        def zoo_register_models(self, register):
+            release.wait(60)
+            register({"id": "hang:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    monkeypatch.setenv("ZOO_PLUGIN_TIMEOUT", "0.5")
+    zoo.reset(extra_plugins={"inproc": InProcPlugin(), "hang": HangingPlugin()})
+    try:
+        t0 = time.perf_counter()
+        ids = [c.id for c in zoo.list_models(source="inproc")]
+        assert time.perf_counter() - t0 < 10
+        assert ids == ["inproc:m.v1"]
+        status = {p.name: p for p in zoo.plugins()}
+        assert status["hang"].state == "failed" and "ZOO_PLUGIN_TIMEOUT" in status["hang"].reason
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "plugin 'hang' was skipped" in err and "ZOO_DISABLE_PLUGINS=hang" in err
+        release.set()
+        time.sleep(0.2)
+        assert "hang:m.v1" not in {c.id for c in zoo.list_models()}  # what it registered late is not kept
+    finally:
+        release.set()
+        zoo.reset()
+
+
+class NumpyCardPlugin:
+    @hookimpl
+    def zoo_register_models(self, register):
+        register({"id": "skfeat:pca.digits", "family": "pca", "modality": "image", "framework": "numpy"})
+
+
+class NotACardPlugin:
+    @hookimpl
+    def zoo_register_models(self, register):
+        register(42)
+
+
+class WrongArgumentPlugin:
+    @hookimpl
+    def zoo_register_models(self, registrar):  # the spec's argument is called register
+        registrar({"id": "wrongarg:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+
+
+class ReturningPlugin:
+    @hookimpl
+    def zoo_register_models(self, register):
+        return [{"id": "returning:m.v1", "family": "m", "modality": "image", "framework": "torch"}]
+
+
+def test_failed_plugin_reason_says_what_is_wrong(monkeypatch):
+    """`zoo plugins` shows why a plugin failed in one line that names the problem: the card's id, field
+    and value (not pydantic's '1 validation error for ModelCard'), and pluggy's argument complaint."""
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    zoo.reset(extra_plugins={"skfeat": NumpyCardPlugin(), "notacard": NotACardPlugin(), "returning": ReturningPlugin()})
+    status = {p.name: p for p in zoo.plugins()}
+    reason = status["skfeat"].reason
+    assert status["skfeat"].state == "failed" and "\n" not in reason
+    assert "'skfeat:pca.digits'" in reason and "framework" in reason and "'numpy'" in reason
+    assert "register() takes a zoo.Source, a zoo.ModelCard or a dict" in status["notacard"].reason
+    assert status["returning"].state == "failed"  # returned its cards instead of registering them: was ok, 0 models
+    assert status["returning"].reason.startswith("zoo_register_models returned a list; call register(item) or register.many(items)")
+    from zoo._plugins import PluginHost, _reason
+
+    with pytest.raises(Exception) as info:  # what an entry-point plugin's registration raises, made its reason
+        PluginHost().pm.register(WrongArgumentPlugin(), name="wrongarg")
+    assert "{'registrar'} are declared in the hookimpl but can not be found in the hookspec" in _reason(info.value)
+    zoo.reset()
+
+
+def _fake_dist(site: Path, name: str, body: str) -> Path:
+    """An installed distribution ``zoo-NAME`` (module ``zoo_NAME``, entry point ``NAME``) without pip: a dist-info folder."""
+    info = site / f"zoo_{name}-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: zoo-{name}\nVersion: 0.0.1\n")
+    (info / "entry_points.txt").write_text(f"[zoo]\n{name} = zoo_{name}\n")
+    (site / f"zoo_{name}.py").write_text(textwrap.dedent(body))
+    return site
+
+
+TYPO_BODY = """
+from zoo import hookimpl
+@hookimpl
+def zoo_register_model(register):
+    register({"id": "typo:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+"""
+
+
+def test_misspelt_hook_is_named(tmp_path):
+    """A @hookimpl whose name is no hook never runs: `zoo plugins` says so and suggests the hook (it said ok, 0 models)."""
+    site = _fake_dist(tmp_path / "site", "typo", TYPO_BODY)
+    e = {**os.environ, "PYTHONPATH": str(site), "ZOO_PLUGINS": "typo"}
+    out = subprocess.run([sys.executable, "-m", "zoo", "plugins", "--json"], capture_output=True, text=True, env=e, timeout=120)
+    status = {p["name"]: p for p in json.loads(out.stdout)}["typo"]
+    assert status["state"] == "ok" and status["models"] == 0
+    assert status["reason"] == "zoo_register_model (did you mean zoo_register_models?): not a zoo hook, never called (see docs/hooks.md)"
+
+
+def test_plugin_contract_catches_a_framework_imported_by_a_hook(tmp_path):
+    """The contract's lightness check fails a plugin whose zoo_register_models imports torch (it only
+    imported the module, which stays light, so it passed)."""
+    site = _fake_dist(tmp_path / "site", "heavyhook", HEAVY_HOOK_BODY)
+    (tmp_path / "test_heavy.py").write_text(textwrap.dedent('''\
+        import pytest
+        from zoo.testing import PluginContract
+
+        @pytest.fixture
+        def plugin_name():
+            return "heavyhook"
+
+        class TestHeavy(PluginContract):
+            pass
+        '''))
+    e = os.environ.copy()
+    e["PYTHONPATH"] = str(site)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_heavy.py")],
+                         capture_output=True, text=True, env=e, cwd=tmp_path, timeout=300)
+    assert "1 failed, 2 passed" in out.stdout, out.stdout[-2000:]
+    assert "hooks loaded torch" in out.stdout
+
+
+ORPHAN_BODY = """
+from zoo import Source, hookimpl
+@hookimpl
+def zoo_register_sources(register):
+    register(Source(name="sk-feat", framework="torch", loader="zoo_orphan:load"))
+@hookimpl
+def zoo_register_models(register):
+    register({"id": "skfeat:m.v1", "family": "m", "modality": "text", "framework": "torch"})  # not the source's name
+"""
+
+
+def test_plugin_contract_catches_models_of_a_source_nobody_serves(tmp_path):
+    """The contract's id check fails cards whose source no plugin serves (ids are validated when registered,
+    so it could not fail)."""
+    site = _fake_dist(tmp_path / "site", "orphan", ORPHAN_BODY)
+    (tmp_path / "test_orphan.py").write_text(textwrap.dedent('''\
+        import pytest
+        from zoo.testing import PluginContract
+
+        @pytest.fixture
+        def plugin_name():
+            return "orphan"
+
+        class TestOrphan(PluginContract):
+            pass
+        '''))
+    e = {**os.environ, "PYTHONPATH": str(site), "ZOO_PLUGINS": "orphan"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_orphan.py")],
+                         capture_output=True, text=True, env=e, cwd=tmp_path, timeout=300)
+    assert "1 failed, 2 passed" in out.stdout, out.stdout[-2000:]
+    assert "skfeat:m.v1: no installed plugin serves source 'skfeat'" in out.stdout
+
+
+HEAVY_HOOK_BODY = """
+from zoo import Source, hookimpl
+@hookimpl
+def zoo_register_sources(register):
+    register(Source(name="heavyhook", framework="torch", loader="zoo_heavyhook:load"))
+@hookimpl
+def zoo_register_models(register):
+    import torch  # noqa: F401 - the mistake under test
+    register({"id": "heavyhook:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+"""
+
+
 def test_source_without_plugin_names_install_line(monkeypatch):
     monkeypatch.setenv("ZOO_PLUGINS", "")  # every plugin disabled: only the catalog remains
     zoo.reset()
@@ -224,6 +547,17 @@ def test_missing_framework_error_in_process():
     src = Source(name="s", framework="torch", loader="x:y", requires=("definitely_not_installed_fw",), install="pip install s-fw")
     with pytest.raises(MissingFrameworkError, match="run `pip install s-fw`"):
         src.load_function()
+
+
+def test_loader_that_cannot_be_imported_is_one_line():
+    """A Source whose loader module or function is missing (a packaging mistake, a dependency it did not
+    declare in requires) says so naming the plugin and the install line, not ModuleNotFoundError's traceback."""
+    for loader, what in (("zoo_no_such_module_xyz.loader:load", "ModuleNotFoundError"), ("zoo.registrar:no_such_loader", "AttributeError")):
+        src = Source(name="s", framework="torch", loader=loader, install="pip install zoo-s", plugin="splug")
+        with pytest.raises(PluginUnavailableError) as info:
+            src.load_function()
+        msg = str(info.value)
+        assert "\n" not in msg and f"{loader!r} of plugin 'splug' cannot be imported ({what}" in msg and "Run `pip install zoo-s`" in msg
 
 
 def test_example_plugin_runs_zoo_contract_suite_against_itself(site, tmp_path):

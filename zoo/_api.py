@@ -115,6 +115,10 @@ def list_models(
         ['hf:bert-base-cased']
     """
     cards = list(_cards().values())
+    if source is not None and source not in sources():
+        reason = _plugin_down(_get(), source)
+        if reason:  # as zoo.info and zoo.load say it: the plugin is disabled or failed, not "unknown source"
+            raise PluginUnavailableError(source, reason, None)
     if curated_only:
         cards = [c for c in cards if c.origin == "registry"]
     out = filter_cards(
@@ -149,6 +153,9 @@ def _resolve(model_id: str | ModelId) -> tuple[ModelId, ModelCard | None]:
                 mid = untagged
     known = set(sources())
     if mid.source not in known:
+        reason = _plugin_down(_get(), mid.source)
+        if reason:  # its plugin (named like the source) is installed but failed or disabled: say so, not "unknown"
+            raise PluginUnavailableError(mid.source, reason, None)
         raise UnknownSourceError(mid.source, sorted(known))
     card = cards.get(mid.base)
     if card is None and mid.tag is None:
@@ -160,6 +167,14 @@ def _resolve(model_id: str | ModelId) -> tuple[ModelId, ModelCard | None]:
     return mid, card
 
 
+def _plugin_down(st: _State, source: str) -> str | None:
+    """Why the plugin named like ``source`` serves nothing (failed or disabled), or ``None``."""
+    for pst in st.host.statuses.values():
+        if pst.name == source and pst.state in ("failed", "disabled"):
+            return f"its plugin is {pst.state} ({pst.reason})"
+    return None
+
+
 def info(model_id: str | ModelId) -> ModelCard:
     """The catalog card for ``model_id`` (a bare architecture gives its default weights' card).
 
@@ -168,6 +183,9 @@ def info(model_id: str | ModelId) -> ModelCard:
     """
     mid, card = _resolve(model_id)
     if card is None:
+        src = _get().host.sources.get(mid.source)
+        if src is not None and src.missing():  # an unavailable plugin lists nothing: say why, not "unknown model"
+            src.load_function()  # raises MissingFrameworkError with the plugin's pip install line
         raise UnknownModelError(str(model_id), close_matches(mid.base, _cards()))
     return card
 
@@ -189,10 +207,7 @@ def load(model_id: str | ModelId, **options: Any) -> Any:
     src = st.host.sources.get(mid.source)
     if src is None:
         info_ = st.registry.sources.get(mid.source)
-        reason = "no installed plugin provides it"
-        for pst in st.host.statuses.values():
-            if pst.name == mid.source and pst.state in ("failed", "disabled"):
-                reason = f"its plugin is {pst.state} ({pst.reason})"
+        reason = _plugin_down(st, mid.source) or "no installed plugin provides it"
         raise PluginUnavailableError(mid.source, reason, info_.install if info_ else None)
     loader = src.load_function()
     return loader(mid, card, **options)

@@ -8,6 +8,8 @@ plugin and command keeps working.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 from dataclasses import asdict, dataclass, field
@@ -46,27 +48,53 @@ class PluginStatus:
         return asdict(self)
 
 
-def _import_with_timeout(ep: metadata.EntryPoint, timeout: float) -> Any:
+class _TimedOut(Exception):
+    """A plugin's code ran past ``ZOO_PLUGIN_TIMEOUT`` (it goes on in a daemon thread whose result is ignored)."""
+
+
+def _run_with_timeout(fn: Any, timeout: float, name: str) -> Any:
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = ep.load()
+            box["value"] = fn()
         except BaseException as exc:  # noqa: BLE001 - any failure becomes a status
             box["error"] = exc
 
-    worker = threading.Thread(target=target, name=f"zoo-plugin-{ep.name}", daemon=True)
-    worker.start()
-    worker.join(timeout)
+    worker = threading.Thread(target=target, name=name, daemon=True)
+    with contextlib.redirect_stdout(sys.stderr):  # a plugin's print() must not corrupt `zoo list --json`
+        worker.start()
+        worker.join(timeout)
     if worker.is_alive():
-        raise TimeoutError(f"importing took longer than {timeout:g}s (ZOO_PLUGIN_TIMEOUT)")
+        raise _TimedOut
     if "error" in box:
         raise box["error"]
-    return box["value"]
+    return box.get("value")
+
+
+def _import_with_timeout(ep: metadata.EntryPoint, timeout: float) -> Any:
+    try:
+        return _run_with_timeout(ep.load, timeout, f"zoo-plugin-{ep.name}")
+    except _TimedOut:
+        raise TimeoutError(f"importing took longer than {timeout:g}s (ZOO_PLUGIN_TIMEOUT)") from None
+
+
+def _unknown_hooks(pm: pluggy.PluginManager, plugin: Any) -> str:
+    """Why a plugin's ``@hookimpl`` functions that match no hook (a typo) never run, or ``""``."""
+    import difflib
+
+    names = sorted(hc.name for hc in pm.get_hookcallers(plugin) or [] if hc.spec is None)
+    parts = []
+    for name in names:
+        close = difflib.get_close_matches(name, [n for n in dir(hookspecs) if n.startswith("zoo_")], n=1)
+        parts.append(name + (f" (did you mean {close[0]}?)" if close else ""))
+    return f"{', '.join(parts)}: not a zoo hook, never called (see docs/hooks.md)" if parts else ""
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    # every line: pluggy's PluginValidationError says what is wrong on its third (a hook argument not in the spec)
+    text = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    text = text if len(text) <= 300 else text[:297] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -80,6 +108,7 @@ class PluginHost:
         self.sources: dict[str, Source] = {}
         self.models: dict[str, ModelCard] = {}
         self._models_loaded = False
+        self.timeout = 5.0
 
     # ---- discovery and loading ----------------------------------------------------------------
     def discover(self) -> list[metadata.EntryPoint]:
@@ -88,7 +117,7 @@ class PluginHost:
     def load(self, extra: dict[str, Any] | None = None) -> None:
         """Load every allowed entry-point plugin (and ``extra`` objects, for tests)."""
         allowed, disabled = constants.allowed_plugins(), constants.disabled_plugins()
-        timeout = constants.plugin_import_timeout()
+        timeout = self.timeout = constants.plugin_import_timeout()
         for ep in self.discover():
             dist = getattr(ep, "dist", None)
             st = PluginStatus(ep.name, dist.name if dist else None, dist.version if dist else None, "ok")
@@ -109,6 +138,7 @@ class PluginHost:
                     raise
                 st.state, st.reason = "failed", _reason(exc)
                 continue
+            st.reason = _unknown_hooks(self.pm, plugin)
         found = {ep.name for ep in self.discover()}
         for var, names in (("ZOO_PLUGINS", allowed or set()), ("ZOO_DISABLE_PLUGINS", disabled)):
             unknown = sorted(names - found)
@@ -129,14 +159,23 @@ class PluginHost:
             if st is None or st.state == "failed":
                 continue
             reg = Registrar(impl.plugin_name, self.sources, self.models)
-            try:
-                impl.function(register=reg)
+            try:  # a hook that hangs (a listing fetched from a dead server) must not hang every command
+                returned = _run_with_timeout(lambda: impl.function(register=reg), self.timeout, f"zoo-plugin-{impl.plugin_name}")
+            except _TimedOut:
+                st.state, st.reason = "failed", f"{hook_name} took longer than {self.timeout:g}s (ZOO_PLUGIN_TIMEOUT)"
+                print(f"zoo: warning: plugin {impl.plugin_name!r} was skipped: {st.reason}; fix it, raise ZOO_PLUGIN_TIMEOUT, "
+                      f"or disable it with ZOO_DISABLE_PLUGINS={impl.plugin_name}", file=sys.stderr)
+                continue
             except DuplicateModelError as exc:
                 st.state, st.reason = "failed", str(exc)
                 print(f"zoo: warning: {exc}", file=sys.stderr)
                 continue
-            except Exception as exc:  # noqa: BLE001
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - sys.exit() in a plugin must not end every command
                 st.state, st.reason = "failed", f"{hook_name} raised {_reason(exc)}"
+                continue
+            if returned is not None:  # what it returned would be dropped without a word
+                st.state, st.reason = "failed", (f"{hook_name} returned a {type(returned).__name__}; call register(item) "
+                                                 "or register.many(items) instead of returning them")
                 continue
             st.models += reg.commit()
 
@@ -167,5 +206,51 @@ class PluginHost:
                     self.pm.register(plugin, name=n)
         return self.models
 
+    def first_result(self, hook_name: str, check: Any = None, **kwargs: Any) -> Any:
+        """Call a *firstresult* hook plugin by plugin, in pluggy's order, and return the first answer that is not ``None``.
+
+        A plugin whose implementation raises something other than a :class:`zoo.errors.ZooError` (those are
+        one-line answers meant for the user), or whose answer ``check(answer)`` describes as wrong, is marked
+        ``failed``, named in a one-line warning and skipped: the other plugins still answer.
+        """
+        from zoo.errors import ZooError
+
+        hook = getattr(self.pm.hook, hook_name)
+        for impl in reversed(hook.get_hookimpls()):  # pluggy calls the last registered first
+            st = self.statuses.get(impl.plugin_name)
+            if st is not None and st.state == "failed":
+                continue
+            try:
+                with contextlib.redirect_stdout(sys.stderr):
+                    answer = impl.function(**{name: kwargs[name] for name in impl.argnames})
+                problem = check(answer) if check is not None and answer is not None else None
+            except ZooError:
+                raise
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not break the other sources
+                problem = f"{hook_name} raised {_reason(exc)}"
+            if problem:
+                if st is not None:
+                    st.state, st.reason = "failed", problem
+                print(f"zoo: warning: plugin {impl.plugin_name!r} was skipped: {problem}; fix it, or disable it with "
+                      f"ZOO_DISABLE_PLUGINS={impl.plugin_name}", file=sys.stderr)
+                continue
+            if answer is not None:
+                return answer
+        return None
+
     def resolve_weights(self, model_id: Any, card: ModelCard | None) -> Any:
-        return self.pm.hook.zoo_resolve_weights(model_id=model_id, card=card)
+        def check(answer: Any) -> str | None:
+            if isinstance(answer, (str, os.PathLike)):
+                return None
+            return f"zoo_resolve_weights returned a {type(answer).__name__}, not a path"
+
+        return self.first_result("zoo_resolve_weights", check, model_id=model_id, card=card)
+
+    def model_files(self, model_id: Any, card: ModelCard | None) -> Any:
+        def check(answer: Any) -> str | None:
+            files = answer.get("files", []) if isinstance(answer, dict) else None
+            if isinstance(files, list) and all(isinstance(f, dict) and "path" in f for f in files):
+                return None
+            return "zoo_model_files did not answer a dict whose 'files' is a list of {'path': ...} dicts (docs/hooks.md)"
+
+        return self.first_result("zoo_model_files", check, model_id=model_id, card=card)

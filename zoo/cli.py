@@ -8,8 +8,10 @@ the command bodies.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -371,19 +373,30 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
 
     if plugin_commands:
         from zoo._api import _get
-        from zoo.errors import ZooError
+        from zoo._plugins import _run_with_timeout, _TimedOut
 
         host = _get(with_models=False).host  # an invalid catalog raises here: one line from main()
+        PLUGIN_COMMANDS.clear()
         for impl in host.pm.hook.zoo_register_commands.get_hookimpls():
-            try:
-                impl.function(cli=sub)
-            except ZooError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+            before = set(sub.choices)
+            try:  # on a worker thread with ZOO_PLUGIN_TIMEOUT, like the other registration hooks (it prints to stderr)
+                _run_with_timeout(lambda: impl.function(cli=sub), host.timeout, f"zoo-plugin-{impl.plugin_name}")
+            except _TimedOut:
+                print(f"zoo: warning: plugin {impl.plugin_name!r} failed to add its commands (zoo_register_commands took longer "
+                      f"than {host.timeout:g}s, ZOO_PLUGIN_TIMEOUT); fix it, or disable it with ZOO_DISABLE_PLUGINS={impl.plugin_name}",
+                      file=sys.stderr)
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin (a ZooError, sys.exit) must not break the CLI
                 if constants.debug():
                     raise
-                print(f"zoo: warning: plugin {impl.plugin_name!r} failed to add its commands ({exc})", file=sys.stderr)
+                print(f"zoo: warning: plugin {impl.plugin_name!r} failed to add its commands ({exc}); fix it, or disable it "
+                      f"with ZOO_DISABLE_PLUGINS={impl.plugin_name}", file=sys.stderr)
+            for name in set(sub.choices) - before:
+                PLUGIN_COMMANDS[name] = impl.plugin_name
     return parser
+
+
+#: Sub-commands added by plugins (``zoo_register_commands``): command name -> plugin name.
+PLUGIN_COMMANDS: dict[str, str] = {}
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -409,6 +422,16 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
             raise
         print(f"zoo: error: {_os_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:
+        plugin = PLUGIN_COMMANDS.get(getattr(args, "command", None) or "")
+        if plugin is None or constants.debug():
+            raise
+        # a plugin's command that crashed: one line naming the plugin, not a traceback through zoo
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"zoo: error: command {args.command!r} of plugin {plugin!r} failed: {type(exc).__name__}"
+              f"{': ' + text if text else ''}; ZOO_DEBUG=1 shows the traceback: report it to the plugin's author, "
+              f"or disable the plugin with ZOO_DISABLE_PLUGINS={plugin}", file=sys.stderr)
+        return 1
 
 
 def _os_error(exc: OSError) -> str:
@@ -439,6 +462,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"zoo: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C while a slow plugin is imported: say which, not a traceback through the host
+        from zoo._api import _state
+
+        slow = [t.name.removeprefix("zoo-plugin-") for t in threading.enumerate() if t.name.startswith("zoo-plugin-")]
+        hint = f" while loading plugin(s) {', '.join(slow)}: ZOO_DISABLE_PLUGINS={','.join(slow)} skips them" if slow and _state is None else ""
+        print(f"zoo: interrupted{hint}", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

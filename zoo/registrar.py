@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from zoo.catalog import ModelCard
-from zoo.errors import DuplicateModelError, MissingFrameworkError
+from zoo.errors import DuplicateModelError, InvalidInputError, MissingFrameworkError, PluginUnavailableError
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,27 @@ class Source:
         if callable(self.loader):
             return self.loader
         module, _, attr = self.loader.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except Exception as exc:  # noqa: BLE001 - a plugin's packaging error: one line naming it, not a traceback
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise PluginUnavailableError(
+                self.name,
+                f"the loader {self.loader!r} of plugin {self.plugin!r} cannot be imported ({type(exc).__name__}"
+                f"{': ' + text if text else ''}); reinstall the plugin or tell its author",
+                self.install or None,
+            ) from exc
+
+
+def card_problems(exc: ValidationError) -> str:
+    """A pydantic error on a model card as one line: ``field: message (got value)`` per problem."""
+    out = []
+    for e in exc.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(card)"
+        msg = "unknown field; remove it or fix its spelling" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        got = f" (got {e['input']!r})" if e["type"] not in ("extra_forbidden", "missing") and not isinstance(e.get("input"), dict) else ""
+        out.append(f"{field}: {msg}{got}")
+    return "; ".join(out)
 
 
 class Registrar:
@@ -81,6 +103,21 @@ class Registrar:
             self._add_model(item)
 
     def _add_source(self, src: Source) -> None:
+        from zoo._ids import _SOURCE
+
+        problem = None
+        if not isinstance(src.name, str) or not _SOURCE.match(src.name):
+            problem = f"name {src.name!r} is not an id prefix (lower-case letters, digits, '_' or '-', starting with a letter)"
+        elif src.framework not in ("torch", "tensorflow"):
+            problem = f"framework {src.framework!r} is not 'torch' or 'tensorflow'"
+        elif not callable(src.loader) and not (isinstance(src.loader, str) and all(src.loader.partition(":")[::2])):
+            problem = f"loader {src.loader!r} is not 'module:function' or a callable"
+        elif isinstance(src.requires, str) or not all(isinstance(r, str) and r for r in src.requires):
+            problem = f"requires {src.requires!r} is not a tuple of import names, e.g. ('torch',)"
+        elif not isinstance(src.install, str) or not isinstance(src.description, str):
+            problem = "install and description must be strings"
+        if problem:
+            raise InvalidInputError(f"Source {src.name!r}: {problem}.")
         prev = self._sources.get(src.name)
         if prev is not None and prev.plugin != self.plugin:
             raise DuplicateModelError(f"Source {src.name!r}", prev.plugin, self.plugin)
@@ -89,8 +126,13 @@ class Registrar:
     def _add_model(self, item: ModelCard | Mapping[str, Any]) -> None:
         if isinstance(item, ModelCard):
             card = item if item.origin == self.plugin else item.model_copy(update={"origin": self.plugin})
+        elif not isinstance(item, Mapping):
+            raise InvalidInputError(f"register() takes a zoo.Source, a zoo.ModelCard or a dict of its fields, got {type(item).__name__} {item!r:.60}.")
         else:
-            card = ModelCard.model_validate({**item, "origin": self.plugin})
+            try:
+                card = ModelCard.model_validate({**item, "origin": self.plugin})
+            except ValidationError as exc:  # pydantic's first line ("1 validation error for ModelCard") names nothing
+                raise InvalidInputError(f"model card {item.get('id', '(no id)')!r}: {card_problems(exc)}") from None
         prev = self._models.get(card.id)
         if prev is not None and prev.origin != self.plugin:
             raise DuplicateModelError(f"Model {card.id!r}", prev.origin, self.plugin)

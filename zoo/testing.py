@@ -507,25 +507,40 @@ class PluginContract:
         status = {p.name: p for p in zoo.plugins()}
         assert plugin_name in status, f"plugin {plugin_name!r} not discovered (entry point group 'zoo')"
         assert status[plugin_name].state == "ok", status[plugin_name].reason
+        assert not status[plugin_name].reason, status[plugin_name].reason  # e.g. a misspelt hook that never runs
 
     def test_registered_models_parse(self, plugin_name: str) -> None:
+        """Every id the plugin registered parses, names a source some plugin serves (else `zoo list` shows it
+        and `zoo load` says 'Unknown source') and `zoo info` finds it again under that id."""
         import zoo
 
+        sources = zoo.sources()
         for card in zoo.list_models():
             if card.origin == plugin_name:
                 zoo.parse_id(card.id, tagged=not card.id.startswith("hf:"))
+                assert sources.get(card.source, {}).get("plugin"), f"{card.id}: no installed plugin serves source {card.source!r}"
+                assert zoo.info(card.id).id == card.id
 
     def test_import_loads_no_framework(self, plugin_name: str) -> None:
+        """Neither importing the plugin nor running its lookup hooks (zoo list, zoo info, zoo --help: the
+        registration and command hooks) imports an ML framework."""
         import subprocess
         import sys
 
+        heavy = "[m for m in ('torch','tensorflow','keras','transformers','timm','tensorflow_hub') if m in sys.modules]"
         code = (
             "import sys, importlib.metadata as md\n"
             f"ep = [e for e in md.entry_points(group='zoo') if e.name == {plugin_name!r}][0]\n"
             "ep.load()\n"
-            "heavy = [m for m in ('torch','tensorflow','keras','transformers','timm','tensorflow_hub') if m in sys.modules]\n"
-            "print(','.join(heavy))\n"
+            f"print('import:' + ','.join({heavy}))\n"
+            "import zoo\n"
+            "from zoo.cli import build_parser\n"
+            "zoo.list_models(); build_parser()\n"
+            f"print('hooks:' + ','.join({heavy}))\n"
         )
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+        env = {**os.environ, "ZOO_PLUGINS": plugin_name}  # this plugin's hooks only
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
         assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == "", f"importing the plugin loaded {out.stdout.strip()}"
+        lines = out.stdout.split()
+        assert lines[0] == "import:", f"importing the plugin loaded {lines[0][7:]}"
+        assert lines[1] == "hooks:", f"the plugin's registration or command hooks loaded {lines[1][6:]} (import it in the loader)"

@@ -158,7 +158,7 @@ def model_files(model_id: Any, card: Any = None) -> SourceFiles:
 
     mid, found = _resolve(model_id)
     card = card if card is not None else found
-    answer = _get(with_models=False).host.pm.hook.zoo_model_files(model_id=mid, card=card)
+    answer = _get(with_models=False).host.model_files(mid, card)
     if answer is None:
         raise InvalidInputError(
             f"{mid}: source {mid.source!r} does not list its files (its plugin has no zoo_model_files hook), "
