@@ -230,3 +230,27 @@ def test_rank_samples_reaches_data_mode(tmp_path, monkeypatch):
             call()
     assert seen[0]["rank_samples"] == 0 and "rank_samples" not in seen[1] and seen[2]["rank_samples"] == 120
     assert seen[0]["resolution"] is None and seen[2]["resolution"] == 64
+
+
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_plot_plane_cells_show_the_strategy_the_rules_plan(modality):
+    """Every cell of --plot's size x similarity plane names the strategy recommend plans there."""
+    from zoo.recommender.plot import LEVEL_Y, cell
+
+    label = {"lp-concat": "LP on", "linear-probe": "linear probe", "lp-ft": "LP-FT", "full-finetune": "full FT"}
+    sizes = {"tiny": 500, "small": 5_000, "medium": 100_000, "large": 1_000_000}
+    for reg, n in sizes.items():
+        for level in LEVEL_Y:
+            plan = recommend(samples=n, classes=10, similarity=level, modality=modality, device="gpu", time_budget="10000h")
+            assert plan.signals["regime"] == reg
+            assert cell(reg, level, modality).startswith(label[plan.strategy]), (reg, level, plan.strategy, cell(reg, level, modality))
+
+
+def test_plot_point_sits_in_the_band_of_the_similarity_the_plan_used():
+    from zoo.recommender.plot import point_y
+
+    measured = {"similarity": "low", "similarity_measured": "low", "similarity_score": 0.3}
+    assert point_y(measured) == 0.3
+    given = {"similarity": "high", "similarity_measured": "low", "similarity_score": 0.3}  # --similarity high
+    assert point_y(given) > 2 / 3
+    assert point_y({"similarity": "medium"}) == 0.5  # metadata mode
