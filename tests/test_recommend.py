@@ -254,3 +254,12 @@ def test_plot_point_sits_in_the_band_of_the_similarity_the_plan_used():
     given = {"similarity": "high", "similarity_measured": "low", "similarity_score": 0.3}  # --similarity high
     assert point_y(given) > 2 / 3
     assert point_y({"similarity": "medium"}) == 0.5  # metadata mode
+
+
+def test_rationale_names_the_smallest_class_when_it_sets_the_regime():
+    plan = recommend(samples=5000, classes=10, smallest_class=5)
+    assert plan.signals["regime"] == "tiny"
+    line = next(r.text for r in plan.rationale if r.text.startswith("tiny data"))
+    assert "smallest class 5" in line, line
+    balanced = recommend(samples=5000, classes=10)
+    assert "smallest class" not in next(r.text for r in balanced.rationale if " data (" in r.text)

@@ -283,7 +283,8 @@ def recommend_metadata(
         why = "head only" + (": the probe reads mid-level and final features" if strategy == "lp-concat" else "") + " (no deep fine-tuning: few-shot fine-tuning varies widely between seeds)"
     else:
         why = "all groups" + (": the probe, then every group, each at its own learning rate (the lower groups move least)" if reg == "small" else "")
-    reasons.append(Reason(text=f"{reg} data ({req.samples} samples, {per_class:.0f} per class) and {quadrant} domain: {strategy}, {why}", source=src))
+    size = f"{req.samples} samples, {per_class:.0f} per class" + (f", smallest class {smallest}" if smallest < per_class else "")
+    reasons.append(Reason(text=f"{reg} data ({size}) and {quadrant} domain: {strategy}, {why}", source=src))
     if req.shift == "label":
         strategy, k = "head-only", 0
         reasons.append(Reason(text="label shift: same inputs, new label semantics: train the head only", source=SRC_SURGICAL))
