@@ -211,6 +211,9 @@ def test_text_end_to_end_offline(tmp_path, zoo_home, no_network):
     assert sig["knn_acc"] > 0.4 and sig["lp_acc"] > 0.4  # 4 classes: chance is 0.25
     assert list(sig["probe_profile"]) == ["embeddings", "layer.0", "layer.1", "layer.2", "layer.3", "layer.4", "layer.5"]
     assert sig["lm_perplexity"] is None  # this checkpoint ships without its MLM head
+    # the probe's expected cost is the measured feature time (not a 128-token estimate at the measured throughput)
+    measured = sig["feature_seconds"] * s["samples"] / sig["n"]
+    assert abs(plan.expected_cost.stage1_seconds - measured) <= 0.1 + 0.1 * measured, (plan.expected_cost, measured)
     assert Path(plan.features).is_file() and pic.is_file()
     # JSONL with the same rows gives the same dataset
     jl = tmp_path / "sentences.jsonl"

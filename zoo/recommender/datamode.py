@@ -339,6 +339,8 @@ def recommend_data(
     measured = {"layer_groups": n_groups}
     if flops and res and card.input_size:
         measured["gflops"] = flops * (card.input_size / res) ** 2
+    elif flops and ds.modality == "text":  # the measured texts' cost, the unit of the measured throughput
+        measured["gflops"] = flops
     card = card.model_copy(update=measured)
     ranked_cards = [card] + [c for c in (fits[i] for i in order[1:])]
     req = Request(

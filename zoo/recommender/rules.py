@@ -156,6 +156,8 @@ def _throughput(device: str, measured: float | None = None) -> float:
 
 def _fwd_flops(card: ModelCard, resolution: int | None) -> float:
     if card.modality == "text":
+        if card.gflops is not None:  # measured in data mode, on the task's own texts
+            return card.gflops * 1e9
         tokens = 128
         return 2.0 * (card.params or 110e6) * tokens
     g = card.gflops if card.gflops is not None else 2.0 * (card.params or 25e6) * 224 * 224 / 1e9 / 1000
