@@ -144,3 +144,11 @@ def test_texts_refuse_image_files(tmp_path, rgb):
     _one_line_error(load_texts, str(spaced), match="file name")
     fine = ["I saved it as cat.png", "and/or", "", "see https://example.com/a page", "3.14"]
     assert load_texts(fine) == fine
+
+
+def test_texts_refuse_an_existing_file_named_without_a_folder(tmp_path, monkeypatch):
+    """`zoo predict RUN texts.csv` in the data's folder: the file's name is not the text to classify."""
+    (tmp_path / "texts.csv").write_text("text,label\nhello,a\n")
+    monkeypatch.chdir(tmp_path)
+    _one_line_error(load_texts, "texts.csv", match="file name")
+    assert load_texts(["other.csv", "3.14", "texts"]) == ["other.csv", "3.14", "texts"]  # no such file: text

@@ -423,3 +423,17 @@ def test_skipped_table_rows_are_called_rows_without_a_text_or_a_label(tmp_path):
     )
     text = write_report(tmp_path / "report.md", summary).read_text()
     assert "4 row(s) without a text or a label skipped" in text and "unreadable" not in text
+
+
+def test_a_row_whose_text_looks_like_a_file_name_is_text(tmp_path, monkeypatch):
+    """A table's cell is text even when it reads like a file name that exists ('figure.png', 'notes.txt'):
+    the text encoder must not refuse the data's own rows (zoo run / recommend --data failed on them)."""
+    from zoo.inputs import load_texts
+
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "figure.png").write_bytes(b"x")
+    rows = ["text,label"] + [f"sentence number {i},{'ab'[i % 2]}" for i in range(8)] + ["figure.png,a", "notes.txt,b"]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    ds = load_dataset(tmp_path / "t.csv")
+    assert "figure.png" in ds.items and load_texts(list(ds.items)) == list(ds.items)
