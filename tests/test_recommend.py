@@ -263,3 +263,17 @@ def test_rationale_names_the_smallest_class_when_it_sets_the_regime():
     assert "smallest class 5" in line, line
     balanced = recommend(samples=5000, classes=10)
     assert "smallest class" not in next(r.text for r in balanced.rationale if " data (" in r.text)
+
+
+def test_cost_of_a_card_without_flops_scales_from_224_px_not_from_its_native_side():
+    """keras:EfficientNetB7 (no GFLOPs in the catalog, native 600 px) was priced below EfficientNet-B4 at
+    224 px: the parameter-count estimate (made at 224 px) was shrunk by (224/600)^2 as if made at 600 px."""
+    import zoo
+    from zoo.recommender.rules import _fwd_flops
+
+    b7 = zoo.info("keras:EfficientNetB7.imagenet")
+    assert b7.gflops is None and b7.input_size == 600
+    same_at_224 = b7.model_copy(update={"input_size": 224})
+    assert _fwd_flops(b7, 224) == pytest.approx(_fwd_flops(same_at_224, 224))
+    assert _fwd_flops(b7, 448) == pytest.approx(4 * _fwd_flops(b7, 224))
+    assert _fwd_flops(b7, 224) > _fwd_flops(zoo.info("torchvision:efficientnet_b4.IMAGENET1K_V1"), 224)

@@ -160,7 +160,10 @@ def _fwd_flops(card: ModelCard, resolution: int | None) -> float:
             return card.gflops * 1e9
         tokens = 128
         return 2.0 * (card.params or 110e6) * tokens
-    g = card.gflops if card.gflops is not None else 2.0 * (card.params or 25e6) * 224 * 224 / 1e9 / 1000
+    if card.gflops is None:  # no measured FLOPs: an estimate from the parameter count at 224 px (as _card_flops)
+        g = 2.0 * (card.params or 25e6) * 224 * 224 / 1e9 / 1000
+        return g * (resolution / 224) ** 2 * 1e9 if resolution else g * 1e9
+    g = card.gflops
     if resolution and card.input_size:
         g *= (resolution / card.input_size) ** 2
     return g * 1e9
