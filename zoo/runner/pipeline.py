@@ -267,6 +267,8 @@ def run(
     _check_options(plan, epochs, seed, batch_size, val_frac, processes)
     if resume and out is None:
         raise InvalidInputError("--resume needs the run folder to continue: pass it with --out (or drop --resume to start a new run).")
+    if from_scratch and (plan.schedule.epochs if epochs is None else int(epochs)) == 0:
+        raise InvalidInputError(f"the plan trains no epochs (a {plan.strategy} plan), so a from-scratch baseline would be an untrained model; pass --epochs N for the baseline.")
     if from_scratch:
         from zoo.runner.baseline import scratch_plan
 
