@@ -437,3 +437,11 @@ def test_a_row_whose_text_looks_like_a_file_name_is_text(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ds = load_dataset(tmp_path / "t.csv")
     assert "figure.png" in ds.items and load_texts(list(ds.items)) == list(ds.items)
+
+
+@pytest.mark.slow
+def test_a_candidate_named_twice_is_measured_once(tmp_path, zoo_home, no_network):
+    """--candidates A,A measured A twice and ranked it against itself ('best mean rank 1.50')."""
+    plan = recommend(data=_digits(tmp_path, 40), candidates=[LITE0, LITE0])
+    assert list(plan.signals["candidates"]) == [LITE0] and plan.signals["candidates"][LITE0]["mean_rank"] == 1.0
+    assert "best mean rank 1.00" in plan.rationale[0].text

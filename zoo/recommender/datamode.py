@@ -228,7 +228,7 @@ def recommend_data(
     if resolution is not None and ds.modality != "image":
         raise InvalidInputError(f"--resolution is the image side in pixels; {path} holds {ds.modality}: drop it.")
     ids = list(candidates) if candidates else list(DEFAULT_CANDIDATES[ds.modality])
-    cards = [zoo.info(i) for i in ids]
+    cards = list({c.id: c for c in (zoo.info(i) for i in ids)}.values())  # a candidate named twice is measured once
     wrong = [c.id for c in cards if c.modality != ds.modality]
     if wrong:
         raise InvalidInputError(f"{', '.join(wrong)} cannot read {ds.modality} data; pass {ds.modality} backbones with --candidates.")
