@@ -62,8 +62,8 @@ def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[An
     else:
         out = sys.stdout
         out.write("\t".join(columns) + "\n")
-        for row in rows:
-            out.write("\t".join(_fmt(v) for v in row) + "\n")
+        for row in rows:  # one line per row, one tab between cells: a cell's own tabs and line breaks are escaped
+            out.write("\t".join(_fmt(v).replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n") for v in row) + "\n")
 
 
 # ---- commands ---------------------------------------------------------------------------------
