@@ -277,3 +277,22 @@ def test_cost_of_a_card_without_flops_scales_from_224_px_not_from_its_native_sid
     assert _fwd_flops(b7, 224) == pytest.approx(_fwd_flops(same_at_224, 224))
     assert _fwd_flops(b7, 448) == pytest.approx(4 * _fwd_flops(b7, 224))
     assert _fwd_flops(b7, 224) > _fwd_flops(zoo.info("torchvision:efficientnet_b4.IMAGENET1K_V1"), 224)
+
+
+def test_plot_profile_legend_lists_only_the_backbones_with_a_profile():
+    """Data mode measures the probe profile of the chosen backbone only; the others had legend entries without a curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zoo.recommender.plot import _profile
+
+    class P:
+        backbone = "a:one"
+        signals = {"candidates": {"a:one": {"probe_profile": {"stem": 0.5, "top": 0.9}}, "a:two": {"probe_profile": {}}}, "chosen": {"chance": 0.1}}
+
+    fig, ax = plt.subplots()
+    _profile(ax, P())
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["one", "chance"]
+    plt.close(fig)

@@ -64,6 +64,8 @@ def _plane(ax: Any, plan: Any) -> None:
 def _profile(ax: Any, plan: Any) -> None:
     for name, sig in plan.signals["candidates"].items():
         prof = sig["probe_profile"]
+        if not prof:  # measured for the chosen backbone only: no legend entry without a curve
+            continue
         ax.plot(range(len(prof)), list(prof.values()), marker="o", label=name.split(":")[-1])
         if name == plan.backbone:
             ax.set_xticks(range(len(prof)))
