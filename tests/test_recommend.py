@@ -296,3 +296,15 @@ def test_plot_profile_legend_lists_only_the_backbones_with_a_profile():
     _profile(ax, P())
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["one", "chance"]
     plt.close(fig)
+
+
+def test_plot_says_when_the_smallest_class_not_n_set_the_regime(tmp_path, monkeypatch):
+    import matplotlib.axes
+
+    notes = []
+    real = matplotlib.axes.Axes.annotate
+    monkeypatch.setattr(matplotlib.axes.Axes, "annotate", lambda self, text, *a, **k: notes.append(text) or real(self, text, *a, **k))
+    recommend(samples=5000, classes=10, smallest_class=5, plot=tmp_path / "p.png")
+    assert "tiny data: smallest class 5" in notes[-1]
+    recommend(samples=5000, classes=10, plot=tmp_path / "q.png")
+    assert "smallest class" not in notes[-1]

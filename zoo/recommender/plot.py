@@ -49,7 +49,11 @@ def _plane(ax: Any, plan: Any) -> None:
     n = sig["samples"]
     y = point_y(sig)
     ax.plot([math.log10(max(n, 10))], [y], marker="*", ms=18, color="crimson", mec="black", zorder=5)
-    ax.annotate(f"this data\nN={n}, {plan.strategy}", (math.log10(max(n, 10)), y), textcoords="offset points", xytext=(10, -22), fontsize=8, color="crimson")
+    label = f"this data\nN={n}, {plan.strategy}"
+    column = next((r for r, cut in zip(("tiny", "small", "medium"), SIZE_CUTS) if n < cut), "large")
+    if sig.get("regime") and sig["regime"] != column:  # the smallest class set the regime, not N: the column's cell is not the plan
+        label += f"\n{sig['regime']} data: smallest class {sig.get('smallest_class')}"
+    ax.annotate(label, (math.log10(max(n, 10)), y), textcoords="offset points", xytext=(10, -22), fontsize=8, color="crimson")
     ax.set_xlim(1, 7)
     ax.set_ylim(0, 1)
     ax.set_xticks([1, 2, 3, math.log10(20_000), 5, math.log10(500_000), 7])
