@@ -323,7 +323,7 @@ def run(
         "backbone": plan.backbone, "framework": backbone.framework, "modality": ds.modality, "classes": list(ds.classes),
         "num_classes": n_classes, "feature_dim": backbone.feature_dim, "concat_group": mid,
         "architecture": f"ClassifierModel(backbone -> [pooled {mid}, pooled features] -> dropout -> linear head)" if mid else "ClassifierModel(backbone -> dropout -> linear head)",
-        "preprocessor": {"resolution": res, "resize": "bicubic-shorter-side+center-crop", "mean": spec.mean, "std": spec.std, "input_range": spec.input_range}
+        "preprocessor": {"resolution": res or spec.size or 224, "resize": "bicubic-shorter-side+center-crop", "mean": spec.mean, "std": spec.std, "input_range": spec.input_range}
         if ds.modality == "image" else {"tokenizer": plan.backbone, "max_length": getattr(backbone, "max_length", None)},
     }
     report.write_text(out / "model" / "config.json", json.dumps(config, indent=2))
