@@ -213,6 +213,11 @@ def load_images(inputs: Any) -> list[Any]:
                 with Image.open(path) as im:
                     im.load()
                     img = im.copy()
+            except Image.DecompressionBombError:
+                raise InvalidInputError(
+                    f"{path}: too many pixels for Pillow to open (its guard against decompression bombs, PIL.Image.MAX_IMAGE_PIXELS); "
+                    "downscale the image, or raise that limit if you trust the file."
+                ) from None
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
                 raise InvalidInputError(f"{path}: not a readable image ({type(exc).__name__}); pass a PNG, JPEG or other image file.") from None
             name = str(path)
