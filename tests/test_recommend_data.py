@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import zoo
 from zoo.cli import main
 from zoo.errors import InvalidInputError, UnknownFilterValueError
 from zoo.recommender import Plan, recommend
@@ -445,3 +446,18 @@ def test_a_candidate_named_twice_is_measured_once(tmp_path, zoo_home, no_network
     plan = recommend(data=_digits(tmp_path, 40), candidates=[LITE0, LITE0])
     assert list(plan.signals["candidates"]) == [LITE0] and plan.signals["candidates"][LITE0]["mean_rank"] == 1.0
     assert "best mean rank 1.00" in plan.rationale[0].text
+
+
+@pytest.mark.slow
+def test_a_plan_for_another_device_is_not_costed_at_this_machines_throughput(tmp_path, zoo_home, no_network):
+    """`--device gpu` measured on a CPU: the GPU plan was costed (and its epochs cut to the budget) at the CPU's speed."""
+    import torch
+
+    from zoo.recommender.rules import _fwd_flops, _throughput
+
+    other = "cpu" if torch.cuda.is_available() else "gpu"
+    plan = recommend(data=_digits(tmp_path, 40), candidates=[LITE0], device=other, resolution=64)
+    assert any(f"not a {other}" in r.text for r in plan.rationale)
+    card = zoo.info(LITE0).model_copy(update={"gflops": plan.signals["chosen"]["gflops_at_resolution"] * (zoo.info(LITE0).input_size / 64) ** 2})
+    want = _fwd_flops(card, 64) * plan.signals["samples"] / _throughput(other) * (2 if plan.strategy == "lp-concat" else 1)
+    assert plan.expected_cost.stage1_seconds == pytest.approx(want, abs=0.06)

@@ -330,7 +330,13 @@ def recommend_data(
         orientation = flip_drop > FLIP_DROP
         timings["flip_test"] = round(time.perf_counter() - t0, 2)
     n_groups = len(bb.layer_groups)
+    dev = getattr(bb, "device", None)  # where the throughput was measured (torch backbones say; Keras ones do not)
+    measured_on = None if dev is None else ("cpu" if getattr(dev, "type", str(dev)) == "cpu" else "gpu")
     del bb
+    throughput = sig.get("throughput_flops")
+    if throughput and measured_on not in (None, device):
+        reasons.append(Reason(text=f"throughput measured on this machine's {measured_on}, not a {device}: the expected cost uses zoo's {device} estimate", source="zoo cost model"))
+        throughput = None
     ranked_fs.clear()
     gc.collect()
     # the loaded handle's group count: a catalog card may not know it (timm's), and the per-group LR decay depends on it
@@ -346,7 +352,7 @@ def recommend_data(
     req = Request(
         samples=ds.n, classes=len(ds.classes), modality=ds.modality, similarity=level_used, domain=domain, shift=shift,
         device=device, time_budget_s=budget, max_params=max_params, smallest_class=ds.smallest_class,
-        image_size=ds.image_side, priority=priority, orientation_sensitive=orientation, throughput=sig.get("throughput_flops"),
+        image_size=ds.image_side, priority=priority, orientation_sensitive=orientation, throughput=throughput,
         resolution=res, resolution_measured=resolution is None and res is not None,
     )
     plan = recommend_metadata(req, [], ranked=ranked_cards, reasons=reasons)
