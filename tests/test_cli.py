@@ -255,3 +255,11 @@ def test_plain_table_keeps_one_line_per_row_when_a_cell_holds_tabs_or_line_break
     cli._table(None, ["input", "rank"], [["first line\nsecond\tcell", 1], ["plain", 2]])
     lines = capsys.readouterr().out.splitlines()
     assert lines == ["input\trank", "first line\\nsecond\\tcell\t1", "plain\t2"]
+
+
+def test_predict_help_documents_its_inputs_and_output(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("input, rank, label, score", "tab-separated", "--json: a list of {input, top:", "labels per input (default 5", "texts themselves"):
+        assert words in text, words
