@@ -316,7 +316,11 @@ def recommend_metadata(
     if ranked_given:
         pass  # data mode explains its choice from the measured signals
     elif req.modality == "image" and req.priority == "cost":
-        reasons.append(Reason(text=f"backbone {card.id}: cheapest forward pass ({_card_flops(card):.2f} GFLOPs) near the best top-1, within budget", source="zoo cost model"))
+        best_top1 = max(c.top1 or 0 for c in cands)
+        if (card.top1 or 0) >= best_top1 - 5.0:
+            reasons.append(Reason(text=f"backbone {card.id}: cheapest forward pass ({_card_flops(card):.2f} GFLOPs) near the best top-1, within budget", source="zoo cost model"))
+        else:  # every model near the best top-1 missed the budget: the rest are ranked by top-1
+            reasons.append(Reason(text=f"backbone {card.id}: no model within 5 top-1 points of the best fits the budget; the best top-1 ({card.top1}) that does", source="zoo cost model"))
     else:
         reasons.append(Reason(text=f"backbone {card.id}: " + (f"best ImageNet top-1 ({card.top1}) within budget" if req.modality == "image" else "text encoder chosen by size regime and budget"), source=SRC_KORNBLITH if req.modality == "image" else SRC_ULMFIT))
     reasons.extend(parts["reasons"])
