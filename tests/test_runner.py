@@ -552,6 +552,7 @@ def test_a_plan_without_a_resolution_gives_a_run_that_predict_and_export_reload(
     zoo.run(plan, root, out=tmp_path / "run")
     cfg = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
     assert cfg["preprocessor"]["resolution"] == zoo.load(LITE0).input_spec.size
+    assert f"resolution {cfg['preprocessor']['resolution']}," in (tmp_path / "run" / "report.md").read_text()
     m = load_run(tmp_path / "run")
     files = sorted(root.rglob("*.png"))[:2]
     assert len(m.predict(files, top_k=1)) == 2

@@ -374,7 +374,7 @@ def run(
     )
     summary = dict(
         backbone=plan.backbone, data=str(data), samples=ds.n, classes=n_classes, train=len(tr), val=len(va), skipped_unreadable=ds.skipped,
-        strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=res, seed=seed, features_cached=feats_cached,
+        strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=config["preprocessor"].get("resolution"), seed=seed, features_cached=feats_cached,
         features=feats_path, features_reused=feats_reused, stage1=stage1, from_scratch=from_scratch,
         notes=([concat_note] if concat_note else []) + report.refit_note(stage1)
         + ([f"baseline {SCRATCH_NOTE}, learning rate {plan.lr['head']:g}; the plan's epochs, schedule and augmentation."] if from_scratch else []), history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
