@@ -321,3 +321,18 @@ def test_predict_with_packaged_weights_offline(tmp_path, zoo_home):
     cats = {"tabby, tabby cat", "tiger cat", "Egyptian cat"}
     assert cat["top"][0]["label"] in cats and "tabby, tabby cat" in {t["label"] for t in cat["top"][:3]}
     assert len(cat["top"]) == 5
+
+
+def test_plain_table_keeps_one_line_per_row_when_a_cell_holds_tabs_or_line_breaks(capsys):
+    """`zoo predict RUN 'two\\nlines'` (not a terminal): the text's line break split its row in two."""
+    cli._table(None, ["input", "rank"], [["first line\nsecond\tcell", 1], ["plain", 2]])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["input\trank", "first line\\nsecond\\tcell\t1", "plain\t2"]
+
+
+def test_predict_help_documents_its_inputs_and_output(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["predict", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("input, rank, label, score", "tab-separated", "--json: a list of {input, top:", "labels per input (default 5", "texts themselves"):
+        assert words in text, words

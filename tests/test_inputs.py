@@ -144,3 +144,19 @@ def test_texts_refuse_image_files(tmp_path, rgb):
     _one_line_error(load_texts, str(spaced), match="file name")
     fine = ["I saved it as cat.png", "and/or", "", "see https://example.com/a page", "3.14"]
     assert load_texts(fine) == fine
+
+
+def test_texts_refuse_an_existing_file_named_without_a_folder(tmp_path, monkeypatch):
+    """`zoo predict RUN texts.csv` in the data's folder: the file's name is not the text to classify."""
+    (tmp_path / "texts.csv").write_text("text,label\nhello,a\n")
+    monkeypatch.chdir(tmp_path)
+    _one_line_error(load_texts, "texts.csv", match="file name")
+    assert load_texts(["other.csv", "3.14", "texts"]) == ["other.csv", "3.14", "texts"]  # no such file: text
+
+
+def test_an_image_above_pillows_pixel_limit_is_one_line(tmp_path, rgb, monkeypatch):
+    """Pillow's DecompressionBombError (an image above 2 x MAX_IMAGE_PIXELS) escaped as a traceback."""
+    big = tmp_path / "big.png"
+    Image.fromarray(rgb).save(big)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
+    _one_line_error(load_images, str(big), match="too many pixels")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import zoo
 from zoo.cli import main
 from zoo.errors import InvalidInputError, UnknownFilterValueError
 from zoo.recommender import Plan, recommend
@@ -211,6 +212,9 @@ def test_text_end_to_end_offline(tmp_path, zoo_home, no_network):
     assert sig["knn_acc"] > 0.4 and sig["lp_acc"] > 0.4  # 4 classes: chance is 0.25
     assert list(sig["probe_profile"]) == ["embeddings", "layer.0", "layer.1", "layer.2", "layer.3", "layer.4", "layer.5"]
     assert sig["lm_perplexity"] is None  # this checkpoint ships without its MLM head
+    # the probe's expected cost is the measured feature time (not a 128-token estimate at the measured throughput)
+    measured = sig["feature_seconds"] * s["samples"] / sig["n"]
+    assert abs(plan.expected_cost.stage1_seconds - measured) <= 0.1 + 0.1 * measured, (plan.expected_cost, measured)
     assert Path(plan.features).is_file() and pic.is_file()
     # JSONL with the same rows gives the same dataset
     jl = tmp_path / "sentences.jsonl"
@@ -420,3 +424,40 @@ def test_skipped_table_rows_are_called_rows_without_a_text_or_a_label(tmp_path):
     )
     text = write_report(tmp_path / "report.md", summary).read_text()
     assert "4 row(s) without a text or a label skipped" in text and "unreadable" not in text
+
+
+def test_a_row_whose_text_looks_like_a_file_name_is_text(tmp_path, monkeypatch):
+    """A table's cell is text even when it reads like a file name that exists ('figure.png', 'notes.txt'):
+    the text encoder must not refuse the data's own rows (zoo run / recommend --data failed on them)."""
+    from zoo.inputs import load_texts
+
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "figure.png").write_bytes(b"x")
+    rows = ["text,label"] + [f"sentence number {i},{'ab'[i % 2]}" for i in range(8)] + ["figure.png,a", "notes.txt,b"]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    ds = load_dataset(tmp_path / "t.csv")
+    assert "figure.png" in ds.items and load_texts(list(ds.items)) == list(ds.items)
+
+
+@pytest.mark.slow
+def test_a_candidate_named_twice_is_measured_once(tmp_path, zoo_home, no_network):
+    """--candidates A,A measured A twice and ranked it against itself ('best mean rank 1.50')."""
+    plan = recommend(data=_digits(tmp_path, 40), candidates=[LITE0, LITE0])
+    assert list(plan.signals["candidates"]) == [LITE0] and plan.signals["candidates"][LITE0]["mean_rank"] == 1.0
+    assert "best mean rank 1.00" in plan.rationale[0].text
+
+
+@pytest.mark.slow
+def test_a_plan_for_another_device_is_not_costed_at_this_machines_throughput(tmp_path, zoo_home, no_network):
+    """`--device gpu` measured on a CPU: the GPU plan was costed (and its epochs cut to the budget) at the CPU's speed."""
+    import torch
+
+    from zoo.recommender.rules import _fwd_flops, _throughput
+
+    other = "cpu" if torch.cuda.is_available() else "gpu"
+    plan = recommend(data=_digits(tmp_path, 40), candidates=[LITE0], device=other, resolution=64)
+    assert any(f"not a {other}" in r.text for r in plan.rationale)
+    card = zoo.info(LITE0).model_copy(update={"gflops": plan.signals["chosen"]["gflops_at_resolution"] * (zoo.info(LITE0).input_size / 64) ** 2})
+    want = _fwd_flops(card, 64) * plan.signals["samples"] / _throughput(other) * (2 if plan.strategy == "lp-concat" else 1)
+    assert plan.expected_cost.stage1_seconds == pytest.approx(want, abs=0.06)

@@ -540,3 +540,19 @@ def test_an_epoch_never_ends_on_a_training_batch_of_one(tmp_path, zoo_home, no_n
     plan = tiny_plan(epochs=1).model_copy(update={"bn": "train"})
     r = zoo.run(plan, root, out=tmp_path / "run", batch_size=n_train - 1, refit=False)
     assert r.epochs_run == 1 and (tmp_path / "run" / "result.json").is_file()
+
+
+def test_a_plan_without_a_resolution_gives_a_run_that_predict_and_export_reload(tmp_path, zoo_home, no_network):
+    """`resolution: null` trains at the backbone's own side; the run's config recorded null and `zoo predict` /
+    `zoo export` then failed with a TypeError traceback."""
+    from zoo.runner.predict import load_run
+
+    root = digits(tmp_path, 30)
+    plan = tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0).model_copy(update={"resolution": None})
+    zoo.run(plan, root, out=tmp_path / "run")
+    cfg = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert cfg["preprocessor"]["resolution"] == zoo.load(LITE0).input_spec.size
+    assert f"resolution {cfg['preprocessor']['resolution']}," in (tmp_path / "run" / "report.md").read_text()
+    m = load_run(tmp_path / "run")
+    files = sorted(root.rglob("*.png"))[:2]
+    assert len(m.predict(files, top_k=1)) == 2

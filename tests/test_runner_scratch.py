@@ -62,3 +62,14 @@ def test_from_scratch_initialisation_follows_the_seed(zoo_home, no_network):
 
     a, b, c = (_load(LITE0, True, s).model.state_dict()["conv_stem.weight"] for s in (5, 5, 6))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_from_scratch_of_a_plan_without_epochs_is_refused_before_anything_is_written(tmp_path, zoo_home, no_network):
+    """A probe plan trains 0 epochs: its baseline was an untrained zero-head model scored at chance, saved as a run."""
+    from zoo.errors import InvalidInputError
+
+    plan = tiny_plan(epochs=0, resolution=32).model_copy(update={"strategy": "lp-concat", "unfreeze": [], "lr": {"head": 1e-3}})
+    out = tmp_path / "scratch"
+    with pytest.raises(InvalidInputError, match="--epochs N") as err:
+        zoo.run(plan, digits(tmp_path, 30), out=out, from_scratch=True)
+    assert "\n" not in str(err.value) and not out.exists()

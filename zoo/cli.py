@@ -64,8 +64,8 @@ def _table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[An
     else:
         out = sys.stdout
         out.write("\t".join(columns) + "\n")
-        for row in rows:
-            out.write("\t".join(_fmt(v) for v in row) + "\n")
+        for row in rows:  # one line per row, one tab between cells: a cell's own tabs and line breaks are escaped
+            out.write("\t".join(_fmt(v).replace("\t", "\\t").replace("\r", "\\r").replace("\n", "\\n") for v in row) + "\n")
 
 
 # ---- commands ---------------------------------------------------------------------------------
@@ -338,10 +338,15 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
     v.add_argument("path", nargs="?")
     v.set_defaults(func=cmd_catalog_validate)
 
-    p = sub.add_parser("predict", help="top-k labels from a backbone's pre-training head or a `zoo run` folder's model")
+    p = sub.add_parser(
+        "predict", help="top-k labels from a backbone's pre-training head or a `zoo run` folder's model",
+        epilog="Output: one row per input and rank (input, rank, label, score: the softmax probability), most likely first; "
+        "a table on a terminal, tab-separated lines otherwise (a tab or line break inside a cell written as \\t or \\n). "
+        "--json: a list of {input, top: [{label, score}, ...]}.",
+    )
     p.add_argument("id", help="model id, or a run folder (zoo run --out)")
-    p.add_argument("inputs", nargs="+", metavar="FILE_OR_TEXT")
-    p.add_argument("--top-k", type=_at_least(1), default=5)
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_TEXT", help="image files for an image model (the shell expands globs), the texts themselves for a text model")
+    p.add_argument("--top-k", type=_at_least(1), default=5, help="labels per input (default 5; at most the model's number of classes)")
     _add_json(p)
     p.set_defaults(func=cmd_predict)
 

@@ -35,6 +35,12 @@ IMAGE_SUFFIXES = frozenset(
 )
 
 
+class Text(str):
+    """A string known to be text (a row of a dataset file): :func:`load_texts` never takes it for a file name."""
+
+    __slots__ = ()
+
+
 def _is_array(x: Any) -> bool:
     """A numpy array or a tensor (torch, TensorFlow, JAX): something with a shape and a dtype."""
     return hasattr(x, "shape") and hasattr(x, "dtype") and not isinstance(x, (str, bytes))
@@ -207,6 +213,11 @@ def load_images(inputs: Any) -> list[Any]:
                 with Image.open(path) as im:
                     im.load()
                     img = im.copy()
+            except Image.DecompressionBombError:
+                raise InvalidInputError(
+                    f"{path}: too many pixels for Pillow to open (its guard against decompression bombs, PIL.Image.MAX_IMAGE_PIXELS); "
+                    "downscale the image, or raise that limit if you trust the file."
+                ) from None
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
                 raise InvalidInputError(f"{path}: not a readable image ({type(exc).__name__}); pass a PNG, JPEG or other image file.") from None
             name = str(path)
@@ -227,11 +238,13 @@ def load_images(inputs: Any) -> list[Any]:
 
 def _image_path_like(text: str) -> bool:
     """``text`` names an image file (an image suffix, and no blank in it or an existing file) or an
-    existing file (a path with a separator and no blank)."""
+    existing file (a path with a separator, or a file name with a suffix, and no blank)."""
     dot = text.rfind(".")
     image = dot >= 0 and len(text) - dot <= 6 and text[dot:].rstrip().lower() in IMAGE_SUFFIXES
     if not image and os.sep not in text:
-        return False
+        # a bare file name with a suffix that exists here (`zoo predict RUN texts.csv`): a file, not the text to classify
+        t = text.strip()
+        return "." in t and len(t) <= 4096 and not any(c.isspace() for c in t) and os.path.isfile(t)
     if len(text) > 4096 or "\n" in text:
         return False
     t = text.strip()
@@ -257,7 +270,7 @@ def load_texts(inputs: Any) -> list[str]:
     for i, t in enumerate(items):
         if not isinstance(t, str):
             raise InvalidInputError(f"input #{i} is a {type(t).__name__}; text models take strings.")
-        if _image_path_like(t):
+        if not isinstance(t, Text) and _image_path_like(t):
             shown = t if len(t) <= 80 else t[:77] + "..."
             raise InvalidInputError(
                 f"input #{i} ({shown!r}) is a file name, not text: this backbone takes text; pass the text itself, "

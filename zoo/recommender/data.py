@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import InvalidInputError
+from zoo.inputs import Text
 
 TEXT_COLUMNS = ("text", "sentence", "document", "content", "review", "body")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
@@ -299,7 +300,7 @@ def _table(p: Path, max_samples: int, seed: int, text_column: str | None, label_
         if not isinstance(t, str) or not t.strip() or lab is None or str(lab).strip() == "":
             skipped.append(f"line {ln}")
             continue
-        texts.append(t)
+        texts.append(Text(t))  # a row's text, even one like 'figure.png'
         raw.append(str(lab).strip())
     names = sorted(set(raw))
     index = {n: i for i, n in enumerate(names)}

@@ -228,7 +228,7 @@ def recommend_data(
     if resolution is not None and ds.modality != "image":
         raise InvalidInputError(f"--resolution is the image side in pixels; {path} holds {ds.modality}: drop it.")
     ids = list(candidates) if candidates else list(DEFAULT_CANDIDATES[ds.modality])
-    cards = [zoo.info(i) for i in ids]
+    cards = list({c.id: c for c in (zoo.info(i) for i in ids)}.values())  # a candidate named twice is measured once
     wrong = [c.id for c in cards if c.modality != ds.modality]
     if wrong:
         raise InvalidInputError(f"{', '.join(wrong)} cannot read {ds.modality} data; pass {ds.modality} backbones with --candidates.")
@@ -330,7 +330,13 @@ def recommend_data(
         orientation = flip_drop > FLIP_DROP
         timings["flip_test"] = round(time.perf_counter() - t0, 2)
     n_groups = len(bb.layer_groups)
+    dev = getattr(bb, "device", None)  # where the throughput was measured (torch backbones say; Keras ones do not)
+    measured_on = None if dev is None else ("cpu" if getattr(dev, "type", str(dev)) == "cpu" else "gpu")
     del bb
+    throughput = sig.get("throughput_flops")
+    if throughput and measured_on not in (None, device):
+        reasons.append(Reason(text=f"throughput measured on this machine's {measured_on}, not a {device}: the expected cost uses zoo's {device} estimate", source="zoo cost model"))
+        throughput = None
     ranked_fs.clear()
     gc.collect()
     # the loaded handle's group count: a catalog card may not know it (timm's), and the per-group LR decay depends on it
@@ -339,12 +345,14 @@ def recommend_data(
     measured = {"layer_groups": n_groups}
     if flops and res and card.input_size:
         measured["gflops"] = flops * (card.input_size / res) ** 2
+    elif flops and ds.modality == "text":  # the measured texts' cost, the unit of the measured throughput
+        measured["gflops"] = flops
     card = card.model_copy(update=measured)
     ranked_cards = [card] + [c for c in (fits[i] for i in order[1:])]
     req = Request(
         samples=ds.n, classes=len(ds.classes), modality=ds.modality, similarity=level_used, domain=domain, shift=shift,
         device=device, time_budget_s=budget, max_params=max_params, smallest_class=ds.smallest_class,
-        image_size=ds.image_side, priority=priority, orientation_sensitive=orientation, throughput=sig.get("throughput_flops"),
+        image_size=ds.image_side, priority=priority, orientation_sensitive=orientation, throughput=throughput,
         resolution=res, resolution_measured=resolution is None and res is not None,
     )
     plan = recommend_metadata(req, [], ranked=ranked_cards, reasons=reasons)

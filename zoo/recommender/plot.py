@@ -9,12 +9,30 @@ from typing import Any
 
 SIZE_CUTS = (1_000, 20_000, 500_000)
 LEVEL_Y = {"low": 1 / 6, "medium": 0.5, "high": 5 / 6}
+#: each cell's strategy as ``zoo.recommender.rules.recommend_metadata`` plans it (images; a text plan's
+#: tiny rows with similar data are a plain linear probe, see :func:`cell`)
 CELLS = {
-    ("tiny", "high"): "linear probe", ("tiny", "medium"): "linear probe", ("tiny", "low"): "LP on\nconcat stages",
-    ("small", "high"): "LP-FT\ntop 1", ("small", "medium"): "LP-FT\ntop k (probe)", ("small", "low"): "LP-FT\ntop k (probe)",
+    ("tiny", "high"): "LP on\nconcat stages", ("tiny", "medium"): "LP on\nconcat stages", ("tiny", "low"): "LP on\nconcat stages",
+    ("small", "high"): "LP-FT all\ndiscr. LR", ("small", "medium"): "LP-FT all\ndiscr. LR", ("small", "low"): "LP-FT all\ndiscr. LR",
     ("medium", "high"): "LP-FT all\ndiscr. LR", ("medium", "medium"): "LP-FT all\ndiscr. LR", ("medium", "low"): "full FT\nflat decay",
     ("large", "high"): "full FT\nlow LR", ("large", "medium"): "full FT", ("large", "low"): "full FT\nflat LR",
 }
+
+
+def cell(reg: str, level: str, modality: str = "image") -> str:
+    """The label of the plane's cell for size regime ``reg`` and similarity ``level``."""
+    if modality == "text" and reg == "tiny" and level != "low":
+        return "linear probe"
+    return CELLS[(reg, level)]
+
+
+def point_y(sig: dict[str, Any]) -> float:
+    """The data point's height: the measured score, inside the band of the level the plan used (a level
+    given with --similarity or --shift input over the measured one: that band's middle)."""
+    y = sig.get("similarity_score")
+    if y is None or sig.get("similarity_measured", sig["similarity"]) != sig["similarity"]:
+        return LEVEL_Y[sig["similarity"]]
+    return float(y)
 
 
 def _plane(ax: Any, plan: Any) -> None:
@@ -23,17 +41,19 @@ def _plane(ax: Any, plan: Any) -> None:
     colors = {"linear": "#d7ecff", "LP-FT": "#e2f5dc", "full": "#fde6cf", "LP on": "#efe0fa"}
     for i, reg in enumerate(regimes):
         for lvl, y in LEVEL_Y.items():
-            text = CELLS[(reg, lvl)]
+            text = cell(reg, lvl, plan.modality)
             color = next((v for k, v in colors.items() if text.startswith(k)), "#eeeeee")
             ax.add_patch(__import__("matplotlib").patches.Rectangle((xs[i], y - 1 / 6), xs[i + 1] - xs[i], 1 / 3, color=color, ec="white"))
             ax.text((xs[i] + xs[i + 1]) / 2, y, text, ha="center", va="center", fontsize=7)
     sig = plan.signals
     n = sig["samples"]
-    y = sig.get("similarity_score")
-    if y is None:
-        y = LEVEL_Y[sig["similarity"]]
+    y = point_y(sig)
     ax.plot([math.log10(max(n, 10))], [y], marker="*", ms=18, color="crimson", mec="black", zorder=5)
-    ax.annotate(f"this data\nN={n}, {plan.strategy}", (math.log10(max(n, 10)), y), textcoords="offset points", xytext=(10, -22), fontsize=8, color="crimson")
+    label = f"this data\nN={n}, {plan.strategy}"
+    column = next((r for r, cut in zip(("tiny", "small", "medium"), SIZE_CUTS) if n < cut), "large")
+    if sig.get("regime") and sig["regime"] != column:  # the smallest class set the regime, not N: the column's cell is not the plan
+        label += f"\n{sig['regime']} data: smallest class {sig.get('smallest_class')}"
+    ax.annotate(label, (math.log10(max(n, 10)), y), textcoords="offset points", xytext=(10, -22), fontsize=8, color="crimson")
     ax.set_xlim(1, 7)
     ax.set_ylim(0, 1)
     ax.set_xticks([1, 2, 3, math.log10(20_000), 5, math.log10(500_000), 7])
@@ -48,6 +68,8 @@ def _plane(ax: Any, plan: Any) -> None:
 def _profile(ax: Any, plan: Any) -> None:
     for name, sig in plan.signals["candidates"].items():
         prof = sig["probe_profile"]
+        if not prof:  # measured for the chosen backbone only: no legend entry without a curve
+            continue
         ax.plot(range(len(prof)), list(prof.values()), marker="o", label=name.split(":")[-1])
         if name == plan.backbone:
             ax.set_xticks(range(len(prof)))

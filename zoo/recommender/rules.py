@@ -156,9 +156,14 @@ def _throughput(device: str, measured: float | None = None) -> float:
 
 def _fwd_flops(card: ModelCard, resolution: int | None) -> float:
     if card.modality == "text":
+        if card.gflops is not None:  # measured in data mode, on the task's own texts
+            return card.gflops * 1e9
         tokens = 128
         return 2.0 * (card.params or 110e6) * tokens
-    g = card.gflops if card.gflops is not None else 2.0 * (card.params or 25e6) * 224 * 224 / 1e9 / 1000
+    if card.gflops is None:  # no measured FLOPs: an estimate from the parameter count at 224 px (as _card_flops)
+        g = 2.0 * (card.params or 25e6) * 224 * 224 / 1e9 / 1000
+        return g * (resolution / 224) ** 2 * 1e9 if resolution else g * 1e9
+    g = card.gflops
     if resolution and card.input_size:
         g *= (resolution / card.input_size) ** 2
     return g * 1e9
@@ -283,7 +288,8 @@ def recommend_metadata(
         why = "head only" + (": the probe reads mid-level and final features" if strategy == "lp-concat" else "") + " (no deep fine-tuning: few-shot fine-tuning varies widely between seeds)"
     else:
         why = "all groups" + (": the probe, then every group, each at its own learning rate (the lower groups move least)" if reg == "small" else "")
-    reasons.append(Reason(text=f"{reg} data ({req.samples} samples, {per_class:.0f} per class) and {quadrant} domain: {strategy}, {why}", source=src))
+    size = f"{req.samples} samples, {per_class:.0f} per class" + (f", smallest class {smallest}" if smallest < per_class else "")
+    reasons.append(Reason(text=f"{reg} data ({size}) and {quadrant} domain: {strategy}, {why}", source=src))
     if req.shift == "label":
         strategy, k = "head-only", 0
         reasons.append(Reason(text="label shift: same inputs, new label semantics: train the head only", source=SRC_SURGICAL))
@@ -310,7 +316,11 @@ def recommend_metadata(
     if ranked_given:
         pass  # data mode explains its choice from the measured signals
     elif req.modality == "image" and req.priority == "cost":
-        reasons.append(Reason(text=f"backbone {card.id}: cheapest forward pass ({_card_flops(card):.2f} GFLOPs) near the best top-1, within budget", source="zoo cost model"))
+        best_top1 = max(c.top1 or 0 for c in cands)
+        if (card.top1 or 0) >= best_top1 - 5.0:
+            reasons.append(Reason(text=f"backbone {card.id}: cheapest forward pass ({_card_flops(card):.2f} GFLOPs) near the best top-1, within budget", source="zoo cost model"))
+        else:  # every model near the best top-1 missed the budget: the rest are ranked by top-1
+            reasons.append(Reason(text=f"backbone {card.id}: no model within 5 top-1 points of the best fits the budget; the best top-1 ({card.top1}) that does", source="zoo cost model"))
     else:
         reasons.append(Reason(text=f"backbone {card.id}: " + (f"best ImageNet top-1 ({card.top1}) within budget" if req.modality == "image" else "text encoder chosen by size regime and budget"), source=SRC_KORNBLITH if req.modality == "image" else SRC_ULMFIT))
     reasons.extend(parts["reasons"])

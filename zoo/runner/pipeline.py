@@ -267,6 +267,8 @@ def run(
     _check_options(plan, epochs, seed, batch_size, val_frac, processes)
     if resume and out is None:
         raise InvalidInputError("--resume needs the run folder to continue: pass it with --out (or drop --resume to start a new run).")
+    if from_scratch and (plan.schedule.epochs if epochs is None else int(epochs)) == 0:
+        raise InvalidInputError(f"the plan trains no epochs (a {plan.strategy} plan), so a from-scratch baseline would be an untrained model; pass --epochs N for the baseline.")
     if from_scratch:
         from zoo.runner.baseline import scratch_plan
 
@@ -321,7 +323,7 @@ def run(
         "backbone": plan.backbone, "framework": backbone.framework, "modality": ds.modality, "classes": list(ds.classes),
         "num_classes": n_classes, "feature_dim": backbone.feature_dim, "concat_group": mid,
         "architecture": f"ClassifierModel(backbone -> [pooled {mid}, pooled features] -> dropout -> linear head)" if mid else "ClassifierModel(backbone -> dropout -> linear head)",
-        "preprocessor": {"resolution": res, "resize": "bicubic-shorter-side+center-crop", "mean": spec.mean, "std": spec.std, "input_range": spec.input_range}
+        "preprocessor": {"resolution": res or spec.size or 224, "resize": "bicubic-shorter-side+center-crop", "mean": spec.mean, "std": spec.std, "input_range": spec.input_range}
         if ds.modality == "image" else {"tokenizer": plan.backbone, "max_length": getattr(backbone, "max_length", None)},
     }
     report.write_text(out / "model" / "config.json", json.dumps(config, indent=2))
@@ -372,7 +374,7 @@ def run(
     )
     summary = dict(
         backbone=plan.backbone, data=str(data), samples=ds.n, classes=n_classes, train=len(tr), val=len(va), skipped_unreadable=ds.skipped,
-        strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=res, seed=seed, features_cached=feats_cached,
+        strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=config["preprocessor"].get("resolution"), seed=seed, features_cached=feats_cached,
         features=feats_path, features_reused=feats_reused, stage1=stage1, from_scratch=from_scratch,
         notes=([concat_note] if concat_note else []) + report.refit_note(stage1)
         + ([f"baseline {SCRATCH_NOTE}, learning rate {plan.lr['head']:g}; the plan's epochs, schedule and augmentation."] if from_scratch else []), history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
