@@ -211,6 +211,35 @@ def test_in_process_plugin_load_and_resolve():
     assert result == ("loaded", "inproc:m.v1", "inproc:m.v1", {"pooling": "mean"}, "/weights/m")
 
 
+class HalfwayPlugin:
+    """Registers a source, then its model hook raises."""
+
+    @hookimpl
+    def zoo_register_sources(self, register):
+        register(Source(name="halfway", framework="torch", loader="zoo_halfway_missing:load"))
+
+    @hookimpl
+    def zoo_register_models(self, register):
+        register({"id": "halfway:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+        raise RuntimeError("boom after the sources")
+
+
+def test_failed_plugin_keeps_nothing_it_registered():
+    """hooks.md: a hook that raises marks its plugin failed and nothing it registered is kept (its source too)."""
+    from zoo.errors import UnknownSourceError
+
+    zoo.reset(extra_plugins={"halfway": HalfwayPlugin()})
+    try:
+        status = {p.name: p for p in zoo.plugins()}["halfway"]
+        assert status.state == "failed" and "boom after the sources" in status.reason
+        assert status.sources == [] and status.models == 0
+        assert "halfway" not in zoo.sources()
+        with pytest.raises(UnknownSourceError):  # one line, not the loader's ModuleNotFoundError
+            zoo.load("halfway:m.v1")
+    finally:
+        zoo.reset()
+
+
 def test_source_without_plugin_names_install_line(monkeypatch):
     monkeypatch.setenv("ZOO_PLUGINS", "")  # every plugin disabled: only the catalog remains
     zoo.reset()

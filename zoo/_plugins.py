@@ -134,11 +134,21 @@ class PluginHost:
             except DuplicateModelError as exc:
                 st.state, st.reason = "failed", str(exc)
                 print(f"zoo: warning: {exc}", file=sys.stderr)
+                self._drop(impl.plugin_name, st)
                 continue
             except Exception as exc:  # noqa: BLE001
                 st.state, st.reason = "failed", f"{hook_name} raised {_reason(exc)}"
+                self._drop(impl.plugin_name, st)
                 continue
             st.models += reg.commit()
+
+    def _drop(self, name: str, st: PluginStatus) -> None:
+        """A failed plugin keeps nothing: what an earlier hook of it committed (its sources) leaves the tables."""
+        for key in [k for k, src in self.sources.items() if src.plugin == name]:
+            del self.sources[key]
+        for key in [k for k, card in self.models.items() if card.origin == name]:
+            del self.models[key]
+        st.sources, st.models = [], 0
 
     def _register_sources(self) -> None:
         self._call_each("zoo_register_sources")
