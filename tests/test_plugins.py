@@ -134,6 +134,23 @@ def test_third_party_models_listed_and_loadable(site):
     assert res.stdout.strip() == "(1, 16)", res.stderr
 
 
+def test_example_cards_state_the_models_parameter_counts(site):
+    """The guide's catalog entries (zoo list's params column) are the loaded models' real sizes."""
+    code = ("import zoo\n"
+            "for c in zoo.list_models(source='example'):\n"
+            "    print(c.id, c.params, sum(p.numel() for p in zoo.load(c.id).model.parameters()))")
+    e = os.environ.copy()
+    e["PYTHONPATH"] = str(site)
+    e["ZOO_PLUGIN_TIMEOUT"] = "1"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=120)
+    rows = [line.split() for line in res.stdout.splitlines()]
+    assert len(rows) == 2, res.stderr
+    for model_id, card_params, real in rows:
+        assert card_params == real, f"{model_id}: card says {card_params} parameters, the model has {real}"
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    assert f'"params": {rows[0][2]},' in guide  # the guide's snippet shows the first entry
+
+
 def test_missing_framework_names_pip_line(site):
     out = run_zoo(site, "list", "--source", "needsfw", "--json")
     assert out.returncode == 0
