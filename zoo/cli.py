@@ -150,6 +150,10 @@ def cmd_catalog_validate(args: argparse.Namespace) -> int:
     try:
         reg = read_registry(path)
     except CatalogError as exc:
+        if isinstance(exc.__cause__, OSError):  # no file to validate: one line, no "fields named above"
+            from zoo.errors import InvalidInputError
+
+            raise InvalidInputError(f"{exc.problems[0]}; pass a registry.yaml file (or nothing, for the installed one).") from None
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"zoo: error: {len(exc.problems)} problem(s) in {path}; fix the fields named above.", file=sys.stderr)
