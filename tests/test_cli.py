@@ -59,7 +59,7 @@ def test_rich_table_on_terminal(capsys, example_plugin, monkeypatch):
 def test_info_and_search(capsys, example_plugin):
     code, out, _ = run(capsys, "info", "example:tinycnn.wide", "--json")
     data = json.loads(out)
-    assert data["params"] == 4496 and data["source_state"] == "ok"
+    assert data["params"] == 2640 and data["source_state"] == "ok"
     code, out, _ = run(capsys, "search", "toy", "cnn", "--json")
     assert {r["id"] for r in json.loads(out)} == {"example:tinycnn.random", "example:tinycnn.wide"}
     code, out, err = run(capsys, "search", "qwertyuiop")
