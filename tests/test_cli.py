@@ -83,6 +83,9 @@ def test_info_and_search(capsys, example_plugin):
         (["recommend", "--samples", "100", "--classes", "10", "--max-params", "0"], "max params 0: give a positive count"),
         (["recommend", "--samples", "100", "--classes", "10", "--plot", "picture.txt"], "cannot draw a .txt; name it .png"),
         (["recommend", "--data", "anywhere", "--candidates", ","], "names no backbone"),
+        (["pull"], "zoo pull needs ids or --lock zoo.lock; see `zoo pull --help`."),
+        (["cache", "import", "."], "say which model it holds with --as ID; see `zoo cache import --help`."),
+        (["cache", "import", "models.tar", "--as", "hf:org/m"], "not to a bundle tar; see `zoo cache import --help`."),
     ],
 )
 def test_bad_input_one_line_exit_2(capsys, example_plugin, argv, fragment):
