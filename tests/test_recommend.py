@@ -208,6 +208,22 @@ def test_metadata_plot(tmp_path):
         recommend(samples=10)
 
 
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_plot_regimes_name_the_strategy_the_rules_plan(modality):
+    """The --plot plane's cell under the star names the strategy recommend gives there (no stale labels)."""
+    from zoo.recommender.plot import cell_label
+
+    label_of = {"linear-probe": "linear probe", "lp-concat": "LP on\nconcat", "lp-ft": "LP-FT", "full-finetune": "full FT"}
+    for samples in (500, 5_000, 100_000, 1_000_000):
+        for level in ("high", "medium", "low"):
+            plan = recommend(samples=samples, classes=10, similarity=level, modality=modality, time_budget="1000h")
+            reg = plan.signals["regime"]
+            text = cell_label(reg, level, modality)
+            assert text.startswith(label_of[plan.strategy]), (reg, level, plan.strategy, text)
+            if plan.strategy in ("lp-ft", "full-finetune") and plan.unfreeze == ["all"] and "top" in text:
+                raise AssertionError((reg, level, plan.unfreeze, text))
+
+
 def test_rank_samples_reaches_data_mode(tmp_path, monkeypatch):
     """``zoo.recommend(rank_samples=...)`` and ``zoo recommend --rank-samples`` pass through; unset keeps the default."""
     import zoo.recommender.datamode as dm

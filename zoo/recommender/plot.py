@@ -9,12 +9,18 @@ from typing import Any
 
 SIZE_CUTS = (1_000, 20_000, 500_000)
 LEVEL_Y = {"low": 1 / 6, "medium": 0.5, "high": 5 / 6}
-CELLS = {
-    ("tiny", "high"): "linear probe", ("tiny", "medium"): "linear probe", ("tiny", "low"): "LP on\nconcat stages",
-    ("small", "high"): "LP-FT\ntop 1", ("small", "medium"): "LP-FT\ntop k (probe)", ("small", "low"): "LP-FT\ntop k (probe)",
+CELLS = {  # as zoo.recommender.rules plans them (image data; TEXT_CELLS where text differs)
+    ("tiny", "high"): "LP on\nconcat stages", ("tiny", "medium"): "LP on\nconcat stages", ("tiny", "low"): "LP on\nconcat stages",
+    ("small", "high"): "LP-FT all\ndiscr. LR", ("small", "medium"): "LP-FT all\ndiscr. LR", ("small", "low"): "LP-FT all\ndiscr. LR",
     ("medium", "high"): "LP-FT all\ndiscr. LR", ("medium", "medium"): "LP-FT all\ndiscr. LR", ("medium", "low"): "full FT\nflat decay",
     ("large", "high"): "full FT\nlow LR", ("large", "medium"): "full FT", ("large", "low"): "full FT\nflat LR",
 }
+TEXT_CELLS = {("tiny", "high"): "linear probe", ("tiny", "medium"): "linear probe"}
+
+
+def cell_label(regime: str, level: str, modality: str = "image") -> str:
+    """The text of one cell of the plane: the strategy the rules plan there."""
+    return (TEXT_CELLS if modality == "text" else {}).get((regime, level), CELLS[(regime, level)])
 
 
 def _plane(ax: Any, plan: Any) -> None:
@@ -23,7 +29,7 @@ def _plane(ax: Any, plan: Any) -> None:
     colors = {"linear": "#d7ecff", "LP-FT": "#e2f5dc", "full": "#fde6cf", "LP on": "#efe0fa"}
     for i, reg in enumerate(regimes):
         for lvl, y in LEVEL_Y.items():
-            text = CELLS[(reg, lvl)]
+            text = cell_label(reg, lvl, plan.modality)
             color = next((v for k, v in colors.items() if text.startswith(k)), "#eeeeee")
             ax.add_patch(__import__("matplotlib").patches.Rectangle((xs[i], y - 1 / 6), xs[i + 1] - xs[i], 1 / 3, color=color, ec="white"))
             ax.text((xs[i] + xs[i + 1]) / 2, y, text, ha="center", va="center", fontsize=7)
