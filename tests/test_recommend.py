@@ -224,6 +224,22 @@ def test_plot_regimes_name_the_strategy_the_rules_plan(modality):
                 raise AssertionError((reg, level, plan.unfreeze, text))
 
 
+def test_rationale_sources_name_nothing_the_project_does_not_ship():
+    """Every rationale line names its source (quickstart): a file it names must exist, and no unpublished note."""
+    from pathlib import Path
+
+    from zoo.recommender import datamode
+
+    root = Path(__file__).resolve().parents[1]
+    plan = recommend(samples=1797, classes=10, domain="documents")  # has the near-tie line
+    sources = [r.source for r in plan.rationale] + [datamode.SRC_RANK]
+    assert any("near-ties" in r.text for r in plan.rationale)
+    for source in sources:
+        for name in re.findall(r"[\w./-]+\.md\b", source):
+            assert (root / name).is_file(), f"{source!r} names {name}, which the project does not ship"
+        assert "research note" not in source, source
+
+
 def test_rank_samples_reaches_data_mode(tmp_path, monkeypatch):
     """``zoo.recommend(rank_samples=...)`` and ``zoo recommend --rank-samples`` pass through; unset keeps the default."""
     import zoo.recommender.datamode as dm

@@ -52,7 +52,7 @@ SRC_LOGME = "You et al. 2021, LogME"
 SRC_KNN = "Sorkhei et al. 2025, k-NN as a transferability estimator"
 SRC_PROBE = "CS231n notes (probe earlier layers when different); Evci et al. 2022, Head2Toe"
 SRC_MSP = "Hendrycks & Gimpel 2017 (max softmax); ETran, Gholami et al. 2023 (energy)"
-SRC_RANK = "research note 2.4: rank-mean of a static prior and feature scores"
+SRC_RANK = "zoo rule: rank-mean of a static prior and feature scores"
 SRC_SIZE_PRIOR = "Singh, Hess, Vanschoren 2025 (a size-ordered static ranker)"
 
 
@@ -294,7 +294,7 @@ def recommend_data(
         a, b = order[0], order[1]
         if ranks[b] - ranks[a] <= 1.0 and abs(knns[a] - knns[b]) < 0.01 and cost[names[b]] < cost[names[a]]:
             order[0], order[1] = b, a
-            reasons.append(Reason(text=f"{names[b]} and {names[a]} are within one rank and 1 k-NN point: near-tie goes to the cheaper {names[b]}", source="zoo rule (DESIGN.md)"))
+            reasons.append(Reason(text=f"{names[b]} and {names[a]} are within one rank and 1 k-NN point: near-tie goes to the cheaper {names[b]}", source="zoo rule: near-ties go to the cheaper model"))
     chosen = names[order[0]]
     for i, n in enumerate(names):
         per[n]["mean_rank"] = round(ranks[i], 3)
