@@ -98,6 +98,8 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
         print(f"{args.as_id}: {len(done)} file(s) adopted from {path}")
         return 0
     if args.as_id:
+        if not path.exists():  # a mistyped folder, not a tar
+            raise _usage(f"{path}: no such folder; pass the folder that holds {args.as_id}'s files", "cache import")
         raise _usage("--as applies to a folder, not to a bundle tar", "cache import")
     lock = import_bundle(path)
     for model in lock.models:
