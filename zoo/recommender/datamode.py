@@ -164,6 +164,25 @@ def _profile_signals(fs: FeatureSet) -> dict[str, Any]:
     }
 
 
+def _available(ids: Sequence[str]) -> list[str]:
+    """The default candidates whose weights are here (an installed weights package, a carried bundle):
+    a plugin that can tell they are not (zoo_resolve_weights raises) drops them. None here: all of them,
+    so that loading the first says what to install."""
+    import zoo
+    from zoo._api import _resolve
+    from zoo.errors import ZooError
+
+    here = []
+    for i in ids:
+        try:
+            mid, card = _resolve(i)
+            zoo.resolve_weights(mid, card)
+        except ZooError:
+            continue
+        here.append(i)
+    return here or list(ids)
+
+
 def rank_index(ds: Dataset, n_candidates: int, rank_samples: int, min_per_class: int = RANK_MIN_PER_CLASS) -> np.ndarray | None:
     """Sample positions the candidates are ranked on, or ``None`` to rank on the whole sample.
 
@@ -227,7 +246,7 @@ def recommend_data(
     ds = load_dataset(path, max_samples=max_samples)
     if resolution is not None and ds.modality != "image":
         raise InvalidInputError(f"--resolution is the image side in pixels; {path} holds {ds.modality}: drop it.")
-    ids = list(candidates) if candidates else list(DEFAULT_CANDIDATES[ds.modality])
+    ids = list(candidates) if candidates else _available(DEFAULT_CANDIDATES[ds.modality])
     cards = [zoo.info(i) for i in ids]
     wrong = [c.id for c in cards if c.modality != ds.modality]
     if wrong:
