@@ -273,6 +273,29 @@ def test_an_unreachable_hub_without_a_cached_copy_is_one_line_at_once() -> None:
     assert calls == [1] and "\n" not in str(err.value) and "ZOO_OFFLINE=1" in str(err.value)
 
 
+def test_an_unreachable_hub_is_one_line_without_the_librarys_retry_log(zoo_home: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    """No network: huggingface_hub logs each of its own retries ("Retrying in 1s [Retry 1/5]", 45 lines for `zoo pull hf:...`);
+    zoo's answer is its one DownloadError line."""
+    import socket
+
+    import huggingface_hub.utils._http as hf_http
+    from huggingface_hub import HfApi
+
+    from zoo.cache.download import with_retries
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(hf_http.time, "sleep", lambda s: None)  # the library's own backoff, not waited here
+    api = HfApi(endpoint=f"http://127.0.0.1:{port}")
+    capfd.readouterr()
+    with pytest.raises(DownloadError, match=r"connection failed .* after 2 attempt\(s\)") as err:
+        with_retries(lambda: api.list_repo_files("zoo-test/tiny"), "hf:zoo-test/tiny", retries=1, backoff=0.0)
+    assert "\n" not in str(err.value)
+    out, errout = capfd.readouterr()
+    assert "Retrying in" not in errout and "thrown while requesting" not in errout, errout
+
+
 def test_four_processes_pulling_one_hf_repo(hub: Hub, zoo_home: Path, tmp_path: Path) -> None:
     """huggingface_hub's per-blob lock plus zoo's hash check: one valid blob, four successes, one GET."""
     src = tmp_path / "repo"

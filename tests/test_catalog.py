@@ -87,6 +87,14 @@ def test_cli_validate(tmp_path, capsys):
     assert "registry.yaml:9 models[0] (id=demo:alpha.v1) -> params: Input should be greater than or equal to 0" in err
 
 
+def test_cli_validate_a_missing_file_is_one_line(tmp_path, capsys):
+    for path in (tmp_path / "nope.yaml", tmp_path):  # no such file; a folder
+        assert main(["catalog", "validate", str(path)]) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and err.count("\n") == 1 and err.startswith("zoo: error: ") and "cannot read" in err, err
+        assert "fields named above" not in err
+
+
 def test_broken_registry_breaks_no_command_silently(tmp_path, monkeypatch, capsys):
     p = tmp_path / "registry.yaml"
     p.write_text(GOOD.replace("modality: image", "modality: imag"))

@@ -59,7 +59,7 @@ def test_rich_table_on_terminal(capsys, example_plugin, monkeypatch):
 def test_info_and_search(capsys, example_plugin):
     code, out, _ = run(capsys, "info", "example:tinycnn.wide", "--json")
     data = json.loads(out)
-    assert data["params"] == 4496 and data["source_state"] == "ok"
+    assert data["params"] == 2640 and data["source_state"] == "ok"
     code, out, _ = run(capsys, "search", "toy", "cnn", "--json")
     assert {r["id"] for r in json.loads(out)} == {"example:tinycnn.random", "example:tinycnn.wide"}
     code, out, err = run(capsys, "search", "qwertyuiop")
@@ -83,6 +83,8 @@ def test_info_and_search(capsys, example_plugin):
         (["recommend", "--samples", "100", "--classes", "10", "--max-params", "0"], "max params 0: give a positive count"),
         (["recommend", "--samples", "100", "--classes", "10", "--plot", "picture.txt"], "cannot draw a .txt; name it .png"),
         (["recommend", "--data", "anywhere", "--candidates", ","], "names no backbone"),
+        (["pull"], "zoo pull needs ids or --lock zoo.lock; see `zoo pull --help`."),
+        (["cache", "import", "."], "say which model it holds with --as ID; see `zoo cache import --help`."),
     ],
 )
 def test_bad_input_one_line_exit_2(capsys, example_plugin, argv, fragment):
@@ -90,6 +92,16 @@ def test_bad_input_one_line_exit_2(capsys, example_plugin, argv, fragment):
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("zoo: error: ")
     assert fragment in err
+
+
+def test_cache_import_as_names_a_missing_folder(capsys, tmp_path):
+    """A mistyped folder with --as is called missing, not a bundle tar; a tar with --as is refused."""
+    code, out, err = run(capsys, "cache", "import", str(tmp_path / "my-bret"), "--as", "hf:org/my-bert")
+    assert code == 2 and err.count("\n") == 1 and "my-bret: no such folder" in err, err
+    tar = tmp_path / "models.tar"
+    tar.write_bytes(b"")
+    code, out, err = run(capsys, "cache", "import", str(tar), "--as", "hf:org/my-bert")
+    assert code == 2 and err.count("\n") == 1 and "not to a bundle tar; see `zoo cache import --help`." in err, err
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,23 @@ def test_third_party_models_listed_and_loadable(site):
     assert res.stdout.strip() == "(1, 16)", res.stderr
 
 
+def test_example_cards_state_the_models_parameter_counts(site):
+    """The guide's catalog entries (zoo list's params column) are the loaded models' real sizes."""
+    code = ("import zoo\n"
+            "for c in zoo.list_models(source='example'):\n"
+            "    print(c.id, c.params, sum(p.numel() for p in zoo.load(c.id).model.parameters()))")
+    e = os.environ.copy()
+    e["PYTHONPATH"] = str(site)
+    e["ZOO_PLUGIN_TIMEOUT"] = "1"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=120)
+    rows = [line.split() for line in res.stdout.splitlines()]
+    assert len(rows) == 2, res.stderr
+    for model_id, card_params, real in rows:
+        assert card_params == real, f"{model_id}: card says {card_params} parameters, the model has {real}"
+    guide = (ROOT / "docs" / "plugins.md").read_text()
+    assert f'"params": {rows[0][2]},' in guide  # the guide's snippet shows the first entry
+
+
 def test_missing_framework_names_pip_line(site):
     out = run_zoo(site, "list", "--source", "needsfw", "--json")
     assert out.returncode == 0
@@ -532,6 +549,35 @@ def zoo_register_models(register):
     import torch  # noqa: F401 - the mistake under test
     register({"id": "heavyhook:m.v1", "family": "m", "modality": "image", "framework": "torch"})
 """
+
+
+class HalfwayPlugin:
+    """Registers a source, then its model hook raises."""
+
+    @hookimpl
+    def zoo_register_sources(self, register):
+        register(Source(name="halfway", framework="torch", loader="zoo_halfway_missing:load"))
+
+    @hookimpl
+    def zoo_register_models(self, register):
+        register({"id": "halfway:m.v1", "family": "m", "modality": "image", "framework": "torch"})
+        raise RuntimeError("boom after the sources")
+
+
+def test_failed_plugin_keeps_nothing_it_registered():
+    """hooks.md: a hook that raises marks its plugin failed and nothing it registered is kept (its source too)."""
+    from zoo.errors import PluginUnavailableError
+
+    zoo.reset(extra_plugins={"halfway": HalfwayPlugin()})
+    try:
+        status = {p.name: p for p in zoo.plugins()}["halfway"]
+        assert status.state == "failed" and "boom after the sources" in status.reason
+        assert status.sources == [] and status.models == 0
+        assert "halfway" not in zoo.sources()
+        with pytest.raises(PluginUnavailableError, match="its plugin is failed .*boom after the sources"):
+            zoo.load("halfway:m.v1")  # one line naming why, not the loader's ModuleNotFoundError
+    finally:
+        zoo.reset()
 
 
 def test_source_without_plugin_names_install_line(monkeypatch):

@@ -208,6 +208,38 @@ def test_metadata_plot(tmp_path):
         recommend(samples=10)
 
 
+@pytest.mark.parametrize("modality", ["image", "text"])
+def test_plot_regimes_name_the_strategy_the_rules_plan(modality):
+    """The --plot plane's cell under the star names the strategy recommend gives there (no stale labels)."""
+    from zoo.recommender.plot import cell
+
+    label_of = {"linear-probe": "linear probe", "lp-concat": "LP on\nconcat", "lp-ft": "LP-FT", "full-finetune": "full FT"}
+    for samples in (500, 5_000, 100_000, 1_000_000):
+        for level in ("high", "medium", "low"):
+            plan = recommend(samples=samples, classes=10, similarity=level, modality=modality, time_budget="1000h")
+            reg = plan.signals["regime"]
+            text = cell(reg, level, modality)
+            assert text.startswith(label_of[plan.strategy]), (reg, level, plan.strategy, text)
+            if plan.strategy in ("lp-ft", "full-finetune") and plan.unfreeze == ["all"] and "top" in text:
+                raise AssertionError((reg, level, plan.unfreeze, text))
+
+
+def test_rationale_sources_name_nothing_the_project_does_not_ship():
+    """Every rationale line names its source (quickstart): a file it names must exist, and no unpublished note."""
+    from pathlib import Path
+
+    from zoo.recommender import datamode
+
+    root = Path(__file__).resolve().parents[1]
+    plan = recommend(samples=1797, classes=10, domain="documents")  # has the near-tie line
+    sources = [r.source for r in plan.rationale] + [datamode.SRC_RANK]
+    assert any("near-ties" in r.text for r in plan.rationale)
+    for source in sources:
+        for name in re.findall(r"[\w./-]+\.md\b", source):
+            assert (root / name).is_file(), f"{source!r} names {name}, which the project does not ship"
+        assert "research note" not in source, source
+
+
 def test_rank_samples_reaches_data_mode(tmp_path, monkeypatch):
     """``zoo.recommend(rank_samples=...)`` and ``zoo recommend --rank-samples`` pass through; unset keeps the default."""
     import zoo.recommender.datamode as dm

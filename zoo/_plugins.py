@@ -169,15 +169,25 @@ class PluginHost:
             except DuplicateModelError as exc:
                 st.state, st.reason = "failed", str(exc)
                 print(f"zoo: warning: {exc}", file=sys.stderr)
+                self._drop(impl.plugin_name, st)
                 continue
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - sys.exit() in a plugin must not end every command
                 st.state, st.reason = "failed", f"{hook_name} raised {_reason(exc)}"
+                self._drop(impl.plugin_name, st)
                 continue
             if returned is not None:  # what it returned would be dropped without a word
                 st.state, st.reason = "failed", (f"{hook_name} returned a {type(returned).__name__}; call register(item) "
                                                  "or register.many(items) instead of returning them")
                 continue
             st.models += reg.commit()
+
+    def _drop(self, name: str, st: PluginStatus) -> None:
+        """A failed plugin keeps nothing: what an earlier hook of it committed (its sources) leaves the tables."""
+        for key in [k for k, src in self.sources.items() if src.plugin == name]:
+            del self.sources[key]
+        for key in [k for k, card in self.models.items() if card.origin == name]:
+            del self.models[key]
+        st.sources, st.models = [], 0
 
     def _register_sources(self) -> None:
         self._call_each("zoo_register_sources")

@@ -152,6 +152,10 @@ def cmd_catalog_validate(args: argparse.Namespace) -> int:
     try:
         reg = read_registry(path)
     except CatalogError as exc:
+        if isinstance(exc.__cause__, OSError):  # no file to validate: one line, no "fields named above"
+            from zoo.errors import InvalidInputError
+
+            raise InvalidInputError(f"{exc.problems[0]}; pass a registry.yaml file (or nothing, for the installed one).") from None
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print(f"zoo: error: {len(exc.problems)} problem(s) in {path}; fix the fields named above.", file=sys.stderr)
@@ -355,7 +359,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
 
     p = sub.add_parser("recommend", help="recommend feature extraction or fine-tuning depth, backbone, LRs and schedule")
     p.add_argument("--data", metavar="PATH", help="measure a dataset: an image folder (one sub-folder per class) or a CSV/JSONL of text and label")
-    p.add_argument("--candidates", metavar="ID,ID,...", help="backbones to measure in data mode (default: those available offline)")
+    p.add_argument("--candidates", metavar="ID,ID,...", help="backbones to measure in data mode (default: those available offline of the packaged EfficientNet-Lite0/1/2, or MiniLM for text)")
     p.add_argument("--max-samples", type=_at_least(1), default=2000, help="stratified sample size for the signals (data mode)")
     p.add_argument("--rank-samples", type=_at_least(0), help="rank several candidates on a sub-sample of about this many items (data mode; default 300, 0: all)")
     p.add_argument("--resolution", type=int, metavar="PX", help="images: train (and measure, in data mode) at this side instead of the rule's (128 for small images; else native up to 224 on a CPU, or in data mode the side measured at: 160 on a CPU)")

@@ -10,8 +10,10 @@ no socket is opened.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
+import logging
 import os
 import re
 import sys
@@ -19,7 +21,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -254,6 +256,20 @@ def _transient(exc: BaseException) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _quiet_hub_log() -> Iterator[None]:
+    """huggingface_hub logs each of its own retries on stderr ("Retrying in 1s [Retry 1/5]"); zoo says the outcome
+    in one line, so those warnings are held back for the call (ZOO_DEBUG=1 keeps them)."""
+    log = logging.getLogger("huggingface_hub")
+    level = log.level
+    if not constants.debug():
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def with_retries(call: Callable[[], T], what: str, dest: str | None = None, *, retries: int = 3, backoff: float = 1.0,
                  transient: Callable[[BaseException], str | None] | None = None) -> T:
     """Run a download ``call``, retrying server errors (429, 5xx) and broken connections.
@@ -271,7 +287,8 @@ def with_retries(call: Callable[[], T], what: str, dest: str | None = None, *, r
         if attempt:
             time.sleep(backoff * (2 ** (attempt - 1)))
         try:
-            return call()
+            with _quiet_hub_log():
+                return call()
         except Exception as exc:  # noqa: BLE001 - classified below, re-raised unless transient
             if type(exc).__name__ == "LocalEntryNotFoundError":
                 # huggingface_hub could not reach the Hub (it has retried already) and has no cached copy

@@ -52,7 +52,7 @@ SRC_LOGME = "You et al. 2021, LogME"
 SRC_KNN = "Sorkhei et al. 2025, k-NN as a transferability estimator"
 SRC_PROBE = "CS231n notes (probe earlier layers when different); Evci et al. 2022, Head2Toe"
 SRC_MSP = "Hendrycks & Gimpel 2017 (max softmax); ETran, Gholami et al. 2023 (energy)"
-SRC_RANK = "research note 2.4: rank-mean of a static prior and feature scores"
+SRC_RANK = "zoo rule: rank-mean of a static prior and feature scores"
 SRC_SIZE_PRIOR = "Singh, Hess, Vanschoren 2025 (a size-ordered static ranker)"
 
 
@@ -164,6 +164,25 @@ def _profile_signals(fs: FeatureSet) -> dict[str, Any]:
     }
 
 
+def _available(ids: Sequence[str]) -> list[str]:
+    """The default candidates whose weights are here (an installed weights package, a carried bundle):
+    a plugin that can tell they are not (zoo_resolve_weights raises) drops them. None here: all of them,
+    so that loading the first says what to install."""
+    import zoo
+    from zoo._api import _resolve
+    from zoo.errors import ZooError
+
+    here = []
+    for i in ids:
+        try:
+            mid, card = _resolve(i)
+            zoo.resolve_weights(mid, card)
+        except ZooError:
+            continue
+        here.append(i)
+    return here or list(ids)
+
+
 def rank_index(ds: Dataset, n_candidates: int, rank_samples: int, min_per_class: int = RANK_MIN_PER_CLASS) -> np.ndarray | None:
     """Sample positions the candidates are ranked on, or ``None`` to rank on the whole sample.
 
@@ -227,7 +246,7 @@ def recommend_data(
     ds = load_dataset(path, max_samples=max_samples)
     if resolution is not None and ds.modality != "image":
         raise InvalidInputError(f"--resolution is the image side in pixels; {path} holds {ds.modality}: drop it.")
-    ids = list(candidates) if candidates else list(DEFAULT_CANDIDATES[ds.modality])
+    ids = list(candidates) if candidates else _available(DEFAULT_CANDIDATES[ds.modality])
     cards = list({c.id: c for c in (zoo.info(i) for i in ids)}.values())  # a candidate named twice is measured once
     wrong = [c.id for c in cards if c.modality != ds.modality]
     if wrong:
@@ -294,7 +313,7 @@ def recommend_data(
         a, b = order[0], order[1]
         if ranks[b] - ranks[a] <= 1.0 and abs(knns[a] - knns[b]) < 0.01 and cost[names[b]] < cost[names[a]]:
             order[0], order[1] = b, a
-            reasons.append(Reason(text=f"{names[b]} and {names[a]} are within one rank and 1 k-NN point: near-tie goes to the cheaper {names[b]}", source="zoo rule (DESIGN.md)"))
+            reasons.append(Reason(text=f"{names[b]} and {names[a]} are within one rank and 1 k-NN point: near-tie goes to the cheaper {names[b]}", source="zoo rule: near-ties go to the cheaper model"))
     chosen = names[order[0]]
     for i, n in enumerate(names):
         per[n]["mean_rank"] = round(ranks[i], 3)

@@ -214,7 +214,7 @@ def _rank(cands: list[ModelCard], req: Request, reasons: list[Reason]) -> list[M
             cheap = min(ties, key=lambda c: c.gflops or 1e9)
             ordered.remove(cheap)
             ordered.insert(0, cheap)
-            reasons.append(Reason(text=f"{cheap.id} is within 1 top-1 point of {best.id} and cheaper: near-ties go to the cheaper model", source="zoo rule (DESIGN.md)"))
+            reasons.append(Reason(text=f"{cheap.id} is within 1 top-1 point of {best.id} and cheaper: near-ties go to the cheaper model", source="zoo rule: near-ties go to the cheaper model"))
         return ordered
     # text: sentence-embedding models transfer best as frozen features on little data; bigger encoders with more
     small = req.samples < 20_000

