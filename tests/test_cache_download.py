@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -318,3 +320,27 @@ def test_four_processes_pulling_one_hf_repo(hub: Hub, zoo_home: Path, tmp_path: 
     blobs = Path(os.environ["HF_HOME"]) / "hub" / "models--zoo-test--four" / "blobs"
     assert sorted(p.name for p in blobs.iterdir()) == sorted([SHA, git_blob_sha1(b'{"model_type": "bert"}')])
     assert (blobs / SHA).read_bytes() == PAYLOAD and hub.gets["zoo-test/four/model.safetensors"] == 1
+
+
+def test_a_host_name_that_does_not_resolve_is_not_retried() -> None:
+    """No DNS answer means no network here: zoo's own backoff (on top of the library's retries) only made the
+    one-line answer wait (`zoo pull hf:...` took 104 s offline); a refused connection is still retried."""
+    from zoo.cache.download import _transient_urllib, with_retries
+
+    calls = []
+
+    def unresolvable():
+        calls.append(1)
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    with pytest.raises(DownloadError, match=r"did not resolve \(no network\?\) after 1 attempt\(s\)") as err:
+        with_retries(unresolvable, "https://example.invalid/w.pth", backoff=0.0, transient=_transient_urllib)
+    assert calls == [1] and "\n" not in str(err.value)
+
+    def refused():
+        calls.append(2)
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    with pytest.raises(DownloadError, match=r"after 3 attempt\(s\)"):
+        with_retries(refused, "https://127.0.0.1:9/w.pth", retries=2, backoff=0.0, transient=_transient_urllib)
+    assert calls.count(2) == 3

@@ -220,7 +220,7 @@ class PluginHost:
         """Call a *firstresult* hook plugin by plugin, in pluggy's order, and return the first answer that is not ``None``.
 
         A plugin whose implementation raises something other than a :class:`zoo.errors.ZooError` (those are
-        one-line answers meant for the user), or whose answer ``check(answer)`` describes as wrong, is marked
+        one-line answers meant for the user) or an ``OSError`` (the machine's: a full disk, a permission), or whose answer ``check(answer)`` describes as wrong, is marked
         ``failed``, named in a one-line warning and skipped: the other plugins still answer.
         """
         from zoo.errors import ZooError
@@ -234,7 +234,7 @@ class PluginHost:
                 with contextlib.redirect_stdout(sys.stderr):
                     answer = impl.function(**{name: kwargs[name] for name in impl.argnames})
                 problem = check(answer) if check is not None and answer is not None else None
-            except ZooError:
+            except (ZooError, OSError):  # an answer for the user (one line), or the machine's (disk full, no permission)
                 raise
             except (Exception, SystemExit) as exc:  # noqa: BLE001 - a broken plugin must not break the other sources
                 problem = f"{hook_name} raised {_reason(exc)}"

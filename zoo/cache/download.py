@@ -298,4 +298,13 @@ def with_retries(call: Callable[[], T], what: str, dest: str | None = None, *, r
             if reason is None:
                 raise
             problem = reason.splitlines()[0]
+            if _NO_NAME.search(problem):  # no DNS answer: no network here; waiting and retrying changes nothing
+                raise DownloadError(what, f"{problem}: the host name did not resolve (no network?) after {attempt + 1} "
+                                    "attempt(s)", dest) from None
     raise DownloadError(what, f"{problem} after {retries + 1} attempt(s)", dest)
+
+
+# getaddrinfo's words (glibc, macOS, Windows) for a host name that does not resolve; huggingface_hub has retried it
+# already, and a machine without a network answers the same a minute later (an hf pull took 104 s to say so)
+_NO_NAME = re.compile(r"Name or service not known|nodename nor servname|getaddrinfo failed|No address associated with "
+                      r"hostname|Temporary failure in name resolution")
