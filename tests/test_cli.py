@@ -348,3 +348,20 @@ def test_predict_help_documents_its_inputs_and_output(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for words in ("input, rank, label, score", "tab-separated", "--json: a list of {input, top:", "labels per input (default 5", "texts themselves"):
         assert words in text, words
+
+
+def test_the_zoo_command_prints_zoos_warnings_in_one_line_once_per_kind():
+    """`zoo run` on long texts printed "N text(s) longer than ..." as file:line + source line, once per distinct N."""
+    code = (
+        "import warnings, zoo\n"
+        "from zoo import cli\n"
+        "cli._one_line_warnings()\n"
+        "for n in (3, 7, 12):\n"
+        "    warnings.warn_explicit(f'hf:x: {n} text(s) longer than\\nthe limit were truncated.', UserWarning, zoo.__file__, 1)\n"
+        "warnings.warn_explicit('a library warning', UserWarning, '/elsewhere/lib.py', 9)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.splitlines()
+    assert lines[0] == "zoo: warning: hf:x: 3 text(s) longer than the limit were truncated."
+    assert lines[1] == "/elsewhere/lib.py:9: UserWarning: a library warning" and len(lines) == 2

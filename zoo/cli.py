@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -460,7 +461,35 @@ def _os_error(exc: OSError) -> str:
     return f"{line}; check the path and its permissions."
 
 
+def _one_line_warnings() -> None:
+    """Print the warnings zoo and its plugins raise as ``zoo: warning: ...``, one line each and once per kind.
+
+    Python's default shows a warning as two lines (file:line, then the source line), and once per distinct
+    text: a text run printed "N text(s) longer than the model's limit" once for every distinct N, 3-7 lines.
+    Texts that differ only in their numbers count as one kind here. Other libraries' warnings keep their format.
+    """
+    import re
+    import warnings
+    from pathlib import Path
+
+    home = str(Path(__file__).resolve().parent)
+    default, seen = warnings.showwarning, set()
+
+    def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        path = str(Path(filename).resolve()) if filename else ""
+        if not (path.startswith(home) or f"{os.sep}zoo_" in path):
+            return default(message, category, filename, lineno, file, line)
+        key = (category, re.sub(r"\d+", "#", str(message)))
+        if key not in seen:
+            seen.add(key)
+            print(f"zoo: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    warnings.showwarning = show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the `zoo` command (not a caller passing its own arguments, whose warnings stay its own)
+        _one_line_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     from zoo.errors import ZooError
 
