@@ -365,3 +365,19 @@ def test_the_zoo_command_prints_zoos_warnings_in_one_line_once_per_kind():
     lines = out.stderr.splitlines()
     assert lines[0] == "zoo: warning: hf:x: 3 text(s) longer than the limit were truncated."
     assert lines[1] == "/elsewhere/lib.py:9: UserWarning: a library warning" and len(lines) == 2
+
+
+def test_ctrl_c_in_zoo_run_gives_the_whole_resume_command(capsys, monkeypatch):
+    """A resume must repeat --epochs, --batch-size, --seed and --val-frac (data.json refuses others): the hint
+    repeats the command as typed, with --resume (and --out when none was given)."""
+    import zoo.runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zoo.runner, "run", interrupted)
+    code, _, err = run(capsys, "run", "plan.yaml", "--data", "my data", "--out", "runs/a", "--epochs", "40", "--seed", "3")
+    assert code == 130 and err.count("\n") == 1
+    assert err.endswith("resume with `zoo run plan.yaml --data 'my data' --out runs/a --epochs 40 --seed 3 --resume`\n"), err
+    code, _, err = run(capsys, "run", "plan.yaml", "--data", "d", "--batch-size", "8")
+    assert code == 130 and err.endswith("--batch-size 8 --resume --out RUN_DIR` (RUN_DIR: the run folder printed at the start)\n"), err

@@ -214,7 +214,7 @@ def _descr_sentences() -> list[tuple[str, str]]:
 
 
 @pytest.mark.slow
-def test_text_end_to_end_offline(tmp_path, zoo_home, no_network):
+def test_text_end_to_end_offline(tmp_path, zoo_home, no_network, monkeypatch, capsys):
     import csv
 
     rows = _descr_sentences()
@@ -241,6 +241,13 @@ def test_text_end_to_end_offline(tmp_path, zoo_home, no_network):
     jl.write_text("\n".join(json.dumps({"sentence": t, "category": l}) for t, l in rows), encoding="utf-8")
     ds = load_dataset(jl)
     assert ds.n == len(rows) and ds.classes == ["breast_cancer", "digits", "iris", "wine"]
+    # zoo run without --out names its folder at the start (a Ctrl-C's resume needs it), one level under runs/
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    result = zoo.run(plan, path, epochs=0)
+    first, out = capsys.readouterr().err.splitlines()[0], Path(result.out)
+    assert first == f"run folder: {out}" and out.parent == Path("runs")
+    assert out.name.startswith("sentence-transformers--all-MiniLM-L6-v2-") and (out / "report.md").is_file()
 
 
 def test_stratified_sample_caps_and_keeps_every_class(tmp_path):

@@ -8,7 +8,6 @@ the command bodies.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -409,6 +408,20 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
 PLUGIN_COMMANDS: dict[str, str] = {}
 
 
+def _resume_command(args: argparse.Namespace) -> str:
+    """The interrupted `zoo run` command with --resume (and --out) added: a resume must repeat its epochs, batch
+    size, seed and held-out fraction (data.json checks them), so the hint repeats every option as typed."""
+    import shlex
+
+    argv = list(getattr(args, "argv", None) or [])
+    cmd = shlex.join(["zoo", *argv]) if argv else "zoo run PLAN --data DATA"
+    if "--resume" not in argv:
+        cmd += " --resume"
+    if not args.out:
+        cmd += " --out RUN_DIR"
+    return cmd
+
+
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     from zoo.errors import ZooError
 
@@ -422,7 +435,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
     except KeyboardInterrupt:
         hint = ""
         if getattr(args, "command", None) == "run":  # the checkpoint of the last finished epoch is kept
-            hint = f"; the last finished epoch is kept: rerun it with --resume --out {args.out or 'RUN_DIR (printed at the start)'}"
+            where = "" if args.out else " (RUN_DIR: the run folder printed at the start)"
+            hint = f"; the last finished epoch is kept: resume with `{_resume_command(args)}`{where}"
         print(f"zoo: interrupted{hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:
@@ -508,6 +522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"zoo: interrupted{hint}", file=sys.stderr)
         return 130
     args = parser.parse_args(argv)
+    args.argv = argv  # as typed, for hints that repeat the command
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

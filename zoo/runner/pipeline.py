@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -216,7 +217,7 @@ def run(
     Args:
         plan: a :class:`zoo.Plan` or the path of one (``zoo recommend -o plan.yaml``).
         data: an image folder (one sub-folder per class) or a CSV/JSONL of text and label.
-        out: the run folder (default ``runs/<backbone>-<time>``).
+        out: the run folder (default ``runs/<backbone>-<time>``, a ``/`` in the backbone's name as ``--``).
         resume: continue from the last checkpoint in ``out`` (which must hold a run of the same
             plan, started on the same data with the same ``seed`` and ``val_frac``).
         epochs: stage-2 epochs (default: the plan's); 0: stage 1 only.
@@ -273,8 +274,11 @@ def run(
         from zoo.runner.baseline import scratch_plan
 
         plan = scratch_plan(plan, batch_size)
-    out = Path(out) if out is not None else Path("runs") / f"{plan.backbone.split(':', 1)[-1]}-{time.strftime('%Y%m%d-%H%M%S')}"
+    named = out is not None
+    out = Path(out) if named else Path("runs") / f"{plan.backbone.split(':', 1)[-1].replace('/', '--')}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_out(out, plan, resume)
+    if progress and not named:  # where it goes, before the minutes of training (a Ctrl-C's resume needs --out it)
+        print(f"run folder: {out}", file=sys.stderr)
     ds = _dataset(data)
     if ds.modality != plan.modality:
         raise InvalidInputError(f"{data}: {ds.modality} data but the plan is for {plan.modality}; run `zoo recommend --data {data}` again.")
