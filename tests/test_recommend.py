@@ -352,3 +352,14 @@ def test_cost_priority_explains_a_backbone_that_is_not_near_the_best_top1_as_suc
     line = next(r.text for r in plan.rationale if r.text.startswith(f"backbone {plan.backbone}:"))
     near = zoo.info(plan.backbone).top1 >= best - 5.0 - 0.05
     assert ("near the best top-1" in line) == near and ("no model within 5 top-1 points" in line) == (not near), line
+
+
+def test_metadata_options_given_with_data_are_refused_not_ignored(tmp_path, capsys):
+    """--samples/--classes/--smallest-class/--image-size with --data were silently ignored (the data are measured)."""
+    from zoo import cli
+
+    with pytest.raises(InvalidInputError, match=r"^samples, classes: measured on --data .*drop them"):
+        recommend(data=tmp_path, samples=100, classes=2)
+    assert cli.main(["recommend", "--data", str(tmp_path), "--image-size", "32"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "image size: measured on --data" in err and "drop it" in err

@@ -72,6 +72,11 @@ def recommend(
     if data is not None:
         from zoo.recommender.datamode import recommend_data
 
+        given = [name for name, value in (("samples", samples), ("classes", classes), ("smallest class", smallest_class),
+                                          ("image size", image_size)) if value is not None]
+        if given:  # they describe the data in metadata mode; here they are measured on it, so they would be ignored
+            raise InvalidInputError(f"{', '.join(given)}: measured on --data {data}, not given with it; drop "
+                                    f"{'them' if len(given) > 1 else 'it'} (or drop --data for metadata mode).")
         if isinstance(candidates, str):
             candidates = [c.strip() for c in candidates.split(",") if c.strip()]
             if not candidates:
