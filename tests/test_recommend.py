@@ -363,3 +363,12 @@ def test_metadata_options_given_with_data_are_refused_not_ignored(tmp_path, caps
     assert cli.main(["recommend", "--data", str(tmp_path), "--image-size", "32"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "image size: measured on --data" in err and "drop it" in err
+
+
+def test_a_probe_plan_explains_its_convex_head_not_an_optimizer_it_does_not_use():
+    probe = recommend(samples=50, classes=10, similarity="high")
+    tuned = recommend(samples=5000, classes=10, similarity="high")
+    assert probe.schedule.epochs == 0 and tuned.schedule.epochs > 0
+    probe_text, tuned_text = " ".join(r.text for r in probe.rationale), " ".join(r.text for r in tuned.rationale)
+    assert "L-BFGS" in probe_text and "AdamW from" not in probe_text
+    assert "AdamW from" in tuned_text and "L-BFGS" not in tuned_text

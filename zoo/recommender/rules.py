@@ -421,11 +421,15 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     # ULMFiT's 1/2.6 (1/1.5 for a different domain) is per stage of a CNN cut into <= 5 groups; a finer cut
     # (EfficientNet: stem, 7 stages, top) would compound it to ~1/5,000 at the input: the per-block decay there
     stages = cnn and n_groups <= 5
+    if not fine_tune:  # the optimizer and learning rates below are used only if the plan is run with --epochs N
+        reasons.append(Reason(text="the head is a multinomial logistic regression on the cached features, fit by L-BFGS with its L2 strength chosen on the held-out split (no learning rate; the plan's AdamW rates apply only with --epochs N)",
+                              source=f"{SRC_KORNBLITH} (L-BFGS logistic regression, L2 chosen on a validation split)"))
     if cnn:
         base = 5e-4
         opt = Optimizer(name="adamw", weight_decay=0.01)
         decay = (1 / 2.6 if similarity != "low" else 1 / 1.5) if stages else per_block
-        reasons.append(Reason(text="CNN: AdamW from 5e-4 (scaled by similarity below); Adam's per-parameter steps do not depend on the scale of the pooled features, and short CPU schedules still move", source="fastai vision fine_tune (Adam); measured in zoo's runner on digits, LP-FT 2 epochs: SGD 0.0025 stays at the probe, SGD 0.02 diverges, AdamW 1e-3 0.944 -> 0.967"))
+        if fine_tune:
+            reasons.append(Reason(text="CNN: AdamW from 5e-4 (scaled by similarity below); Adam's per-parameter steps do not depend on the scale of the pooled features, and short CPU schedules still move", source="fastai vision fine_tune (Adam); measured in zoo's runner on digits, LP-FT 2 epochs: SGD 0.0025 stays at the probe, SGD 0.02 diverges, AdamW 1e-3 0.944 -> 0.967"))
     else:
         base = 1e-4 if image else 5e-5
         opt = Optimizer(name="adamw", weight_decay=0.01)
