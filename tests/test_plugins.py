@@ -483,25 +483,29 @@ def test_misspelt_hook_is_named(tmp_path):
     assert status["reason"] == "zoo_register_model (did you mean zoo_register_models?): not a zoo hook, never called (see docs/hooks.md)"
 
 
-def test_plugin_contract_catches_a_framework_imported_by_a_hook(tmp_path):
-    """The contract's lightness check fails a plugin whose zoo_register_models imports torch (it only
-    imported the module, which stays light, so it passed)."""
-    site = _fake_dist(tmp_path / "site", "heavyhook", HEAVY_HOOK_BODY)
-    (tmp_path / "test_heavy.py").write_text(textwrap.dedent('''\
+def _plugin_contract_run(tmp_path, name, body, **env):
+    """``pytest`` of zoo's PluginContract, in a subprocess, against a plugin distribution made of ``body``."""
+    site = _fake_dist(tmp_path / "site", name, body)
+    (tmp_path / f"test_{name}.py").write_text(textwrap.dedent(f'''\
         import pytest
         from zoo.testing import PluginContract
 
         @pytest.fixture
         def plugin_name():
-            return "heavyhook"
+            return {name!r}
 
-        class TestHeavy(PluginContract):
+        class TestContract(PluginContract):
             pass
         '''))
-    e = os.environ.copy()
-    e["PYTHONPATH"] = str(site)
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_heavy.py")],
-                         capture_output=True, text=True, env=e, cwd=tmp_path, timeout=300)
+    e = {**os.environ, "PYTHONPATH": str(site), **env}
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / f"test_{name}.py")],
+                          capture_output=True, text=True, env=e, cwd=tmp_path, timeout=300)
+
+
+def test_plugin_contract_catches_a_framework_imported_by_a_hook(tmp_path):
+    """The contract's lightness check fails a plugin whose zoo_register_models imports torch (it only
+    imported the module, which stays light, so it passed)."""
+    out = _plugin_contract_run(tmp_path, "heavyhook", HEAVY_HOOK_BODY)
     assert "1 failed, 2 passed" in out.stdout, out.stdout[-2000:]
     assert "hooks loaded torch" in out.stdout
 
@@ -520,21 +524,7 @@ def zoo_register_models(register):
 def test_plugin_contract_catches_models_of_a_source_nobody_serves(tmp_path):
     """The contract's id check fails cards whose source no plugin serves (ids are validated when registered,
     so it could not fail)."""
-    site = _fake_dist(tmp_path / "site", "orphan", ORPHAN_BODY)
-    (tmp_path / "test_orphan.py").write_text(textwrap.dedent('''\
-        import pytest
-        from zoo.testing import PluginContract
-
-        @pytest.fixture
-        def plugin_name():
-            return "orphan"
-
-        class TestOrphan(PluginContract):
-            pass
-        '''))
-    e = {**os.environ, "PYTHONPATH": str(site), "ZOO_PLUGINS": "orphan"}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_orphan.py")],
-                         capture_output=True, text=True, env=e, cwd=tmp_path, timeout=300)
+    out = _plugin_contract_run(tmp_path, "orphan", ORPHAN_BODY, ZOO_PLUGINS="orphan")
     assert "1 failed, 2 passed" in out.stdout, out.stdout[-2000:]
     assert "skfeat:m.v1: no installed plugin serves source 'skfeat'" in out.stdout
 

@@ -218,4 +218,18 @@ def resolve_weights(model_id: ModelId, card: ModelCard | None) -> Any:
     return _get(with_models=False).host.resolve_weights(model_id, card)
 
 
+def weights_resolve(model_id: str) -> bool:
+    """Ask the plugins for ``model_id``'s weights (a plugin that makes them locally, such as the packaged-weights
+    one, writes them now); False when the id or a plugin refuses in one line (a :class:`zoo.errors.ZooError`:
+    its package is not installed, ...), True otherwise, whether or not a plugin answered."""
+    from zoo.errors import ZooError
+
+    try:
+        mid, card = _resolve(model_id)
+        resolve_weights(mid, card)
+    except ZooError:
+        return False
+    return True
+
+
 __all__ = ["list_models", "search", "info", "load", "plugins", "sources", "reset", "MalformedIdError"]

@@ -85,17 +85,11 @@ def _repair(key: str, rec: dict[str, Any], progress: bool) -> str:
 def _recreate(key: str, models: list[str]) -> str | None:
     """Ask the plugins for the weights of each model that used ``key`` again: a plugin that makes the
     file locally (the packaged-weights plugin converts an installed package) writes it anew."""
-    from zoo.errors import ZooError
+    from zoo._api import weights_resolve
 
     path = records.path_of(key)
     for model in models:
-        try:
-            import zoo
-            from zoo._api import _resolve
-
-            mid, card = _resolve(model)
-            zoo.resolve_weights(mid, card)
-        except ZooError:
+        if not weights_resolve(model):
             continue
         if path.is_file():
             found = records.lookup(path)  # the plugin recorded what it wrote

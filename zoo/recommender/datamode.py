@@ -168,19 +168,9 @@ def _available(ids: Sequence[str]) -> list[str]:
     """The default candidates whose weights are here (an installed weights package, a carried bundle):
     a plugin that can tell they are not (zoo_resolve_weights raises) drops them. None here: all of them,
     so that loading the first says what to install."""
-    import zoo
-    from zoo._api import _resolve
-    from zoo.errors import ZooError
+    from zoo._api import weights_resolve
 
-    here = []
-    for i in ids:
-        try:
-            mid, card = _resolve(i)
-            zoo.resolve_weights(mid, card)
-        except ZooError:
-            continue
-        here.append(i)
-    return here or list(ids)
+    return [i for i in ids if weights_resolve(i)] or list(ids)
 
 
 def rank_index(ds: Dataset, n_candidates: int, rank_samples: int, min_per_class: int = RANK_MIN_PER_CLASS) -> np.ndarray | None:
