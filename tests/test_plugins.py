@@ -368,10 +368,16 @@ def test_ctrl_c_while_a_plugin_imports_names_it(tmp_path):
     not a KeyboardInterrupt traceback through the plugin host."""
     import signal
 
-    site = _fake_dist(tmp_path / "site", "sleepy", "import time\ntime.sleep(60)\n")
+    started = tmp_path / "started"
+    site = _fake_dist(tmp_path / "site", "sleepy", f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(60)\n")
     e = {**os.environ, "PYTHONPATH": str(site), "ZOO_PLUGIN_TIMEOUT": "30"}
-    proc = subprocess.Popen([sys.executable, "-m", "zoo", "plugins"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e)
-    time.sleep(3)
+    # a shell's background job ignores SIGINT, and a child that starts with it ignored never sees Ctrl-C: restore it
+    proc = subprocess.Popen([sys.executable, "-m", "zoo", "plugins"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not started.exists() and time.monotonic() < deadline:  # zoo is waiting on the plugin's import now
+        time.sleep(0.1)
+    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
