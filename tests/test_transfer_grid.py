@@ -405,3 +405,27 @@ def test_similar_cell_misses_are_set_against_the_test_splits_sampling_error() ->
         r.update(modality="image", n_classes="4")
     assert all(c["test_items"] == 1200 for c in R.cells(rows))  # position is scored on more items than other image tasks
     assert all(c["test_items"] == 300 for c in R.cells([{**r, "family": "natural"} for r in rows]))
+
+
+def test_the_committed_grid_was_measured_with_the_rules_in_the_code() -> None:
+    """docs/benchmarks.md reports the plans recorded in bench/results/transfer_grid.csv: each cell's metadata plan
+    (strategy, unfrozen groups, head learning rate) must still be what zoo.recommend plans for it, so that a rule
+    change without a rerun of the changed cells fails here instead of leaving the figures about other rules."""
+    import csv
+
+    from bench.grid.cell import recommend_for
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "results" / "transfer_grid.csv"
+    recorded: dict[tuple[str, int], set[tuple[str, str, float]]] = {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        for r in csv.DictReader(fh):
+            if r["kind"] == "recommended":
+                recorded.setdefault((r["family"], int(r["per_class"])), set()).add((r["plan_strategy"], r["plan_unfreeze"], float(r["plan_head_lr"])))
+    assert len(recorded) == len(FAMILIES) * 3  # every family at 5, 20 and 100 per class
+    stale = []
+    for (family, per_class), plans in sorted(recorded.items()):
+        plan, _ = recommend_for(build_task(family, per_class, 0))
+        now = (plan.strategy, ",".join(plan.unfreeze) or "-", float(plan.lr["head"]))
+        if plans != {now}:
+            stale.append(f"{family}@{per_class}: recorded {sorted(plans)}, now {now}")
+    assert not stale, "rerun these cells of bench/transfer_grid.py: " + "; ".join(stale)
