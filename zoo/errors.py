@@ -102,8 +102,9 @@ class DuplicateModelError(ZooError, ValueError):
         self.first = first
         self.second = second
         super().__init__(
-            f"{what} is registered by both plugin {first!r} and plugin {second!r}; "
-            f"uninstall one of them or disable it with ZOO_DISABLE_PLUGINS={second}."
+            f"{what} is registered by both plugin {first!r} and plugin {second!r} (the first, in entry-point name order, "
+            f"keeps it); uninstall the one you do not want, or disable it with ZOO_DISABLE_PLUGINS={second} "
+            f"(or ZOO_DISABLE_PLUGINS={first})."
         )
 
 
