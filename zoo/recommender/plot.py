@@ -17,6 +17,8 @@ CELLS = {
     ("medium", "high"): "LP-FT all\ndiscr. LR", ("medium", "medium"): "LP-FT all\ndiscr. LR", ("medium", "low"): "full FT\nflat decay",
     ("large", "high"): "full FT\nlow LR", ("large", "medium"): "full FT", ("large", "low"): "full FT\nflat LR",
 }
+
+
 def cell(reg: str, level: str, modality: str = "image") -> str:
     """The label of the plane's cell for size regime ``reg`` and similarity ``level``."""
     if modality == "text" and reg == "tiny" and level != "low":
