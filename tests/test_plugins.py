@@ -396,6 +396,10 @@ def test_hanging_registration_hook_times_out(monkeypatch, capsys):
 
     class HangingPlugin:
         @hookimpl
+        def zoo_register_sources(self, register):
+            register(Source(name="hang", framework="torch", loader="zoo_hang_missing:load"))
+
+        @hookimpl
         def zoo_register_models(self, register):
             release.wait(60)
             register({"id": "hang:m.v1", "family": "m", "modality": "image", "framework": "torch"})
@@ -410,6 +414,7 @@ def test_hanging_registration_hook_times_out(monkeypatch, capsys):
         assert ids == ["inproc:m.v1"]
         status = {p.name: p for p in zoo.plugins()}
         assert status["hang"].state == "failed" and "ZOO_PLUGIN_TIMEOUT" in status["hang"].reason
+        assert "hang" not in zoo.sources() and status["hang"].sources == []  # a failed plugin keeps nothing (hooks.md)
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "plugin 'hang' was skipped" in err and "ZOO_DISABLE_PLUGINS=hang" in err
         release.set()

@@ -165,6 +165,7 @@ class PluginHost:
                 st.state, st.reason = "failed", f"{hook_name} took longer than {self.timeout:g}s (ZOO_PLUGIN_TIMEOUT)"
                 print(f"zoo: warning: plugin {impl.plugin_name!r} was skipped: {st.reason}; fix it, raise ZOO_PLUGIN_TIMEOUT, "
                       f"or disable it with ZOO_DISABLE_PLUGINS={impl.plugin_name}", file=sys.stderr)
+                self._drop(impl.plugin_name, st)
                 continue
             except DuplicateModelError as exc:
                 st.state, st.reason = "failed", str(exc)
@@ -178,6 +179,7 @@ class PluginHost:
             if returned is not None:  # what it returned would be dropped without a word
                 st.state, st.reason = "failed", (f"{hook_name} returned a {type(returned).__name__}; call register(item) "
                                                  "or register.many(items) instead of returning them")
+                self._drop(impl.plugin_name, st)
                 continue
             st.models += reg.commit()
 
