@@ -626,3 +626,27 @@ def test_example_plugin_runs_zoo_contract_suite_against_itself(site, tmp_path):
 
     contract = sum(1 for c in (BackboneContract, PluginContract) for name in dir(c) if name.startswith("test_"))
     assert f"{contract} passed" in out.stdout, out.stdout[-500:]  # every contract test ran on the example and passed
+
+
+class CrashingLoaderPlugin(InProcPlugin):
+    """A source whose loader fails as loaders do on a damaged file (a ValueError from the weights reader)."""
+
+    def load(self, model_id, card, **options):
+        raise ValueError("unexpected end of data in weights.bin\nsecond line of the reader's message")
+
+
+def test_a_loader_that_crashes_is_one_line_on_the_command_line_and_keeps_its_type_in_python(capsys):
+    zoo.reset(extra_plugins={"inproc": CrashingLoaderPlugin()})
+    try:
+        with pytest.raises(ValueError, match="unexpected end of data") as info:  # callers catch what the loader raised
+            zoo.load("inproc:m.v1")
+        assert info.value.zoo_loader == ("inproc:m.v1", "inproc")
+        from zoo import cli
+
+        assert cli.main(["predict", "inproc:m.v1", "some text"]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "Traceback" not in err, err
+        assert err.startswith("zoo: error: loading inproc:m.v1 failed in plugin 'inproc': ValueError: unexpected end of data in weights.bin;")
+        assert "zoo cache verify" in err and "ZOO_DEBUG=1" in err and "ZOO_DISABLE_PLUGINS=inproc" in err
+    finally:
+        zoo.reset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from zoo.errors import (
     PluginUnavailableError,
     UnknownModelError,
     UnknownSourceError,
+    ZooError,
     close_matches,
 )
 
@@ -210,7 +212,14 @@ def load(model_id: str | ModelId, **options: Any) -> Any:
         reason = _plugin_down(st, mid.source) or "no installed plugin provides it"
         raise PluginUnavailableError(mid.source, reason, info_.install if info_ else None)
     loader = src.load_function()
-    return loader(mid, card, **options)
+    try:
+        return loader(mid, card, **options)
+    except ZooError:
+        raise
+    except Exception as exc:  # its own type for callers; the `zoo` command names the model and plugin in one line
+        with contextlib.suppress(AttributeError, TypeError):
+            exc.zoo_loader = (str(mid), src.plugin)  # type: ignore[attr-defined]
+        raise
 
 
 def resolve_weights(model_id: ModelId, card: ModelCard | None) -> Any:

@@ -447,6 +447,14 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         print(f"zoo: error: {_os_error(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:
+        loading = getattr(exc, "zoo_loader", None)  # set by zoo.load on what a source's loader raised
+        if loading and not constants.debug():
+            model, owner = loading
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            print(f"zoo: error: loading {model} failed in plugin {owner!r}: {type(exc).__name__}{': ' + text if text else ''}; "
+                  "`zoo cache verify` checks the cached files, ZOO_DEBUG=1 shows the traceback (report it to the plugin's "
+                  f"author), ZOO_DISABLE_PLUGINS={owner} turns the plugin off", file=sys.stderr)
+            return 1
         plugin = PLUGIN_COMMANDS.get(getattr(args, "command", None) or "")
         if plugin is None or constants.debug():
             raise
