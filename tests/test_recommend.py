@@ -372,3 +372,15 @@ def test_a_probe_plan_explains_its_convex_head_not_an_optimizer_it_does_not_use(
     probe_text, tuned_text = " ".join(r.text for r in probe.rationale), " ".join(r.text for r in tuned.rationale)
     assert "L-BFGS" in probe_text and "AdamW from" not in probe_text
     assert "AdamW from" in tuned_text and "L-BFGS" not in tuned_text
+
+
+def test_lp_concat_costs_one_forward_pass_like_a_probe():
+    """Its mid-level features are pooled in the same pass as the final ones (zoo.recommender.features): the cost
+    model counted two."""
+    import zoo
+    from zoo.recommender.rules import Request, _schedule
+
+    card = zoo.info("timm:efficientnet_lite0.pypi_in1k")
+    req = Request(samples=500, classes=10, device="cpu")
+    costs = [_schedule(req, "tiny", "high", s, 0, card, 3600)["cost"].stage1_seconds for s in ("linear-probe", "lp-concat")]
+    assert costs[0] == costs[1] > 0

@@ -401,7 +401,7 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     n_groups = card.layer_groups or (14 if card.modality == "text" else 5)
     trained = n_groups if k == -1 else max(1, n_groups // 3)  # stage-2 cost: every group, or the middle third (k == -2)
     frac = min(1.0, trained / n_groups)
-    stage1 = fwd * req.samples / thr * (2 if strategy == "lp-concat" else 1)
+    stage1 = fwd * req.samples / thr  # one forward pass: lp-concat's mid-level features come from the same pass (pooled per group)
 
     def stage2(ep: int) -> float:
         return (1 + 2 * frac) * fwd * req.samples * ep / thr
