@@ -442,6 +442,37 @@ def test_resume_with_nothing_to_resume_is_a_one_line_error(tmp_path, zoo_home, n
         _check_out(missing, tiny_plan(epochs=3), resume=True)
 
 
+def test_a_second_run_into_a_folder_in_use_is_a_one_line_error(tmp_path, zoo_home, no_network, capsys):
+    """Two `zoo run` with one --out at once both used to pass the occupied-folder check and write the same folder:
+    one's checkpoint cleanup deleted the other's temporary epoch folder (a traceback from safetensors, or 'cannot write
+    the epoch-1 checkpoint ... free disk space'), or both ended 'successfully' with their files mixed."""
+    import subprocess
+    import sys
+
+    from zoo.cache.records import lock_path
+
+    root = digits(tmp_path, 20)
+    plan_path = str(tiny_plan().write(tmp_path / "p1.yaml"))
+    out = tmp_path / "runs" / "r1"
+    holder = subprocess.Popen(  # another process holding the folder, as a running `zoo run` does
+        [sys.executable, "-c", "import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); "
+         "sys.stdin.read()", str(lock_path(out))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out)], capsys)
+        assert f"{out}: another `zoo run` is writing this run folder now" in err and not out.exists()
+        out.mkdir(parents=True)  # a run in progress has written plan.yaml: --resume is refused the same way
+        (out / "plan.yaml").write_text(tiny_plan().to_yaml(), encoding="utf-8")
+        err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out), "--resume"], capsys)
+        assert f"{out}: another `zoo run` is writing this run folder now" in err
+        assert sorted(p.name for p in out.iterdir()) == ["plan.yaml"]  # nothing written by the refused runs
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    result = zoo.run(tiny_plan(epochs=0), root, out=tmp_path / "runs" / "r2", progress=False)  # a free folder runs
+    assert Path(result.out, "result.json").is_file()
+
+
 def test_resume_on_other_data_or_split_settings_is_refused(tmp_path, zoo_home, no_network, capsys):
     """The run folder records a fingerprint of the data (relative paths, sizes, class names) and the split settings;
     --resume with other data, --seed or --val-frac is a one-line error that changes nothing. Folders from before the

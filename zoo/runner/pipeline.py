@@ -13,6 +13,8 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -238,7 +240,7 @@ def run(
         :class:`RunResult`; the same figures are in ``out/result.json``.
 
     Raises:
-        InvalidInputError: bad data or options, text data for a Keras/TF Hub source, an occupied ``out``
+        InvalidInputError: bad data or options, text data for a Keras/TF Hub source, an occupied ``out`` (or one another run is writing)
             without ``resume``, ``out`` a file, or ``resume`` without a run (of the same plan and data) in ``out``.
         DivergedError: the loss became NaN (the last checkpoint is kept).
 
@@ -247,13 +249,7 @@ def run(
         >>> result.final_val_acc                                            # doctest: +SKIP
         0.97
     """
-    import torch
-
-    from zoo.recommender.features import features_for
     from zoo.recommender.plan import Plan
-    from zoo.runner import report
-    from zoo.runner.stage1 import probe
-    from zoo.runner.stage1 import refit as refit_probe
 
     if isinstance(plan, dict):
         plan = Plan.parse(plan)
@@ -277,6 +273,41 @@ def run(
     named = out is not None
     out = Path(out) if named else Path("runs") / f"{plan.backbone.split(':', 1)[-1].replace('/', '--')}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_out(out, plan, resume)
+    with _hold(out):
+        _check_out(out, plan, resume)  # again, holding the folder: a run that just ended there may have filled it
+        return _run_in(plan, data, out, named, resume, epochs, seed, batch_size, val_frac, progress, processes, from_scratch, refit)
+
+
+@contextmanager
+def _hold(out: Path) -> Iterator[None]:
+    """Hold run folder ``out`` for this process (a lock under ``$ZOO_HOME/locks``): two runs writing one folder would
+    delete each other's checkpoints and mix their files, so a second one is refused in one line."""
+    from filelock import FileLock, Timeout
+
+    from zoo.cache.records import lock_path
+
+    lock = FileLock(str(lock_path(out)))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise InvalidInputError(f"{out}: another `zoo run` is writing this run folder now; wait for it to end (then --resume it if it was "
+                                "stopped), or pass a new --out.") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, epochs: int | None, seed: int, batch_size: int | None,
+            val_frac: float, progress: bool, processes: int, from_scratch: bool, refit: bool) -> RunResult:
+    """The rest of :func:`run`, holding the run folder ``out``."""
+    import torch
+
+    from zoo.recommender.features import features_for
+    from zoo.runner import report
+    from zoo.runner.stage1 import probe
+    from zoo.runner.stage1 import refit as refit_probe
+
     if progress and not named:  # where it goes, before the minutes of training (a Ctrl-C's resume needs --out it)
         print(f"run folder: {out}", file=sys.stderr)
     ds = _dataset(data)
