@@ -26,6 +26,12 @@ from zoo.runner.baseline import SCRATCH_NOTE
 
 RECOMMENDER_MAX_SAMPLES = 2000  # zoo recommend's default sample: same sample, same fingerprint, same cache
 DATA_STAMP = "data.json"  # what the run was started on: data fingerprint, seed, val_frac (checked on --resume)
+#: the files a run writes (atomically: ``.<name>.<random>.tmp``, renamed into place), by folder under the run folder
+RUN_FILES = {
+    ".": (DATA_STAMP, "plan.yaml", "stage1.json", "metrics.jsonl", "curves.png", "confusion.png", "report.md", "result.json"),
+    "model": ("config.json", "model.safetensors", "model.weights.h5"),
+    "checkpoints": ("LATEST",),
+}
 
 
 @dataclass
@@ -303,11 +309,16 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
     """The rest of :func:`run`, holding the run folder ``out``."""
     import torch
 
+    from zoo._io import remove_stale_temps
+
     from zoo.recommender.features import features_for
     from zoo.runner import report
     from zoo.runner.stage1 import probe
     from zoo.runner.stage1 import refit as refit_probe
 
+    for sub, names in RUN_FILES.items():  # a run killed midway left its temporary files (a whole model's among them)
+        for name in names:
+            remove_stale_temps(out / sub, f".{name}.", ".tmp")
     if progress and not named:  # where it goes, before the minutes of training (a Ctrl-C's resume needs --out it)
         print(f"run folder: {out}", file=sys.stderr)
     ds = _dataset(data)
