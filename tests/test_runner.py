@@ -591,13 +591,14 @@ def test_a_plan_without_a_resolution_gives_a_run_that_predict_and_export_reload(
 
 def test_a_resumed_run_removes_the_temporary_files_of_the_killed_one(tmp_path, zoo_home, no_network):
     """A run killed while writing (SIGKILL) left its ``.<name>.<random>.tmp`` in the run folder for good, one per kill:
-    a whole model (``model/.model.safetensors.*.tmp``), ``.metrics.jsonl.*.tmp``, ``checkpoints/.LATEST.*.tmp``. The
+    a whole model (``model/.model.safetensors.*.tmp``, or safetensors' own ``model/.tmpXXXXXX``), ``.metrics.jsonl.*.tmp``, ``checkpoints/.LATEST.*.tmp``. The
     next run there, holding the folder, removes them; other files' temporary files (an export's) are left alone."""
     root = digits(tmp_path, 20)
     plan = tiny_plan(epochs=0)
     out = tmp_path / "runs" / "r1"
     zoo.run(plan, root, out=out, progress=False)
-    stale = [out / "model" / ".model.safetensors.k1ll3d_x.tmp", out / ".metrics.jsonl.k1ll3d_x.tmp", out / "checkpoints" / ".LATEST.k1ll3d_x.tmp"]
+    stale = [out / "model" / ".model.safetensors.k1ll3d_x.tmp", out / "model" / ".tmpvG2Ia5", out / ".metrics.jsonl.k1ll3d_x.tmp",
+             out / "checkpoints" / ".LATEST.k1ll3d_x.tmp"]
     export = out / "model" / ".model.onnx.k1ll3d_x.tmp"
     for p in [*stale, export]:
         p.parent.mkdir(parents=True, exist_ok=True)

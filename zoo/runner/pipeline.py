@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -319,6 +320,10 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
     for sub, names in RUN_FILES.items():  # a run killed midway left its temporary files (a whole model's among them)
         for name in names:
             remove_stale_temps(out / sub, f".{name}.", ".tmp")
+    if (out / "model").is_dir():  # and safetensors' own (save_file's .tmpXXXXXX), which only a run writes there
+        for p in (out / "model").iterdir():
+            if re.fullmatch(r"\.tmp[A-Za-z0-9]{6}", p.name):
+                p.unlink(missing_ok=True)
     if progress and not named:  # where it goes, before the minutes of training (a Ctrl-C's resume needs --out it)
         print(f"run folder: {out}", file=sys.stderr)
     ds = _dataset(data)
