@@ -473,6 +473,38 @@ def test_a_second_run_into_a_folder_in_use_is_a_one_line_error(tmp_path, zoo_hom
     assert Path(result.out, "result.json").is_file()
 
 
+def test_a_run_with_a_read_only_zoo_home_holds_its_folder_with_a_lock_file_inside(tmp_path, zoo_home, no_network, monkeypatch):
+    """$ZOO_HOME/locks cannot be made in a read-only shared cache: the run folder's lock goes in the run folder."""
+    import subprocess
+    import sys
+
+    from zoo.cache import records
+
+    root = digits(tmp_path, 20)
+    out = tmp_path / "runs" / "r1"
+    real = records.lock_path
+
+    def read_only(target):
+        if Path(target) == out:
+            raise PermissionError(13, "Permission denied", str(zoo_home / "locks"))
+        return real(target)
+
+    monkeypatch.setattr(records, "lock_path", read_only)
+    out.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); "
+         "sys.stdin.read()", str(out / ".zoo-run.lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InvalidInputError, match="another `zoo run` is writing this run folder now"):
+            zoo.run(tiny_plan(epochs=0), root, out=out, progress=False)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    result = zoo.run(tiny_plan(epochs=0), root, out=out, progress=False)
+    assert Path(result.out, "result.json").is_file()
+
+
 def test_resume_on_other_data_or_split_settings_is_refused(tmp_path, zoo_home, no_network, capsys):
     """The run folder records a fingerprint of the data (relative paths, sizes, class names) and the split settings;
     --resume with other data, --seed or --val-frac is a one-line error that changes nothing. Folders from before the

@@ -293,12 +293,20 @@ def _hold(out: Path) -> Iterator[None]:
 
     from zoo.cache.records import lock_path
 
-    lock = FileLock(str(lock_path(out)))
+    busy = (f"{out}: another `zoo run` is writing this run folder now; wait for it to end (then --resume it if it was stopped), "
+            "or pass a new --out.")
     try:
+        lock = FileLock(str(lock_path(out)))
         lock.acquire(timeout=0)
     except Timeout:
-        raise InvalidInputError(f"{out}: another `zoo run` is writing this run folder now; wait for it to end (then --resume it if it was "
-                                "stopped), or pass a new --out.") from None
+        raise InvalidInputError(busy) from None
+    except OSError:  # a read-only $ZOO_HOME (a shared cache): the lock file goes in the run folder, which is written anyway
+        out.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(out / ".zoo-run.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise InvalidInputError(busy) from None
     try:
         yield
     finally:
