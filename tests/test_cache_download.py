@@ -344,3 +344,41 @@ def test_a_host_name_that_does_not_resolve_is_not_retried() -> None:
     with pytest.raises(DownloadError, match=r"after 3 attempt\(s\)"):
         with_retries(refused, "https://127.0.0.1:9/w.pth", retries=2, backoff=0.0, transient=_transient_urllib)
     assert calls.count(2) == 3
+
+
+def test_temp_files_of_killed_writers_are_removed_by_the_next_writer(hub: Hub, ckpt_dir: Path, zoo_home: Path) -> None:
+    """A pull, import or manifest write killed midway (SIGKILL, power loss) leaves its ``.<name>.<random>.part``: it
+    used to stay for good (one per kill, up to the whole file's size, listed by nothing); the next writer of the same
+    file, holding its lock, removes them. Temporary files of other files are left alone."""
+    import io
+    import signal
+    import time
+
+    from zoo.cache.bundle import install_file
+
+    hub.files[NAME] = PAYLOAD
+    hub.plan[NAME] = ["slow"]
+    dest = ckpt_dir / Path(NAME).name
+    code = "import sys; from zoo.cache.download import fetch\nfetch(sys.argv[1], sys.argv[2], sha256=sys.argv[3], progress=False)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code, hub.url + NAME, str(dest), SHA], env=os.environ.copy())
+    deadline = time.monotonic() + 60
+    while not any(ckpt_dir.glob(f".{dest.name}.*.part")) and time.monotonic() < deadline:  # the transfer has begun
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    stale = list(ckpt_dir.glob(f".{dest.name}.*.part"))
+    assert len(stale) == 1 and not dest.exists()
+    other = ckpt_dir / ".other.pth.abcd1234.part"  # another file's download, perhaps in progress: kept
+    other.write_bytes(b"x")
+    hub.plan[NAME] = ["ok"]
+    fetch(hub.url + NAME, dest, sha256=SHA, progress=False)
+    assert _leftovers(ckpt_dir) == [other.name, dest.name]
+    # a bundle import's copy, and the manifest's own temporary file
+    key = "ZOO_HOME/models/demo/a.bin"
+    target = records.path_of(key)
+    target.parent.mkdir(parents=True)
+    (target.parent / ".a.bin.k1ll3d_x.part").write_bytes(b"half")
+    (zoo_home / ".manifest.k1ll3d_x.part").write_text("{", encoding="utf-8")
+    install_file(io.BytesIO(PAYLOAD), key, SHA, len(PAYLOAD), "demo:a")
+    assert _leftovers(target.parent) == ["a.bin"]
+    assert not list(zoo_home.glob(".manifest.*.part")) and records.files()[key]["sha256"] == SHA

@@ -442,6 +442,69 @@ def test_resume_with_nothing_to_resume_is_a_one_line_error(tmp_path, zoo_home, n
         _check_out(missing, tiny_plan(epochs=3), resume=True)
 
 
+def test_a_second_run_into_a_folder_in_use_is_a_one_line_error(tmp_path, zoo_home, no_network, capsys):
+    """Two `zoo run` with one --out at once both used to pass the occupied-folder check and write the same folder:
+    one's checkpoint cleanup deleted the other's temporary epoch folder (a traceback from safetensors, or 'cannot write
+    the epoch-1 checkpoint ... free disk space'), or both ended 'successfully' with their files mixed."""
+    import subprocess
+    import sys
+
+    from zoo.cache.records import lock_path
+
+    root = digits(tmp_path, 20)
+    plan_path = str(tiny_plan().write(tmp_path / "p1.yaml"))
+    out = tmp_path / "runs" / "r1"
+    holder = subprocess.Popen(  # another process holding the folder, as a running `zoo run` does
+        [sys.executable, "-c", "import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); "
+         "sys.stdin.read()", str(lock_path(out))], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out)], capsys)
+        assert f"{out}: another `zoo run` is writing this run folder now" in err and not out.exists()
+        out.mkdir(parents=True)  # a run in progress has written plan.yaml: --resume is refused the same way
+        (out / "plan.yaml").write_text(tiny_plan().to_yaml(), encoding="utf-8")
+        err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out), "--resume"], capsys)
+        assert f"{out}: another `zoo run` is writing this run folder now" in err
+        assert sorted(p.name for p in out.iterdir()) == ["plan.yaml"]  # nothing written by the refused runs
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    result = zoo.run(tiny_plan(epochs=0), root, out=tmp_path / "runs" / "r2", progress=False)  # a free folder runs
+    assert Path(result.out, "result.json").is_file()
+
+
+def test_a_run_with_a_read_only_zoo_home_holds_its_folder_with_a_lock_file_inside(tmp_path, zoo_home, no_network, monkeypatch):
+    """$ZOO_HOME/locks cannot be made in a read-only shared cache: the run folder's lock goes in the run folder."""
+    import subprocess
+    import sys
+
+    from zoo.cache import records
+
+    root = digits(tmp_path, 20)
+    out = tmp_path / "runs" / "r1"
+    real = records.lock_path
+
+    def read_only(target):
+        if Path(target) == out:
+            raise PermissionError(13, "Permission denied", str(zoo_home / "locks"))
+        return real(target)
+
+    monkeypatch.setattr(records, "lock_path", read_only)
+    out.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); print('held', flush=True); "
+         "sys.stdin.read()", str(out / ".zoo-run.lock")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InvalidInputError, match="another `zoo run` is writing this run folder now"):
+            zoo.run(tiny_plan(epochs=0), root, out=out, progress=False)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    result = zoo.run(tiny_plan(epochs=0), root, out=out, progress=False)
+    assert Path(result.out, "result.json").is_file()
+
+
 def test_resume_on_other_data_or_split_settings_is_refused(tmp_path, zoo_home, no_network, capsys):
     """The run folder records a fingerprint of the data (relative paths, sizes, class names) and the split settings;
     --resume with other data, --seed or --val-frac is a one-line error that changes nothing. Folders from before the
@@ -556,3 +619,21 @@ def test_a_plan_without_a_resolution_gives_a_run_that_predict_and_export_reload(
     m = load_run(tmp_path / "run")
     files = sorted(root.rglob("*.png"))[:2]
     assert len(m.predict(files, top_k=1)) == 2
+
+
+def test_a_resumed_run_removes_the_temporary_files_of_the_killed_one(tmp_path, zoo_home, no_network):
+    """A run killed while writing (SIGKILL) left its ``.<name>.<random>.tmp`` in the run folder for good, one per kill:
+    a whole model (``model/.model.safetensors.*.tmp``, or safetensors' own ``model/.tmpXXXXXX``), ``.metrics.jsonl.*.tmp``, ``checkpoints/.LATEST.*.tmp``. The
+    next run there, holding the folder, removes them; other files' temporary files (an export's) are left alone."""
+    root = digits(tmp_path, 20)
+    plan = tiny_plan(epochs=0)
+    out = tmp_path / "runs" / "r1"
+    zoo.run(plan, root, out=out, progress=False)
+    stale = [out / "model" / ".model.safetensors.k1ll3d_x.tmp", out / "model" / ".tmpvG2Ia5", out / ".metrics.jsonl.k1ll3d_x.tmp",
+             out / "checkpoints" / ".LATEST.k1ll3d_x.tmp"]
+    export = out / "model" / ".model.onnx.k1ll3d_x.tmp"
+    for p in [*stale, export]:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"half a file")
+    zoo.run(plan, root, out=out, resume=True, progress=False)
+    assert [p for p in stale if p.exists()] == [] and export.exists()

@@ -116,3 +116,44 @@ def test_global_batch_slices_and_padding_weights():
     order.epoch = 2
     assert list(order) != batches
     assert item_seed(0, 1, 3) != item_seed(0, 2, 3) != item_seed(1, 1, 3)
+
+
+def test_workers_stop_when_the_launching_process_is_killed(tmp_path):
+    """`zoo run --processes N` killed with SIGKILL (or SIGTERM) runs no cleanup: its workers went on training for good,
+    writing checkpoints into the run folder that a `--resume` then wrote too, and the job folder (the pickled backbone)
+    stayed in the temp dir. A worker now watches its launcher: once it is gone, it removes the job folder and exits."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    box = tmp_path / "zoo-run-job"
+    box.mkdir()
+    worker = (
+        "import sys, time; from pathlib import Path; from zoo.runner.distributed import _exit_with_parent\n"
+        "_exit_with_parent(int(sys.argv[1]), Path(sys.argv[2])); print('watching', flush=True); time.sleep(120)\n"
+    )
+    launcher = (  # starts the worker as launch() does (a child process), then waits to be killed
+        "import os, subprocess, sys, time\n"
+        f"w = subprocess.Popen([sys.executable, '-c', {worker!r}, str(os.getpid()), sys.argv[1]], stdout=subprocess.PIPE, text=True)\n"
+        "print(w.pid, w.stdout.readline().strip(), flush=True); time.sleep(120)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", launcher, str(box)], stdout=subprocess.PIPE, text=True)
+    pid, state = proc.stdout.readline().split()
+    assert state == "watching" and box.is_dir()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 20
+    while box.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not box.exists()
+    while time.monotonic() < deadline:  # gone, or a zombie waiting for a reaper
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+                break
+        except OSError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(int(pid), signal.SIGKILL)
+        pytest.fail("the worker outlived its launcher")

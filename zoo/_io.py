@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -49,3 +50,22 @@ def atomic_write(path: str | Path, write: Callable[[Path], object], *, mode: int
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` (UTF-8) atomically; see :func:`atomic_write`."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def remove_stale_temps(folder: str | Path, prefix: str, suffix: str) -> None:
+    """Remove the temporary files ``<prefix><random><suffix>`` (as :func:`tempfile.mkstemp` names them) that writers
+    killed mid-write left in ``folder``: they are never renamed into place, and would pile up with each kill.
+
+    Call it only holding the lock that every writer of those files holds, so that none of them is being written.
+    """
+    pattern = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}" + re.escape(suffix))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if pattern.fullmatch(name):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except OSError:
+                pass

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
+from zoo._io import remove_stale_temps
 from zoo.cache import records
 from zoo.cache.errors import IntegrityError
 from zoo.cache.lockfile import LockFile, SourceFiles, check_has_files, model_files, remake_advice
@@ -97,6 +98,7 @@ def install_file(src: IO[bytes], key: str, sha256: str | None, size: int | None,
     dest = records.path_of(key)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(records.lock_path(dest))):
+        remove_stale_temps(dest.parent, f".{dest.name}.", ".part")  # of copies killed midway: no one writes them now
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
             h, n = hashlib.sha256(), 0

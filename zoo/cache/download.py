@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from zoo import constants
+from zoo._io import remove_stale_temps
 from zoo.cache import records
 from zoo.cache.errors import DownloadError, IntegrityError
 from zoo.errors import NotCachedError
@@ -178,6 +179,7 @@ def fetch(
     from filelock import FileLock
 
     with FileLock(str(records.lock_path(dest))):
+        remove_stale_temps(dest.parent, f".{dest.name}.", ".part")  # of downloads killed mid-transfer: no one writes them now
         have = good()
         if have is None:
             have = _download(url, dest, (sha256, sha256_prefix, md5, size), retries, timeout, backoff, progress)

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from zoo import constants
+from zoo._io import remove_stale_temps
 from zoo.errors import InvalidInputError
 
 ROOTS = ("ZOO_HOME", "TORCH_HOME", "HF_HOME", "KERAS_HOME", "TFHUB_CACHE_DIR")
@@ -149,6 +150,7 @@ def _bad_entry(key: str, entry: Any) -> str | None:
 def _write(data: dict[str, Any]) -> None:
     path = manifest_path()
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path.parent, ".manifest.", ".part")  # of writers killed midway (this runs under the manifest's lock)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".part")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -146,11 +146,40 @@ def _send(folder: Path, seq: int, kind: str, value: Any) -> None:
     os.replace(tmp, folder / f"msg-{seq:06d}.pkl")
 
 
+def _exit_with_parent(parent: int, box: Path) -> None:
+    """Stop this worker (and remove the job folder) once process ``parent`` is gone: a launching ``zoo run`` killed
+    with SIGKILL or SIGTERM runs no cleanup, and its workers went on training, writing checkpoints into the run folder
+    that a ``--resume`` was then writing too."""
+    import threading
+
+    first = os.getppid()
+
+    def alive() -> bool:
+        if os.getppid() != first:  # orphaned: the parent exited
+            return False
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:  # exists, another user's: not ours to judge
+            pass
+        return True
+
+    def watch() -> None:
+        while alive():
+            time.sleep(0.2)
+        shutil.rmtree(box, ignore_errors=True)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="zoo-parent-watch", daemon=True).start()
+
+
 def _worker(folder: str) -> int:
     """One of N processes started by :func:`launch` (``python -m zoo.runner.distributed JOBDIR``; ``RANK`` in the env)."""
     from zoo.runner.stage2 import train_job
 
     box = Path(folder)
+    _exit_with_parent(int(os.environ.get("ZOO_LAUNCHER_PID") or os.getppid()), box)
     payload = pickle.loads((box / "job.pkl").read_bytes())  # noqa: S301 - written by the launching process
     main = rank() == 0
     job = dict(payload["job"], progress=payload["job"]["progress"] and main)
@@ -200,7 +229,8 @@ def launch(backbone: Any, job: dict[str, Any], processes: int, *, log: Any = Non
     procs: list[subprocess.Popen[bytes]] = []
     try:
         (box / "job.pkl").write_bytes(pickle.dumps({"backbone": _pack(backbone), "job": job}, protocol=pickle.HIGHEST_PROTOCOL))
-        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(processes), LOCAL_WORLD_SIZE=str(processes))
+        env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(processes), LOCAL_WORLD_SIZE=str(processes),
+                   ZOO_LAUNCHER_PID=str(os.getpid()))
         src = str(Path(zoo.__file__).resolve().parents[1])  # the zoo the caller imported, installed or not
         env["PYTHONPATH"] = os.pathsep.join([src, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
         if cpu:

