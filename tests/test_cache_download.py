@@ -55,6 +55,8 @@ def test_whole_file_verified_against_the_published_prefix_and_recorded(hub: Hub,
     assert _leftovers(ckpt_dir) == [dest.name]
     rec = records.files()[f"TORCH_HOME/hub/checkpoints/{dest.name}"]
     assert rec["sha256"] == SHA and rec["size"] == len(PAYLOAD) and rec["models"] == ["torchvision:resnet18"]
+    # readable by every user of a shared cache, like bundle imports (mkstemp made both private: 0600)
+    assert dest.stat().st_mode & 0o777 == 0o644 and records.manifest_path().stat().st_mode & 0o777 == 0o644
     fetch(hub.url + NAME, dest, sha256_prefix=SHA[:8], progress=False)  # cached and valid: no second GET
     assert hub.gets[NAME] == 1
 

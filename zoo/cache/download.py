@@ -229,6 +229,7 @@ def _download(
                 f"Download of {url}", f"sha256 {want}", f"sha256 {digest}",
                 f"nothing was written to {dest}; the server's file changed, is corrupt, or the lock is stale.",
             )
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; caches are shared (as bundle imports and atomic_write)
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
         return digest, n

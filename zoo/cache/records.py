@@ -157,6 +157,7 @@ def _write(data: dict[str, Any]) -> None:
             json.dump(data, fh, indent=1, sort_keys=True)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes files private; a shared cache's manifest is read by every user
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
