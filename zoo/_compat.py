@@ -60,16 +60,15 @@ def import_tensorflow() -> Any:
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     prepare_tensorflow()
-    verbose = os.environ.get("TF_CPP_MIN_LOG_LEVEL") == "0"
+    saved = None
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "0":  # 0: the whole log, nothing captured
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no descriptor 2 (a service), or a closed stderr
+            pass
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
-    if verbose:
-        import tensorflow
-
-        return tensorflow
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no descriptor 2 (a service), or a closed stderr
+    if saved is None:
         import tensorflow
 
         return tensorflow

@@ -423,7 +423,7 @@ def _resume_command(args: argparse.Namespace) -> str:
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
-    from zoo.errors import ZooError
+    from zoo.errors import ZooError, exc_line
 
     try:
         return int(func(args) or 0)
@@ -450,8 +450,7 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         loading = getattr(exc, "zoo_loader", None)  # set by zoo.load on what a source's loader raised
         if loading and not constants.debug():
             model, owner = loading
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            print(f"zoo: error: loading {model} failed in plugin {owner!r}: {type(exc).__name__}{': ' + text if text else ''}; "
+            print(f"zoo: error: loading {model} failed in plugin {owner!r}: {exc_line(exc)}; "
                   "`zoo cache verify` checks the cached files, ZOO_DEBUG=1 shows the traceback (report it to the plugin's "
                   f"author), ZOO_DISABLE_PLUGINS={owner} turns the plugin off", file=sys.stderr)
             return 1
@@ -459,9 +458,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         if plugin is None or constants.debug():
             raise
         # a plugin's command that crashed: one line naming the plugin, not a traceback through zoo
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"zoo: error: command {args.command!r} of plugin {plugin!r} failed: {type(exc).__name__}"
-              f"{': ' + text if text else ''}; ZOO_DEBUG=1 shows the traceback: report it to the plugin's author, "
+        print(f"zoo: error: command {args.command!r} of plugin {plugin!r} failed: {exc_line(exc)}; "
+              "ZOO_DEBUG=1 shows the traceback: report it to the plugin's author, "
               f"or disable the plugin with ZOO_DISABLE_PLUGINS={plugin}", file=sys.stderr)
         return 1
 

@@ -15,6 +15,12 @@ class ZooError(Exception):
     """Base of every error zoo raises on purpose."""
 
 
+def exc_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (``Type`` alone when it has none): an exception in one line."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 def close_matches(word: str, candidates: Iterable[str], n: int = 3) -> list[str]:
     """Return up to ``n`` candidates close to ``word`` (case-insensitive), best first."""
     pool = list(candidates)

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from zoo.catalog import ModelCard
-from zoo.errors import DuplicateModelError, InvalidInputError, MissingFrameworkError, PluginUnavailableError
+from zoo.errors import DuplicateModelError, InvalidInputError, MissingFrameworkError, PluginUnavailableError, exc_line
 
 
 @dataclass(frozen=True)
@@ -57,11 +57,10 @@ class Source:
         try:
             return getattr(importlib.import_module(module), attr)
         except Exception as exc:  # noqa: BLE001 - a plugin's packaging error: one line naming it, not a traceback
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             raise PluginUnavailableError(
                 self.name,
-                f"the loader {self.loader!r} of plugin {self.plugin!r} cannot be imported ({type(exc).__name__}"
-                f"{': ' + text if text else ''}); reinstall the plugin or tell its author",
+                f"the loader {self.loader!r} of plugin {self.plugin!r} cannot be imported ({exc_line(exc)}); "
+                "reinstall the plugin or tell its author",
                 self.install or None,
             ) from exc
 

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from zoo import constants
-from zoo._io import remove_stale_temps
+from zoo._io import atomic_write_text, remove_stale_temps
 from zoo.errors import InvalidInputError
 
 ROOTS = ("ZOO_HOME", "TORCH_HOME", "HF_HOME", "KERAS_HOME", "TFHUB_CACHE_DIR")
@@ -150,18 +150,10 @@ def _bad_entry(key: str, entry: Any) -> str | None:
 def _write(data: dict[str, Any]) -> None:
     path = manifest_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent, ".manifest.", ".part")  # of writers killed midway (this runs under the manifest's lock)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, sort_keys=True)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a shared cache's manifest is read by every user
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # of writers killed midway (this runs under the manifest's lock): atomic_write's names, and the .part of older zoos
+    remove_stale_temps(path.parent, f".{path.name}.", ".tmp")
+    remove_stale_temps(path.parent, ".manifest.", ".part")
+    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))  # 0644: every user of a shared cache reads it
 
 
 @contextmanager
