@@ -14,6 +14,24 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 echo "zoo: installing into .venv (torch, tensorflow, transformers, timm: several minutes the first time)" >&2
+# The installed environment takes about 9 GB (torch's CUDA build is all PyPI serves for x86_64
+# Linux); pip's wheel cache would hold another copy of the downloads, so it is off unless the
+# caller turned it on.
+export PIP_NO_CACHE_DIR=${PIP_NO_CACHE_DIR:-1}
+need_gb=10
+free_gb() { df -Pk .venv | awk 'NR == 2 { printf "%d", $4 / 1048576 }'; }
+if [ "$(free_gb)" -lt "$need_gb" ]; then
+  echo "zoo: warning: $(free_gb) GB free for .venv in $PWD; the install needs about $need_gb GB" >&2
+fi
+explain() {
+  if [ "$(free_gb)" -lt "$need_gb" ]; then
+    echo "zoo: setup failed with $(free_gb) GB left for .venv in $PWD (it needs about $need_gb GB):" \
+      "free disk space, then run scripts/setup.sh again" >&2
+  else
+    echo "zoo: setup failed: see pip's message above, then run scripts/setup.sh again" >&2
+  fi
+}
+trap 'explain' ERR
 "$VPY" -m pip install -q --upgrade pip
 # tensorflow_hub 0.16 imports pkg_resources, which setuptools 81 removed
 "$VPY" -m pip install -q -c scripts/constraints.txt 'setuptools<81' wheel
