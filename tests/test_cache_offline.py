@@ -454,3 +454,33 @@ def test_a_recorded_torchvision_checkpoint_altered_in_place_is_refused_at_load(t
     assert "\n" not in str(exc.value) and str(path) in str(exc.value) and "zoo cache verify --repair" in str(exc.value)
     code, _, err = run(capsys, "info", R18)  # lookups do not read weights
     assert code == 0
+
+
+def test_a_killed_bundle_leaves_nothing_after_the_next_one(tv: Path, tmp_path: Path, capsys) -> None:
+    """`zoo bundle -o` killed midway leaves its temporary tar beside the output (a folder zoo does not own); the next
+    bundle to that name removes it, and leaves a running bundle's alone."""
+    import signal
+    import subprocess
+    import sys
+
+    write_random("resnet18", RESNET18, seed=1)
+    lock_path, out = tmp_path / "zoo.lock", tmp_path / "bundles" / "models.tar"
+    assert run(capsys, "lock", R18, "-o", str(lock_path))[0] == 0
+    out.parent.mkdir()
+    killed = ("import os, signal, tarfile\nfrom zoo import cli\n"
+              "real = tarfile.TarFile.addfile\n"  # killed while the weights are being packed
+              "def addfile(self, info, fh=None):\n"
+              "    real(self, info, fh)\n"
+              "    if info.name.startswith('files/'): os.kill(os.getpid(), signal.SIGKILL)\n"
+              "tarfile.TarFile.addfile = addfile\n"
+              f"cli.main(['bundle', {str(lock_path)!r}, '-o', {str(out)!r}])\n")
+    proc = subprocess.run([sys.executable, "-c", killed], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    (left,) = list(out.parent.iterdir())
+    assert left.name.startswith(".models.tar.") and left.name.endswith(".part") and left.stat().st_size > 0
+    from zoo._io import owned_temp
+
+    live = owned_temp(out.parent, out.name, ".part")  # a bundle still being written (this process)
+    code, _, err = run(capsys, "bundle", str(lock_path), "-o", str(out))
+    assert code == 0, err
+    assert sorted(p.name for p in out.parent.iterdir()) == sorted([live.name, "models.tar"])

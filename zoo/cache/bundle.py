@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from zoo._io import remove_stale_temps
+from zoo._io import owned_temp, remove_stale_temps
 from zoo.cache import records
 from zoo.cache.errors import IntegrityError
 from zoo.cache.lockfile import LockFile, SourceFiles, check_has_files, model_files, remake_advice
@@ -62,8 +62,8 @@ def bundle(lock: LockFile, out: str | Path, *, lock_path: str | Path | None = No
                     f"{todo}, then bundle again.",
                 )
     out.parent.mkdir(parents=True, exist_ok=True)  # as `recommend -o` and `export -o` do
-    fd, tmp = tempfile.mkstemp(dir=out.parent if str(out.parent) else ".", prefix=f".{out.name}.", suffix=".part")
-    os.close(fd)
+    # a name that tells a killed `zoo bundle`'s leftover from a running one's: the next bundle to `out` removes it
+    tmp = owned_temp(out.parent if str(out.parent) else ".", out.name, ".part")
     try:
         with tarfile.open(tmp, "w") as tar:
             data = lock.model_dump_json(indent=2).encode("utf8")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo._io import atomic_write
+from zoo._io import atomic_write, owned_temp
 from zoo.runner.predict import RunModelBase
 from zoo.errors import InvalidInputError
 
@@ -144,7 +143,7 @@ def save_weights(model: Any, path: Path) -> Path:
     path = Path(path)
 
     def write(tmp: Path) -> None:
-        scratch = Path(tempfile.mkdtemp(dir=tmp.parent, prefix=".keras-weights."))
+        scratch = owned_temp(tmp.parent, "keras-weights", "", directory=True)
         try:
             model.save_weights(str(scratch / WEIGHTS_NAME))  # Keras insists on the .weights.h5 suffix
             shutil.move(str(scratch / WEIGHTS_NAME), str(tmp))
@@ -202,7 +201,7 @@ class KerasRunModel(RunModelBase):
             raise InvalidInputError(f"{self.run_dir}: a Keras run exports as --format savedmodel, not {fmt!r}.")
         path = Path(out) if out is not None else self.run_dir / "model" / "savedmodel"
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+        tmp = owned_temp(path.parent, path.name, "", directory=True)  # a killed export's is removed by the next one
         try:
             target = tmp / "savedmodel"
             if hasattr(self.model, "export"):  # Keras 3 and tf_keras >= 2.13: the documented SavedModel export
