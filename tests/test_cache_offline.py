@@ -484,3 +484,31 @@ def test_a_killed_bundle_leaves_nothing_after_the_next_one(tv: Path, tmp_path: P
     code, _, err = run(capsys, "bundle", str(lock_path), "-o", str(out))
     assert code == 0, err
     assert sorted(p.name for p in out.parent.iterdir()) == sorted([live.name, "models.tar"])
+
+
+def test_repair_leaves_a_file_that_another_zoo_fetched_again_meanwhile(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """verify --repair offline removes a damaged file, but re-checks under the file's lock first: a `zoo pull` that
+    wrote the good bytes back between the check and the removal must not lose them."""
+    from zoo.cache import verify as V
+
+    a = write_random("resnet18", RESNET18)
+    assert run(capsys, "lock", R18, "-o", str(tmp_path / "zoo.lock"))[0] == 0
+    good = a.read_bytes()
+    a.write_bytes(good[:-1])
+    real_check = V.check
+    calls = []
+
+    def check_then_pull_again(key, rec):  # the other zoo's pull lands right after this zoo's check
+        calls.append(key)
+        reason = real_check(key, rec)
+        if len(calls) == 1:
+            a.write_bytes(good)
+        return reason
+
+    monkeypatch.setattr(V, "check", check_then_pull_again)
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    code, out, err = run(capsys, "cache", "verify", "--repair")
+    assert code == 0 and "left: another zoo fetched it again meanwhile" in out, out + err
+    assert a.read_bytes() == good and len(calls) == 2
+    monkeypatch.setattr(V, "check", real_check)
+    assert run(capsys, "cache", "verify")[1].strip() == "all recorded files verify"

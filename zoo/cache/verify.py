@@ -73,13 +73,29 @@ def _repair(key: str, rec: dict[str, Any], progress: bool) -> str:
             reason = f"re-fetch failed ({exc}); "
     else:
         reason = ""
-    path.unlink(missing_ok=True)
-    records.forget([key])
+    if not _remove_if_still_bad(key):
+        return reason + "left: another zoo fetched it again meanwhile, and it now verifies"
     if not rec.get("url"):
         made = _recreate(key, rec.get("models") or [])
         if made:
             return made
     return reason + "removed"
+
+
+def _remove_if_still_bad(key: str) -> bool:
+    """Delete the file of ``key`` and its record, under the file's lock (the one downloads and bundle
+    imports hold), unless what is recorded now verifies: a concurrent `zoo pull` may have fetched it
+    again since the check, and that good file must not be deleted."""
+    from filelock import FileLock
+
+    path = records.path_of(key)
+    with FileLock(str(records.lock_path(path))):
+        rec = records.files().get(key)
+        if rec is not None and check(key, rec) is None:
+            return False
+        path.unlink(missing_ok=True)
+        records.forget([key])
+    return True
 
 
 def _recreate(key: str, models: list[str]) -> str | None:
@@ -111,7 +127,10 @@ def remove(targets: list[str]) -> list[str]:
 
             raise InvalidInputError(f"{target!r} is neither a recorded model nor a cache key; `zoo cache ls` lists them.")
         keys += hits
-    for key in sorted(set(keys)):
-        records.path_of(key).unlink(missing_ok=True)
-    records.forget(sorted(set(keys)))
+    from filelock import FileLock
+
+    for key in sorted(set(keys)):  # under the file's lock: never while a download renames it into place
+        with FileLock(str(records.lock_path(records.path_of(key)))):
+            records.path_of(key).unlink(missing_ok=True)
+            records.forget([key])
     return sorted(set(keys))
