@@ -384,3 +384,26 @@ def test_temp_files_of_killed_writers_are_removed_by_the_next_writer(hub: Hub, c
     install_file(io.BytesIO(PAYLOAD), key, SHA, len(PAYLOAD), "demo:a")
     assert _leftovers(target.parent) == ["a.bin"]
     assert not list(zoo_home.glob(".manifest.*.part")) and records.files()[key]["sha256"] == SHA
+
+
+def test_an_unresolvable_host_fails_before_the_library_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub retries a failed connection five times (23 s of back-off, its warnings quieted by zoo): an
+    offline `zoo pull hf:...` sat silent for 27 s. with_retries(host=...) asks the resolver first and fails at once,
+    unless a proxy (which resolves names itself) is configured."""
+    from zoo.cache.download import with_retries
+
+    calls = []
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+    def resolver(host, *a, **k):
+        calls.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    with pytest.raises(DownloadError, match=r"the host name hub\.invalid did not resolve \(no network\? ZOO_OFFLINE=1") as err:
+        with_retries(lambda: calls.append("called"), "hf:org/model from https://hub.invalid", host="hub.invalid")
+    assert calls == ["hub.invalid"] and "\n" not in str(err.value)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")  # the proxy resolves it: the call is made
+    assert with_retries(lambda: calls.append("called") or "ok", "hf:org/model", host="hub.invalid") == "ok"
+    assert calls == ["hub.invalid", "called"]

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -215,7 +216,8 @@ def _download(
     sha256, prefix, md5, size = expected
     try:
         tmp, digest, n, md5_digest = with_retries(lambda: _stream(url, dest, timeout, progress), url, str(dest),
-                                                  retries=retries, backoff=backoff, transient=_transient_urllib)
+                                                  retries=retries, backoff=backoff, transient=_transient_urllib,
+                                                  host=urllib.parse.urlparse(url).hostname)
     except urllib.error.HTTPError as exc:  # not worth retrying (404, 403, ...)
         raise DownloadError(url, f"HTTP {exc.code} {exc.reason}", str(dest)) from None
     try:
@@ -273,8 +275,35 @@ def _quiet_hub_log() -> Iterator[None]:
         log.setLevel(level)
 
 
+def hub_host() -> str:
+    """The Hugging Face endpoint's host name (``HF_ENDPOINT``, else huggingface.co)."""
+    from urllib.parse import urlparse
+
+    return urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+
+
+def require_resolvable(host: str | None, what: str, dest: str | None = None) -> None:
+    """Fail at once, in one line, when ``host`` has no address and no proxy would resolve it for us.
+
+    The hub libraries retry a connection that fails (huggingface_hub five times, 23 s of back-off) and
+    zoo's quiet log hides their warnings: without this, an offline ``zoo pull hf:...`` sat silent for
+    27 s before saying that the name did not resolve.
+    """
+    import socket
+
+    if not host or (urllib.request.getproxies() and not urllib.request.proxy_bypass(host)):
+        return  # a proxy resolves names itself
+    try:
+        socket.getaddrinfo(host, 443)
+    except (socket.gaierror, UnicodeError) as exc:
+        problem = str(exc)
+        if _NO_NAME.search(problem):
+            raise DownloadError(what, f"connection failed ({problem}): the host name {host} did not resolve (no network? "
+                                "ZOO_OFFLINE=1 uses the cache alone)", dest) from None
+
+
 def with_retries(call: Callable[[], T], what: str, dest: str | None = None, *, retries: int = 3, backoff: float = 1.0,
-                 transient: Callable[[BaseException], str | None] | None = None) -> T:
+                 transient: Callable[[BaseException], str | None] | None = None, host: str | None = None) -> T:
     """Run a download ``call``, retrying server errors (429, 5xx) and broken connections.
 
     The library keeps its own guarantees (huggingface_hub writes ``.incomplete`` files and renames
@@ -283,8 +312,10 @@ def with_retries(call: Callable[[], T], what: str, dest: str | None = None, *, r
     retrying (default: hub libraries' errors, :func:`_transient`); zoo's own URL downloads pass urllib's.
 
     Raises:
-        DownloadError: still failing after ``retries + 1`` attempts (one line, with the cache path).
+        DownloadError: still failing after ``retries + 1`` attempts (one line, with the cache path), or
+            at once when ``host`` (the server the call talks to) does not resolve.
     """
+    require_resolvable(host, what, dest)
     problem = "no attempt was made"
     for attempt in range(retries + 1):
         if attempt:

@@ -106,11 +106,11 @@ def _snapshot(model_id: Any) -> Path:
         return folder
     from huggingface_hub import HfApi
 
-    from zoo.cache.download import with_retries
+    from zoo.cache.download import hub_host, with_retries
     from zoo.cache.hub_blobs import check_snapshot
 
     what = f"{model_id} from {os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}"
-    files = with_retries(lambda: HfApi().list_repo_files(repo, revision=revision), what)
+    files = with_retries(lambda: HfApi().list_repo_files(repo, revision=revision), what, host=hub_host())
     weights = SAFE_WEIGHTS if any(f.endswith(".safetensors") for f in files) else TORCH_WEIGHTS
     # the library resumes cut transfers and renames whole files into place; zoo adds retries on 5xx
     folder = Path(

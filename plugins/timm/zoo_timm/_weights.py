@@ -152,11 +152,14 @@ def create(model_id: Any, resolved: Any, *, pretrained: bool, **kwargs: Any) -> 
     if cfg.get("hf_hub_id") and model_id.revision:
         overlay = {"hf_hub_id": f"{_split_revision(cfg['hf_hub_id'], None)[0]}@{model_id.revision}"}
     cache_dir = str(hf_hub_cache()) if cfg.get("hf_hub_id") else None
-    from zoo.cache.download import with_retries
+    from urllib.parse import urlparse
+
+    from zoo.cache.download import hub_host, with_retries
 
     model = with_retries(
         lambda: timm.create_model(full, pretrained=True, pretrained_cfg_overlay=overlay, cache_dir=cache_dir, **kwargs),
         f"{model_id} from {cfg.get('hf_hub_id') or cfg.get('url')}",
+        host=hub_host() if cfg.get("hf_hub_id") else urlparse(cfg.get("url") or "").hostname,
     )
     if cfg.get("hf_hub_id"):
         from zoo.cache.hub_blobs import check_file
