@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -333,13 +334,20 @@ def test_plugin_calling_sys_exit_does_not_end_zoo(monkeypatch, capsys):
 
     monkeypatch.setenv("ZOO_PLUGINS", "")
     monkeypatch.delenv("ZOO_DEBUG", raising=False)
-    zoo.reset(extra_plugins={"inproc": InProcPlugin(), "exiter": ExitingPlugin()})
+    class CommandExiter:  # registers nothing else, so only its command hook can fail it
+        @hookimpl
+        def zoo_register_commands(self, cli):
+            sys.exit("cmdexit: config missing")
+
+    zoo.reset(extra_plugins={"inproc": InProcPlugin(), "exiter": ExitingPlugin(), "cmdexit": CommandExiter()})
     assert [c.id for c in zoo.list_models(source="inproc")] == ["inproc:m.v1"]
     assert zoo.load("inproc:m.v1")[-1] == "/weights/m"
     status = {p.name: p for p in zoo.plugins()}
     assert status["exiter"].state == "failed" and "SystemExit: exiter: config missing" in status["exiter"].reason
     assert cli.main(["list", "--source", "inproc", "--json"]) == 0
-    assert "plugin 'exiter' failed to add its commands" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "plugin 'cmdexit' failed to add its commands (cmdexit: config missing)" in err
+    assert "exiter' failed to add" not in err  # failed already: its command hook is not run (it keeps nothing)
     zoo.reset()
 
 
@@ -648,5 +656,34 @@ def test_a_loader_that_crashes_is_one_line_on_the_command_line_and_keeps_its_typ
         assert err.count("\n") == 1 and "Traceback" not in err, err
         assert err.startswith("zoo: error: loading inproc:m.v1 failed in plugin 'inproc': ValueError: unexpected end of data in weights.bin;")
         assert "zoo cache verify" in err and "ZOO_DEBUG=1" in err and "ZOO_DISABLE_PLUGINS=inproc" in err
+    finally:
+        zoo.reset()
+
+
+def test_a_failed_plugin_adds_no_commands(monkeypatch, capsys):
+    """A plugin failed by its registration hooks keeps nothing (hooks.md): its zoo_register_commands is not run,
+    so the CLI offers no command whose plugin `zoo plugins` lists as failed."""
+    from zoo import cli
+
+    class BrokenWithCommand:
+        @hookimpl
+        def zoo_register_sources(self, register):
+            raise RuntimeError("broken: bad config")
+
+        @hookimpl
+        def zoo_register_commands(self, cli):
+            p = cli.add_parser("broken-hello", help="hello from a broken plugin")
+            p.set_defaults(func=lambda args: print("hello") or 0)
+
+    monkeypatch.setenv("ZOO_PLUGINS", "")
+    zoo.reset(extra_plugins={"inproc": InProcPlugin(), "broken": BrokenWithCommand()})
+    try:
+        assert {p.name: p for p in zoo.plugins()}["broken"].state == "failed"
+        parser = cli.build_parser(plugin_commands=True)
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        assert "broken-hello" not in sub.choices and "broken-hello" not in cli.PLUGIN_COMMANDS
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["broken-hello"])
+        assert exc.value.code == 2 and "invalid choice: 'broken-hello'" in capsys.readouterr().err
     finally:
         zoo.reset()

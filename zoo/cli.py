@@ -387,6 +387,9 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
         host = _get(with_models=False).host  # an invalid catalog raises here: one line from main()
         PLUGIN_COMMANDS.clear()
         for impl in host.pm.hook.zoo_register_commands.get_hookimpls():
+            st = host.statuses.get(impl.plugin_name)
+            if st is not None and st.state == "failed":  # a failed plugin keeps nothing: `zoo plugins` says why
+                continue
             before = set(sub.choices)
             try:  # on a worker thread with ZOO_PLUGIN_TIMEOUT, like the other registration hooks (it prints to stderr)
                 _run_with_timeout(lambda: impl.function(cli=sub), host.timeout, f"zoo-plugin-{impl.plugin_name}")
