@@ -55,7 +55,11 @@ def test_overrides():
     assert any("input-level shift" in r.text for r in shifted.rationale)
     assert recommend(samples=200, classes=10, domain="natural", shift="input").strategy == "lp-concat"
     label = recommend(samples=5000, classes=10, shift="label")
-    assert label.strategy == "head-only" and label.unfreeze == []
+    # an image head under label shift reads mid-level and final features (Head2Toe); a text head the last layer
+    assert label.strategy == "lp-concat" and label.unfreeze == []
+    assert any("label shift" in r.text and "mid-level and final" in r.text for r in label.rationale)
+    text_label = recommend(samples=5000, classes=10, modality="text", shift="label")
+    assert text_label.strategy == "head-only" and text_label.unfreeze == []
     feature = recommend(samples=5000, classes=10, shift="feature")
     assert feature.strategy == "surgical" and feature.unfreeze == ["middle"]
 

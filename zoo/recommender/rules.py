@@ -291,8 +291,15 @@ def recommend_metadata(
     size = f"{req.samples} samples, {per_class:.0f} per class" + (f", smallest class {smallest}" if smallest < per_class else "")
     reasons.append(Reason(text=f"{reg} data ({size}) and {quadrant} domain: {strategy}, {why}", source=src))
     if req.shift == "label":
-        strategy, k = "head-only", 0
-        reasons.append(Reason(text="label shift: same inputs, new label semantics: train the head only", source=SRC_SURGICAL))
+        # Image labels that the pretraining labels did not ask for (where, how many, which way) can rest
+        # on what the last stage pools away: Head2Toe's largest gains over a last-layer probe are on
+        # such tasks (dSprites location and orientation, sNORB), so an image head reads mid-level
+        # features too. No text row probes on mid-level features (the encoder's mean-pooled last layer)
+        strategy, k = ("lp-concat" if image else "head-only"), 0
+        reasons.append(Reason(
+            text="label shift: same inputs, new label semantics: train the head only"
+            + (", on mid-level and final features (new labels may rest on what the last stage pools away)" if image else ""),
+            source=SRC_SURGICAL + (f"; {SRC_HEAD2TOE}" if image else "")))
     elif req.shift == "feature" and strategy not in ("linear-probe", "lp-concat"):
         strategy, k = "surgical", -2
         reasons.append(Reason(text="feature-level shift: tune the middle groups", source=SRC_SURGICAL))
