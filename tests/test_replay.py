@@ -146,3 +146,16 @@ def test_targets_are_judged_and_misses_print_the_gap(rp):
         if m.group(1) == "MISS":
             assert float(m.group(5)) == pytest.approx(target - value, abs=1e-3)
     json.dumps(R.summary(R.evaluate(R.rankers(rp, rp.ms_scores, R.DATASETS)[R.ZOO_RULE], rp.tllib_acc, R.DATASETS)))
+
+
+def test_the_rule_family_holds_zoos_rule_and_the_prior(rp):
+    """rule_family scores every subset with the rule the report grades: its (prior, LogME) member is zoo's rule and its
+    (prior,) member the static prior, to the digit of the tables above; the ceiling is at least either."""
+    fam = {sub: (tl, sf) for sub, tl, sf in R.rule_family(rp)}
+    assert len(fam) == 2 ** (1 + len(rp.ms_scores)) - 1
+    rk = R.rankers(rp, rp.ms_scores, R.DATASETS)
+    for sub, name in (((R.PRIOR, "LogME"), R.ZOO_RULE), ((R.PRIOR,), R.PRIOR)):
+        tl = R.summary(R.evaluate(rk[name], rp.tllib_acc, R.DATASETS))["tau_w"]
+        sf = R.summary(R.evaluate(rk[name], rp.sfda_acc, R.DATASETS))["tau_w"]
+        assert fam[sub] == pytest.approx((tl, sf), abs=1e-12)
+    assert max(v[0] for v in fam.values()) >= fam[(R.PRIOR, "LogME")][0]
