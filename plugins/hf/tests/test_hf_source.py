@@ -261,6 +261,45 @@ def test_real_minilm_matches_sentence_transformers(zoo_home: Path, no_network: N
     assert sim[0, 1] > sim[0, 2] and sim[0, 1] > sim[0, 3]
 
 
+def _st_model(tmp_path: Path, name: str, base: Path, *after: Any) -> tuple[Any, Path]:
+    """A SentenceTransformer of ``base`` + ``after`` modules, saved by sentence-transformers itself."""
+    from sentence_transformers import SentenceTransformer, models
+
+    torch.manual_seed(0)
+    st = SentenceTransformer(modules=[models.Transformer(str(base)), *after], device="cpu")
+    st.save(str(tmp_path / name))
+    return st, tmp_path / name
+
+
+def test_sentence_transformers_pipelines_are_reproduced_or_refused(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    from sentence_transformers import models
+    from transformers import AutoTokenizer
+
+    gpt = make_gpt2(tmp_path / "gpt2")
+    tok = AutoTokenizer.from_pretrained(gpt)
+    tok.pad_token = tok.eos_token
+    tok.save_pretrained(gpt)
+    texts = ["Hi.", SENTENCES[1], SENTENCES[3]]
+    # a GPT-style embedder with last-token pooling (sentence-transformers saves pooling_mode: "lasttoken")
+    st, folder = _st_model(tmp_path, "last", gpt, models.Pooling(32, "lasttoken"))
+    bb = zoo.load("hf:zoo-test/st-last", path=folder)
+    assert bb.model.pooling == "last"
+    np.testing.assert_allclose(bb.embed(texts), st.encode(texts, convert_to_numpy=True), atol=1e-5, rtol=1e-5)
+    # what zoo cannot reproduce is refused, not replaced by another pooling; pooling= opts out
+    bert = make_bert(tmp_path / "bert")
+    refused = {
+        "dense": (bert, models.Pooling(32, "mean"), models.Dense(32, 16), models.Normalize()),
+        "weightedmean": (gpt, models.Pooling(32, "weightedmean")),
+        "cls-max": (bert, models.Pooling(32, ["cls", "max"])),
+    }
+    for name, (base, *after) in refused.items():
+        _, folder = _st_model(tmp_path, name, base, *after)
+        with pytest.raises(InvalidInputError, match="does not reproduce") as err:
+            zoo.load(f"hf:zoo-test/st-{name}", path=folder)
+        assert "\n" not in str(err.value)
+        assert zoo.load(f"hf:zoo-test/st-{name}", path=folder, pooling="mean").embed(texts).shape == (3, 32)
+
+
 # ---- (3) GPT-2 padding and last-token pooling ------------------------------------------------
 
 
