@@ -238,6 +238,43 @@ def test_tiny_vit_and_convnext_from_hf_cache_match_transformers(zoo_home: Path, 
     assert cnx.source_head is not None and len(cnx.predict(images[:1])[0]) == 3
 
 
+def _tiny_classifier(out: Path, config: Any, processor: Any) -> Path:
+    from transformers import AutoModelForImageClassification
+
+    torch.manual_seed(0)
+    config.id2label, config.label2id = LABELS, {v: k for k, v in LABELS.items()}
+    model = AutoModelForImageClassification.from_config(config)
+    model.config.architectures = [type(model).__name__]
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["mobilenet_v2", "efficientnet"])
+def test_cataloged_cnn_classifiers_predict_as_transformers(kind: str, zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    """The catalog lists hf:google/mobilenet_v2_1.0_224 and hf:google/efficientnet-b7 for image-classification:
+    their classifier reads the pooled output zoo returns, so predict gives transformers' probabilities."""
+    import transformers as tf
+
+    config, processor = {
+        "mobilenet_v2": (tf.MobileNetV2Config(depth_multiplier=0.35, image_size=32), tf.MobileNetV2ImageProcessor(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32})),
+        "efficientnet": (tf.EfficientNetConfig(width_coefficient=0.1, depth_coefficient=0.1, image_size=32, hidden_dim=128), tf.EfficientNetImageProcessor(size={"height": 32, "width": 32})),
+    }[kind]
+    snap = write_hf_cache(f"zoo-test/tiny-{kind}", _tiny_classifier(tmp_path / kind, config, processor), COMMIT_A)
+    bb = zoo.load(f"hf:zoo-test/tiny-{kind}")
+    images = [sample_image("chelsea"), sample_image("coffee")]
+    np.testing.assert_allclose(bb.embed(images), ref_vision(snap, images, "pooler"), atol=1e-5, rtol=1e-5)
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    proc, clf = AutoImageProcessor.from_pretrained(snap), AutoModelForImageClassification.from_pretrained(snap).eval()
+    with torch.no_grad():
+        probs = clf(**proc(images=images, return_tensors="pt")).logits.softmax(-1)
+    assert bb.source_head is not None and "image-classification" in bb.card.tasks
+    for row, pr in zip(bb.predict(images, top_k=3), probs):
+        assert [lab for lab, _ in row] == [LABELS[i] for i in pr.argsort(descending=True).tolist()]
+        np.testing.assert_allclose([q for _, q in row], pr.sort(descending=True).values, rtol=1e-5)
+
+
 # ---- (2) the real all-MiniLM-L6-v2 -----------------------------------------------------------
 
 

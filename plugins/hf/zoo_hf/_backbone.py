@@ -45,7 +45,7 @@ from zoo_hf._modules import (
 #: Vision types whose image classifier reads the first token of the final-normed sequence.
 CLS_VISION = {"vit", "deit"}
 #: Vision types whose ``classifier`` maps exactly the pooled features zoo returns to logits.
-HEAD_VISION = {"vit", "deit", "convnext", "convnextv2", "resnet", "regnet", "swin", "swinv2"}
+HEAD_VISION = {"vit", "deit", "convnext", "convnextv2", "resnet", "regnet", "swin", "swinv2", "mobilenet_v2", "efficientnet"}
 _CAUSAL_ARCH = ("LMHeadModel", "ForCausalLM")
 _MLM_ARCH = ("ForMaskedLM", "ForPreTraining")
 
