@@ -2,8 +2,10 @@
 
 The model is ``keras.applications.<App>(include_top=False, pooling="avg", weights=...)`` and its
 preprocessing the family's own ``keras.applications.<module>.preprocess_input`` after resizing the
-image to the family's input size, as the Keras documentation shows (``keras.utils.load_img(path,
-target_size=...)``). Weights come from ``zoo.resolve_weights``, a ``weights=`` path, or Keras'
+image to the family's input size with PIL, as ``keras.utils.load_img(path, target_size=...,
+interpolation=...)`` does. zoo resizes with ``bilinear`` by default; the Keras documentation's
+example (``load_img(path, target_size=(224, 224))``) uses load_img's default, ``nearest``, which
+``zoo.load(id, interpolation="nearest")`` reproduces exactly. Weights come from ``zoo.resolve_weights``, a ``weights=`` path, or Keras'
 own cache ``$KERAS_HOME/models/<file>`` under the file name Keras' download writes.
 
 When the with-top weights file is cached too, its ImageNet classifier becomes ``source_head``
@@ -226,7 +228,8 @@ def load(model_id: Any, card: Any = None, **options: Any) -> KerasBackbone:
         model_id: the parsed id; the tag must be ``imagenet`` or absent.
         card: its catalog card, if any (input size and figures).
         **options: ``weights`` (a local ``.h5`` file, ``"imagenet"`` (default) or ``None`` for
-            random initialisation), ``interpolation`` (resize filter, default ``"bilinear"``),
+            random initialisation), ``interpolation`` (resize filter, default ``"bilinear"``; ``"nearest"`` is
+            ``keras.utils.load_img``'s default),
             ``seed`` (training augmentation).
 
     Raises:
