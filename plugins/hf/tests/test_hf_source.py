@@ -275,6 +275,20 @@ def test_cataloged_cnn_classifiers_predict_as_transformers(kind: str, zoo_home: 
         np.testing.assert_allclose([q for _, q in row], pr.sort(descending=True).values, rtol=1e-5)
 
 
+def test_input_size_is_what_a_processor_that_does_not_crop_makes(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    """BEiT's processor resizes to ``size`` and, with do_center_crop=False, ignores its ``crop_size``."""
+    import transformers as tf
+
+    config = tf.BeitConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, use_mean_pooling=True)
+    processor = tf.BeitImageProcessor(size={"height": 40, "width": 40}, crop_size={"height": 32, "width": 32}, do_center_crop=False)
+    snap = write_hf_cache("zoo-test/tiny-beit", _tiny_classifier(tmp_path / "beit", config, processor), COMMIT_A)
+    bb = zoo.load("hf:zoo-test/tiny-beit")
+    batch = bb.preprocess([sample_image("chelsea")])
+    assert tuple(batch.shape[-2:]) == (40, 40) and bb.input_spec.size == bb.card.input_size == 40
+    np.testing.assert_allclose(bb.embed([sample_image("chelsea")]), ref_vision(snap, [sample_image("chelsea")], "pooler"), atol=1e-5, rtol=1e-5)
+
+
 # ---- (2) the real all-MiniLM-L6-v2 -----------------------------------------------------------
 
 

@@ -172,7 +172,9 @@ def _card(model_id: Any, card: ModelCard | None, config: Any, modality: str, tas
 
 
 def _processor_size(processor: Any) -> int | None:
-    for attr in ("crop_size", "size"):
+    """The side of the images the processor makes: its crop size when it crops, else its resize size."""
+    cropping = getattr(processor, "do_center_crop", None) is not False
+    for attr in ("crop_size", "size") if cropping else ("size",):
         size = getattr(processor, attr, None)
         if isinstance(size, int):
             return size
