@@ -29,7 +29,8 @@ def resize_image(size: int, *, interpolation: str = "bilinear") -> ImageTransfor
     """PIL image -> ``(size, size, 3)`` float32 array in ``[0, 255]``, resized as ``keras.utils.load_img`` does.
 
     ``keras.utils.load_img(path, target_size=(size, size), interpolation=...)`` resizes the whole
-    image with PIL; this transform gives the same pixels for an image already in memory.
+    image with PIL; this transform gives the same pixels for an image already in memory and the
+    same ``interpolation`` (load_img's default is ``"nearest"``, this one's ``"bilinear"``).
     """
     from PIL import Image
 

@@ -238,6 +238,57 @@ def test_tiny_vit_and_convnext_from_hf_cache_match_transformers(zoo_home: Path, 
     assert cnx.source_head is not None and len(cnx.predict(images[:1])[0]) == 3
 
 
+def _tiny_classifier(out: Path, config: Any, processor: Any) -> Path:
+    from transformers import AutoModelForImageClassification
+
+    torch.manual_seed(0)
+    config.id2label, config.label2id = LABELS, {v: k for k, v in LABELS.items()}
+    model = AutoModelForImageClassification.from_config(config)
+    model.config.architectures = [type(model).__name__]
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["mobilenet_v2", "efficientnet"])
+def test_cataloged_cnn_classifiers_predict_as_transformers(kind: str, zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    """The catalog lists hf:google/mobilenet_v2_1.0_224 and hf:google/efficientnet-b7 for image-classification:
+    their classifier reads the pooled output zoo returns, so predict gives transformers' probabilities."""
+    import transformers as tf
+
+    config, processor = {
+        "mobilenet_v2": (tf.MobileNetV2Config(depth_multiplier=0.35, image_size=32), tf.MobileNetV2ImageProcessor(size={"shortest_edge": 36}, crop_size={"height": 32, "width": 32})),
+        "efficientnet": (tf.EfficientNetConfig(width_coefficient=0.1, depth_coefficient=0.1, image_size=32, hidden_dim=128), tf.EfficientNetImageProcessor(size={"height": 32, "width": 32})),
+    }[kind]
+    snap = write_hf_cache(f"zoo-test/tiny-{kind}", _tiny_classifier(tmp_path / kind, config, processor), COMMIT_A)
+    bb = zoo.load(f"hf:zoo-test/tiny-{kind}")
+    images = [sample_image("chelsea"), sample_image("coffee")]
+    np.testing.assert_allclose(bb.embed(images), ref_vision(snap, images, "pooler"), atol=1e-5, rtol=1e-5)
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+    proc, clf = AutoImageProcessor.from_pretrained(snap), AutoModelForImageClassification.from_pretrained(snap).eval()
+    with torch.no_grad():
+        probs = clf(**proc(images=images, return_tensors="pt")).logits.softmax(-1)
+    assert bb.source_head is not None and "image-classification" in bb.card.tasks
+    for row, pr in zip(bb.predict(images, top_k=3), probs):
+        assert [lab for lab, _ in row] == [LABELS[i] for i in pr.argsort(descending=True).tolist()]
+        np.testing.assert_allclose([q for _, q in row], pr.sort(descending=True).values, rtol=1e-5)
+
+
+def test_input_size_is_what_a_processor_that_does_not_crop_makes(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    """BEiT's processor resizes to ``size`` and, with do_center_crop=False, ignores its ``crop_size``."""
+    import transformers as tf
+
+    config = tf.BeitConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, use_mean_pooling=True)
+    processor = tf.BeitImageProcessor(size={"height": 40, "width": 40}, crop_size={"height": 32, "width": 32}, do_center_crop=False)
+    snap = write_hf_cache("zoo-test/tiny-beit", _tiny_classifier(tmp_path / "beit", config, processor), COMMIT_A)
+    bb = zoo.load("hf:zoo-test/tiny-beit")
+    batch = bb.preprocess([sample_image("chelsea")])
+    assert tuple(batch.shape[-2:]) == (40, 40) and bb.input_spec.size == bb.card.input_size == 40
+    np.testing.assert_allclose(bb.embed([sample_image("chelsea")]), ref_vision(snap, [sample_image("chelsea")], "pooler"), atol=1e-5, rtol=1e-5)
+
+
 # ---- (2) the real all-MiniLM-L6-v2 -----------------------------------------------------------
 
 
@@ -259,6 +310,45 @@ def test_real_minilm_matches_sentence_transformers(zoo_home: Path, no_network: N
     sim = emb @ emb.T
     assert sim[0, 1] > 0.5 > max(sim[0, 3], sim[1, 3], sim[2, 3])
     assert sim[0, 1] > sim[0, 2] and sim[0, 1] > sim[0, 3]
+
+
+def _st_model(tmp_path: Path, name: str, base: Path, *after: Any) -> tuple[Any, Path]:
+    """A SentenceTransformer of ``base`` + ``after`` modules, saved by sentence-transformers itself."""
+    from sentence_transformers import SentenceTransformer, models
+
+    torch.manual_seed(0)
+    st = SentenceTransformer(modules=[models.Transformer(str(base)), *after], device="cpu")
+    st.save(str(tmp_path / name))
+    return st, tmp_path / name
+
+
+def test_sentence_transformers_pipelines_are_reproduced_or_refused(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    from sentence_transformers import models
+    from transformers import AutoTokenizer
+
+    gpt = make_gpt2(tmp_path / "gpt2")
+    tok = AutoTokenizer.from_pretrained(gpt)
+    tok.pad_token = tok.eos_token
+    tok.save_pretrained(gpt)
+    texts = ["Hi.", SENTENCES[1], SENTENCES[3]]
+    # a GPT-style embedder with last-token pooling (sentence-transformers saves pooling_mode: "lasttoken")
+    st, folder = _st_model(tmp_path, "last", gpt, models.Pooling(32, "lasttoken"))
+    bb = zoo.load("hf:zoo-test/st-last", path=folder)
+    assert bb.model.pooling == "last"
+    np.testing.assert_allclose(bb.embed(texts), st.encode(texts, convert_to_numpy=True), atol=1e-5, rtol=1e-5)
+    # what zoo cannot reproduce is refused, not replaced by another pooling; pooling= opts out
+    bert = make_bert(tmp_path / "bert")
+    refused = {
+        "dense": (bert, models.Pooling(32, "mean"), models.Dense(32, 16), models.Normalize()),
+        "weightedmean": (gpt, models.Pooling(32, "weightedmean")),
+        "cls-max": (bert, models.Pooling(32, ["cls", "max"])),
+    }
+    for name, (base, *after) in refused.items():
+        _, folder = _st_model(tmp_path, name, base, *after)
+        with pytest.raises(InvalidInputError, match="does not reproduce") as err:
+            zoo.load(f"hf:zoo-test/st-{name}", path=folder)
+        assert "\n" not in str(err.value)
+        assert zoo.load(f"hf:zoo-test/st-{name}", path=folder, pooling="mean").embed(texts).shape == (3, 32)
 
 
 # ---- (3) GPT-2 padding and last-token pooling ------------------------------------------------

@@ -45,7 +45,7 @@ from zoo_hf._modules import (
 #: Vision types whose image classifier reads the first token of the final-normed sequence.
 CLS_VISION = {"vit", "deit"}
 #: Vision types whose ``classifier`` maps exactly the pooled features zoo returns to logits.
-HEAD_VISION = {"vit", "deit", "convnext", "convnextv2", "resnet", "regnet", "swin", "swinv2"}
+HEAD_VISION = {"vit", "deit", "convnext", "convnextv2", "resnet", "regnet", "swin", "swinv2", "mobilenet_v2", "efficientnet"}
 _CAUSAL_ARCH = ("LMHeadModel", "ForCausalLM")
 _MLM_ARCH = ("ForMaskedLM", "ForPreTraining")
 
@@ -67,7 +67,9 @@ def load(
         model_id: the parsed id; ``@revision`` pins a commit, branch or tag of the repo.
         card: its catalog card, or ``None`` for a repo the catalog does not list.
         pooling: text ``cls`` | ``mean`` | ``max`` | ``last`` (default: the sentence-transformers
-            pooling config when the repo has one, ``last`` for GPT-style models, else ``cls``);
+            pooling config when the repo has one, ``last`` for GPT-style models, else ``cls``; a
+            sentence-transformers pipeline zoo does not reproduce, such as a Dense projection or
+            weighted-mean pooling, is refused unless ``pooling`` is given);
             vision ``pooler`` | ``cls`` | ``mean`` (default: what the model's classifier reads).
         max_length: token limit for text (default: the model's own limit); longer texts are
             truncated with a warning.
@@ -170,7 +172,9 @@ def _card(model_id: Any, card: ModelCard | None, config: Any, modality: str, tas
 
 
 def _processor_size(processor: Any) -> int | None:
-    for attr in ("crop_size", "size"):
+    """The side of the images the processor makes: its crop size when it crops, else its resize size."""
+    cropping = getattr(processor, "do_center_crop", None) is not False
+    for attr in ("crop_size", "size") if cropping else ("size",):
         size = getattr(processor, attr, None)
         if isinstance(size, int):
             return size
@@ -275,25 +279,57 @@ def _read_json(path: Path) -> dict[str, Any] | list[Any] | None:
         return None
 
 
+#: sentence-transformers pooling modes (its ``pooling_mode`` names) that zoo's poolings reproduce.
+ST_POOLINGS = {"cls": "cls", "mean": "mean", "max": "max", "lasttoken": "last"}
+#: The legacy ``pooling_mode_*`` keys of a sentence-transformers Pooling config, as ``pooling_mode`` names.
+_ST_LEGACY_MODES = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+    "pooling_mode_lasttoken": "lasttoken",
+}
+
+
+def _st_pooling_modes(cfg: dict[str, Any]) -> list[str]:
+    """The pooling modes a sentence-transformers Pooling config turns on (several are concatenated)."""
+    mode = cfg.get("pooling_mode")
+    if isinstance(mode, str):
+        return [mode]
+    if isinstance(mode, (list, tuple)):
+        return [str(m) for m in mode]
+    return [name for key, name in _ST_LEGACY_MODES.items() if cfg.get(key)]
+
+
 def sentence_transformers_config(folder: Path) -> dict[str, Any]:
-    """Pooling, normalisation and max length from a sentence-transformers repo's own files."""
+    """Pooling, normalisation and max length from a sentence-transformers repo's own files.
+
+    ``unsupported`` lists what the repo's pipeline does that zoo does not reproduce (a pooling
+    other than one of :data:`ST_POOLINGS`, several poolings concatenated, a module other than
+    Transformer, Pooling and Normalize such as a Dense projection).
+    """
     out: dict[str, Any] = {}
     modules = _read_json(folder / "modules.json")
     if not isinstance(modules, list):
         return out
+    unsupported: list[str] = []
     for mod in modules:
         kind = str(mod.get("type", ""))
-        if kind.endswith("Pooling"):
+        short = kind.rsplit(".", 1)[-1]
+        if short == "Pooling":
             cfg = _read_json(folder / mod.get("path", "") / "config.json") or {}
-            for key, mode in (("pooling_mode_cls_token", "cls"), ("pooling_mode_mean_tokens", "mean"),
-                              ("pooling_mode_max_tokens", "max"), ("pooling_mode_lasttoken", "last")):
-                if cfg.get(key):
-                    out["pooling"] = mode
-                    break
-            if "pooling" not in out and cfg.get("pooling_mode") in TEXT_POOLINGS:
-                out["pooling"] = cfg["pooling_mode"]
-        elif kind.endswith("Normalize"):
+            modes = _st_pooling_modes(cfg)
+            if len(modes) == 1 and modes[0] in ST_POOLINGS:
+                out["pooling"] = ST_POOLINGS[modes[0]]
+            elif modes:
+                unsupported.append(f"{' + '.join(modes)} pooling")
+        elif short == "Normalize":
             out["normalize"] = True
+        elif short != "Transformer":
+            unsupported.append(f"a {short} module ({mod.get('path') or kind})")
+    if unsupported:
+        out["unsupported"] = unsupported
     st = _read_json(folder / "sentence_bert_config.json")
     if isinstance(st, dict) and st.get("max_seq_length"):
         out["max_length"] = int(st["max_seq_length"])
@@ -322,6 +358,12 @@ def _load_text(
     archs = list(getattr(config, "architectures", None) or [])
     causal = any(a.endswith(_CAUSAL_ARCH) for a in archs)
     st = sentence_transformers_config(folder)
+    if pooling is None and st.get("unsupported"):
+        raise InvalidInputError(
+            f"{model_id}'s sentence-transformers pipeline has {', '.join(st['unsupported'])}, which zoo does not "
+            f"reproduce, so its embeddings would not be SentenceTransformer's; pass pooling= (one of "
+            f"{', '.join(TEXT_POOLINGS)}) to embed with the transformer alone."
+        )
     pooling = pooling or st.get("pooling") or ("last" if causal else "cls")
     if pooling not in TEXT_POOLINGS:
         raise InvalidInputError(f"pooling {pooling!r} is not one of {', '.join(TEXT_POOLINGS)} for text models.")

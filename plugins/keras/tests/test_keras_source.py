@@ -107,6 +107,46 @@ def test_predict_with_cached_top_weights(zoo_home: Path, no_network: None, tmp_p
     np.testing.assert_allclose([p for _, p in got], probs[best], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("app", ["MobileNet", SMALL])
+def test_predict_of_mobilenets_whose_top_is_1x1_convolutions(app: str, zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    """MobileNet's top is a 1x1 conv on the pooled map, MobileNetV3's conv_2 + hard-swish + logits:
+    dense layers on the pooled features, so predict gives the with-top model's probabilities."""
+    import json
+
+    from PIL import Image
+
+    from zoo_keras._backbone import weights_filenames
+
+    keras.backend.clear_session()
+    body = random_backbone_model(app, seed=6)
+    top = getattr(keras.applications, app)(include_top=True, weights=None)
+    rng = np.random.default_rng(7)
+    with_weights = [layer for layer in top.layers if layer.weights]
+    for src, dst in zip([layer for layer in body.layers if layer.weights], with_weights):
+        dst.set_weights(src.get_weights())
+    for layer in with_weights[len([b for b in body.layers if b.weights]):]:  # the top's own layers
+        layer.set_weights([rng.normal(0, 0.3, tuple(w.shape)).astype("float32") for w in layer.weights])
+    models = keras_models_dir(zoo_home)
+    write_keras_h5(body, models / weights_filenames(app)[0])
+    write_keras_h5(top, models / weights_filenames(app)[1])
+    (models / "imagenet_class_index.json").write_text(json.dumps({str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}))
+
+    bb = zoo.load(f"keras:{app}.imagenet")
+    assert bb.source_head is not None
+    images = [sample_image("chelsea"), sample_image("coffee")]
+    got = bb.predict(images, top_k=5)
+    xs = []
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+        xs.append(keras.utils.img_to_array(keras.utils.load_img(tmp_path / f"{i}.png", target_size=(224, 224), interpolation="bilinear")))
+    module = {"MobileNet": keras.applications.mobilenet, SMALL: keras.applications.mobilenet_v3}[app]
+    probs = top.predict(module.preprocess_input(np.stack(xs)), verbose=0)
+    for row, p in zip(got, probs):
+        best = np.argsort(-p)[:5]
+        assert [name for name, _ in row] == [f"class_{i}" for i in best]
+        np.testing.assert_allclose([q for _, q in row], p[best], rtol=1e-4, atol=1e-6)
+
+
 def test_weight_file_names_are_the_ones_keras_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
     from keras.src.utils import file_utils
 

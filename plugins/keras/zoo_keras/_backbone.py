@@ -2,12 +2,15 @@
 
 The model is ``keras.applications.<App>(include_top=False, pooling="avg", weights=...)`` and its
 preprocessing the family's own ``keras.applications.<module>.preprocess_input`` after resizing the
-image to the family's input size, as the Keras documentation shows (``keras.utils.load_img(path,
-target_size=...)``). Weights come from ``zoo.resolve_weights``, a ``weights=`` path, or Keras'
+image to the family's input size with PIL, as ``keras.utils.load_img(path, target_size=...,
+interpolation=...)`` does. zoo resizes with ``bilinear`` by default; the Keras documentation's
+example (``load_img(path, target_size=(224, 224))``) uses load_img's default, ``nearest``, which
+``zoo.load(id, interpolation="nearest")`` reproduces exactly. Weights come from ``zoo.resolve_weights``, a ``weights=`` path, or Keras'
 own cache ``$KERAS_HOME/models/<file>`` under the file name Keras' download writes.
 
 When the with-top weights file is cached too, its ImageNet classifier becomes ``source_head``
-(families whose top is pooling -> Dense; ``predict`` names classes when Keras'
+(families whose top is pooling -> Dense, and MobileNet / MobileNetV3, whose top is 1x1 convolutions
+on the pooled map; not VGG, whose top reads the unpooled map; ``predict`` names classes when Keras'
 ``imagenet_class_index.json`` is cached, else by index). Otherwise ``predict`` raises
 ``NotImplementedError``.
 """
@@ -161,9 +164,12 @@ def _weights_for(model_id: Any, card: Any, app: str, weights: Any) -> Any:
     return "imagenet"
 
 
-# the ImageNet classifier after the pooled features: GlobalAveragePooling2D -> (Dropout) -> Dense
+# the ImageNet classifier after the pooled features: GlobalAveragePooling2D -> (Dropout) -> Dense;
+# MobileNet and MobileNetV3 apply 1x1 convolutions to the pooled 1x1 map, i.e. dense layers on the
+# pooled features (V3: conv_2 + hard-swish, then logits); VGG's top reads the unpooled map
 _HEAD_LAYER = {"convnext": "{model}_head_dense"}
-_NO_DENSE_HEAD = {"mobilenet", "mobilenet_v3", "vgg16", "vgg19"}
+_CONV_HEAD = {"mobilenet": ("conv_preds",), "mobilenet_v3": ("conv_2", "logits")}
+_NO_DENSE_HEAD = {"vgg16", "vgg19"}
 
 
 def _cached_top_file(model_id: Any, card: Any, app: str, weights: Any) -> Path | None:
@@ -189,29 +195,48 @@ def imagenet_labels() -> list[str] | None:
         return None
 
 
-def source_head(app: str, module: str, model: Any, top_file: Path) -> Any | None:
-    """The ImageNet classifier (``Dense`` + softmax) read from the with-top weights file, if the family has one."""
+def _read_layers(top_file: Path, names: tuple[str, ...]) -> list[tuple[Any, Any]] | None:
+    """``(kernel, bias)`` of each layer ``names`` names in a Keras with-top weights file (names matched
+    case-insensitively: Keras 2 wrote ``Conv_2`` where Keras 3 builds ``conv_2``); ``None`` if one is missing."""
     import h5py
 
-    if module in _NO_DENSE_HEAD:
-        return None
-    name = _HEAD_LAYER.get(module, "predictions").format(model=model.name)
+    out = []
     try:
         with h5py.File(top_file, "r") as f:
             group = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
-            if name not in group:
-                return None
-            g = group[name]
-            names = [n.decode("utf8") if isinstance(n, bytes) else n for n in g.attrs["weight_names"]]
-            kernel, bias = (g[n][()] for n in names)
+            by_lower = {k.lower(): k for k in group.keys()}
+            for name in names:
+                key = name if name in group else by_lower.get(name.lower())
+                if key is None:
+                    return None
+                g = group[key]
+                weight_names = [n.decode("utf8") if isinstance(n, bytes) else n for n in g.attrs["weight_names"]]
+                kernel, bias = (g[n][()] for n in weight_names)
+                out.append((kernel.reshape(-1, kernel.shape[-1]), bias))
     except (OSError, KeyError, ValueError):
         return None
-    if kernel.shape[0] != int(model.output_shape[-1]):
+    return out
+
+
+def source_head(app: str, module: str, model: Any, top_file: Path) -> Any | None:
+    """The ImageNet classifier (dense layers + softmax, on the pooled features) read from the with-top
+    weights file, if the family's top can be applied to the pooled features."""
+    if module in _NO_DENSE_HEAD:
         return None
-    head = keras.layers.Dense(kernel.shape[1], activation="softmax", name="imagenet_head")
-    head.build((None, kernel.shape[0]))
-    head.set_weights([kernel, bias])
-    return head
+    names = _CONV_HEAD.get(module) or (_HEAD_LAYER.get(module, "predictions").format(model=model.name),)
+    found = _read_layers(top_file, names)
+    if found is None or found[0][0].shape[0] != int(model.output_shape[-1]):
+        return None
+    layers = []
+    for i, (kernel, bias) in enumerate(found):
+        last = i == len(found) - 1
+        layer = keras.layers.Dense(kernel.shape[1], activation="softmax" if last else "hard_swish", name="imagenet_head" if last else f"imagenet_head_{i}")
+        layer.build((None, kernel.shape[0]))
+        layer.set_weights([kernel, bias])
+        layers.append(layer)
+    if len(layers) == 1:
+        return layers[0]
+    return keras.Sequential(layers, name="imagenet_head")
 
 
 def build_groups(model: Any, family: str) -> list[LayerGroup]:
@@ -226,7 +251,8 @@ def load(model_id: Any, card: Any = None, **options: Any) -> KerasBackbone:
         model_id: the parsed id; the tag must be ``imagenet`` or absent.
         card: its catalog card, if any (input size and figures).
         **options: ``weights`` (a local ``.h5`` file, ``"imagenet"`` (default) or ``None`` for
-            random initialisation), ``interpolation`` (resize filter, default ``"bilinear"``),
+            random initialisation), ``interpolation`` (resize filter, default ``"bilinear"``; ``"nearest"`` is
+            ``keras.utils.load_img``'s default),
             ``seed`` (training augmentation).
 
     Raises:

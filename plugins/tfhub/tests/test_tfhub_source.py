@@ -95,6 +95,26 @@ def test_embed_equals_tfhub_reference(saved_model: Path, zoo_home: Path, no_netw
     assert np.abs(ref).max() > 1e-3
 
 
+def test_classification_handle_predicts_the_softmax_of_its_logits(saved_model: Path, zoo_home: Path, no_network: None) -> None:
+    """The catalog lists classification handles for image-classification; TF Hub's examples take the
+    module's logits and their argmax: predict ranks the softmax of the same logits."""
+    tf, tf_keras, hub = _tf()
+    handle = "google/imagenet/mobilenet_v2_100_224/classification/5"
+    url = f"https://tfhub.dev/{handle}"
+    put_in_hub_cache(saved_model, Path(os.environ["TFHUB_CACHE_DIR"]), url)
+    bb = zoo.load(f"tfhub:{handle}")
+    assert "image-classification" in bb.card.tasks and bb.source_head is not None
+    images = [sample_image("chelsea"), sample_image("coffee")]
+    ref_model = tf_keras.Sequential([hub.KerasLayer(url)])
+    batch = tf.stack([tf.image.resize(img.astype(np.float32) / 255.0, (224, 224)) for img in images])
+    probs = tf.nn.softmax(ref_model(batch)).numpy()
+    for row, p in zip(bb.predict(images, top_k=3), probs):
+        best = np.argsort(-p)[:3]
+        assert [name for name, _ in row] == [str(i) for i in best]
+        np.testing.assert_allclose([q for _, q in row], p[best], rtol=1e-5)
+    assert zoo.load(f"tfhub:{HANDLE}", path=str(saved_model)).source_head is None  # a feature vector has none
+
+
 def test_offline_and_missing_raises_not_cached(zoo_home: Path, no_network: None) -> None:
     with pytest.raises(NotCachedError) as info:
         zoo.load(f"tfhub:{HANDLE}")

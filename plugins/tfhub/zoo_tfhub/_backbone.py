@@ -198,6 +198,15 @@ class HubBackbone(KerasBackbone):
         return out
 
 
+def _classification_head(url: str) -> Any | None:
+    """A classification handle's module returns ImageNet logits (1001 classes, background first):
+    ``predict`` takes their softmax, as TF Hub's classification examples do; its classes are named
+    by index (TF Hub's ``ImageNetLabels.txt`` is not part of the module)."""
+    if "/classification/" not in url.split("://", 1)[-1] + "/":
+        return None
+    return tf_keras.layers.Softmax(name="imagenet_head")
+
+
 def load(model_id: Any, card: Any = None, **options: Any) -> HubBackbone:
     """Load ``tfhub:<handle path>`` as a :class:`HubBackbone` (initially frozen, as TF Hub recommends).
 
@@ -271,6 +280,7 @@ def load(model_id: Any, card: Any = None, **options: Any) -> HubBackbone:
         feature_dim=feature_dim,
         seed=options.get("seed"),
         hub_layer=layer,
+        head=_classification_head(url),
     )
     bb.freeze()
     return bb
