@@ -295,9 +295,9 @@ def require_resolvable(host: str | None, what: str, dest: str | None = None) -> 
         return  # a proxy resolves names itself
     try:
         socket.getaddrinfo(host, 443)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (OSError, UnicodeError) as exc:  # only a resolver's "no such name" is an answer; anything else: let the call try
         problem = str(exc)
-        if _NO_NAME.search(problem):
+        if isinstance(exc, socket.gaierror) and _NO_NAME.search(problem):
             raise DownloadError(what, f"connection failed ({problem}): the host name {host} did not resolve (no network? "
                                 "ZOO_OFFLINE=1 uses the cache alone)", dest) from None
 
