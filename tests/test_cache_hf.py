@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,17 @@ def test_import_dir_adopts_a_hand_carried_hf_model(hf_only: Path, tmp_path: Path
     np.testing.assert_allclose(bb.embed(SAMPLE_TEXTS), want, rtol=1e-5, atol=1e-5)
     lock = lock_models(["hf:zoo-test/carried"])  # and it can be locked like a downloaded one
     assert lock.models[0].revision and any(f.key.endswith("/model.safetensors") for f in lock.models[0].files)
+    # the same folder again (a provisioning script run twice): nothing to do; another folder under that id: one line,
+    # the cached snapshot untouched (it said "has no main ...; it needs <every cached file>, main")
+    assert cli.main(["cache", "import", str(carried), "--as", "hf:zoo-test/carried"]) == 0
+    assert "already cached with the files of" in capsys.readouterr().out
+    other = tmp_path / "usb" / "other-bert"
+    shutil.copytree(carried, other)
+    (other / "README.md").write_text("another model under the same name")
+    assert cli.main(["cache", "import", str(other), "--as", "hf:zoo-test/carried"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is already cached (snapshot" in err and "zoo cache rm hf:zoo-test/carried" in err
+    np.testing.assert_allclose(zoo.load("hf:zoo-test/carried").embed(SAMPLE_TEXTS), want, rtol=1e-5, atol=1e-5)
 
 
 def test_import_dir_refuses_a_folder_a_hf_model_cannot_load_from(hf_only: Path, tmp_path: Path, capsys, no_network: None) -> None:

@@ -95,7 +95,7 @@ def cmd_cache_import(args: argparse.Namespace) -> int:
         if not args.as_id:
             raise _usage(f"{path} is a folder: say which model it holds with --as ID", "cache import")
         done = import_dir(path, args.as_id)
-        print(f"{args.as_id}: {len(done)} file(s) adopted from {path}")
+        print(f"{args.as_id}: {len(done)} file(s) adopted from {path}" if done else f"{args.as_id}: already cached with the files of {path}; nothing to do")
         return 0
     if args.as_id:
         if not path.exists():  # a mistyped folder, not a tar

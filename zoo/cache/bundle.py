@@ -244,6 +244,8 @@ def import_dir(folder: str | Path, model_id: str) -> list[Path]:
         return _adopt_folder(folder, found)
     if not found.files:
         raise InvalidInputError(f"{model_id}: its source lists no files to import.")
+    if found.model_id.source == "hf":  # already cached: a snapshot (and its ref) that the folder cannot be matched to by name
+        return _hf_again(folder, found)
     by_name: dict[str, list[Path]] = {}
     for p in folder.rglob("*"):
         if p.is_file():
@@ -264,6 +266,24 @@ def import_dir(folder: str | Path, model_id: str) -> list[Path]:
         with open(src, "rb") as fh:
             installed.append(install_file(fh, sf.key, None, None, found.model_id.base, check))
     return installed
+
+
+def _hf_again(folder: Path, found: SourceFiles) -> list[Path]:
+    """Import a folder as an ``hf:`` id whose snapshot is cached already: nothing to do when the folder holds the same
+    files (a provisioning script run twice), else a one-line refusal (the cached snapshot is not overwritten)."""
+    snap = next((p for f in found.files for p in [f.path] if "snapshots" in p.parts), None)
+    if snap is None:
+        raise InvalidInputError(f"{found.model_id}: its cached snapshot lists no files; run `zoo cache rm {found.model_id}`, then import again.")
+    root = Path(*snap.parts[: snap.parts.index("snapshots") + 2])
+    cached = {f.path.relative_to(root).as_posix(): f.path for f in found.files if f.path.is_relative_to(root)}
+    given = {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+    same = bool(given) and set(given) <= set(cached) and all(
+        records.sha256_file(given[rel])[0] == records.sha256_file(cached[rel])[0] for rel in given)
+    if not same:
+        raise InvalidInputError(
+            f"{found.model_id} is already cached (snapshot {root.name}) with other files than {folder}; "
+            f"run `zoo cache rm {found.model_id}` first to replace it, or import the folder under another id.")
+    return []
 
 
 def _check_hf_folder(folder: Path, found: SourceFiles) -> None:
