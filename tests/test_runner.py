@@ -637,3 +637,20 @@ def test_a_resumed_run_removes_the_temporary_files_of_the_killed_one(tmp_path, z
         p.write_bytes(b"half a file")
     zoo.run(plan, root, out=out, resume=True, progress=False)
     assert [p for p in stale if p.exists()] == [] and export.exists()
+
+
+def test_group_lrs_of_middle_and_all_are_the_plans_own():
+    """A plan's ``lr["middle"]`` / ``lr["all"]`` is the rate of that selection's top group (x lr_decay per group
+    below it), not dropped for head x decay^distance: an edited ``all: 1e-6`` trains the backbone at 1e-6."""
+    from zoo.runner.stage2 import group_lr
+
+    base = tiny_plan(unfreeze=("all",), lr=0.1)
+    decay = base.lr_decay
+    plan = base.model_copy(update={"lr": {"head": 0.1, "all": 1e-6}})
+    assert [group_lr(plan, i, 9) for i in (8, 7, 0)] == pytest.approx([1e-6, 1e-6 * decay, 1e-6 * decay**8])
+    plan = base.model_copy(update={"unfreeze": ["middle"], "lr": {"head": 0.1, "middle": 1e-3}})
+    assert [group_lr(plan, i, 9) for i in (5, 4, 3)] == pytest.approx([1e-3, 1e-3 * decay, 1e-3 * decay**2])
+    # the recommender's own plans (all = head x decay) keep head x decay^distance for every group
+    rec = zoo.recommend(samples=2000, classes=10)
+    assert rec.unfreeze == ["all"]
+    assert [group_lr(rec, i, 9) for i in range(9)] == pytest.approx([rec.lr["head"] * rec.lr_decay ** (9 - i) for i in range(9)])

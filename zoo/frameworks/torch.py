@@ -22,8 +22,14 @@ _BN = nn.modules.batchnorm._BatchNorm
 
 
 def _keep_bn_eval(module: nn.Module, args: Any) -> None:
-    # forward pre-hook on BatchNorm of frozen groups: inference mode whatever .train() said
+    # forward pre-hook on BatchNorm of frozen groups: inference mode for this call whatever .train() said
+    module.__dict__["_zoo_mode"] = module.training
     module.training = False
+
+
+def _restore_mode(module: nn.Module, args: Any, out: Any) -> None:
+    # its forward hook: the mode .train()/.eval() set comes back, so a group unfrozen later trains in train mode
+    module.training = module.__dict__.pop("_zoo_mode", module.training)
 
 
 def call_model(model: nn.Module, batch: Any) -> Any:
@@ -225,9 +231,13 @@ class TorchBackbone(Backbone):
                 if isinstance(m, _BN):
                     key = id(m)
                     if trainable and key in self._bn_hooks:
-                        self._bn_hooks.pop(key).remove()
+                        for handle in self._bn_hooks.pop(key):
+                            handle.remove()
                     elif not trainable and key not in self._bn_hooks:
-                        self._bn_hooks[key] = m.register_forward_pre_hook(_keep_bn_eval)
+                        self._bn_hooks[key] = (
+                            m.register_forward_pre_hook(_keep_bn_eval),
+                            m.register_forward_hook(_restore_mode, always_call=True),
+                        )
 
     def trainable_parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)

@@ -66,7 +66,8 @@ class Plan(_Frozen):
 
     ``unfreeze`` selects layer groups by position: ``top-i`` is the i-th group from the output,
     ``early-i`` the i-th from the input, ``middle`` the middle third, ``all`` every group. ``lr``
-    maps ``head`` and each selected group to a learning rate; ``lr_decay`` extends it to groups the
+    maps ``head`` and each selected group to a learning rate (``middle`` / ``all``: the rate of the
+    selection's top group, x ``lr_decay`` per group below it); ``lr_decay`` extends it to groups the
     plan could not name (per group further from the head). ``signals`` holds what was measured or
     given; ``rationale`` says why, each line with its source. ``features`` (data mode) is the
     ``.npz`` feature cache of the chosen backbone on the sample, which ``zoo run`` reuses for its

@@ -403,6 +403,19 @@ def fine_tune(backbone: Any, plan: Any, s1: Any, train: tuple[Sequence[Any], np.
 # ---- the run --------------------------------------------------------------------------------------
 
 
+def _bn_note(plan: Any, backbone: Any, groups: Sequence[str]) -> str:
+    """What stage 2 did with BatchNorm, for the report. A TF Hub SavedModel takes one ``training`` flag for all
+    its layers, so it runs in inference mode while any layer group is frozen (:class:`zoo_tfhub.GroupedHubLayer`)."""
+    if plan.bn == "frozen-stats":
+        return "BatchNorm in inference mode"
+    if getattr(backbone, "hub_layer", None) is not None and (len(groups) < len(backbone.layer_groups) or plan.schedule.gradual_unfreeze):
+        return ("BatchNorm in inference mode while any layer group is frozen, although the plan says train: "
+                "a TF Hub SavedModel takes one training flag for all its layers")
+    return "BatchNorm of unfrozen groups trains"
+
+
+
+
 def run(
     plan: Any, data: Any, ds: Any, backbone: Any, *, out: Path, resume: bool, epochs: int | None, seed: int, batch_size: int | None, val_frac: float, progress: bool,
     refit: bool = True, stamp: dict[str, Any] | None = None,
@@ -480,7 +493,7 @@ def run(
         backbone=plan.backbone, data=str(data), samples=ds.n, classes=n_classes, train=len(tr), val=len(va), skipped_unreadable=ds.skipped,
         strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=res, seed=seed, features_cached=fs.cached,
         features=str(fs.path), stage1=stage1, history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
-        notes=[f"Keras stage 2 on fit ({'BatchNorm in inference mode' if plan.bn == 'frozen-stats' else 'BatchNorm of unfrozen groups trains'}); per-group learning rates as one optimizer per layer group."]
+        notes=[f"Keras stage 2 on fit ({_bn_note(plan, backbone, groups)}); per-group learning rates as one optimizer per layer group."]
         + ([f"{plan.backbone} takes {res} px inputs only; the plan's resolution {plan.resolution} was not used."] if plan.resolution and plan.resolution != res else [])
         + ([concat_note] if concat_note else []) + report.refit_note(stage1),
     )

@@ -76,10 +76,20 @@ def resolve_selectors(selectors: Sequence[str], n: int) -> list[int]:
 
 
 def group_lr(plan: Any, index: int, n: int) -> float:
-    """Learning rate of group ``index``: the plan's own for the selector naming it, else head LR x decay^distance."""
+    """Learning rate of group ``index``: the plan's own for the selector naming it, else head LR x decay^distance.
+
+    ``top-i`` / ``early-i`` name one group: its rate. ``middle`` / ``all`` name several: the rate is the
+    selector's top group's, x ``lr_decay`` per group below it (the recommender writes ``all`` as head x decay,
+    which is then exactly head x decay^distance for every group).
+    """
     for sel in (f"top-{n - index}", f"early-{index + 1}"):
         if sel in plan.lr:
             return float(plan.lr[sel])
+    for sel in ("middle", "all"):
+        if sel in plan.lr:
+            named = resolve_selectors([sel], n)
+            if index in named:
+                return float(plan.lr[sel]) * plan.lr_decay ** (max(named) - index)
     return float(plan.lr["head"]) * plan.lr_decay ** (n - index)
 
 

@@ -349,3 +349,30 @@ def test_a_download_that_cannot_reach_the_network_is_one_line(zoo_home: Path, no
         zoo.load(f"tfhub:{HANDLE}")
     text = str(info.value)
     assert "\n" not in text and URL in text and "Name or service not known" in text and "ZOO_OFFLINE=1" in text
+
+
+def test_zoo_run_with_trained_batchnorm_and_frozen_groups_reports_inference_mode(saved_model: Path, zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    """A plan with ``bn: train`` that leaves groups frozen: the SavedModel takes one training flag, so its BatchNorm
+    statistics stay fixed, and report.md says so instead of 'BatchNorm of unfrozen groups trains'."""
+    from zoo.recommender.plan import Optimizer, Schedule
+    from zoo.runner.keras_model import build_classifier
+
+    put_in_hub_cache(saved_model, Path(os.environ["TFHUB_CACHE_DIR"]))
+    data = write_photo_folder(tmp_path / "photos", per_class=4)
+    base = zoo.recommend(samples=12, classes=3, domain="natural")
+    plan = base.model_copy(update={
+        "backbone": f"tfhub:{HANDLE}", "strategy": "lp-ft", "unfreeze": ["top-1"], "resolution": 224, "bn": "train",
+        "lr": {"head": 1e-2, "top-1": 1e-2}, "optimizer": Optimizer(name="sgd", momentum=0.9, weight_decay=0.0),
+        "schedule": Schedule(epochs=1, batch_size=4, steps=2, warmup_frac=0.0, early_stop_patience=0),
+        "augment": base.augment.model_copy(update={"hflip": False, "random_resized_crop": False, "trivial_augment": False, "mixup": 0.0}),
+    })
+    out = tmp_path / "run"
+    zoo.run(plan, data, out=out, seed=0, progress=False, refit=False)
+    bb = zoo.load(f"tfhub:{HANDLE}")
+    before = {v.name: v.numpy().copy() for v in bb.hub_layer.weights}
+    build_classifier(bb, 3, inference_bn=True).load_weights(str(out / "checkpoints" / "epoch-0001" / "model.weights.h5"))
+    moved = {v.name for v in bb.hub_layer.weights if not np.array_equal(before[v.name], v.numpy())}
+    assert moved == {"block1_bn/gamma:0", "block1_bn/beta:0"}  # the unfrozen group's weights, not its statistics
+    report = (out / "report.md").read_text()
+    assert "BatchNorm of unfrozen groups trains" not in report
+    assert "BatchNorm in inference mode while any layer group is frozen" in report

@@ -242,6 +242,36 @@ def test_frozen_batchnorm_keeps_statistics(lite0) -> None:
         bb.model.eval()
 
 
+def test_a_group_unfrozen_while_training_trains_its_batchnorm(lite0) -> None:
+    """Gradual unfreezing without calling train() again: the frozen-group hook keeps BatchNorm in inference mode
+    for each forward only, so once the group is unfrozen its BatchNorm follows the model's train mode again."""
+    bb = lite0
+    bns = [m for m in bb.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    saved = [(m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone()) for m in bns]
+    x = bb.preprocess([sample_image("chelsea"), sample_image("coffee")], train=True)
+    clf = bb.with_head(num_classes=2)
+    clf.train()
+    try:
+        bb.freeze()
+        with torch.no_grad():
+            clf(x)  # epoch 1: the head only; every BatchNorm in inference mode
+        assert all(m.training for m in bns)  # the mode train() set is kept between forwards
+        bb.unfreeze(top=1)  # the top group (conv_head, bn2) joins; the loop goes on in train mode
+        top = bb.model.bn2
+        before = top.running_mean.clone()
+        with torch.no_grad():
+            clf(x)
+        assert top.training and not torch.equal(top.running_mean, before), "the unfrozen group's BatchNorm stayed in inference mode"
+        assert torch.equal(bb.model.bn1.running_mean, saved[bns.index(bb.model.bn1)][0])  # the frozen stem's did not move
+    finally:
+        for m, (mean, var, n) in zip(bns, saved):  # restore for the other tests on this shared backbone
+            m.running_mean.copy_(mean)
+            m.running_var.copy_(var)
+            m.num_batches_tracked.copy_(n)
+        bb.freeze()
+        bb.model.eval()
+
+
 def test_stage_features(lite0) -> None:
     imgs = [sample_image("chelsea"), sample_image("astronaut")]
     feats = lite0.stage_features(imgs, batch_size=1)

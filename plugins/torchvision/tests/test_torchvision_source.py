@@ -439,3 +439,18 @@ def test_bare_id_info_is_the_enum_default():
     default = tvm.get_model_weights("resnet50").DEFAULT
     assert zoo.info("torchvision:resnet50").id == f"torchvision:resnet50.{default.name}"
     assert zoo.info("torchvision:resnet50").default
+
+
+def test_inception_v3_as_loaded_trains_with_its_four_groups(tv: Path, no_network: None) -> None:
+    """torchvision's builder keeps Inception v3's auxiliary classifier when it loads weights: zoo drops it,
+    so a with_head model returns logits in train mode too, and the groups are the catalog's four."""
+    member = tvm.Inception_V3_Weights.IMAGENET1K_V1
+    write_random_checkpoint("inception_v3", member)
+    bb = zoo.load("torchvision:inception_v3.IMAGENET1K_V1")
+    assert [g.name for g in bb.layer_groups] == ["stem", "stage1", "stage2", "stage3"]
+    assert bb.card.layer_groups == len(bb.layer_groups)
+    assert _arch.coverage_problems(bb.model, bb.layer_groups) == []
+    bb.unfreeze(top=1)
+    clf = bb.with_head(num_classes=3).train()
+    out = clf(torch.randn(2, 3, 299, 299))
+    assert isinstance(out, torch.Tensor) and tuple(out.shape) == (2, 3)

@@ -148,6 +148,14 @@ def to_feature_model(model: nn.Module, name: str, num_classes: int | None) -> Su
     Returns:
         The removed head (``None`` where there is no linear head) and the feature size.
     """
+    if getattr(model, "aux_logits", False):
+        # get_model keeps Inception v3's auxiliary classifier when it loads the weights (aux_logits=True):
+        # in train mode the model then returns InceptionOutputs(logits, aux), and AuxLogits holds 3.3M
+        # parameters no feature uses. Drop it as torchvision's builders do for aux_logits=False.
+        model.aux_logits = False
+        for attr in ("AuxLogits", "aux1", "aux2"):
+            if getattr(model, attr, None) is not None:
+                setattr(model, attr, None)
     if num_classes is None and hasattr(model, "features") and hasattr(model, "classifier"):
         # weights with only a valid feature extractor: global-average-pool the feature map
         dim = _last_channels(model.features)
