@@ -205,6 +205,14 @@ class KerasBackbone(Backbone):
 
     def _set_group_trainable(self, group: LayerGroup, trainable: bool) -> None:
         # BatchNormalization with trainable=False runs in inference mode whatever `training` says.
+        if trainable and not self.model.trainable:
+            # the Keras guide's first step, `base_model.trainable = False`, freezes the model as a whole: none of its
+            # weights trains (nor counts) until the model itself is trainable again. Setting that flag reaches every
+            # layer below it, so each layer's own flag is put back before the group's are set
+            flags = [(layer, layer.trainable) for layer in _sublayers(self.model)]
+            self.model.trainable = True
+            for layer, flag in flags:
+                layer.trainable = flag
         for layer in group.modules:
             layer.trainable = trainable
 
@@ -287,3 +295,13 @@ class KerasBackbone(Backbone):
                 idx = np.argsort(-row)[: min(int(top_k), len(row))]
                 results.append([(names[i], float(row[i])) for i in idx])
         return results
+
+
+def _sublayers(model: Any) -> list[Any]:
+    """Every layer nested in ``model``, each before the layers inside it (so flags set in this order stick)."""
+    out, stack = [], list(reversed(getattr(model, "layers", []) or []))
+    while stack:
+        layer = stack.pop()
+        out.append(layer)
+        stack.extend(reversed(getattr(layer, "layers", []) or []))
+    return out

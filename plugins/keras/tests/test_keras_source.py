@@ -328,3 +328,21 @@ class TestKerasPluginContract(PluginContract):
     @pytest.fixture
     def plugin_name(self) -> str:
         return "keras"
+
+
+def test_unfreeze_after_the_keras_guides_model_level_freeze(small_weights: Path) -> None:
+    """`bb.model.trainable = False` (the Keras transfer-learning guide's first step), then `unfreeze(top=2)`: the top two
+    groups train and count, as after `bb.freeze()`. It reported 0 trainable parameters while param_groups and the
+    with_head model trained 16 variables."""
+    bb = zoo.load(f"keras:{SMALL}.imagenet", weights=str(small_weights))
+    sizes = _group_sizes(bb)
+    bb.model.trainable = False
+    assert bb.trainable_parameter_count() == 0
+    bb.unfreeze(top=2)
+    assert bb.trainable_parameter_count() == sum(sizes[-2:])
+    assert sum(int(np.prod(v.shape)) for g in bb.param_groups(0.1) for v in g["variables"]) == sum(sizes[-2:])
+    frozen = [layer for g in bb.layer_groups[:-2] for layer in g.modules]
+    assert frozen and not any(layer.trainable for layer in frozen)
+    clf = bb.with_head(3)
+    head = sum(int(np.prod(v.shape)) for v in clf.trainable_weights) - sum(sizes[-2:])
+    assert head == bb.feature_dim * 3 + 3
