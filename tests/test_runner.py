@@ -637,3 +637,32 @@ def test_a_resumed_run_removes_the_temporary_files_of_the_killed_one(tmp_path, z
         p.write_bytes(b"half a file")
     zoo.run(plan, root, out=out, resume=True, progress=False)
     assert [p for p in stale if p.exists()] == [] and export.exists()
+
+
+def test_run_reads_the_data_once_and_keeps_every_readable_image(tmp_path, monkeypatch):
+    """zoo run's data: one pass over the folder (each file opened once for its header and once to decode it), every
+    readable image kept. It used to read a recommender-sized sample first and then the whole folder again with
+    max_samples = n; a truncated file in that sample made n fall short of the readable files, so the second
+    stratified draw dropped readable images (here 8 of 24) without a word."""
+    from PIL import Image
+
+    from zoo.recommender.data import load_dataset
+    from zoo.runner import pipeline
+    from zoo.testing import write_photo_folder
+
+    root = write_photo_folder(tmp_path / "photos", per_class=8, side=32, min_crop=32)
+    for cls in ("chelsea", "coffee", "astronaut"):
+        data = (root / cls / "000.png").read_bytes()
+        for j in range(4):  # a readable header, truncated pixels: skipped when decoded
+            (root / cls / f"cut{j}.png").write_bytes(data[: len(data) // 2])
+    monkeypatch.setattr(pipeline, "RECOMMENDER_MAX_SAMPLES", 30)  # the sample holds most of the 36 files
+    opened: list[str] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: (opened.append(str(fp)), real_open(fp, *a, **k))[1])
+    ds = pipeline._dataset(root)
+    assert len(ds.items) == ds.n == 24 and ds.skipped == 12
+    assert sorted(str(p.relative_to(root)) for p in ds.items) == sorted(f"{c}/{j:03d}.png" for c in ("chelsea", "coffee", "astronaut") for j in range(8))
+    assert len(opened) == 2 * 36, f"{len(opened)} opens of 36 files"
+    # the fingerprint (the feature cache's key) of data no larger than the recommender's sample is the recommender's
+    monkeypatch.setattr(pipeline, "RECOMMENDER_MAX_SAMPLES", 2000)
+    assert pipeline._dataset(root).fingerprint == load_dataset(root, max_samples=2000).fingerprint

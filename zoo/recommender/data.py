@@ -110,8 +110,14 @@ def skipped_what(path: str | Path) -> str:
     return "row(s) without a text or a label" if Path(path).suffix.lower() in TABULAR else "unreadable file(s)"
 
 
-def load_dataset(path: str | Path, max_samples: int = 2000, seed: int = 0, text_column: str | None = None, label_column: str | None = None) -> Dataset:
+def load_dataset(
+    path: str | Path, max_samples: int = 2000, seed: int = 0, text_column: str | None = None, label_column: str | None = None, whole: bool = False
+) -> Dataset:
     """Read ``path`` (image folder, ``.csv``/``.tsv``/``.jsonl``) and draw the stratified sample.
+
+    ``whole``: keep every readable item (what ``zoo run`` trains on), in one pass over the data; the
+    fingerprint is that of a sample of ``max(max_samples, n)`` items, so data of at most
+    ``max_samples`` items has the fingerprint (and the feature cache) of the recommender's sample.
 
     Raises:
         InvalidInputError: missing path, no items, one class, more classes than items, a class
@@ -121,9 +127,9 @@ def load_dataset(path: str | Path, max_samples: int = 2000, seed: int = 0, text_
     if not p.exists():
         raise InvalidInputError(f"{p}: no such file or folder; pass an image folder (one sub-folder per class) or a CSV/JSONL file.")
     if p.is_dir():
-        return _image_folder(p, max_samples, seed)
+        return _image_folder(p, max_samples, seed, whole)
     if p.suffix.lower() in TABULAR:
-        return _table(p, max_samples, seed, text_column, label_column)
+        return _table(p, max_samples, seed, text_column, label_column, whole)
     raise InvalidInputError(f"{p}: not a folder or a .csv/.tsv/.jsonl file; pass an image folder (one sub-folder per class) or a table of text and label.")
 
 
@@ -163,7 +169,7 @@ def stratified_sample(labels: np.ndarray, max_samples: int, seed: int = 0, min_p
     return np.concatenate(out)
 
 
-def _image_folder(p: Path, max_samples: int, seed: int) -> Dataset:
+def _image_folder(p: Path, max_samples: int, seed: int, whole: bool = False) -> Dataset:
     from PIL import Image, UnidentifiedImageError
 
     class_dirs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -191,6 +197,8 @@ def _image_folder(p: Path, max_samples: int, seed: int) -> Dataset:
     lab = np.array([labels[i] for i in ok], dtype=np.int64)
     counts = {name: int((lab == ci).sum()) for ci, name in enumerate(names)}
     _check_classes(p, counts, "image")
+    if whole:
+        max_samples = max(max_samples, len(lab))
     pick = stratified_sample(lab, max_samples, seed)
     items: list[Any] = []
     keep_labels: list[int] = []
@@ -281,7 +289,7 @@ def _pick_column(p: Path, columns: list[str], wanted: str | None, known: tuple[s
     raise InvalidInputError(f"{p}: no {what} column (looked for {', '.join(known)}; found {', '.join(columns) or 'none'}); rename the {what} column to {known[0]!r}.")
 
 
-def _table(p: Path, max_samples: int, seed: int, text_column: str | None, label_column: str | None) -> Dataset:
+def _table(p: Path, max_samples: int, seed: int, text_column: str | None, label_column: str | None, whole: bool = False) -> Dataset:
     rows = _rows(p)
     if not rows:
         jsonl = p.suffix.lower() in (".jsonl", ".ndjson")
@@ -307,6 +315,8 @@ def _table(p: Path, max_samples: int, seed: int, text_column: str | None, label_
     y_all = np.array([index[r] for r in raw], dtype=np.int64)
     counts = {n: int((y_all == i).sum()) for i, n in enumerate(names)}
     _check_classes(p, counts, "row")
+    if whole:
+        max_samples = max(max_samples, len(y_all))
     pick = stratified_sample(y_all, max_samples, seed)
     items = [texts[int(i)] for i in pick]
     y = y_all[pick]

@@ -85,10 +85,10 @@ def mid_group(plan: Any, backbone: Any, fs: Any) -> tuple[str | None, str | None
 def _dataset(data: Any) -> Any:
     from zoo.recommender.data import load_dataset
 
-    ds = load_dataset(data, max_samples=RECOMMENDER_MAX_SAMPLES)
-    if len(ds.items) < ds.n:  # the recommender saw a sample; training uses everything
-        ds = load_dataset(data, max_samples=ds.n)
-    return ds
+    # training uses every readable item (the recommender saw a sample), read in one pass; the fingerprint is the
+    # recommender's for data of at most its sample size (a sample first, then load_dataset(max_samples=n), listed and
+    # opened every file twice, and when the sample held a truncated file, n fell short and dropped readable items)
+    return load_dataset(data, max_samples=RECOMMENDER_MAX_SAMPLES, whole=True)
 
 
 def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
