@@ -162,7 +162,8 @@ def _flops(backbone: Any, batch: Any) -> float | None:
 
 
 def extract(
-    backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 32, count_flops: bool = True
+    backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 32, count_flops: bool = True,
+    positions: np.ndarray | None = None, size: int | None = None,
 ) -> FeatureSet:
     """Pooled output of every layer group (and the source head's logits) in one forward pass.
 
@@ -170,12 +171,22 @@ def extract(
     last one to run, pooled over space (CNN) or over real tokens (text). Images are resized to
     ``resolution`` (shorter side, bicubic) and centre-cropped; text uses the backbone's tokenizer.
     ``count_flops``: also count one item's forward FLOPs (``meta["flops_per_item"]``; a traced
-    extra forward of one item).
+    extra forward of one item). ``positions``, ``size``: item ``i``'s rows go to row ``positions[i]`` of
+    arrays of ``size`` rows (the other rows are left for the caller to fill; ``labels`` stay the items').
     """
     if getattr(backbone, "framework", "torch") != "torch":  # Keras / TF Hub: same format, same preprocessing
         from zoo.runner.keras_run import extract as keras_extract
 
-        return keras_extract(backbone, items, labels, resolution=resolution, batch_size=batch_size, count_flops=count_flops)
+        fs = keras_extract(backbone, items, labels, resolution=resolution, batch_size=batch_size, count_flops=count_flops)
+        if positions is not None:
+            def spread(a: np.ndarray) -> np.ndarray:
+                out = np.empty((int(size if size is not None else len(items)), *a.shape[1:]), dtype=np.float32)
+                out[positions] = a
+                return out
+
+            fs.groups = {k: spread(v) for k, v in fs.groups.items()}
+            fs.logits = None if fs.logits is None else spread(fs.logits)
+        return fs
     import torch
 
     from zoo.frameworks.torch import move, pool_output
@@ -220,14 +231,17 @@ def extract(
     outs: dict[str, np.ndarray] = {}
     batches: dict[str, int] = {n: 0 for n in names}  # batches that gave this group an output
     logits_out: np.ndarray | None = None
-    n_items = len(items)
+    n_rows = len(items) if positions is None or size is None else int(size)
     n_batches = 0
 
     def put(into: np.ndarray | None, rows: Any, start: int) -> np.ndarray:
         rows = np.asarray(rows)
         if into is None:
-            into = np.empty((n_items, *rows.shape[1:]), dtype=np.float32)
-        into[start : start + len(rows)] = rows
+            into = np.empty((n_rows, *rows.shape[1:]), dtype=np.float32)
+        if positions is None:
+            into[start : start + len(rows)] = rows
+        else:
+            into[positions[start : start + len(rows)]] = rows
         return into
 
     t0 = time.perf_counter()
@@ -339,16 +353,26 @@ def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size
     else:
         idx = np.asarray(part.index, dtype=np.int64)
         rest = np.setdiff1d(np.arange(n), idx)
-        parts = [(idx, part)]
         meta = {k: v for k, v in part.meta.items() if k not in ("fingerprint", "preprocessing", "classes", "format", "groups", "backbone", "of")}
         if len(rest):
+            # the other rows are extracted straight into sample-sized arrays, then the sub-sample's rows are put in:
+            # the sample's features exist once (extracting the rest, then merging both parts into new arrays, held them twice)
             new = extract(
                 backbone, [dataset.items[int(i)] for i in rest], np.asarray(dataset.labels)[rest], resolution=resolution, batch_size=batch_size,
-                count_flops=not part.meta.get("flops_per_item"),
+                count_flops=not part.meta.get("flops_per_item"), positions=rest, size=n,
             )
-            parts.append((rest, new))
             meta = dict(new.meta, seconds=new.meta["seconds"], flops_per_item=new.meta["flops_per_item"] or part.meta.get("flops_per_item"))
-        fs = _merge(n, parts, dataset.labels)
+            groups = {}
+            for g in [g for g in part.groups if g in new.groups]:  # the groups both have, in the file's order
+                groups[g] = new.groups.pop(g)
+                groups[g][idx] = part.groups.pop(g)
+            logits = None
+            if new.logits is not None and part.logits is not None:
+                logits = new.logits
+                logits[idx] = part.logits
+            fs = FeatureSet(part.backbone, groups, np.asarray(dataset.labels, dtype=np.int64), logits, {})
+        else:
+            fs = _merge(n, [(idx, part)], dataset.labels)
         fs.meta = dict(meta, n=n, reused=len(idx), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     fs.meta.update(fingerprint=dataset.fingerprint, preprocessing=prep, classes=list(dataset.classes))
     save(fs, key)
