@@ -666,3 +666,34 @@ def test_run_reads_the_data_once_and_keeps_every_readable_image(tmp_path, monkey
     # the fingerprint (the feature cache's key) of data no larger than the recommender's sample is the recommender's
     monkeypatch.setattr(pipeline, "RECOMMENDER_MAX_SAMPLES", 2000)
     assert pipeline._dataset(root).fingerprint == load_dataset(root, max_samples=2000).fingerprint
+
+
+@pytest.mark.parametrize("strategy", ["linear-probe", "lp-concat"])
+def test_stage1_reads_only_the_features_it_fits_on_from_the_cache(tmp_path, zoo_home, no_network, monkeypatch, strategy):
+    """A run's stage 1 fits on the final features (and lp-concat's middle group); it used to read every group and the
+    source head's logits from the cache (EfficientNet-Lite0: 12 KB an image, against 5) and hold them through stage 2."""
+    from zoo.recommender import features as F
+    from zoo.recommender.data import load_dataset
+    from zoo.runner.stage1 import concat_group
+
+    root = digits(tmp_path, 100)
+    bb = zoo.load(LITE0)
+    whole = F.features_for(bb, load_dataset(root), 64)  # what zoo recommend (or an earlier run) left behind
+    names = list(whole.groups)
+    read: list[str] = []
+    real = np.lib.npyio.NpzFile.__getitem__
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", lambda self, key: (read.append(key), real(self, key))[1])
+    held = {}
+    real_probe = __import__("zoo.runner.stage1", fromlist=["probe"]).probe
+
+    def probe(fs, *a, **k):
+        held.update(groups=list(fs.groups), logits=fs.logits is not None)
+        return real_probe(fs, *a, **k)
+
+    monkeypatch.setattr("zoo.runner.stage1.probe", probe)
+    r = zoo.run(tiny_plan(strategy=strategy, unfreeze=(), epochs=0), root, out=tmp_path / "run")
+    assert r.features_cached
+    want = [names[-1]] if strategy == "linear-probe" else [concat_group(names), names[-1]]
+    assert held == {"groups": want, "logits": False}
+    arrays = sorted(k for k in read if k.startswith("group_") or k == "logits")
+    assert arrays == sorted(f"group_{names.index(g):02d}" for g in want), arrays

@@ -34,7 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,18 +111,24 @@ def save(fs: FeatureSet, key: str) -> Path:
     return path
 
 
-def load(key: str) -> FeatureSet | None:
-    """The cached features under ``key``, or ``None`` when absent or unreadable."""
+def load(key: str, only: Collection[str] | None = None) -> FeatureSet | None:
+    """The cached features under ``key``, or ``None`` when absent or unreadable.
+
+    ``only``: read just these groups and the final one, and no logits (``zoo run``'s stage 1 reads the final
+    features, and lp-concat's middle group: EfficientNet-Lite0's 9 groups and 1000 logits are 12 KB an image, the
+    final features 5). The file's ``meta["groups"]`` still names every group it holds.
+    """
     path = cache_path(key)
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(path, allow_pickle=False) as z:  # an NpzFile reads an array when it is asked for
             meta = json.loads(str(z["meta"]))
             if meta.get("format") != FORMAT:
                 return None
-            groups = {name: z[f"group_{i:02d}"] for i, name in enumerate(meta["groups"])}
-            logits = z["logits"] if "logits" in z.files else None
+            last = len(meta["groups"]) - 1
+            groups = {name: z[f"group_{i:02d}"] for i, name in enumerate(meta["groups"]) if only is None or name in only or i == last}
+            logits = z["logits"] if "logits" in z.files and only is None else None
             labels = z["labels"]
             index = z["index"] if "index" in z.files else None
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
@@ -276,9 +282,10 @@ def extract(
     return FeatureSet(str(backbone.id), ordered, np.asarray(labels, dtype=np.int64), logits_out, meta)
 
 
-def cached(backbone: Any, dataset: Any, resolution: int | None) -> FeatureSet | None:
-    """The cached features of ``dataset``'s whole sample for ``backbone``, or ``None`` (nothing is extracted)."""
-    hit = load(cache_key(str(backbone.id), dataset.fingerprint, preprocessing_for(backbone, resolution)))
+def cached(backbone: Any, dataset: Any, resolution: int | None, only: Collection[str] | None = None) -> FeatureSet | None:
+    """The cached features of ``dataset``'s whole sample for ``backbone``, or ``None`` (nothing is extracted);
+    ``only``: see :func:`load`."""
+    hit = load(cache_key(str(backbone.id), dataset.fingerprint, preprocessing_for(backbone, resolution)), only)
     if hit is not None and hit.index is None and np.array_equal(hit.labels, dataset.labels):
         return hit
     return None
@@ -320,7 +327,9 @@ def _merge(n: int, parts: Sequence[tuple[np.ndarray, FeatureSet]], labels: np.nd
     return FeatureSet(first.backbone, groups, np.asarray(labels, dtype=np.int64), logits, {})
 
 
-def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size: int = 32, rows: np.ndarray | None = None) -> FeatureSet:
+def features_for(
+    backbone: Any, dataset: Any, resolution: int | None, batch_size: int = 32, rows: np.ndarray | None = None, only: Collection[str] | None = None
+) -> FeatureSet:
     """Cached features of ``dataset``'s sample for ``backbone``, extracting and saving them on a miss.
 
     ``rows``: only these positions of the sample (a sub-sample, e.g. the recommender's ranking
@@ -328,11 +337,13 @@ def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size
     sub-sample file. Without ``rows`` (what ``zoo run`` asks for), a miss reuses the sub-sample
     file's rows and extracts only the others; the whole-sample file it saves covers the sample in
     order, as a single pass would (``meta["reused"]`` says how many rows came from the sub-sample).
+    ``only`` (whole sample only): return just these groups and the final one, without logits (see :func:`load`);
+    a miss still extracts and saves them all.
     """
     prep = preprocessing_for(backbone, resolution)
     key = cache_key(str(backbone.id), dataset.fingerprint, prep)
     n = len(dataset.items)
-    whole = cached(backbone, dataset, resolution)
+    whole = cached(backbone, dataset, resolution, only if rows is None else None)
     if rows is not None:
         rows = np.asarray(rows, dtype=np.int64)
         if whole is not None:
@@ -376,4 +387,8 @@ def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size
         fs.meta = dict(meta, n=n, reused=len(idx), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     fs.meta.update(fingerprint=dataset.fingerprint, preprocessing=prep, classes=list(dataset.classes))
     save(fs, key)
+    if only is not None:
+        last = list(fs.groups)[-1] if fs.groups else None
+        fs.groups = {g: a for g, a in fs.groups.items() if g in only or g == last}
+        fs.logits = None
     return fs

@@ -367,7 +367,12 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
         s1_acc, s1_pred, feats_cached, feats_path = stage1["val_acc"], np.asarray(stage1["val_pred"]), False, None
         feats_reused = 0
     else:
-        fs = features_for(backbone, ds, res)
+        # stage 1 (and its refit, after stage 2) reads the final features and lp-concat's middle group only: the other
+        # groups and the source head's logits are neither read from the cache nor held through fine-tuning
+        from zoo.runner.stage1 import concat_group
+
+        names = [g.name for g in backbone.layer_groups]
+        fs = features_for(backbone, ds, res, only={concat_group(names)} if plan.strategy == "lp-concat" and len(names) > 1 else set())
         mid, concat_note = mid_group(plan, backbone, fs)
         s1 = probe(fs, ds.labels, tr, va, n_classes, group=mid)
         if refit and not stage2:  # the probe is the saved model
