@@ -731,3 +731,33 @@ def test_stage1_holds_the_training_rows_in_float64_about_once(how, most):
     out = subprocess.run([sys.executable, "-c", _STAGE1_MEMORY, how], capture_output=True, text=True, check=True)
     copies = float(out.stdout.split()[-1])
     assert copies < most, f"{how}: peak {copies:.2f} float64 copies of the training rows"
+
+
+@pytest.mark.parametrize("ranked", [False, True])
+def test_a_run_on_data_larger_than_the_recommenders_sample_reuses_its_rows(tmp_path, zoo_home, no_network, monkeypatch, ranked):
+    """zoo recommend measures a stratified sample (2000 items by default); zoo run trains on every item. On data larger
+    than the sample the run's fingerprint differs, and it extracted every item again, the sample's included (a folder
+    of 2005 images: all 2005 re-extracted, 42 s here). It now finds the sample's file (or its ranking sub-sample's)
+    by the sample's fingerprint and extracts only the other items; the file it writes is a single pass's."""
+    from zoo.recommender import features as F
+    from zoo.recommender.data import load_dataset
+    from zoo.runner import pipeline
+
+    root = digits(tmp_path, 60)
+    monkeypatch.setattr(pipeline, "RECOMMENDER_MAX_SAMPLES", 40)
+    bb = zoo.load(LITE0)
+    sample = load_dataset(root, max_samples=40)  # what zoo recommend --data measured
+    rows = np.arange(0, len(sample.items), 2) if ranked else None  # several candidates: ranked on a sub-sample of it
+    F.features_for(bb, sample, 64, rows=rows)
+    extracted: list[int] = []
+    real = F.extract
+    monkeypatch.setattr(F, "extract", lambda backbone, items, *a, **k: (extracted.append(len(items)), real(backbone, items, *a, **k))[1])
+    r = zoo.run(tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0), root, out=tmp_path / "run")
+    reused = len(rows) if ranked else len(sample.items)
+    assert extracted == [60 - reused] and not r.features_cached
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["features_cached"] is False
+    whole = F.cached(bb, load_dataset(root, max_samples=40, whole=True), 64)
+    assert whole is not None and whole.meta["reused"] == reused
+    single = real(bb, load_dataset(root, max_samples=40, whole=True).items, whole.labels, resolution=64)
+    for g in single.groups:
+        np.testing.assert_allclose(whole.groups[g], single.groups[g], rtol=1e-4, atol=1e-5)

@@ -86,6 +86,23 @@ class Dataset:
             return None
         return int(np.median([min(w, h) for w, h in self.image_sizes]))
 
+    def sample_fingerprint(self, max_samples: int, seed: int = 0) -> tuple[np.ndarray, str]:
+        """Positions of the stratified sample ``load_dataset(path, max_samples, seed)`` draws, and its fingerprint,
+        computed from these items (nothing is decoded). They are that sample's when every file whose header reads
+        also decodes (a truncated file shifts the draw; the fingerprint then matches nothing)."""
+        pick = stratified_sample(self.labels, max_samples, seed)
+        if self.modality == "text":
+            h = hashlib.sha256(f"text|{max_samples}|{seed}".encode())
+            for j in pick:
+                h.update(hashlib.sha1(str(self.items[int(j)]).encode("utf-8")).digest() + f"|{int(self.labels[int(j)])}\n".encode())
+            return pick, h.hexdigest()
+        h = hashlib.sha256(f"images|{max_samples}|{seed}".encode())
+        for j in pick:
+            f = Path(self.items[int(j)])
+            st = f.stat()
+            h.update(f"{f.relative_to(self.path)}|{st.st_size}|{st.st_mtime_ns}|{int(self.labels[int(j)])}\n".encode())
+        return pick, h.hexdigest()
+
     def summary(self) -> dict[str, Any]:
         """What the plan records about the data."""
         out: dict[str, Any] = {

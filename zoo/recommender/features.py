@@ -327,8 +327,37 @@ def _merge(n: int, parts: Sequence[tuple[np.ndarray, FeatureSet]], labels: np.nd
     return FeatureSet(first.backbone, groups, np.asarray(labels, dtype=np.int64), logits, {})
 
 
+def _sample_rows(backbone: Any, dataset: Any, prep: dict[str, Any], sample: int) -> FeatureSet | None:
+    """The rows the recommender extracted from its ``sample``-item sample of ``dataset`` (a larger, whole dataset),
+    with ``index`` their positions in ``dataset``: its whole-sample file, else its sub-sample file. ``None`` when the
+    sample's fingerprint matches no file (another backbone, preprocessing or data, or none was left)."""
+    if len(dataset.labels) <= sample or not hasattr(dataset, "sample_fingerprint"):
+        return None
+    try:
+        pick, fingerprint = dataset.sample_fingerprint(sample)
+    except OSError:
+        return None
+    bid = str(backbone.id)
+    labels = np.asarray(dataset.labels)
+    fs = load(cache_key(bid, fingerprint, prep))
+    if fs is not None and fs.index is None and fs.backbone == bid and np.array_equal(fs.labels, labels[pick]):
+        fs.index = np.asarray(pick, dtype=np.int64)
+        return fs
+    fs = load(cache_key(bid, f"{fingerprint}|rows", prep))
+    if fs is None or fs.index is None or fs.backbone != bid or fs.meta.get("of") != len(pick):
+        return None
+    idx = np.asarray(fs.index, dtype=np.int64)
+    if len(idx) != len(fs.labels) or len(np.unique(idx)) != len(idx) or (len(idx) and (idx.min() < 0 or idx.max() >= len(pick))):
+        return None
+    if not np.array_equal(labels[pick[idx]], fs.labels):
+        return None
+    fs.index = np.asarray(pick[idx], dtype=np.int64)
+    return fs
+
+
 def features_for(
-    backbone: Any, dataset: Any, resolution: int | None, batch_size: int = 32, rows: np.ndarray | None = None, only: Collection[str] | None = None
+    backbone: Any, dataset: Any, resolution: int | None, batch_size: int = 32, rows: np.ndarray | None = None, only: Collection[str] | None = None,
+    sample: int | None = None,
 ) -> FeatureSet:
     """Cached features of ``dataset``'s sample for ``backbone``, extracting and saving them on a miss.
 
@@ -338,7 +367,8 @@ def features_for(
     file's rows and extracts only the others; the whole-sample file it saves covers the sample in
     order, as a single pass would (``meta["reused"]`` says how many rows came from the sub-sample).
     ``only`` (whole sample only): return just these groups and the final one, without logits (see :func:`load`);
-    a miss still extracts and saves them all.
+    a miss still extracts and saves them all. ``sample`` (whole sample only): the size of the sample ``zoo
+    recommend`` measured; when ``dataset`` is larger, the rows extracted for that sample are reused too.
     """
     prep = preprocessing_for(backbone, resolution)
     key = cache_key(str(backbone.id), dataset.fingerprint, prep)
@@ -359,6 +389,8 @@ def features_for(
     if whole is not None:
         return whole
     part = _cached_rows(backbone, dataset, prep)
+    if part is None and sample is not None:
+        part = _sample_rows(backbone, dataset, prep, sample)
     if part is None or not len(part.index):
         fs = extract(backbone, dataset.items, dataset.labels, resolution=resolution, batch_size=batch_size)
     else:

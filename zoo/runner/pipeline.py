@@ -372,7 +372,8 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
         from zoo.runner.stage1 import concat_group
 
         names = [g.name for g in backbone.layer_groups]
-        fs = features_for(backbone, ds, res, only={concat_group(names)} if plan.strategy == "lp-concat" and len(names) > 1 else set())
+        fs = features_for(backbone, ds, res, only={concat_group(names)} if plan.strategy == "lp-concat" and len(names) > 1 else set(),
+                          sample=RECOMMENDER_MAX_SAMPLES)  # data larger than the recommender's sample: the rows it extracted are reused
         mid, concat_note = mid_group(plan, backbone, fs)
         s1 = probe(fs, ds.labels, tr, va, n_classes, group=mid)
         if refit and not stage2:  # the probe is the saved model
