@@ -26,7 +26,9 @@ stratified sub-sample) hold only those rows, under the key of ``fingerprint + "|
 more array, ``index``: int64 ``(n,)``, the rows' positions in the sample, and ``meta["of"]``, the
 sample size. There is one per backbone, data and preprocessing (the latest rows asked for). A
 whole-sample request (``zoo run``'s stage 1) that misses takes these rows from it and extracts only
-the others; the whole-sample file it writes is exactly what a single pass would write.
+the others; the whole-sample file it writes is exactly what a single pass would write. ``zoo run`` on data
+larger than the recommender's sample (``features_for(..., sample=2000)``) finds that sample's file, or its
+sub-sample file, by the fingerprint the sample has (``Dataset.sample_fingerprint``) and reuses those rows the same way.
 """
 
 from __future__ import annotations
