@@ -578,3 +578,20 @@ def test_completing_the_recommenders_rows_holds_the_features_once(zoo_home):
     # (at most 16 MiB); 2.55 copies before
     assert peak < 1.8 * one_copy, f"peak {peak / one_copy:.2f} copies of the features"
     assert F.cached(bb, ds, None) is not None
+
+
+def test_a_whole_dataset_knows_the_recommenders_sample_in_it(tmp_path):
+    """zoo run (the whole data) finds the rows zoo recommend extracted for its sample by that sample's fingerprint,
+    recomputed from the loaded items: the same positions and fingerprint, for a table and for an image folder."""
+    from zoo.testing import write_photo_folder
+
+    table = tmp_path / "t.jsonl"
+    table.write_text("".join(json.dumps({"text": f"text number {i} " + "word " * (i % 7), "label": "abc"[i % 3]}) + "\n" for i in range(90)))
+    folder = write_photo_folder(tmp_path / "photos", per_class=12, side=16, min_crop=16)
+    for path in (table, folder):
+        sample = load_dataset(path, max_samples=20)
+        whole = load_dataset(path, max_samples=20, whole=True)
+        pick, fingerprint = whole.sample_fingerprint(20)
+        assert len(whole.items) > len(sample.items) and fingerprint == sample.fingerprint
+        assert [str(whole.items[int(j)]) for j in pick] == [str(i) for i in sample.items]
+        assert whole.sample_fingerprint(21)[1] != fingerprint
