@@ -160,3 +160,52 @@ def test_an_image_above_pillows_pixel_limit_is_one_line(tmp_path, rgb, monkeypat
     Image.fromarray(rgb).save(big)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)
     _one_line_error(load_images, str(big), match="too many pixels")
+
+
+def test_cli_predict_checks_its_images_one_at_a_time(tmp_path, monkeypatch):
+    """zoo predict checks every image before the model loads; it used to decode them all into one list
+    (zoo predict MODEL photos/*.jpg held every photo's pixels at once: ~9 MB per 2000x1500 photo)."""
+    import weakref
+
+    import numpy as np
+    from PIL import Image
+
+    import zoo
+    import zoo.inputs as I
+    from zoo.cli import main
+
+    files = []
+    for j in range(12):
+        f = tmp_path / f"{j}.png"
+        Image.fromarray(np.full((16, 16, 3), j * 20, dtype=np.uint8)).save(f)
+        files.append(str(f))
+    alive = {"now": 0, "most": 0}
+
+    def gone() -> None:
+        alive["now"] -= 1
+
+    real = I._to_rgb
+
+    def tracked(img, name):
+        out = real(img, name)
+        alive["now"] += 1
+        alive["most"] = max(alive["most"], alive["now"])
+        weakref.finalize(out, gone)
+        return out
+
+    class Loaded(Exception):
+        pass
+
+    def stop(*a, **k):
+        raise Loaded
+
+    monkeypatch.setattr(I, "_to_rgb", tracked)
+    monkeypatch.setattr(zoo, "load", stop)
+    with pytest.raises(Loaded):  # the check ran over all 12 before the model load
+        main(["predict", "timm:efficientnet_lite0.pypi_in1k", *files])
+    assert alive["most"] <= 2, f"{alive['most']} decoded images alive at once"
+    # and it still names a bad file before the model loads
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    assert I.check_images(files[:2]) == 2
+    with pytest.raises(InvalidInputError, match="bad.png: not a readable image"):
+        I.check_images([*files, str(tmp_path / "bad.png")])

@@ -488,3 +488,110 @@ def test_a_plan_for_another_device_is_not_costed_at_this_machines_throughput(tmp
     card = zoo.info(LITE0).model_copy(update={"gflops": plan.signals["chosen"]["gflops_at_resolution"] * (zoo.info(LITE0).input_size / 64) ** 2})
     want = _fwd_flops(card, 64) * plan.signals["samples"] / _throughput(other) * (2 if plan.strategy == "lp-concat" else 1)
     assert plan.expected_cost.stage1_seconds == pytest.approx(want, abs=0.06)
+
+
+class _NumpyBackedBackbone:
+    """A text backbone whose every layer output is a numpy array seen by torch (torch.from_numpy): tracemalloc,
+    which counts numpy's allocations and not torch's, then sees every row extract() keeps."""
+
+    framework = "torch"
+    id = "fake:numpy-backed"
+    device = "cpu"
+    source_head = None
+    dims = (48, 64, 96)
+
+    def __init__(self) -> None:
+        import torch
+        from types import SimpleNamespace
+
+        class Layer(torch.nn.Module):
+            def __init__(self, d: int) -> None:
+                super().__init__()
+                self.d = d
+
+            def forward(self, x):
+                return torch.from_numpy(np.full((x.shape[0], self.d), float(self.d), dtype=np.float32))
+
+        self.layers = [Layer(d) for d in self.dims]
+        self.model = torch.nn.Sequential(*self.layers)
+        self.input_spec = SimpleNamespace(modality="text")
+        self.layer_groups = [SimpleNamespace(name=f"g{i}", modules=[m]) for i, m in enumerate(self.layers)]
+
+    def preprocess(self, texts):
+        import torch
+
+        return torch.from_numpy(np.zeros((len(texts), 1), dtype=np.float32))
+
+    def features(self, batch):
+        return self.model(batch)
+
+
+def test_features_of_all_items_exist_once_while_extracted_and_saved(zoo_home):
+    """extract() kept every batch's rows in lists and joined them at the end (two copies of every item's features),
+    and save() wrote astype() copies of arrays already float32 (a second copy again): at 100k images of
+    EfficientNet-Lite0 (9 groups and 1000 logits, 12 KB an item) each doubled 1.2 GB."""
+    import tracemalloc
+
+    bb = _NumpyBackedBackbone()
+    n = 20000
+    one_copy = n * sum(bb.dims) * 4
+    tracemalloc.start()
+    try:
+        fs = F.extract(bb, ["a text"] * n, np.arange(n) % 3, batch_size=32, count_flops=False)
+        _, extract_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        held, _ = tracemalloc.get_traced_memory()
+        F.save(fs, "k")
+        _, save_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert list(fs.groups) == ["g0", "g1", "g2"] and [a.shape for a in fs.groups.values()] == [(n, d) for d in bb.dims]
+    assert all(np.all(a == d) and a.dtype == np.float32 for a, d in zip(fs.groups.values(), bb.dims))
+    assert extract_peak < 1.5 * one_copy, f"extract peak {extract_peak / one_copy:.2f} copies of the features"
+    assert save_peak - held < 0.5 * one_copy, f"save held {(save_peak - held) / one_copy:.2f} more copies"
+    back = F.load("k")
+    assert all(np.array_equal(back.groups[g], fs.groups[g]) for g in fs.groups)
+
+
+def test_completing_the_recommenders_rows_holds_the_features_once(zoo_home):
+    """zoo run after zoo recommend: the recommender's sub-sample rows come from its file, the rest are extracted,
+    and the two are merged in sample order. The merge copied both parts into new arrays while they were still
+    held (two copies of every item's features at its peak); the rest is now extracted into sample-sized arrays."""
+    import tracemalloc
+    from types import SimpleNamespace
+
+    bb = _NumpyBackedBackbone()
+    n = 20000
+    ds = SimpleNamespace(items=["a text"] * n, labels=np.arange(n) % 3, fingerprint="f" * 64, classes=["a", "b", "c"])
+    rows = np.arange(0, n, 10)
+    F.features_for(bb, ds, None, rows=rows)  # what zoo recommend left: the sub-sample file
+    one_copy = n * sum(bb.dims) * 4
+    tracemalloc.start()
+    try:
+        fs = F.features_for(bb, ds, None)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert fs.meta["reused"] == len(rows) and [a.shape for a in fs.groups.values()] == [(n, d) for d in bb.dims]
+    assert all(np.all(a == d) for a, d in zip(fs.groups.values(), bb.dims))
+    # one copy, plus the largest group once more (0.46 copies here) while numpy's savez writes it through its buffer
+    # (at most 16 MiB); 2.55 copies before
+    assert peak < 1.8 * one_copy, f"peak {peak / one_copy:.2f} copies of the features"
+    assert F.cached(bb, ds, None) is not None
+
+
+def test_a_whole_dataset_knows_the_recommenders_sample_in_it(tmp_path):
+    """zoo run (the whole data) finds the rows zoo recommend extracted for its sample by that sample's fingerprint,
+    recomputed from the loaded items: the same positions and fingerprint, for a table and for an image folder."""
+    from zoo.testing import write_photo_folder
+
+    table = tmp_path / "t.jsonl"
+    table.write_text("".join(json.dumps({"text": f"text number {i} " + "word " * (i % 7), "label": "abc"[i % 3]}) + "\n" for i in range(90)))
+    folder = write_photo_folder(tmp_path / "photos", per_class=12, side=16, min_crop=16)
+    for path in (table, folder):
+        sample = load_dataset(path, max_samples=20)
+        whole = load_dataset(path, max_samples=20, whole=True)
+        pick, fingerprint = whole.sample_fingerprint(20)
+        assert len(whole.items) > len(sample.items) and fingerprint == sample.fingerprint
+        assert [str(whole.items[int(j)]) for j in pick] == [str(i) for i in sample.items]
+        assert whole.sample_fingerprint(21)[1] != fingerprint

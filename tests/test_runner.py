@@ -654,3 +654,127 @@ def test_group_lrs_of_middle_and_all_are_the_plans_own():
     rec = zoo.recommend(samples=2000, classes=10)
     assert rec.unfreeze == ["all"]
     assert [group_lr(rec, i, 9) for i in range(9)] == pytest.approx([rec.lr["head"] * rec.lr_decay ** (9 - i) for i in range(9)])
+
+
+def test_run_reads_the_data_once_and_keeps_every_readable_image(tmp_path, monkeypatch):
+    """zoo run's data: one pass over the folder (each file opened once for its header and once to decode it), every
+    readable image kept. It used to read a recommender-sized sample first and then the whole folder again with
+    max_samples = n; a truncated file in that sample made n fall short of the readable files, so the second
+    stratified draw dropped readable images (here 8 of 24) without a word."""
+    from PIL import Image
+
+    from zoo.recommender.data import load_dataset
+    from zoo.runner import pipeline
+    from zoo.testing import write_photo_folder
+
+    root = write_photo_folder(tmp_path / "photos", per_class=8, side=32, min_crop=32)
+    for cls in ("chelsea", "coffee", "astronaut"):
+        data = (root / cls / "000.png").read_bytes()
+        for j in range(4):  # a readable header, truncated pixels: skipped when decoded
+            (root / cls / f"cut{j}.png").write_bytes(data[: len(data) // 2])
+    monkeypatch.setattr(pipeline, "RECOMMENDER_MAX_SAMPLES", 30)  # the sample holds most of the 36 files
+    opened: list[str] = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda fp, *a, **k: (opened.append(str(fp)), real_open(fp, *a, **k))[1])
+    ds = pipeline._dataset(root)
+    assert len(ds.items) == ds.n == 24 and ds.skipped == 12
+    assert sorted(str(p.relative_to(root)) for p in ds.items) == sorted(f"{c}/{j:03d}.png" for c in ("chelsea", "coffee", "astronaut") for j in range(8))
+    assert len(opened) == 2 * 36, f"{len(opened)} opens of 36 files"
+    # the fingerprint (the feature cache's key) of data no larger than the recommender's sample is the recommender's
+    monkeypatch.setattr(pipeline, "RECOMMENDER_MAX_SAMPLES", 2000)
+    assert pipeline._dataset(root).fingerprint == load_dataset(root, max_samples=2000).fingerprint
+
+
+@pytest.mark.parametrize("strategy", ["linear-probe", "lp-concat"])
+def test_stage1_reads_only_the_features_it_fits_on_from_the_cache(tmp_path, zoo_home, no_network, monkeypatch, strategy):
+    """A run's stage 1 fits on the final features (and lp-concat's middle group); it used to read every group and the
+    source head's logits from the cache (EfficientNet-Lite0: 12 KB an image, against 5) and hold them through stage 2."""
+    from zoo.recommender import features as F
+    from zoo.recommender.data import load_dataset
+    from zoo.runner.stage1 import concat_group
+
+    root = digits(tmp_path, 100)
+    bb = zoo.load(LITE0)
+    whole = F.features_for(bb, load_dataset(root), 64)  # what zoo recommend (or an earlier run) left behind
+    names = list(whole.groups)
+    read: list[str] = []
+    real = np.lib.npyio.NpzFile.__getitem__
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", lambda self, key: (read.append(key), real(self, key))[1])
+    held = {}
+    real_probe = __import__("zoo.runner.stage1", fromlist=["probe"]).probe
+
+    def probe(fs, *a, **k):
+        held.update(groups=list(fs.groups), logits=fs.logits is not None)
+        return real_probe(fs, *a, **k)
+
+    monkeypatch.setattr("zoo.runner.stage1.probe", probe)
+    r = zoo.run(tiny_plan(strategy=strategy, unfreeze=(), epochs=0), root, out=tmp_path / "run")
+    assert r.features_cached
+    want = [names[-1]] if strategy == "linear-probe" else [concat_group(names), names[-1]]
+    assert held == {"groups": want, "logits": False}
+    arrays = sorted(k for k in read if k.startswith("group_") or k == "logits")
+    assert arrays == sorted(f"group_{names.index(g):02d}" for g in want), arrays
+
+
+_STAGE1_MEMORY = r"""
+import resource, sys
+import numpy as np
+from zoo.runner.stage1 import fit_concat_head, fit_head
+n, d = 20000, 512
+rng = np.random.default_rng(0)
+y = np.arange(n) % 10
+x = rng.standard_normal((n, d), dtype=np.float32) + (y[:, None] * 0.05).astype(np.float32)
+tr, va = np.flatnonzero(np.arange(n) % 5 != 0), np.flatnonzero(np.arange(n) % 5 == 0)
+xt, xv = x[tr], x[va]
+fit_head(xt[:50], y[tr][:50], xv[:10], y[va][:10], 10, max_iter=1)  # torch's own start-up memory before the baseline
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if sys.argv[1] == "lp":
+    fit_head(xt, y[tr], xv, y[va], 10, max_iter=1, l2_grid=(0.01,))
+else:
+    fit_concat_head(x[:, :128], x, y, tr, va, 10, group="mid", max_iter=1, l2_grid=(0.01,))
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024 / (len(tr) * d * 8))
+"""
+
+
+@pytest.mark.parametrize("how, most", [("lp", 2.4), ("concat", 3.5)])
+def test_stage1_holds_the_training_rows_in_float64_about_once(how, most):
+    """Stage 1's L-BFGS fit works on float64 rows; it held the raw rows, the standardised rows and the temporaries of
+    their scale at once (3.25 float64 copies of the training rows at its peak; lp-concat 5.6, having built the
+    concatenation for every item before cutting train and held-out rows out of it). The rows are now standardised
+    in place: 1.75 and 2.5 (peak RSS growth of a fresh process, in float64 copies of the final features' training rows)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _STAGE1_MEMORY, how], capture_output=True, text=True, check=True)
+    copies = float(out.stdout.split()[-1])
+    assert copies < most, f"{how}: peak {copies:.2f} float64 copies of the training rows"
+
+
+@pytest.mark.parametrize("ranked", [False, True])
+def test_a_run_on_data_larger_than_the_recommenders_sample_reuses_its_rows(tmp_path, zoo_home, no_network, monkeypatch, ranked):
+    """zoo recommend measures a stratified sample (2000 items by default); zoo run trains on every item. On data larger
+    than the sample the run's fingerprint differs, and it extracted every item again, the sample's included (a folder
+    of 2005 images: all 2005 re-extracted, 42 s here). It now finds the sample's file (or its ranking sub-sample's)
+    by the sample's fingerprint and extracts only the other items; the file it writes is a single pass's."""
+    from zoo.recommender import features as F
+    from zoo.recommender.data import load_dataset
+    from zoo.runner import pipeline
+
+    root = digits(tmp_path, 60)
+    monkeypatch.setattr(pipeline, "RECOMMENDER_MAX_SAMPLES", 40)
+    bb = zoo.load(LITE0)
+    sample = load_dataset(root, max_samples=40)  # what zoo recommend --data measured
+    rows = np.arange(0, len(sample.items), 2) if ranked else None  # several candidates: ranked on a sub-sample of it
+    F.features_for(bb, sample, 64, rows=rows)
+    extracted: list[int] = []
+    real = F.extract
+    monkeypatch.setattr(F, "extract", lambda backbone, items, *a, **k: (extracted.append(len(items)), real(backbone, items, *a, **k))[1])
+    r = zoo.run(tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0), root, out=tmp_path / "run")
+    reused = len(rows) if ranked else len(sample.items)
+    assert extracted == [60 - reused] and not r.features_cached
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["features_cached"] is False
+    whole = F.cached(bb, load_dataset(root, max_samples=40, whole=True), 64)
+    assert whole is not None and whole.meta["reused"] == reused
+    single = real(bb, load_dataset(root, max_samples=40, whole=True).items, whole.labels, resolution=64)
+    for g in single.groups:
+        np.testing.assert_allclose(whole.groups[g], single.groups[g], rtol=1e-4, atol=1e-5)

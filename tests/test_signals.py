@@ -130,3 +130,43 @@ def test_masked_lm_perplexity_of_an_untrained_head_is_about_the_vocabulary_size(
     ppl = _lm_perplexity(_Text(), texts)
     # near-zero weights give near-uniform predictions: perplexity close to |V|
     assert ppl == pytest.approx(len(vocab), rel=0.05)
+
+
+def _knn_loo_reference(f: np.ndarray, y: np.ndarray, k: int) -> float:
+    """Leave-one-out k-NN on the whole n x n similarity matrix (what knn_loo_accuracy computed before it went blockwise)."""
+    z = f / np.linalg.norm(f, axis=1, keepdims=True)
+    sim = z @ z.T
+    np.fill_diagonal(sim, -np.inf)
+    idx = np.argsort(-sim, axis=1, kind="stable")[:, :k]
+    votes = np.zeros((len(y), int(y.max()) + 1))
+    w = 1.0 + 1e-6 * (k - np.arange(k)) / k
+    np.add.at(votes, (np.repeat(np.arange(len(y)), k), y[idx].ravel()), np.tile(w, len(y)))
+    return float((votes.argmax(1) == y).mean())
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 100_000])
+def test_knn_loo_in_blocks_of_rows_matches_the_whole_matrix(monkeypatch, block):
+    rng = np.random.default_rng(3)
+    y = np.arange(150) % 4
+    f = np.eye(4)[y] + rng.normal(size=(150, 4)) * 0.8
+    monkeypatch.setattr(S, "KNN_BLOCK", block)
+    for k in (1, 5, 10):
+        assert S.knn_loo_accuracy(f, y, k=k) == pytest.approx(_knn_loo_reference(f, y, k))
+
+
+def test_knn_loo_never_holds_the_n_by_n_similarity_matrix():
+    """--max-samples 20000 made a 3.2 GB similarity matrix (and as much again for its negation and argpartition);
+    a block of rows at a time keeps the peak far below one n x n float64 matrix."""
+    import tracemalloc
+
+    n = 4000
+    rng = np.random.default_rng(0)
+    y = np.arange(n) % 10
+    f = rng.normal(size=(n, 8))
+    tracemalloc.start()
+    try:
+        S.knn_loo_accuracy(f, y, k=10)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < n * n * 8 * 0.75, f"peak {peak / 2**20:.0f} MiB for n={n}"

@@ -168,7 +168,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import zoo
     from pathlib import Path
 
-    from zoo.inputs import load_images
+    from zoo.inputs import check_images
     from zoo.runner.predict import load_run, run_modality
 
     inputs: list[Any] = list(args.inputs)
@@ -181,7 +181,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     # the inputs are checked before the model loads (seconds, or a download), when the modality is known without it
     checked = (run_modality(args.id) if is_run else _catalog_modality(args.id)) == "image"
     if checked:
-        load_images(inputs)  # fail early, naming the bad file
+        check_images(inputs)  # fail early, naming the bad file (one image decoded at a time: predict decodes them again per batch)
     if is_run:  # a `zoo run` folder: its trained model, classes and preprocessing
         backbone = load_run(args.id)
         modality, name = backbone.modality, args.id
@@ -189,7 +189,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         backbone = zoo.load(args.id)
         modality, name = backbone.input_spec.modality, backbone.id
     if modality == "image" and not checked:
-        load_images(inputs)
+        check_images(inputs)
     results = backbone.predict(inputs, top_k=args.top_k)
     if args.json:
         _print_json([{"input": str(i), "top": [{"label": l, "score": s} for l, s in r]} for i, r in zip(inputs, results)])

@@ -21,7 +21,7 @@ are refused: pass the raw image, preprocessing normalises it); other integers cl
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -194,12 +194,26 @@ def load_images(inputs: Any) -> list[Any]:
         InvalidInputError: empty input, a missing, corrupt or non-image file (named), an empty
             path, or an array of the wrong shape, dtype or values.
     """
+    return list(iter_images(inputs))
+
+
+def check_images(inputs: Any) -> int:
+    """Check that every input reads as :func:`load_images` would read it (same errors), decoding one
+    image at a time and keeping none: memory stays that of one image however many there are.
+    Returns how many images were checked."""
+    n = 0
+    for _ in iter_images(inputs):
+        n += 1
+    return n
+
+
+def iter_images(inputs: Any) -> Iterator[Any]:
+    """:func:`load_images` one image at a time (each path is opened and decoded when its image is asked for)."""
     from PIL import Image, UnidentifiedImageError
 
     items, layout = _image_items(inputs)
     if not items:
         raise InvalidInputError("No inputs given: pass at least one image, path or array.")
-    out = []
     for i, item in enumerate(items):
         if isinstance(item, (str, os.PathLike)):
             if not str(item).strip():
@@ -232,8 +246,7 @@ def load_images(inputs: Any) -> list[Any]:
             )
         if img.width == 0 or img.height == 0:
             raise InvalidInputError(f"{name} is empty ({img.width}x{img.height} pixels); an image needs at least one pixel.")
-        out.append(_to_rgb(img, name))
-    return out
+        yield _to_rgb(img, name)
 
 
 def _image_path_like(text: str) -> bool:

@@ -86,6 +86,23 @@ class Dataset:
             return None
         return int(np.median([min(w, h) for w, h in self.image_sizes]))
 
+    def sample_fingerprint(self, max_samples: int, seed: int = 0) -> tuple[np.ndarray, str]:
+        """Positions of the stratified sample ``load_dataset(path, max_samples, seed)`` draws, and its fingerprint,
+        computed from these items (nothing is decoded). They are that sample's when every file whose header reads
+        also decodes (a truncated file shifts the draw; the fingerprint then matches nothing)."""
+        pick = stratified_sample(self.labels, max_samples, seed)
+        if self.modality == "text":
+            h = hashlib.sha256(f"text|{max_samples}|{seed}".encode())
+            for j in pick:
+                h.update(hashlib.sha1(str(self.items[int(j)]).encode("utf-8")).digest() + f"|{int(self.labels[int(j)])}\n".encode())
+            return pick, h.hexdigest()
+        h = hashlib.sha256(f"images|{max_samples}|{seed}".encode())
+        for j in pick:
+            f = Path(self.items[int(j)])
+            st = f.stat()
+            h.update(f"{f.relative_to(self.path)}|{st.st_size}|{st.st_mtime_ns}|{int(self.labels[int(j)])}\n".encode())
+        return pick, h.hexdigest()
+
     def summary(self) -> dict[str, Any]:
         """What the plan records about the data."""
         out: dict[str, Any] = {
@@ -110,8 +127,14 @@ def skipped_what(path: str | Path) -> str:
     return "row(s) without a text or a label" if Path(path).suffix.lower() in TABULAR else "unreadable file(s)"
 
 
-def load_dataset(path: str | Path, max_samples: int = 2000, seed: int = 0, text_column: str | None = None, label_column: str | None = None) -> Dataset:
+def load_dataset(
+    path: str | Path, max_samples: int = 2000, seed: int = 0, text_column: str | None = None, label_column: str | None = None, whole: bool = False
+) -> Dataset:
     """Read ``path`` (image folder, ``.csv``/``.tsv``/``.jsonl``) and draw the stratified sample.
+
+    ``whole``: keep every readable item (what ``zoo run`` trains on), in one pass over the data; the
+    fingerprint is that of a sample of ``max(max_samples, n)`` items, so data of at most
+    ``max_samples`` items has the fingerprint (and the feature cache) of the recommender's sample.
 
     Raises:
         InvalidInputError: missing path, no items, one class, more classes than items, a class
@@ -121,9 +144,9 @@ def load_dataset(path: str | Path, max_samples: int = 2000, seed: int = 0, text_
     if not p.exists():
         raise InvalidInputError(f"{p}: no such file or folder; pass an image folder (one sub-folder per class) or a CSV/JSONL file.")
     if p.is_dir():
-        return _image_folder(p, max_samples, seed)
+        return _image_folder(p, max_samples, seed, whole)
     if p.suffix.lower() in TABULAR:
-        return _table(p, max_samples, seed, text_column, label_column)
+        return _table(p, max_samples, seed, text_column, label_column, whole)
     raise InvalidInputError(f"{p}: not a folder or a .csv/.tsv/.jsonl file; pass an image folder (one sub-folder per class) or a table of text and label.")
 
 
@@ -163,7 +186,7 @@ def stratified_sample(labels: np.ndarray, max_samples: int, seed: int = 0, min_p
     return np.concatenate(out)
 
 
-def _image_folder(p: Path, max_samples: int, seed: int) -> Dataset:
+def _image_folder(p: Path, max_samples: int, seed: int, whole: bool = False) -> Dataset:
     from PIL import Image, UnidentifiedImageError
 
     class_dirs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -191,6 +214,8 @@ def _image_folder(p: Path, max_samples: int, seed: int) -> Dataset:
     lab = np.array([labels[i] for i in ok], dtype=np.int64)
     counts = {name: int((lab == ci).sum()) for ci, name in enumerate(names)}
     _check_classes(p, counts, "image")
+    if whole:
+        max_samples = max(max_samples, len(lab))
     pick = stratified_sample(lab, max_samples, seed)
     items: list[Any] = []
     keep_labels: list[int] = []
@@ -281,7 +306,7 @@ def _pick_column(p: Path, columns: list[str], wanted: str | None, known: tuple[s
     raise InvalidInputError(f"{p}: no {what} column (looked for {', '.join(known)}; found {', '.join(columns) or 'none'}); rename the {what} column to {known[0]!r}.")
 
 
-def _table(p: Path, max_samples: int, seed: int, text_column: str | None, label_column: str | None) -> Dataset:
+def _table(p: Path, max_samples: int, seed: int, text_column: str | None, label_column: str | None, whole: bool = False) -> Dataset:
     rows = _rows(p)
     if not rows:
         jsonl = p.suffix.lower() in (".jsonl", ".ndjson")
@@ -307,6 +332,8 @@ def _table(p: Path, max_samples: int, seed: int, text_column: str | None, label_
     y_all = np.array([index[r] for r in raw], dtype=np.int64)
     counts = {n: int((y_all == i).sum()) for i, n in enumerate(names)}
     _check_classes(p, counts, "row")
+    if whole:
+        max_samples = max(max_samples, len(y_all))
     pick = stratified_sample(y_all, max_samples, seed)
     items = [texts[int(i)] for i in pick]
     y = y_all[pick]

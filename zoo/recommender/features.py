@@ -26,7 +26,9 @@ stratified sub-sample) hold only those rows, under the key of ``fingerprint + "|
 more array, ``index``: int64 ``(n,)``, the rows' positions in the sample, and ``meta["of"]``, the
 sample size. There is one per backbone, data and preprocessing (the latest rows asked for). A
 whole-sample request (``zoo run``'s stage 1) that misses takes these rows from it and extracts only
-the others; the whole-sample file it writes is exactly what a single pass would write.
+the others; the whole-sample file it writes is exactly what a single pass would write. ``zoo run`` on data
+larger than the recommender's sample (``features_for(..., sample=2000)``) finds that sample's file, or its
+sub-sample file, by the fingerprint the sample has (``Dataset.sample_fingerprint``) and reuses those rows the same way.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,12 +92,14 @@ def save(fs: FeatureSet, key: str) -> Path:
     """Write ``fs`` atomically under its key; returns the path."""
     path = cache_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays: dict[str, Any] = {"labels": fs.labels.astype(np.int64)}
+    # np.asarray, not astype: features already float32 are written as they are, not copied first (a second copy of
+    # every item's features, 12 KB an image for EfficientNet-Lite0's 9 groups and logits, held while the file is written)
+    arrays: dict[str, Any] = {"labels": np.asarray(fs.labels, dtype=np.int64)}
     names = list(fs.groups)
     for i, name in enumerate(names):
-        arrays[f"group_{i:02d}"] = fs.groups[name].astype(np.float32)
+        arrays[f"group_{i:02d}"] = np.asarray(fs.groups[name], dtype=np.float32)
     if fs.logits is not None:
-        arrays["logits"] = fs.logits.astype(np.float32)
+        arrays["logits"] = np.asarray(fs.logits, dtype=np.float32)
     if fs.index is not None:
         arrays["index"] = np.asarray(fs.index, dtype=np.int64)
     meta = dict(fs.meta, format=FORMAT, groups=names, backbone=fs.backbone)
@@ -109,18 +113,24 @@ def save(fs: FeatureSet, key: str) -> Path:
     return path
 
 
-def load(key: str) -> FeatureSet | None:
-    """The cached features under ``key``, or ``None`` when absent or unreadable."""
+def load(key: str, only: Collection[str] | None = None) -> FeatureSet | None:
+    """The cached features under ``key``, or ``None`` when absent or unreadable.
+
+    ``only``: read just these groups and the final one, and no logits (``zoo run``'s stage 1 reads the final
+    features, and lp-concat's middle group: EfficientNet-Lite0's 9 groups and 1000 logits are 12 KB an image, the
+    final features 5). The file's ``meta["groups"]`` still names every group it holds.
+    """
     path = cache_path(key)
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with np.load(path, allow_pickle=False) as z:  # an NpzFile reads an array when it is asked for
             meta = json.loads(str(z["meta"]))
             if meta.get("format") != FORMAT:
                 return None
-            groups = {name: z[f"group_{i:02d}"] for i, name in enumerate(meta["groups"])}
-            logits = z["logits"] if "logits" in z.files else None
+            last = len(meta["groups"]) - 1
+            groups = {name: z[f"group_{i:02d}"] for i, name in enumerate(meta["groups"]) if only is None or name in only or i == last}
+            logits = z["logits"] if "logits" in z.files and only is None else None
             labels = z["labels"]
             index = z["index"] if "index" in z.files else None
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
@@ -160,7 +170,8 @@ def _flops(backbone: Any, batch: Any) -> float | None:
 
 
 def extract(
-    backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 32, count_flops: bool = True
+    backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 32, count_flops: bool = True,
+    positions: np.ndarray | None = None, size: int | None = None,
 ) -> FeatureSet:
     """Pooled output of every layer group (and the source head's logits) in one forward pass.
 
@@ -168,12 +179,22 @@ def extract(
     last one to run, pooled over space (CNN) or over real tokens (text). Images are resized to
     ``resolution`` (shorter side, bicubic) and centre-cropped; text uses the backbone's tokenizer.
     ``count_flops``: also count one item's forward FLOPs (``meta["flops_per_item"]``; a traced
-    extra forward of one item).
+    extra forward of one item). ``positions``, ``size``: item ``i``'s rows go to row ``positions[i]`` of
+    arrays of ``size`` rows (the other rows are left for the caller to fill; ``labels`` stay the items').
     """
     if getattr(backbone, "framework", "torch") != "torch":  # Keras / TF Hub: same format, same preprocessing
         from zoo.runner.keras_run import extract as keras_extract
 
-        return keras_extract(backbone, items, labels, resolution=resolution, batch_size=batch_size, count_flops=count_flops)
+        fs = keras_extract(backbone, items, labels, resolution=resolution, batch_size=batch_size, count_flops=count_flops)
+        if positions is not None:
+            def spread(a: np.ndarray) -> np.ndarray:
+                out = np.empty((int(size if size is not None else len(items)), *a.shape[1:]), dtype=np.float32)
+                out[positions] = a
+                return out
+
+            fs.groups = {k: spread(v) for k, v in fs.groups.items()}
+            fs.logits = None if fs.logits is None else spread(fs.logits)
+        return fs
     import torch
 
     from zoo.frameworks.torch import move, pool_output
@@ -213,8 +234,24 @@ def extract(
             if isinstance(m, torch.nn.Module):
                 handles.append(m.register_forward_hook(hook_for(g.name)))
     head = backbone.source_head if image else None
-    outs: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    logit_chunks: list[np.ndarray] = []
+    # each batch's rows go straight into one (n, d) array per group, allocated at the first batch: the features of
+    # all items exist once (per-batch chunks joined at the end held them twice)
+    outs: dict[str, np.ndarray] = {}
+    batches: dict[str, int] = {n: 0 for n in names}  # batches that gave this group an output
+    logits_out: np.ndarray | None = None
+    n_rows = len(items) if positions is None or size is None else int(size)
+    n_batches = 0
+
+    def put(into: np.ndarray | None, rows: Any, start: int) -> np.ndarray:
+        rows = np.asarray(rows)
+        if into is None:
+            into = np.empty((n_rows, *rows.shape[1:]), dtype=np.float32)
+        if positions is None:
+            into[start : start + len(rows)] = rows
+        else:
+            into[positions[start : start + len(rows)]] = rows
+        return into
+
     t0 = time.perf_counter()
     try:
         with torch.inference_mode():
@@ -224,17 +261,19 @@ def extract(
                 current.clear()
                 pooled = backbone.features(batch).flatten(1).float()
                 current[names[-1]] = pooled  # the last group's output is the model's pooled embedding
+                n_batches += 1
                 for n in names:
                     if n in current:
-                        outs[n].append(current[n].cpu().numpy())
+                        outs[n] = put(outs.get(n), current[n].cpu().numpy(), start)
+                        batches[n] += 1
                 if head is not None:
-                    logit_chunks.append(head(pooled).float().cpu().numpy())
+                    logits_out = put(logits_out, head(pooled).float().cpu().numpy(), start)
     finally:
         for h in handles:
             h.remove()
         model.train(was)
     seconds = time.perf_counter() - t0
-    ordered = {n: np.concatenate(outs[n]) for n in names if outs[n] and len(outs[n]) == len(outs[names[-1]])}
+    ordered = {n: outs[n] for n in names if n in outs and batches[n] == n_batches}  # groups pooled on every batch
     meta = {
         "seconds": round(seconds, 3),
         "seconds_per_item": seconds / max(1, len(items)),
@@ -242,12 +281,13 @@ def extract(
         "n": len(items),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    return FeatureSet(str(backbone.id), ordered, np.asarray(labels, dtype=np.int64), np.concatenate(logit_chunks) if logit_chunks else None, meta)
+    return FeatureSet(str(backbone.id), ordered, np.asarray(labels, dtype=np.int64), logits_out, meta)
 
 
-def cached(backbone: Any, dataset: Any, resolution: int | None) -> FeatureSet | None:
-    """The cached features of ``dataset``'s whole sample for ``backbone``, or ``None`` (nothing is extracted)."""
-    hit = load(cache_key(str(backbone.id), dataset.fingerprint, preprocessing_for(backbone, resolution)))
+def cached(backbone: Any, dataset: Any, resolution: int | None, only: Collection[str] | None = None) -> FeatureSet | None:
+    """The cached features of ``dataset``'s whole sample for ``backbone``, or ``None`` (nothing is extracted);
+    ``only``: see :func:`load`."""
+    hit = load(cache_key(str(backbone.id), dataset.fingerprint, preprocessing_for(backbone, resolution)), only)
     if hit is not None and hit.index is None and np.array_equal(hit.labels, dataset.labels):
         return hit
     return None
@@ -289,7 +329,38 @@ def _merge(n: int, parts: Sequence[tuple[np.ndarray, FeatureSet]], labels: np.nd
     return FeatureSet(first.backbone, groups, np.asarray(labels, dtype=np.int64), logits, {})
 
 
-def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size: int = 32, rows: np.ndarray | None = None) -> FeatureSet:
+def _sample_rows(backbone: Any, dataset: Any, prep: dict[str, Any], sample: int) -> FeatureSet | None:
+    """The rows the recommender extracted from its ``sample``-item sample of ``dataset`` (a larger, whole dataset),
+    with ``index`` their positions in ``dataset``: its whole-sample file, else its sub-sample file. ``None`` when the
+    sample's fingerprint matches no file (another backbone, preprocessing or data, or none was left)."""
+    if len(dataset.labels) <= sample or not hasattr(dataset, "sample_fingerprint"):
+        return None
+    try:
+        pick, fingerprint = dataset.sample_fingerprint(sample)
+    except OSError:
+        return None
+    bid = str(backbone.id)
+    labels = np.asarray(dataset.labels)
+    fs = load(cache_key(bid, fingerprint, prep))
+    if fs is not None and fs.index is None and fs.backbone == bid and np.array_equal(fs.labels, labels[pick]):
+        fs.index = np.asarray(pick, dtype=np.int64)
+        return fs
+    fs = load(cache_key(bid, f"{fingerprint}|rows", prep))
+    if fs is None or fs.index is None or fs.backbone != bid or fs.meta.get("of") != len(pick):
+        return None
+    idx = np.asarray(fs.index, dtype=np.int64)
+    if len(idx) != len(fs.labels) or len(np.unique(idx)) != len(idx) or (len(idx) and (idx.min() < 0 or idx.max() >= len(pick))):
+        return None
+    if not np.array_equal(labels[pick[idx]], fs.labels):
+        return None
+    fs.index = np.asarray(pick[idx], dtype=np.int64)
+    return fs
+
+
+def features_for(
+    backbone: Any, dataset: Any, resolution: int | None, batch_size: int = 32, rows: np.ndarray | None = None, only: Collection[str] | None = None,
+    sample: int | None = None,
+) -> FeatureSet:
     """Cached features of ``dataset``'s sample for ``backbone``, extracting and saving them on a miss.
 
     ``rows``: only these positions of the sample (a sub-sample, e.g. the recommender's ranking
@@ -297,11 +368,14 @@ def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size
     sub-sample file. Without ``rows`` (what ``zoo run`` asks for), a miss reuses the sub-sample
     file's rows and extracts only the others; the whole-sample file it saves covers the sample in
     order, as a single pass would (``meta["reused"]`` says how many rows came from the sub-sample).
+    ``only`` (whole sample only): return just these groups and the final one, without logits (see :func:`load`);
+    a miss still extracts and saves them all. ``sample`` (whole sample only): the size of the sample ``zoo
+    recommend`` measured; when ``dataset`` is larger, the rows extracted for that sample are reused too.
     """
     prep = preprocessing_for(backbone, resolution)
     key = cache_key(str(backbone.id), dataset.fingerprint, prep)
     n = len(dataset.items)
-    whole = cached(backbone, dataset, resolution)
+    whole = cached(backbone, dataset, resolution, only if rows is None else None)
     if rows is not None:
         rows = np.asarray(rows, dtype=np.int64)
         if whole is not None:
@@ -317,22 +391,38 @@ def features_for(backbone: Any, dataset: Any, resolution: int | None, batch_size
     if whole is not None:
         return whole
     part = _cached_rows(backbone, dataset, prep)
+    if part is None and sample is not None:
+        part = _sample_rows(backbone, dataset, prep, sample)
     if part is None or not len(part.index):
         fs = extract(backbone, dataset.items, dataset.labels, resolution=resolution, batch_size=batch_size)
     else:
         idx = np.asarray(part.index, dtype=np.int64)
         rest = np.setdiff1d(np.arange(n), idx)
-        parts = [(idx, part)]
         meta = {k: v for k, v in part.meta.items() if k not in ("fingerprint", "preprocessing", "classes", "format", "groups", "backbone", "of")}
         if len(rest):
+            # the other rows are extracted straight into sample-sized arrays, then the sub-sample's rows are put in:
+            # the sample's features exist once (extracting the rest, then merging both parts into new arrays, held them twice)
             new = extract(
                 backbone, [dataset.items[int(i)] for i in rest], np.asarray(dataset.labels)[rest], resolution=resolution, batch_size=batch_size,
-                count_flops=not part.meta.get("flops_per_item"),
+                count_flops=not part.meta.get("flops_per_item"), positions=rest, size=n,
             )
-            parts.append((rest, new))
             meta = dict(new.meta, seconds=new.meta["seconds"], flops_per_item=new.meta["flops_per_item"] or part.meta.get("flops_per_item"))
-        fs = _merge(n, parts, dataset.labels)
+            groups = {}
+            for g in [g for g in part.groups if g in new.groups]:  # the groups both have, in the file's order
+                groups[g] = new.groups.pop(g)
+                groups[g][idx] = part.groups.pop(g)
+            logits = None
+            if new.logits is not None and part.logits is not None:
+                logits = new.logits
+                logits[idx] = part.logits
+            fs = FeatureSet(part.backbone, groups, np.asarray(dataset.labels, dtype=np.int64), logits, {})
+        else:
+            fs = _merge(n, [(idx, part)], dataset.labels)
         fs.meta = dict(meta, n=n, reused=len(idx), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     fs.meta.update(fingerprint=dataset.fingerprint, preprocessing=prep, classes=list(dataset.classes))
     save(fs, key)
+    if only is not None:
+        last = list(fs.groups)[-1] if fs.groups else None
+        fs.groups = {g: a for g, a in fs.groups.items() if g in only or g == last}
+        fs.logits = None
     return fs

@@ -110,23 +110,14 @@ def logme(f: np.ndarray, y: np.ndarray) -> float:
 
 
 def knn_loo_accuracy(f: np.ndarray, y: np.ndarray, k: int = 10) -> float:
-    """Leave-one-out k-NN accuracy with cosine similarity (majority vote, ties to the nearer neighbours)."""
-    f = np.asarray(f, dtype=np.float64)
+    """Leave-one-out k-NN accuracy with cosine similarity (majority vote, ties to the nearer neighbours).
+
+    The similarities are computed :data:`KNN_BLOCK` rows at a time: memory grows with ``n`` (one
+    block of rows against all items), not ``n^2``.
+    """
     y = np.asarray(y)
     n = len(y)
-    k = max(1, min(k, n - 1))
-    z = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
-    sim = z @ z.T
-    np.fill_diagonal(sim, -np.inf)
-    idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(sim, idx, axis=1), axis=1)
-    idx = np.take_along_axis(idx, order, axis=1)
-    n_cls = int(y.max()) + 1
-    votes = np.zeros((n, n_cls))
-    # weight 1 per neighbour plus a tiny rank-decaying bonus so that ties go to the nearer ones
-    w = 1.0 + 1e-6 * (k - np.arange(k)) / k
-    np.add.at(votes, (np.repeat(np.arange(n), k), y[idx].ravel()), np.tile(w, n))
-    return float((votes.argmax(1) == y).mean())
+    return float(knn_correct(f, f, y, y, exclude=np.arange(n), k=k).mean())
 
 
 def knn_accuracy(query: np.ndarray, gallery: np.ndarray, y_gallery: np.ndarray, y_query: np.ndarray, exclude: np.ndarray | None = None, k: int = 10) -> float:
@@ -137,8 +128,11 @@ def knn_accuracy(query: np.ndarray, gallery: np.ndarray, y_gallery: np.ndarray, 
     return float(knn_correct(query, gallery, y_gallery, y_query, exclude, k).mean())
 
 
+KNN_BLOCK = 1024  # query rows scored at once: (KNN_BLOCK x gallery) similarities, not (queries x gallery)
+
+
 def knn_correct(query: np.ndarray, gallery: np.ndarray, y_gallery: np.ndarray, y_query: np.ndarray, exclude: np.ndarray | None = None, k: int = 10) -> np.ndarray:
-    """Per query row, whether its k-NN vote is right (see :func:`knn_accuracy`)."""
+    """Per query row, whether its k-NN vote is right (see :func:`knn_accuracy`); :data:`KNN_BLOCK` query rows at a time."""
     q = np.asarray(query, dtype=np.float64)
     g = np.asarray(gallery, dtype=np.float64)
     y_gallery = np.asarray(y_gallery)
@@ -147,18 +141,24 @@ def knn_correct(query: np.ndarray, gallery: np.ndarray, y_gallery: np.ndarray, y
     k = max(1, min(k, len(g) - (1 if exclude is not None else 0)))
     q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
     g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
-    sim = q @ g.T
-    if exclude is not None:
-        ex = np.asarray(exclude)
-        rows = np.flatnonzero(ex >= 0)
-        sim[rows, ex[rows]] = -np.inf
-    idx = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(sim, idx, axis=1), axis=1)
-    idx = np.take_along_axis(idx, order, axis=1)
-    votes = np.zeros((m, int(max(y_gallery.max(), y_query.max())) + 1))
+    ex = None if exclude is None else np.asarray(exclude)
+    n_cls = int(max(y_gallery.max(), y_query.max())) + 1
     w = 1.0 + 1e-6 * (k - np.arange(k)) / k
-    np.add.at(votes, (np.repeat(np.arange(m), k), y_gallery[idx].ravel()), np.tile(w, m))
-    return votes.argmax(1) == y_query
+    out = np.empty(m, dtype=bool)
+    for lo in range(0, m, KNN_BLOCK):
+        hi = min(m, lo + KNN_BLOCK)
+        sim = q[lo:hi] @ g.T
+        if ex is not None:
+            rows = np.flatnonzero(ex[lo:hi] >= 0)
+            sim[rows, ex[lo:hi][rows]] = -np.inf
+        np.negative(sim, out=sim)  # ascending order of -sim: nearest first
+        idx = np.argpartition(sim, k - 1, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(sim, idx, axis=1), axis=1)
+        idx = np.take_along_axis(idx, order, axis=1)
+        votes = np.zeros((hi - lo, n_cls))
+        np.add.at(votes, (np.repeat(np.arange(hi - lo), k), y_gallery[idx].ravel()), np.tile(w, hi - lo))
+        out[lo:hi] = votes.argmax(1) == y_query[lo:hi]
+    return out
 
 
 def stratified_folds(y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:

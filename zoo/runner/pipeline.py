@@ -85,10 +85,10 @@ def mid_group(plan: Any, backbone: Any, fs: Any) -> tuple[str | None, str | None
 def _dataset(data: Any) -> Any:
     from zoo.recommender.data import load_dataset
 
-    ds = load_dataset(data, max_samples=RECOMMENDER_MAX_SAMPLES)
-    if len(ds.items) < ds.n:  # the recommender saw a sample; training uses everything
-        ds = load_dataset(data, max_samples=ds.n)
-    return ds
+    # training uses every readable item (the recommender saw a sample), read in one pass; the fingerprint is the
+    # recommender's for data of at most its sample size (a sample first, then load_dataset(max_samples=n), listed and
+    # opened every file twice, and when the sample held a truncated file, n fell short and dropped readable items)
+    return load_dataset(data, max_samples=RECOMMENDER_MAX_SAMPLES, whole=True)
 
 
 def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
@@ -367,7 +367,13 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
         s1_acc, s1_pred, feats_cached, feats_path = stage1["val_acc"], np.asarray(stage1["val_pred"]), False, None
         feats_reused = 0
     else:
-        fs = features_for(backbone, ds, res)
+        # stage 1 (and its refit, after stage 2) reads the final features and lp-concat's middle group only: the other
+        # groups and the source head's logits are neither read from the cache nor held through fine-tuning
+        from zoo.runner.stage1 import concat_group
+
+        names = [g.name for g in backbone.layer_groups]
+        fs = features_for(backbone, ds, res, only={concat_group(names)} if plan.strategy == "lp-concat" and len(names) > 1 else set(),
+                          sample=RECOMMENDER_MAX_SAMPLES)  # data larger than the recommender's sample: the rows it extracted are reused
         mid, concat_note = mid_group(plan, backbone, fs)
         s1 = probe(fs, ds.labels, tr, va, n_classes, group=mid)
         if refit and not stage2:  # the probe is the saved model

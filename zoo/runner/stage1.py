@@ -9,6 +9,7 @@ A probe that is the saved model is refit on every item with the chosen L2 (:func
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -59,8 +60,14 @@ def fit_concat_head(
     head, which reads the raw ``[mid, final]`` concatenation (``ClassifierModel`` with ``mid``).
     """
     s_mid, s_fin = block_scale(mid[train]), block_scale(final[train])
-    x = np.concatenate([np.asarray(mid, dtype=np.float64) / s_mid, np.asarray(final, dtype=np.float64) / s_fin], 1)
-    r = fit_head(x[train], labels[train], x[val], labels[val], n_classes, max_iter=max_iter, l2_grid=l2_grid)
+
+    def blocks(rows: np.ndarray) -> np.ndarray:  # [mid / s_mid, final / s_fin] of these rows only (not of every item, then cut)
+        x = np.empty((len(rows), mid.shape[1] + final.shape[1]), dtype=np.float64)
+        np.divide(mid[rows], s_mid, out=x[:, : mid.shape[1]], dtype=np.float64)
+        np.divide(final[rows], s_fin, out=x[:, mid.shape[1] :], dtype=np.float64)
+        return x
+
+    r = _fit_head_owned(blocks(train), labels[train], blocks(val), labels[val], n_classes, max_iter, tuple(l2_grid))
     d = mid.shape[1]
     w = r.weight.astype(np.float64)
     w[:, :d] /= s_mid
@@ -102,13 +109,20 @@ def fit_head(
     Returns:
         :class:`Stage1Result` whose ``weight``/``bias`` apply to raw (unstandardised) features.
     """
+    # a float64 copy of the caller's training rows, which _fit_head_owned then standardises in place (the held-out rows are only read)
+    return _fit_head_owned(np.array(train_x, dtype=np.float64), train_y, np.asarray(val_x, dtype=np.float64), val_y, n_classes, max_iter, tuple(l2_grid))
+
+
+def _fit_head_owned(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, n_classes: int, max_iter: int,
+                    l2_grid: tuple[float, ...]) -> Stage1Result:
+    """:func:`fit_head` on float64 arrays it may overwrite (the training rows are standardised in place)."""
     import torch
 
     threads = torch.get_num_threads()
-    if np.asarray(train_x).size < 4_000_000:
+    if train_x.size < 4_000_000:
         torch.set_num_threads(1)  # L-BFGS on small problems is thousands of tiny ops: threads only add overhead
     try:
-        return _fit_head(train_x, train_y, val_x, val_y, n_classes, max_iter, tuple(l2_grid))
+        return _fit_head(train_x, train_y, val_x, val_y, n_classes, max_iter, l2_grid)
     finally:
         torch.set_num_threads(threads)
 
@@ -116,18 +130,22 @@ def fit_head(
 def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray, n_classes: int, max_iter: int, l2_grid: tuple[float, ...]) -> Stage1Result:
     import torch
 
-    xt = torch.as_tensor(np.asarray(train_x, dtype=np.float64))
     xv = torch.as_tensor(np.asarray(val_x, dtype=np.float64))
     yt = torch.as_tensor(np.asarray(train_y, dtype=np.int64))
     yv = torch.as_tensor(np.asarray(val_y, dtype=np.int64))
+    # the training rows are standardised in place (train_x is this fit's own float64 copy): one (n, d) float64 array,
+    # where raw rows, standardised rows and the temporaries of the scale were three to four
+    zt = torch.from_numpy(train_x)
     # centre per feature, scale by one number: folding a per-feature scale back into the head would
     # blow up the weights of near-constant features, which fine-tuning then moves (LP-FT diverges)
-    mu = xt.mean(0)
+    mu = zt.mean(0)
     # floor relative to the features' own magnitude: near-constant features (e.g. random weights) would
     # otherwise fold into a head of ~1e6 weights whose float32 logits are noise
-    floor = max(1e-6, 1e-4 * float(xt.pow(2).mean().sqrt()))
-    sd = xt.sub(mu).pow(2).mean().sqrt().clamp(min=floor)
-    zt, zv = (xt - mu) / sd, (xv - mu) / sd
+    floor = max(1e-6, 1e-4 * float(torch.linalg.vector_norm(zt)) / math.sqrt(max(1, zt.numel())))
+    zt.sub_(mu)
+    sd = (torch.linalg.vector_norm(zt) / math.sqrt(max(1, zt.numel()))).clamp(min=floor)
+    zt.div_(sd)
+    zv = (xv - mu) / sd
     # fewer rows than features: the optimum and every L-BFGS iterate (started at 0) lie in the span of the
     # training rows, so fit A in the basis V of that span (w = A V^T, Z w^T = (Z V) A^T, |w| = |A|), an exact
     # change of variables that makes each iteration O(n r) instead of O(n d)
@@ -150,11 +168,11 @@ def _fit_head(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y
             best = (acc, loss, l2, w, b)
     assert best is not None
     acc, loss, l2, w, b = best
+    train_acc = float(((zt_fit @ w.T + b).argmax(1) == yt).double().mean())  # the standardised rows' logits: the raw rows' under the folded head
     if basis is not None:
         w = w @ basis.T
     w_raw = w / sd  # fold the standardisation into the head: (x - mu)/sd @ w.T + b
     b_raw = b - (mu / sd) @ w.T
-    train_acc = float(((xt @ w_raw.T + b_raw).argmax(1) == yt).double().mean())
     val_logits = xv @ w_raw.T + b_raw
     return Stage1Result(
         weight=w_raw.float().numpy(),
