@@ -595,3 +595,26 @@ def test_a_whole_dataset_knows_the_recommenders_sample_in_it(tmp_path):
         assert len(whole.items) > len(sample.items) and fingerprint == sample.fingerprint
         assert [str(whole.items[int(j)]) for j in pick] == [str(i) for i in sample.items]
         assert whole.sample_fingerprint(21)[1] != fingerprint
+
+
+def test_texts_are_extracted_longest_first_and_come_back_in_their_order(zoo_home, no_network):
+    """A batch of texts is padded to its longest one: extraction runs them longest first (as sentence-transformers
+    batches), and each text's row is its own, equal to extracting it alone."""
+    from zoo.recommender.features import extract
+
+    bb = zoo.load(MINILM)
+    items = ["short one", "a much longer text " * 12, "mid-sized text about numpy arrays", "x", "another long text " * 9]
+    seen: list[list[int]] = []
+    real = bb.preprocess
+
+    def recording(texts, train=False):
+        seen.append([len(t) for t in texts])
+        return real(texts, train)
+
+    bb.preprocess = recording
+    fs = extract(bb, items, np.arange(len(items)), batch_size=2, count_flops=False)
+    assert seen == [[228, 162], [33, 9], [1]]  # longest first: similar lengths share a batch
+    for g in fs.groups:  # every group's rows, each text's own
+        alone = np.concatenate([extract(bb, [t], np.zeros(1, dtype=np.int64), count_flops=False).groups[g] for t in items])
+        np.testing.assert_allclose(fs.groups[g], alone, atol=2e-5)
+    np.testing.assert_array_equal(fs.labels, np.arange(len(items)))

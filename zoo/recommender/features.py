@@ -171,7 +171,7 @@ def _flops(backbone: Any, batch: Any) -> float | None:
 
 def extract(
     backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 32, count_flops: bool = True,
-    positions: np.ndarray | None = None, size: int | None = None,
+    positions: np.ndarray | None = None, size: int | None = None, length_sorted: bool = True,
 ) -> FeatureSet:
     """Pooled output of every layer group (and the source head's logits) in one forward pass.
 
@@ -181,6 +181,7 @@ def extract(
     ``count_flops``: also count one item's forward FLOPs (``meta["flops_per_item"]``; a traced
     extra forward of one item). ``positions``, ``size``: item ``i``'s rows go to row ``positions[i]`` of
     arrays of ``size`` rows (the other rows are left for the caller to fill; ``labels`` stay the items').
+    ``length_sorted``: run texts longest first (rows stay in the items' order); ``False`` runs them as given.
     """
     if getattr(backbone, "framework", "torch") != "torch":  # Keras / TF Hub: same format, same preprocessing
         from zoo.runner.keras_run import extract as keras_extract
@@ -242,21 +243,23 @@ def extract(
     n_rows = len(items) if positions is None or size is None else int(size)
     n_batches = 0
 
+    # texts go through the model longest first, as sentence-transformers batches them: a batch is padded to its
+    # longest text, so mixing lengths pays for padding (each text's features do not depend on its batch-mates)
+    order = np.argsort([-len(t) for t in items], kind="stable") if length_sorted and not image else np.arange(len(items))
+    rows_of = order if positions is None else np.asarray(positions)[order]
+
     def put(into: np.ndarray | None, rows: Any, start: int) -> np.ndarray:
         rows = np.asarray(rows)
         if into is None:
             into = np.empty((n_rows, *rows.shape[1:]), dtype=np.float32)
-        if positions is None:
-            into[start : start + len(rows)] = rows
-        else:
-            into[positions[start : start + len(rows)]] = rows
+        into[rows_of[start : start + len(rows)]] = rows
         return into
 
     t0 = time.perf_counter()
     try:
         with torch.inference_mode():
             for start in range(0, len(items), batch_size):
-                batch = move(prep(items[start : start + batch_size]), backbone.device)
+                batch = move(prep([items[i] for i in order[start : start + batch_size]]), backbone.device)
                 state["mask"] = batch.get("attention_mask") if isinstance(batch, dict) else None
                 current.clear()
                 pooled = backbone.features(batch).flatten(1).float()
