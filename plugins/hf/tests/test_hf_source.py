@@ -312,6 +312,20 @@ def test_real_minilm_matches_sentence_transformers(zoo_home: Path, no_network: N
     assert sim[0, 1] > sim[0, 2] and sim[0, 1] > sim[0, 3]
 
 
+def test_embed_runs_texts_longest_first_and_returns_them_in_order(zoo_home: Path, no_network: None) -> None:
+    """embed batches texts of similar length (padding to a batch's longest costs less), as sentence-transformers'
+    encode does, and gives each text its own row."""
+    bb = zoo.load("hf:sentence-transformers/all-MiniLM-L6-v2", path=minilm_dir())
+    texts = ["tiny", "a far longer sentence about arrays and their shapes " * 3, "medium length text", "a long sentence " * 4]
+    seen: list[list[int]] = []
+    real = bb.preprocess
+    bb.preprocess = lambda batch, train=False: seen.append([len(t) for t in batch]) or real(batch, train)
+    emb = bb.embed(texts, batch_size=2)
+    assert seen == [[156, 64], [18, 4]]
+    bb.preprocess = real
+    np.testing.assert_allclose(emb, np.concatenate([bb.embed([t]) for t in texts]), atol=2e-6)
+
+
 def _st_model(tmp_path: Path, name: str, base: Path, *after: Any) -> tuple[Any, Path]:
     """A SentenceTransformer of ``base`` + ``after`` modules, saved by sentence-transformers itself."""
     from sentence_transformers import SentenceTransformer, models

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -441,6 +442,16 @@ class HFTextBackbone(TorchBackbone):
             texts, padding=True, truncation=self.max_length is not None, max_length=self.max_length, return_tensors="pt"
         )
         return {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
+
+    def embed(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
+        """Pooled features of each text, in the inputs' order; the texts run longest first, so that a batch holds
+        texts of similar length (padding to its longest costs less), as sentence-transformers' ``encode`` does."""
+        texts = load_texts(inputs)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = super().embed([texts[i] for i in order], batch_size)
+        rows = np.empty_like(out)
+        rows[order] = out
+        return rows
 
     def to(self, device: str | torch.device) -> HFTextBackbone:
         super().to(device)
