@@ -91,16 +91,9 @@ class Dataset:
         computed from these items (nothing is decoded). They are that sample's when every file whose header reads
         also decodes (a truncated file shifts the draw; the fingerprint then matches nothing)."""
         pick = stratified_sample(self.labels, max_samples, seed)
-        if self.modality == "text":
-            h = hashlib.sha256(f"text|{max_samples}|{seed}".encode())
-            for j in pick:
-                h.update(hashlib.sha1(str(self.items[int(j)]).encode("utf-8")).digest() + f"|{int(self.labels[int(j)])}\n".encode())
-            return pick, h.hexdigest()
-        h = hashlib.sha256(f"images|{max_samples}|{seed}".encode())
+        h = _fingerprint(self.modality, max_samples, seed)
         for j in pick:
-            f = Path(self.items[int(j)])
-            st = f.stat()
-            h.update(f"{f.relative_to(self.path)}|{st.st_size}|{st.st_mtime_ns}|{int(self.labels[int(j)])}\n".encode())
+            _add(h, self.modality, self.items[int(j)], int(self.labels[int(j)]), self.path)
         return pick, h.hexdigest()
 
     def summary(self) -> dict[str, Any]:
@@ -220,7 +213,7 @@ def _image_folder(p: Path, max_samples: int, seed: int, whole: bool = False) -> 
     items: list[Any] = []
     keep_labels: list[int] = []
     img_sizes: list[tuple[int, int]] = []
-    h = hashlib.sha256(f"images|{max_samples}|{seed}".encode())
+    h = _fingerprint("image", max_samples, seed)
     for j in pick:
         i = ok[int(j)]
         f = files[i]
@@ -234,8 +227,7 @@ def _image_folder(p: Path, max_samples: int, seed: int, whole: bool = False) -> 
         items.append(f)
         keep_labels.append(labels[i])
         img_sizes.append(sizes[i])
-        st = f.stat()
-        h.update(f"{f.relative_to(p)}|{st.st_size}|{st.st_mtime_ns}|{labels[i]}\n".encode())
+        _add(h, "image", f, labels[i], p)
     _check_classes(p, counts, "image")
     y = np.array(keep_labels, dtype=np.int64)
     _check_classes(p, {names[c]: int((y == c).sum()) for c in range(len(names))}, "image")
@@ -337,7 +329,23 @@ def _table(p: Path, max_samples: int, seed: int, text_column: str | None, label_
     pick = stratified_sample(y_all, max_samples, seed)
     items = [texts[int(i)] for i in pick]
     y = y_all[pick]
-    h = hashlib.sha256(f"text|{max_samples}|{seed}".encode())
+    h = _fingerprint("text", max_samples, seed)
     for t, lab in zip(items, y):
-        h.update(hashlib.sha1(t.encode("utf-8")).digest() + f"|{int(lab)}\n".encode())
+        _add(h, "text", t, int(lab), p)
     return Dataset(p, "text", names, counts, items, y, len(skipped), skipped[:3], [], h.hexdigest())
+
+
+def _fingerprint(modality: str, max_samples: int, seed: int) -> Any:
+    """The running hash a sample's fingerprint (the feature cache's key) starts from; :func:`_add` feeds it each item."""
+    return hashlib.sha256(f"{'text' if modality == 'text' else 'images'}|{max_samples}|{seed}".encode())
+
+
+def _add(h: Any, modality: str, item: Any, label: int, root: Path) -> None:
+    """One item of a sample into its fingerprint: a text by its content, an image file by its path under ``root``,
+    size and modification time (not decoded)."""
+    if modality == "text":
+        h.update(hashlib.sha1(str(item).encode("utf-8")).digest() + f"|{int(label)}\n".encode())
+        return
+    f = Path(item)
+    st = f.stat()
+    h.update(f"{f.relative_to(root)}|{st.st_size}|{st.st_mtime_ns}|{int(label)}\n".encode())
