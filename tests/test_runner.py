@@ -35,7 +35,7 @@ def tiny_plan(*, strategy: str = "lp-ft", unfreeze: tuple[str, ...] = ("top-1",)
         "backbone": LITE0, "strategy": strategy, "unfreeze": list(unfreeze), "lr": lrs, "resolution": resolution,
         "optimizer": Optimizer(name="sgd", momentum=0.9, weight_decay=0.0),
         "schedule": Schedule(epochs=epochs, batch_size=32, steps=epochs * 5, warmup_frac=0.1, early_stop_patience=patience),
-        "augment": plan.augment.model_copy(update={"hflip": hflip, "random_resized_crop": False, "trivial_augment": False}),
+        "augment": plan.augment.model_copy(update={"hflip": hflip, "random_resized_crop": False, "trivial_augment": False, "resolution": resolution}),
     })
 
 
