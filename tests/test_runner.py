@@ -781,7 +781,7 @@ def test_a_run_on_data_larger_than_the_recommenders_sample_reuses_its_rows(tmp_p
 
 
 @pytest.mark.slow
-def test_plan_fields_a_run_would_leave_unused_are_refused_before_anything_is_written(tmp_path, zoo_home, no_network):
+def test_plan_fields_a_run_would_leave_unused_are_refused_before_anything_is_written(tmp_path, zoo_home, no_network, capsys):
     """A probe strategy that unfreezes groups, epochs with nothing unfrozen, and a learning rate for a group the plan
     does not unfreeze each ran without a word (a probe fine-tuned; the epochs, or the rate, silently unused)."""
     root = digits(tmp_path, 20)
@@ -801,6 +801,8 @@ def test_plan_fields_a_run_would_leave_unused_are_refused_before_anything_is_wri
         assert "\n" not in str(exc.value) and not (tmp_path / "runs").exists()
     # what stays allowed: --epochs overrides the plan's (the benchmark grid runs probe plans so), 'all' covers any selection
     r = zoo.run(probe, root, out=out, epochs=0, refit=False)
-    assert r.epochs_run == 0
+    assert r.epochs_run == 0 and "trains nothing" not in capsys.readouterr().err
+    r = zoo.run(probe, root, out=tmp_path / "runs" / "z", epochs=3, refit=False)  # --epochs on a probe plan: said, not silent
+    assert r.epochs_run == 0 and "zoo run: --epochs 3 trains nothing: the plan unfreezes no layer group (a linear-probe plan)" in capsys.readouterr().err
     all_rate = plan.model_copy(update={"lr": {"head": 0.01, "all": 0.001}, "schedule": plan.schedule.model_copy(update={"epochs": 0})})
     zoo.run(all_rate, root, out=tmp_path / "runs" / "y", refit=False)

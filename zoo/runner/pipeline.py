@@ -287,6 +287,9 @@ def run(
         raise InvalidInputError(f"the plan's schedule.epochs is {plan.schedule.epochs} but its unfreeze is empty, so no epoch would train (stage 1 only); "
                                 "set unfreeze (e.g. [top-1]) and a fine-tuning strategy, or schedule.epochs: 0.")
     _check_options(plan, epochs, seed, batch_size, val_frac, processes)
+    if epochs is not None and int(epochs) > 0 and not plan.unfreeze and not from_scratch:  # accepted (the benchmark grid passes it), but said
+        print(f"zoo run: --epochs {epochs} trains nothing: the plan unfreezes no layer group (a {plan.strategy} plan), so the run is its stage-1 probe; "
+              "set unfreeze (and a fine-tuning strategy) in the plan to fine-tune.", file=sys.stderr)
     if resume and out is None:
         raise InvalidInputError("--resume needs the run folder to continue: pass it with --out (or drop --resume to start a new run).")
     if from_scratch and (plan.schedule.epochs if epochs is None else int(epochs)) == 0:
