@@ -43,7 +43,7 @@ class Schedule(_Frozen):
     stage1: Literal["lbfgs-logreg"] = "lbfgs-logreg"
     epochs: int = Field(ge=0)
     batch_size: int = Field(gt=0)
-    steps: int = Field(ge=0)
+    steps: int = Field(ge=0)  # the recommender's estimate (its sample size / batch x epochs); zoo run counts its own
     warmup_frac: float = Field(ge=0, le=1)
     decay: Literal["cosine", "constant"] = "cosine"
     gradual_unfreeze: bool = False
@@ -87,6 +87,13 @@ class Plan(_Frozen):
     given; ``rationale`` says why, each line with its source. ``features`` (data mode) is the
     ``.npz`` feature cache of the chosen backbone on the sample, which ``zoo run`` reuses for its
     stage-1 probe.
+
+    What ``zoo run`` reads: ``modality``, ``backbone``, ``strategy`` (a probe, lp-concat, or fine-tuning of
+    ``unfreeze``), ``unfreeze``, ``lr``, ``lr_decay``, ``optimizer``, ``schedule`` (except ``steps``), ``augment``,
+    ``bn`` and ``resolution``; a value it cannot honour is refused in one line. ``schedule.steps``,
+    ``expected_cost``, ``signals``, ``rationale``, ``alternatives`` and ``features`` record what the recommender
+    estimated or measured: a run derives its steps from the data and the batch size, and finds the feature cache
+    by backbone, data and preprocessing, so editing them changes nothing.
     """
 
     version: Literal[1] = PLAN_VERSION
