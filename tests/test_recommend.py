@@ -388,3 +388,58 @@ def test_lp_concat_costs_one_forward_pass_like_a_probe():
     req = Request(samples=500, classes=10, device="cpu")
     costs = [_schedule(req, "tiny", "high", s, 0, card, 3600)["cost"].stage1_seconds for s in ("linear-probe", "lp-concat")]
     assert costs[0] == costs[1] > 0
+
+
+def _edited(plan, path, value):
+    data = plan.model_dump(mode="json")
+    *parents, last = path.split(".")
+    node = data
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    return data
+
+
+@pytest.mark.parametrize("path, value, message", [
+    ("optimizer.name", "adam", r"optimizer\.name: Input should be 'sgd' or 'adamw'"),
+    ("optimizer.momentum", -0.5, r"optimizer\.momentum: Input should be greater than or equal to 0"),
+    ("optimizer.momentum", 1.5, r"optimizer\.momentum: Input should be less than 1"),
+    ("optimizer.momentum", 0.9, r"optimizer: optimizer\.momentum \(0\.9\) applies to sgd only"),  # AdamW ignored it
+    ("optimizer.weight_decay", -0.01, r"optimizer\.weight_decay: Input should be greater than or equal to 0"),
+    ("optimizer.weight_decay", float("inf"), r"optimizer\.weight_decay: Input should be a finite number"),
+    ("schedule.warmup_frac", 1.5, r"schedule\.warmup_frac: Input should be less than or equal to 1"),
+    ("schedule.decay", "linear", r"schedule\.decay: Input should be 'cosine' or 'constant'"),
+    ("augment.crop_scale", [1.0, 0.35], r"augment\.crop_scale: crop_scale must be \(min, max\) with 0 < min <= max <= 1, got \(1\.0, 0\.35\)"),
+    ("augment.crop_scale", [0.0, 1.0], r"augment\.crop_scale: crop_scale must be"),
+    ("augment.crop_scale", [0.5, 2.0], r"augment\.crop_scale: crop_scale must be"),
+    ("augment.mixup", -0.2, r"augment\.mixup: Input should be greater than or equal to 0"),  # was: silently no mixup
+    ("augment.label_smoothing", 1.5, r"augment\.label_smoothing: Input should be less than 1"),  # was torch's traceback
+    ("augment.resolution", 0, r"augment\.resolution: Input should be greater than 0"),
+    ("resolution", 0, r"resolution: Input should be greater than 0"),  # was: silently the backbone's native size
+    ("augment.resolution", 96, r"augment\.resolution \(96\) differs from resolution \(128\)"),  # was: silently unused
+])
+def test_plan_fields_no_run_can_honour_are_refused_naming_the_field(path, value, message):
+    """A hand-edited plan field with a value zoo run would ignore or fail on deep in torch / Keras is one line naming it."""
+    plan = recommend(samples=1797, classes=10, domain="documents", image_size=8)
+    assert plan.resolution == plan.augment.resolution == 128 and plan.optimizer.name == "adamw"
+    with pytest.raises(InvalidInputError, match=message) as exc:
+        Plan.parse(_edited(plan, path, value))
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("path, value", [("augment.hflip", True), ("augment.random_resized_crop", True), ("augment.trivial_augment", True),
+                                         ("augment.mixup", 0.2), ("resolution", 224), ("augment.resolution", 224)])
+def test_image_settings_in_a_text_plan_are_refused_not_ignored(path, value):
+    """zoo run's text path has no image augmentation, mixup or resolution: setting one was silently ignored."""
+    plan = recommend(samples=500, classes=4, modality="text")
+    Plan.parse(plan.model_dump(mode="json"))  # the recommender's own text plan stays valid
+    with pytest.raises(InvalidInputError, match=re.escape(f"{path}: image settings, but the plan is for text")) as exc:
+        Plan.parse(_edited(plan, path, value))
+    assert "\n" not in str(exc.value)
+
+
+def test_the_recommenders_own_plans_pass_the_field_checks():
+    for kwargs in [dict(samples=1797, classes=10, domain="documents", image_size=8), dict(samples=50_000, classes=100), dict(samples=30, classes=3),
+                   dict(samples=5000, classes=20, resolution=160), dict(samples=100_000, classes=5, modality="text"), dict(samples=30, classes=3, modality="text")]:
+        plan = recommend(**kwargs)
+        assert Plan.parse(plan.model_dump(mode="json")) == plan

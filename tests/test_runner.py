@@ -35,7 +35,7 @@ def tiny_plan(*, strategy: str = "lp-ft", unfreeze: tuple[str, ...] = ("top-1",)
         "backbone": LITE0, "strategy": strategy, "unfreeze": list(unfreeze), "lr": lrs, "resolution": resolution,
         "optimizer": Optimizer(name="sgd", momentum=0.9, weight_decay=0.0),
         "schedule": Schedule(epochs=epochs, batch_size=32, steps=epochs * 5, warmup_frac=0.1, early_stop_patience=patience),
-        "augment": plan.augment.model_copy(update={"hflip": hflip, "random_resized_crop": False, "trivial_augment": False}),
+        "augment": plan.augment.model_copy(update={"hflip": hflip, "random_resized_crop": False, "trivial_augment": False, "resolution": resolution}),
     })
 
 
@@ -778,3 +778,31 @@ def test_a_run_on_data_larger_than_the_recommenders_sample_reuses_its_rows(tmp_p
     single = real(bb, load_dataset(root, max_samples=40, whole=True).items, whole.labels, resolution=64)
     for g in single.groups:
         np.testing.assert_allclose(whole.groups[g], single.groups[g], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_plan_fields_a_run_would_leave_unused_are_refused_before_anything_is_written(tmp_path, zoo_home, no_network, capsys):
+    """A probe strategy that unfreezes groups, epochs with nothing unfrozen, and a learning rate for a group the plan
+    does not unfreeze each ran without a word (a probe fine-tuned; the epochs, or the rate, silently unused)."""
+    root = digits(tmp_path, 20)
+    out = tmp_path / "runs" / "x"
+    plan = tiny_plan(unfreeze=("top-1",))
+    probe = plan.model_copy(update={"strategy": "linear-probe", "unfreeze": [], "lr": {"head": 0.01}})
+    for bad, message in [
+        (plan.model_copy(update={"strategy": "linear-probe"}), "the plan is linear-probe (a probe) but unfreezes top-1; set unfreeze: [] or strategy: lp-ft."),
+        (plan.model_copy(update={"strategy": "head-only"}), "the plan is head-only (a probe) but unfreezes top-1"),
+        (probe, "the plan's schedule.epochs is 2 but its unfreeze is empty, so no epoch would train"),
+        (plan.model_copy(update={"lr": {"head": 0.01, "top-1": 0.005, "top-3": 0.001}}), "the plan's lr names top-3, which its unfreeze (top-1) does not select"),
+        (plan.model_copy(update={"lr": {"head": 0.01, "top-1": 0.005, "middle": 0.001}}), "the plan's lr names middle, which its unfreeze (top-1) does not select"),
+        (plan.model_copy(update={"lr": {"head": 0.01, "top-1": 0.005, "early-12": 0.001}}), "the plan's lr names early-12"),
+    ]:
+        with pytest.raises(InvalidInputError, match=re.escape(message)) as exc:
+            zoo.run(bad, root, out=out)
+        assert "\n" not in str(exc.value) and not (tmp_path / "runs").exists()
+    # what stays allowed: --epochs overrides the plan's (the benchmark grid runs probe plans so), 'all' covers any selection
+    r = zoo.run(probe, root, out=out, epochs=0, refit=False)
+    assert r.epochs_run == 0 and "trains nothing" not in capsys.readouterr().err
+    r = zoo.run(probe, root, out=tmp_path / "runs" / "z", epochs=3, refit=False)  # --epochs on a probe plan: said, not silent
+    assert r.epochs_run == 0 and "zoo run: --epochs 3 trains nothing: the plan unfreezes no layer group (a linear-probe plan)" in capsys.readouterr().err
+    all_rate = plan.model_copy(update={"lr": {"head": 0.01, "all": 0.001}, "schedule": plan.schedule.model_copy(update={"epochs": 0})})
+    zoo.run(all_rate, root, out=tmp_path / "runs" / "y", refit=False)

@@ -81,7 +81,7 @@ def keras_plan(*, strategy: str = "lp-ft", unfreeze: tuple[str, ...] = ("top-1",
         "backbone": KERAS_ID, "strategy": strategy, "unfreeze": list(unfreeze), "lr": lrs, "resolution": RES, "bn": bn,
         "optimizer": Optimizer(name="sgd", momentum=0.9, weight_decay=1e-4),
         "schedule": Schedule(epochs=epochs, batch_size=32, steps=epochs * 4, warmup_frac=0.1, early_stop_patience=3),
-        "augment": plan.augment.model_copy(update={"hflip": False, "random_resized_crop": False, "trivial_augment": False}),
+        "augment": plan.augment.model_copy(update={"hflip": False, "random_resized_crop": False, "trivial_augment": False, "resolution": RES}),
     })
 
 

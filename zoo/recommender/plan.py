@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import math
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Strategy = Literal["linear-probe", "lp-concat", "lp-ft", "full-finetune", "surgical", "head-only"]
 PLAN_VERSION = 1
 SELECTOR = re.compile(r"(top|early)-[1-9][0-9]*|middle|all")  # what ``unfreeze`` (and ``lr``'s group keys) may name
+Side = Annotated[int, Field(gt=0)]  # an image side in pixels
 
 
 class _Frozen(BaseModel):
@@ -28,15 +29,21 @@ class Reason(_Frozen):
 
 class Optimizer(_Frozen):
     name: Literal["sgd", "adamw"]
-    momentum: float | None = None
-    weight_decay: float = 0.0
+    momentum: float | None = Field(default=None, ge=0, lt=1)  # SGD's (Nesterov when above 0); AdamW's betas are fixed
+    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _momentum_is_sgds(self) -> Optimizer:
+        if self.name != "sgd" and self.momentum is not None:
+            raise ValueError(f"optimizer.momentum ({self.momentum}) applies to sgd only (adamw's betas are fixed at 0.9, 0.999); remove it or set name: sgd")
+        return self
 
 
 class Schedule(_Frozen):
     stage1: Literal["lbfgs-logreg"] = "lbfgs-logreg"
     epochs: int = Field(ge=0)
     batch_size: int = Field(gt=0)
-    steps: int = Field(ge=0)
+    steps: int = Field(ge=0)  # the recommender's estimate (its sample size / batch x epochs); zoo run counts its own
     warmup_frac: float = Field(ge=0, le=1)
     decay: Literal["cosine", "constant"] = "cosine"
     gradual_unfreeze: bool = False
@@ -48,9 +55,17 @@ class Augment(_Frozen):
     hflip: bool
     trivial_augment: bool
     crop_scale: tuple[float, float] = (0.35, 1.0)  # RandomResizedCrop's area range, when on
-    mixup: float = 0.0
-    label_smoothing: float = 0.0
-    resolution: int | None = None
+    mixup: float = Field(default=0.0, ge=0, allow_inf_nan=False)  # the Beta(a, a) of mixup; 0: off
+    label_smoothing: float = Field(default=0.0, ge=0, lt=1)
+    resolution: Side | None = None  # the plan's resolution, repeated (zoo run trains and evaluates at Plan.resolution)
+
+    @field_validator("crop_scale")
+    @classmethod
+    def _scale(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not (0 < lo <= hi <= 1):
+            raise ValueError(f"crop_scale must be (min, max) with 0 < min <= max <= 1, got ({lo}, {hi})")
+        return value
 
 
 class Cost(_Frozen):
@@ -72,6 +87,13 @@ class Plan(_Frozen):
     given; ``rationale`` says why, each line with its source. ``features`` (data mode) is the
     ``.npz`` feature cache of the chosen backbone on the sample, which ``zoo run`` reuses for its
     stage-1 probe.
+
+    What ``zoo run`` reads: ``modality``, ``backbone``, ``strategy`` (a probe, lp-concat, or fine-tuning of
+    ``unfreeze``), ``unfreeze``, ``lr``, ``lr_decay``, ``optimizer``, ``schedule`` (except ``steps``), ``augment``,
+    ``bn`` and ``resolution``; a value it cannot honour is refused in one line. ``schedule.steps``,
+    ``expected_cost``, ``signals``, ``rationale``, ``alternatives`` and ``features`` record what the recommender
+    estimated or measured: a run derives its steps from the data and the batch size, and finds the feature cache
+    by backbone, data and preprocessing, so editing them changes nothing.
     """
 
     version: Literal[1] = PLAN_VERSION
@@ -86,7 +108,7 @@ class Plan(_Frozen):
     schedule: Schedule
     augment: Augment
     bn: Literal["frozen-stats", "train"]
-    resolution: int | None
+    resolution: Side | None
     expected_cost: Cost
     signals: dict[str, Any]
     rationale: list[Reason]
@@ -112,6 +134,19 @@ class Plan(_Frozen):
         if unknown:
             raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}: use head, top-i, early-i, middle or all")
         return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Plan:
+        a = self.augment
+        if self.modality == "text":
+            image_only = [f"augment.{k}" for k in ("random_resized_crop", "hflip", "trivial_augment") if getattr(a, k)]
+            image_only += ["augment.mixup"] * (a.mixup > 0) + [f"{p}resolution" for p, r in (("", self.resolution), ("augment.", a.resolution)) if r is not None]
+            if image_only:
+                raise ValueError(f"{', '.join(image_only)}: image settings, but the plan is for text; set them to false / 0 / null")
+        elif a.resolution is not None and a.resolution != self.resolution:
+            raise ValueError(f"augment.resolution ({a.resolution}) differs from resolution ({self.resolution}), which zoo run trains and evaluates at; "
+                             "make them equal or set augment.resolution: null")
+        return self
 
     def to_yaml(self) -> str:
         import yaml

@@ -428,8 +428,8 @@ def _schedule(req: Request, reg: str, similarity: str, strategy: str, k: int, ca
     # ULMFiT's 1/2.6 (1/1.5 for a different domain) is per stage of a CNN cut into <= 5 groups; a finer cut
     # (EfficientNet: stem, 7 stages, top) would compound it to ~1/5,000 at the input: the per-block decay there
     stages = cnn and n_groups <= 5
-    if not fine_tune:  # the optimizer and learning rates below are used only if the plan is run with --epochs N
-        reasons.append(Reason(text="the head is a multinomial logistic regression on the cached features, fit by L-BFGS with its L2 strength chosen on the held-out split (no learning rate; the plan's AdamW rates apply only with --epochs N)",
+    if not fine_tune:  # the optimizer and learning rates below are used only if the plan is edited to unfreeze groups
+        reasons.append(Reason(text="the head is a multinomial logistic regression on the cached features, fit by L-BFGS with its L2 strength chosen on the held-out split (no learning rate; the plan's AdamW rates apply only once it is edited into a fine-tuning plan: strategy lp-ft, unfreeze e.g. [all], schedule.epochs N)",
                               source=f"{SRC_KORNBLITH} (L-BFGS logistic regression, L2 chosen on a validation split)"))
     if cnn:
         base = 5e-4

@@ -128,15 +128,28 @@ def _check_options(plan: Any, epochs: int | None, seed: int, batch_size: int | N
 
 
 def _check_unfreeze(plan: Any, backbone: Any) -> None:
-    """The plan's ``unfreeze`` selectors name groups this backbone has (before stage 1 writes anything)."""
+    """The plan's ``unfreeze`` selectors name groups this backbone has, and each of its ``lr`` group keys a group they select
+    (before stage 1 writes anything)."""
     from zoo.errors import LayerGroupRangeError
     from zoo.runner.stage2 import resolve_selectors
 
+    n = len(backbone.layer_groups)
     try:
-        resolve_selectors(plan.unfreeze, len(backbone.layer_groups))
+        chosen = set(resolve_selectors(plan.unfreeze, n))
     except LayerGroupRangeError as exc:
         raise InvalidInputError(f"the plan's unfreeze names group {exc.k} from one end, but {plan.backbone} has {exc.n_groups} layer groups; "
                                 f"use top-1..top-{exc.n_groups} or early-1..early-{exc.n_groups} (or all), or regenerate the plan for this backbone.") from None
+    # a learning rate for groups the plan does not unfreeze (or the backbone does not have) would be silently unused
+    unused = []
+    for key in plan.lr if plan.unfreeze else ():  # a probe trains no group (nor uses the head's rate: its head is fit by L-BFGS)
+        try:
+            if key != "head" and not set(resolve_selectors([key], n)) & chosen:
+                unused.append(key)
+        except LayerGroupRangeError:
+            unused.append(key)
+    if unused:
+        raise InvalidInputError(f"the plan's lr names {', '.join(unused)}, which its unfreeze ({', '.join(plan.unfreeze) or 'empty'}) does not select on {plan.backbone} "
+                                f"({n} layer groups), so that rate would be unused; remove it or add the group to unfreeze.")
 
 
 def _check_out(out: Path, plan: Any, resume: bool) -> None:
@@ -268,7 +281,15 @@ def run(
         raise InvalidInputError(f"data must be the path of an image folder or a CSV/JSONL file, got {type(data).__name__}.")
     if plan.strategy == "lp-concat" and plan.unfreeze:
         raise InvalidInputError(f"the plan is lp-concat (a probe) but unfreezes {', '.join(plan.unfreeze)}; set unfreeze: [] or strategy: lp-ft.")
+    if plan.strategy in ("linear-probe", "head-only") and plan.unfreeze:
+        raise InvalidInputError(f"the plan is {plan.strategy} (a probe) but unfreezes {', '.join(plan.unfreeze)}; set unfreeze: [] or strategy: lp-ft.")
+    if not plan.unfreeze and plan.schedule.epochs > 0 and epochs is None and not from_scratch:
+        raise InvalidInputError(f"the plan's schedule.epochs is {plan.schedule.epochs} but its unfreeze is empty, so no epoch would train (stage 1 only); "
+                                "set unfreeze (e.g. [top-1]) and a fine-tuning strategy, or schedule.epochs: 0.")
     _check_options(plan, epochs, seed, batch_size, val_frac, processes)
+    if epochs is not None and int(epochs) > 0 and not plan.unfreeze and not from_scratch:  # accepted (the benchmark grid passes it), but said
+        print(f"zoo run: --epochs {epochs} trains nothing: the plan unfreezes no layer group (a {plan.strategy} plan), so the run is its stage-1 probe; "
+              "set unfreeze (and a fine-tuning strategy) in the plan to fine-tune.", file=sys.stderr)
     if resume and out is None:
         raise InvalidInputError("--resume needs the run folder to continue: pass it with --out (or drop --resume to start a new run).")
     if from_scratch and (plan.schedule.epochs if epochs is None else int(epochs)) == 0:
