@@ -73,3 +73,15 @@ def test_from_scratch_of_a_plan_without_epochs_is_refused_before_anything_is_wri
     with pytest.raises(InvalidInputError, match="--epochs N") as err:
         zoo.run(plan, digits(tmp_path, 30), out=out, from_scratch=True)
     assert "\n" not in str(err.value) and not out.exists()
+
+
+def test_from_scratch_of_a_keras_plan_is_refused_naming_the_reason(tmp_path, zoo_home, no_network):
+    """The baseline re-initialises torch modules; a Keras plan was refused by the Keras loader as 'unknown option(s)
+    pretrained for keras'. Now one line says what --from-scratch supports, before anything is loaded or written."""
+    from zoo.errors import InvalidInputError
+
+    plan = tiny_plan(epochs=1, resolution=32).model_copy(update={"backbone": "keras:MobileNetV3Small.imagenet"})
+    out = tmp_path / "scratch"
+    with pytest.raises(InvalidInputError, match=r"--from-scratch supports torch sources \(timm, torchvision, hf\), not tensorflow") as err:
+        zoo.run(plan, digits(tmp_path, 30), out=out, from_scratch=True)
+    assert "\n" not in str(err.value) and not out.exists()

@@ -114,6 +114,17 @@ def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
     return backbone
 
 
+def _framework_of(model_id: str) -> str | None:
+    """The catalog's framework for ``model_id`` (no framework is imported), or ``None`` when the catalog does not say."""
+    import zoo
+    from zoo.errors import ZooError
+
+    try:
+        return zoo.info(model_id).framework
+    except ZooError:
+        return None
+
+
 def _check_options(plan: Any, epochs: int | None, seed: int, batch_size: int | None, val_frac: float, processes: int) -> None:
     """One-line errors for options no run can use (of the wrong type or range), before anything is written."""
     from zoo._args import real, whole
@@ -297,6 +308,10 @@ def run(
     if from_scratch:
         from zoo.runner.baseline import scratch_plan
 
+        framework = _framework_of(plan.backbone)
+        if framework not in (None, "torch"):  # before anything is loaded or written (the Keras loader named an option instead)
+            raise InvalidInputError(f"{plan.backbone}: --from-scratch supports torch sources (timm, torchvision, hf), not {framework}; "
+                                    "run the baseline with a torch backbone of the same family.")
         plan = scratch_plan(plan, batch_size)
     named = out is not None
     out = Path(out) if named else Path("runs") / f"{plan.backbone.split(':', 1)[-1].replace('/', '--')}-{time.strftime('%Y%m%d-%H%M%S')}"
