@@ -291,6 +291,36 @@ def test_resume_after_an_interrupted_epoch_matches_the_uninterrupted_run(env, fu
     assert r.final_val_acc == full.final_val_acc and r.best_epoch == full.best_epoch
 
 
+def test_a_full_disk_in_stage2_stops_in_one_line_and_resume_matches_the_uninterrupted_run(env, full_run, no_network, monkeypatch):
+    """The disk fills after epoch 1's checkpoint: the weights file of epoch 2 is refused before HDF5 writes it (HDF5
+    failing midway leaves its file open, Keras prints lines of h5py text and the interpreter crashes at exit), the
+    run stops with a CheckpointError as the torch path does, leaving no temporary file, and --resume once there is
+    room again finishes as the uninterrupted run."""
+    from zoo.errors import CheckpointError
+
+    _, full = full_run
+    out = env["tmp"] / "full-disk"
+    real = shutil.disk_usage
+
+    def full_after_epoch_1(path):
+        usage = real(path)
+        return usage._replace(free=0) if (out / "checkpoints" / "LATEST").exists() else usage
+
+    monkeypatch.setattr(shutil, "disk_usage", full_after_epoch_1)
+    with pytest.raises(CheckpointError, match=r"No space left on device \(the weights need about [\d.]+ MiB, 0.0 MiB free\).*free disk space and rerun with --resume\.$"):
+        zoo.run(keras_plan(), env["data"], out=out, seed=SEED, progress=False)
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    assert (out / "checkpoints" / "LATEST").read_text().strip() == "epoch-0001" and not (out / "result.json").exists()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["LATEST", "epoch-0001"]
+    assert sorted(p.name for p in (out / "model").iterdir()) == ["config.json", "model.weights.h5"]
+    r = zoo.run(keras_plan(), env["data"], out=out, seed=SEED, resume=True, progress=False)
+    assert r.resumed_from == 1 and r.epochs_run == 2
+    for got, want in zip(r.history, full.history):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-7), key
+    assert r.final_val_acc == full.final_val_acc and r.best_epoch == full.best_epoch
+
+
 def test_a_keras_run_records_its_data_and_refuses_to_resume_on_other_data(env, no_network, capsys):
     """The Keras path writes the same data fingerprint as the torch path (RUN/data.json) and --resume checks it; bad
     options and a missing run are refused before anything is written, as on the torch path."""

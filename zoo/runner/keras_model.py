@@ -20,6 +20,7 @@ the classifier is trained; Keras 3 (3.15) replaces it by the outer call's ``trai
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import threading
@@ -138,6 +139,32 @@ def set_head(model: Any, weight: np.ndarray, bias: np.ndarray) -> None:
     model.get_layer("head").set_weights([np.asarray(weight, dtype=np.float32).T, np.asarray(bias, dtype=np.float32)])
 
 
+def _free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def write_weights_file(model: Any, path: Path) -> None:
+    """``model.save_weights(path)``, refused with an ``OSError`` (ENOSPC) before HDF5 starts when ``path``'s folder
+    has no room for the weights.
+
+    HDF5 failing a write midway (a full disk) leaves its file open inside the library, since Keras closes its
+    weights store only on success: the error comes back as several lines of h5py text and the interpreter then
+    crashes at exit (SIGSEGV) while HDF5 flushes that file. A whole weights file is about the variables' bytes
+    plus a few KiB of HDF5 metadata per variable, so that much free space is asked for first.
+    """
+    need = 2**18
+    for v in model.weights:
+        try:
+            item = np.dtype(getattr(v.dtype, "name", v.dtype)).itemsize
+        except TypeError:  # bfloat16 and other dtypes numpy does not name
+            item = 4
+        need += int(np.prod(v.shape)) * item + 4096
+    free = _free_bytes(Path(path).parent)
+    if free < need:
+        raise OSError(errno.ENOSPC, f"No space left on device (the weights need about {need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free)", str(Path(path).parent))
+    model.save_weights(str(path))
+
+
 def save_weights(model: Any, path: Path) -> Path:
     """``model.save_weights`` to ``path`` (a ``.weights.h5`` file) atomically: never half-written under that name."""
     path = Path(path)
@@ -145,7 +172,7 @@ def save_weights(model: Any, path: Path) -> Path:
     def write(tmp: Path) -> None:
         scratch = owned_temp(tmp.parent, "keras-weights", "", directory=True)
         try:
-            model.save_weights(str(scratch / WEIGHTS_NAME))  # Keras insists on the .weights.h5 suffix
+            write_weights_file(model, scratch / WEIGHTS_NAME)  # Keras insists on the .weights.h5 suffix
             shutil.move(str(scratch / WEIGHTS_NAME), str(tmp))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
