@@ -321,6 +321,16 @@ def test_a_full_disk_in_stage2_stops_in_one_line_and_resume_matches_the_uninterr
     assert r.final_val_acc == full.final_val_acc and r.best_epoch == full.best_epoch
 
 
+def test_from_scratch_on_a_keras_plan_is_refused_in_one_line(env, no_network, capsys):
+    """The baseline is torch-only: the refusal names --from-scratch, not an option the user never passed
+    (the Keras and TF Hub loaders reject the `pretrained` option the baseline tries first)."""
+    plan_path = keras_plan(epochs=1).write(env["tmp"] / "scratch.yaml")
+    out = env["tmp"] / "scratch"
+    assert main(["run", str(plan_path), "--data", str(env["data"]), "--out", str(out), "--from-scratch"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{KERAS_ID}: --from-scratch supports torch sources" in err and not out.exists()
+
+
 def test_a_keras_run_records_its_data_and_refuses_to_resume_on_other_data(env, no_network, capsys):
     """The Keras path writes the same data fingerprint as the torch path (RUN/data.json) and --resume checks it; bad
     options and a missing run are refused before anything is written, as on the torch path."""
