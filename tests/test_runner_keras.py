@@ -331,6 +331,15 @@ def test_from_scratch_on_a_keras_plan_is_refused_in_one_line(env, no_network, ca
     assert err.count("\n") == 1 and f"{KERAS_ID}: --from-scratch supports torch sources" in err and not out.exists()
 
 
+def test_processes_on_a_keras_plan_is_refused_not_ignored(env, no_network):
+    """--processes N runs torch's stage 2 on N processes; the Keras path has no such mode, so N > 1 is refused before
+    anything is written rather than silently trained in one process."""
+    out = env["tmp"] / "processes"
+    with pytest.raises(InvalidInputError, match=r"--processes applies to torch sources; a Keras or TF Hub run trains in one process"):
+        zoo.run(keras_plan(epochs=1), env["data"], out=out, seed=SEED, processes=2, progress=False)
+    assert not out.exists()
+
+
 def test_a_keras_run_records_its_data_and_refuses_to_resume_on_other_data(env, no_network, capsys):
     """The Keras path writes the same data fingerprint as the torch path (RUN/data.json) and --resume checks it; bad
     options and a missing run are refused before anything is written, as on the torch path."""

@@ -100,8 +100,7 @@ def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
 
     if not from_scratch:
         return zoo.load(model_id)
-    framework = zoo.sources().get(str(model_id).split(":", 1)[0], {}).get("framework")
-    if framework not in (None, "torch"):  # before zoo.load(pretrained=False), which such a source refuses as an unknown option
+    if _framework(model_id) not in (None, "torch"):  # before zoo.load(pretrained=False), which such a source refuses as an unknown option
         raise InvalidInputError(f"{model_id}: --from-scratch supports torch sources; pick a timm or torchvision backbone for the baseline.")
     torch.manual_seed(seed)
     try:
@@ -117,6 +116,13 @@ def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
     return backbone
 
 
+def _framework(model_id: str) -> str | None:
+    """The framework of ``model_id``'s source (``torch``, ``tensorflow``, ...) as its plugin declares it, no model loaded."""
+    import zoo
+
+    return zoo.sources().get(str(model_id).split(":", 1)[0], {}).get("framework")
+
+
 def _check_options(plan: Any, epochs: int | None, seed: int, batch_size: int | None, val_frac: float, processes: int) -> None:
     """One-line errors for options no run can use (of the wrong type or range), before anything is written."""
     from zoo._args import real, whole
@@ -128,6 +134,9 @@ def _check_options(plan: Any, epochs: int | None, seed: int, batch_size: int | N
         whole("epochs", epochs, 0, f"pass --epochs 0 for stage 1 only, or leave it out for the plan's ({plan.schedule.epochs}).")
     real("val_frac", val_frac, low=0, high=1, open_low=True, open_high=True, hint="the share of each class held out, e.g. 0.2.")
     whole("processes", processes, 1, "pass 1 or more.")
+    if processes > 1 and _framework(plan.backbone) not in (None, "torch"):  # the Keras path trains on MirroredStrategy, never on processes
+        raise InvalidInputError(f"{plan.backbone}: --processes applies to torch sources; a Keras or TF Hub run trains in one process, "
+                                "on every visible GPU (tf.distribute.MirroredStrategy); drop --processes.")
 
 
 def _check_unfreeze(plan: Any, backbone: Any) -> None:
