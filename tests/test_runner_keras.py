@@ -340,6 +340,31 @@ def test_processes_on_a_keras_plan_is_refused_not_ignored(env, no_network):
     assert not out.exists()
 
 
+def test_resume_removes_what_a_run_killed_while_saving_left(env, full_run, no_network):
+    """SIGKILL while a Keras run writes its best model leaves the scratch folder holding a whole model
+    (``model/.keras-weights.<host>-<pid>.*``), and while it writes a checkpoint a hidden ``checkpoints/.epoch-*``
+    folder: the next run in the folder (here a --resume that writes no weights) removes both, as it removes the
+    torch path's temporary files."""
+    import subprocess
+
+    from zoo._io import _host
+
+    src, _ = full_run
+    out = env["tmp"] / "killed-while-saving"
+    shutil.copytree(src, out)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    scratch = out / "model" / f".keras-weights.{_host()}-{dead.pid}.abcd1234"
+    half = out / "checkpoints" / ".epoch-0003.k1ll_3d9"
+    for folder in (scratch, half):
+        folder.mkdir()
+        (folder / "model.weights.h5").write_bytes(b"\0" * 1000)
+    before = (out / "model" / "model.weights.h5").read_bytes()
+    zoo.run(keras_plan(), env["data"], out=out, seed=SEED, resume=True, progress=False, refit=False)
+    assert not scratch.exists() and not half.exists()
+    assert (out / "model" / "model.weights.h5").read_bytes() == before
+
+
 def test_a_keras_run_records_its_data_and_refuses_to_resume_on_other_data(env, no_network, capsys):
     """The Keras path writes the same data fingerprint as the torch path (RUN/data.json) and --resume checks it; bad
     options and a missing run are refused before anything is written, as on the torch path."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -330,7 +331,7 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
     """The rest of :func:`run`, holding the run folder ``out``."""
     import torch
 
-    from zoo._io import remove_stale_temps
+    from zoo._io import remove_dead_temps, remove_stale_temps
 
     from zoo.recommender.features import features_for
     from zoo.runner import report
@@ -340,6 +341,11 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
     for sub, names in RUN_FILES.items():  # a run killed midway left its temporary files (a whole model's among them)
         for name in names:
             remove_stale_temps(out / sub, f".{name}.", ".tmp")
+    remove_dead_temps(out / "model", "keras-weights", "")  # a Keras run's scratch folder (zoo.runner.keras_model.save_weights): a whole model
+    if (out / "checkpoints").is_dir():  # a checkpoint folder being written (checkpoint.commit_epoch): LATEST never names one
+        for p in (out / "checkpoints").iterdir():
+            if p.is_dir() and re.fullmatch(r"\.epoch-\d{4,}\.[A-Za-z0-9_]{8}", p.name):
+                shutil.rmtree(p, ignore_errors=True)
     if (out / "model").is_dir():  # and safetensors' own (save_file's .tmpXXXXXX), which only a run writes there
         for p in (out / "model").iterdir():
             if re.fullmatch(r"\.tmp[A-Za-z0-9]{6}", p.name):
