@@ -415,6 +415,25 @@ def test_export_savedmodel_of_a_keras_run(env, full_run, no_network):
         m.export("torchscript")
 
 
+def test_export_savedmodel_on_a_full_disk_is_one_line_and_writes_nothing(env, full_run, no_network, monkeypatch, capsys, tmp_path):
+    """TensorFlow writes a SavedModel's variables with its own file I/O: a full disk comes back as a
+    ResourceExhaustedError (not an OSError), which `zoo export` printed as a traceback through TensorFlow."""
+    import tensorflow as tf
+
+    out, _ = full_run
+    dest = tmp_path / "export" / "savedmodel"
+    dest.parent.mkdir()
+
+    def full_disk(self, *args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__SaveV2}} /x/variables/variables_temp/part-00000-of-00001; No space left on device [Op:SaveV2]")
+
+    monkeypatch.setattr(keras.Model, "export", full_disk)
+    assert main(["export", str(out), "--format", "savedmodel", "-o", str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"zoo: error: {dest}: cannot write the SavedModel (No space left on device); nothing was written, free disk space or pass another -o.\n"
+    assert list(dest.parent.iterdir()) == []
+
+
 def test_gradual_unfreezing_with_trained_batchnorm(env, no_network):
     plan = keras_plan(epochs=1, bn="train")
     plan = plan.model_copy(update={"schedule": plan.schedule.model_copy(update={"gradual_unfreeze": True})})

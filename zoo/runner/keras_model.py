@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -231,10 +232,14 @@ class KerasRunModel(RunModelBase):
         tmp = owned_temp(path.parent, path.name, "", directory=True)  # a killed export's is removed by the next one
         try:
             target = tmp / "savedmodel"
-            if hasattr(self.model, "export"):  # Keras 3 and tf_keras >= 2.13: the documented SavedModel export
-                self.model.export(str(target), verbose=False) if _accepts_verbose(self.model.export) else self.model.export(str(target))
-            else:  # pragma: no cover - old tf_keras
-                tf.saved_model.save(self.model, str(target))
+            try:
+                if hasattr(self.model, "export"):  # Keras 3 and tf_keras >= 2.13: the documented SavedModel export
+                    self.model.export(str(target), verbose=False) if _accepts_verbose(self.model.export) else self.model.export(str(target))
+                else:  # pragma: no cover - old tf_keras
+                    tf.saved_model.save(self.model, str(target))
+            except tf.errors.OpError as exc:  # TensorFlow's own file writes (a full disk: ResourceExhaustedError): one line
+                reason = re.sub(r"\s*\[Op:\w+\]$", "", (exc.message or type(exc).__name__).strip().splitlines()[-1].split("; ")[-1])
+                raise InvalidInputError(f"{path}: cannot write the SavedModel ({reason}); nothing was written, free disk space or pass another -o.") from None
             (target / "assets").mkdir(exist_ok=True)
             (target / "assets" / "config.json").write_text(json.dumps(self.config, indent=2), encoding="utf-8")
             loaded = tf.saved_model.load(str(target))
