@@ -463,3 +463,25 @@ def test_nan_loss_stops_with_a_clear_message(env, no_network):
     with pytest.raises(DivergedError, match=r"loss became (nan|inf) at epoch 1, step \d+; no checkpoint yet; lower the learning rates"):
         zoo.run(keras_plan(epochs=1, lr=1e37), env["data"], out=out, seed=SEED, progress=False)
     assert (out / "model" / "model.weights.h5").is_file() and not (out / "checkpoints" / "LATEST").exists()  # stage 1's model is kept
+
+
+def test_a_loss_that_diverges_after_a_checkpoint_advises_a_new_run_not_a_resume(env, no_network, monkeypatch):
+    """After epoch 1's checkpoint the loss becomes NaN: the advice was "lower the learning rates in the plan and
+    rerun with --resume", but --resume refuses a plan with other learning rates (and with the same plan replays
+    the same NaN, bit-exactly), so the advice is a new --out."""
+    from zoo.errors import DivergedError
+    from zoo.runner import keras_run
+
+    real_call = keras_run._Feeder.__call__
+
+    def nan_in_epoch_2(self):
+        for x, y in real_call(self):
+            yield (x * np.float32("nan") if self.epoch == 2 else x), y
+
+    monkeypatch.setattr(keras_run._Feeder, "__call__", nan_in_epoch_2)
+    out = env["tmp"] / "nan-after-epoch-1"
+    with pytest.raises(DivergedError, match=r"at epoch 2, step 1; kept \S+epoch-0001; lower the learning rates in the plan and rerun with a new --out "
+                                            r"\(a --resume continues this plan, and would diverge again\)\.$"):
+        zoo.run(keras_plan(epochs=2), env["data"], out=out, seed=SEED, progress=False)
+    with pytest.raises(InvalidInputError, match="holds a run of a different plan"):  # what the old advice led to
+        zoo.run(keras_plan(epochs=2, lr=0.001), env["data"], out=out, seed=SEED, resume=True, progress=False)

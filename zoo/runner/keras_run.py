@@ -41,6 +41,7 @@ import numpy as np
 
 from zoo._compat import import_tensorflow
 from zoo.errors import CheckpointError, DivergedError, InvalidInputError
+from zoo.runner.checkpoint import DIVERGED_RERUN
 from zoo.runner.keras_checkpoint import STATE, latest_checkpoint, load_checkpoint, save_checkpoint
 from zoo.runner.keras_model import WEIGHTS_NAME, build_classifier, eval_batch, run_resolution, save_weights, set_head, to_batch, train_image
 
@@ -365,7 +366,7 @@ def fine_tune(backbone: Any, plan: Any, s1: Any, train: tuple[Sequence[Any], np.
             if not np.isfinite(loss):
                 self.bar.close()
                 kept = latest_checkpoint(ckpt_root)
-                raise DivergedError(f"the training loss became {loss} at epoch {feeder.epoch}, step {batch + 1}; {'kept ' + str(kept) if kept else 'no checkpoint yet'}; lower the learning rates in the plan and rerun{' with --resume' if kept else ''}.")
+                raise DivergedError(f"the training loss became {loss} at epoch {feeder.epoch}, step {batch + 1}; {'kept ' + str(kept) if kept else 'no checkpoint yet'}; lower the learning rates in the plan and rerun{DIVERGED_RERUN if kept else ''}.")
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self.bar.close()
