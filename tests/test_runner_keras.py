@@ -291,6 +291,80 @@ def test_resume_after_an_interrupted_epoch_matches_the_uninterrupted_run(env, fu
     assert r.final_val_acc == full.final_val_acc and r.best_epoch == full.best_epoch
 
 
+def test_a_full_disk_in_stage2_stops_in_one_line_and_resume_matches_the_uninterrupted_run(env, full_run, no_network, monkeypatch):
+    """The disk fills after epoch 1's checkpoint: the weights file of epoch 2 is refused before HDF5 writes it (HDF5
+    failing midway leaves its file open, Keras prints lines of h5py text and the interpreter crashes at exit), the
+    run stops with a CheckpointError as the torch path does, leaving no temporary file, and --resume once there is
+    room again finishes as the uninterrupted run."""
+    from zoo.errors import CheckpointError
+
+    _, full = full_run
+    out = env["tmp"] / "full-disk"
+    real = shutil.disk_usage
+
+    def full_after_epoch_1(path):
+        usage = real(path)
+        return usage._replace(free=0) if (out / "checkpoints" / "LATEST").exists() else usage
+
+    monkeypatch.setattr(shutil, "disk_usage", full_after_epoch_1)
+    with pytest.raises(CheckpointError, match=r"No space left on device \(the weights need about [\d.]+ MiB, 0.0 MiB free\).*free disk space and rerun with --resume\.$"):
+        zoo.run(keras_plan(), env["data"], out=out, seed=SEED, progress=False)
+    monkeypatch.setattr(shutil, "disk_usage", real)
+    assert (out / "checkpoints" / "LATEST").read_text().strip() == "epoch-0001" and not (out / "result.json").exists()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["LATEST", "epoch-0001"]
+    assert sorted(p.name for p in (out / "model").iterdir()) == ["config.json", "model.weights.h5"]
+    r = zoo.run(keras_plan(), env["data"], out=out, seed=SEED, resume=True, progress=False)
+    assert r.resumed_from == 1 and r.epochs_run == 2
+    for got, want in zip(r.history, full.history):
+        for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr"):
+            assert got[key] == pytest.approx(want[key], rel=1e-6, abs=1e-7), key
+    assert r.final_val_acc == full.final_val_acc and r.best_epoch == full.best_epoch
+
+
+def test_from_scratch_on_a_keras_plan_is_refused_in_one_line(env, no_network, capsys):
+    """The baseline is torch-only: the refusal names --from-scratch, not an option the user never passed
+    (the Keras and TF Hub loaders reject the `pretrained` option the baseline tries first)."""
+    plan_path = keras_plan(epochs=1).write(env["tmp"] / "scratch.yaml")
+    out = env["tmp"] / "scratch"
+    assert main(["run", str(plan_path), "--data", str(env["data"]), "--out", str(out), "--from-scratch"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{KERAS_ID}: --from-scratch supports torch sources" in err and not out.exists()
+
+
+def test_processes_on_a_keras_plan_is_refused_not_ignored(env, no_network):
+    """--processes N runs torch's stage 2 on N processes; the Keras path has no such mode, so N > 1 is refused before
+    anything is written rather than silently trained in one process."""
+    out = env["tmp"] / "processes"
+    with pytest.raises(InvalidInputError, match=r"--processes applies to torch sources; a Keras or TF Hub run trains in one process"):
+        zoo.run(keras_plan(epochs=1), env["data"], out=out, seed=SEED, processes=2, progress=False)
+    assert not out.exists()
+
+
+def test_resume_removes_what_a_run_killed_while_saving_left(env, full_run, no_network):
+    """SIGKILL while a Keras run writes its best model leaves the scratch folder holding a whole model
+    (``model/.keras-weights.<host>-<pid>.*``), and while it writes a checkpoint a hidden ``checkpoints/.epoch-*``
+    folder: the next run in the folder (here a --resume that writes no weights) removes both, as it removes the
+    torch path's temporary files."""
+    import subprocess
+
+    from zoo._io import _host
+
+    src, _ = full_run
+    out = env["tmp"] / "killed-while-saving"
+    shutil.copytree(src, out)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    scratch = out / "model" / f".keras-weights.{_host()}-{dead.pid}.abcd1234"
+    half = out / "checkpoints" / ".epoch-0003.k1ll_3d9"
+    for folder in (scratch, half):
+        folder.mkdir()
+        (folder / "model.weights.h5").write_bytes(b"\0" * 1000)
+    before = (out / "model" / "model.weights.h5").read_bytes()
+    zoo.run(keras_plan(), env["data"], out=out, seed=SEED, resume=True, progress=False, refit=False)
+    assert not scratch.exists() and not half.exists()
+    assert (out / "model" / "model.weights.h5").read_bytes() == before
+
+
 def test_a_keras_run_records_its_data_and_refuses_to_resume_on_other_data(env, no_network, capsys):
     """The Keras path writes the same data fingerprint as the torch path (RUN/data.json) and --resume checks it; bad
     options and a missing run are refused before anything is written, as on the torch path."""
@@ -341,6 +415,25 @@ def test_export_savedmodel_of_a_keras_run(env, full_run, no_network):
         m.export("torchscript")
 
 
+def test_export_savedmodel_on_a_full_disk_is_one_line_and_writes_nothing(env, full_run, no_network, monkeypatch, capsys, tmp_path):
+    """TensorFlow writes a SavedModel's variables with its own file I/O: a full disk comes back as a
+    ResourceExhaustedError (not an OSError), which `zoo export` printed as a traceback through TensorFlow."""
+    import tensorflow as tf
+
+    out, _ = full_run
+    dest = tmp_path / "export" / "savedmodel"
+    dest.parent.mkdir()
+
+    def full_disk(self, *args, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "{{function_node __wrapped__SaveV2}} /x/variables/variables_temp/part-00000-of-00001; No space left on device [Op:SaveV2]")
+
+    monkeypatch.setattr(keras.Model, "export", full_disk)
+    assert main(["export", str(out), "--format", "savedmodel", "-o", str(dest)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"zoo: error: {dest}: cannot write the SavedModel (No space left on device); nothing was written, free disk space or pass another -o.\n"
+    assert list(dest.parent.iterdir()) == []
+
+
 def test_gradual_unfreezing_with_trained_batchnorm(env, no_network):
     plan = keras_plan(epochs=1, bn="train")
     plan = plan.model_copy(update={"schedule": plan.schedule.model_copy(update={"gradual_unfreeze": True})})
@@ -370,3 +463,25 @@ def test_nan_loss_stops_with_a_clear_message(env, no_network):
     with pytest.raises(DivergedError, match=r"loss became (nan|inf) at epoch 1, step \d+; no checkpoint yet; lower the learning rates"):
         zoo.run(keras_plan(epochs=1, lr=1e37), env["data"], out=out, seed=SEED, progress=False)
     assert (out / "model" / "model.weights.h5").is_file() and not (out / "checkpoints" / "LATEST").exists()  # stage 1's model is kept
+
+
+def test_a_loss_that_diverges_after_a_checkpoint_advises_a_new_run_not_a_resume(env, no_network, monkeypatch):
+    """After epoch 1's checkpoint the loss becomes NaN: the advice was "lower the learning rates in the plan and
+    rerun with --resume", but --resume refuses a plan with other learning rates (and with the same plan replays
+    the same NaN, bit-exactly), so the advice is a new --out."""
+    from zoo.errors import DivergedError
+    from zoo.runner import keras_run
+
+    real_call = keras_run._Feeder.__call__
+
+    def nan_in_epoch_2(self):
+        for x, y in real_call(self):
+            yield (x * np.float32("nan") if self.epoch == 2 else x), y
+
+    monkeypatch.setattr(keras_run._Feeder, "__call__", nan_in_epoch_2)
+    out = env["tmp"] / "nan-after-epoch-1"
+    with pytest.raises(DivergedError, match=r"at epoch 2, step 1; kept \S+epoch-0001; lower the learning rates in the plan and rerun with a new --out "
+                                            r"\(a --resume continues this plan, and would diverge again\)\.$"):
+        zoo.run(keras_plan(epochs=2), env["data"], out=out, seed=SEED, progress=False)
+    with pytest.raises(InvalidInputError, match="holds a run of a different plan"):  # what the old advice led to
+        zoo.run(keras_plan(epochs=2, lr=0.001), env["data"], out=out, seed=SEED, resume=True, progress=False)

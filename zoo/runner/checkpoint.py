@@ -22,6 +22,11 @@ POINTER = "LATEST"
 
 
 
+# the advice of a run that diverged after a checkpoint: a --resume continues the same plan, bit-exactly, into the
+# same NaN, and refuses a plan with other learning rates (zoo.runner.pipeline._check_out)
+DIVERGED_RERUN = " with a new --out (a --resume continues this plan, and would diverge again)"
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

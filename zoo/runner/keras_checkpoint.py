@@ -19,7 +19,7 @@ import numpy as np
 
 from zoo.errors import CheckpointError
 from zoo.runner import checkpoint as _ckpt
-from zoo.runner.keras_model import WEIGHTS_NAME
+from zoo.runner.keras_model import WEIGHTS_NAME, write_weights_file
 
 STATE, OPTIMIZER = "state.json", "optimizer.npz"
 
@@ -32,7 +32,7 @@ def save_checkpoint(root: Path, epoch: int, model: Any, optimizers: Sequence[Any
         CheckpointError: the write failed; the previous checkpoint is still what ``LATEST`` names.
     """
     def write(tmp: Path) -> list[str]:
-        model.save_weights(str(tmp / WEIGHTS_NAME))
+        write_weights_file(model, tmp / WEIGHTS_NAME)
         arrays = {f"{j}/{i}": np.asarray(v.numpy()) for j, opt in enumerate(optimizers) for i, v in enumerate(opt.variables)}
         with open(tmp / OPTIMIZER, "wb") as fh:
             np.savez(fh, **arrays)

@@ -20,7 +20,9 @@ the classifier is trained; Keras 3 (3.15) replaces it by the outer call's ``trai
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -138,6 +140,32 @@ def set_head(model: Any, weight: np.ndarray, bias: np.ndarray) -> None:
     model.get_layer("head").set_weights([np.asarray(weight, dtype=np.float32).T, np.asarray(bias, dtype=np.float32)])
 
 
+def _free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def write_weights_file(model: Any, path: Path) -> None:
+    """``model.save_weights(path)``, refused with an ``OSError`` (ENOSPC) before HDF5 starts when ``path``'s folder
+    has no room for the weights.
+
+    HDF5 failing a write midway (a full disk) leaves its file open inside the library, since Keras closes its
+    weights store only on success: the error comes back as several lines of h5py text and the interpreter then
+    crashes at exit (SIGSEGV) while HDF5 flushes that file. A whole weights file is about the variables' bytes
+    plus a few KiB of HDF5 metadata per variable, so that much free space is asked for first.
+    """
+    need = 2**18
+    for v in model.weights:
+        try:
+            item = np.dtype(getattr(v.dtype, "name", v.dtype)).itemsize
+        except TypeError:  # bfloat16 and other dtypes numpy does not name
+            item = 4
+        need += int(np.prod(v.shape)) * item + 4096
+    free = _free_bytes(Path(path).parent)
+    if free < need:
+        raise OSError(errno.ENOSPC, f"No space left on device (the weights need about {need / 2**20:.1f} MiB, {free / 2**20:.1f} MiB free)", str(Path(path).parent))
+    model.save_weights(str(path))
+
+
 def save_weights(model: Any, path: Path) -> Path:
     """``model.save_weights`` to ``path`` (a ``.weights.h5`` file) atomically: never half-written under that name."""
     path = Path(path)
@@ -145,7 +173,7 @@ def save_weights(model: Any, path: Path) -> Path:
     def write(tmp: Path) -> None:
         scratch = owned_temp(tmp.parent, "keras-weights", "", directory=True)
         try:
-            model.save_weights(str(scratch / WEIGHTS_NAME))  # Keras insists on the .weights.h5 suffix
+            write_weights_file(model, scratch / WEIGHTS_NAME)  # Keras insists on the .weights.h5 suffix
             shutil.move(str(scratch / WEIGHTS_NAME), str(tmp))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -204,10 +232,14 @@ class KerasRunModel(RunModelBase):
         tmp = owned_temp(path.parent, path.name, "", directory=True)  # a killed export's is removed by the next one
         try:
             target = tmp / "savedmodel"
-            if hasattr(self.model, "export"):  # Keras 3 and tf_keras >= 2.13: the documented SavedModel export
-                self.model.export(str(target), verbose=False) if _accepts_verbose(self.model.export) else self.model.export(str(target))
-            else:  # pragma: no cover - old tf_keras
-                tf.saved_model.save(self.model, str(target))
+            try:
+                if hasattr(self.model, "export"):  # Keras 3 and tf_keras >= 2.13: the documented SavedModel export
+                    self.model.export(str(target), verbose=False) if _accepts_verbose(self.model.export) else self.model.export(str(target))
+                else:  # pragma: no cover - old tf_keras
+                    tf.saved_model.save(self.model, str(target))
+            except tf.errors.OpError as exc:  # TensorFlow's own file writes (a full disk: ResourceExhaustedError): one line
+                reason = re.sub(r"\s*\[Op:\w+\]$", "", (exc.message or type(exc).__name__).strip().splitlines()[-1].split("; ")[-1])
+                raise InvalidInputError(f"{path}: cannot write the SavedModel ({reason}); nothing was written, free disk space or pass another -o.") from None
             (target / "assets").mkdir(exist_ok=True)
             (target / "assets" / "config.json").write_text(json.dumps(self.config, indent=2), encoding="utf-8")
             loaded = tf.saved_model.load(str(target))

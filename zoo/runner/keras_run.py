@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from zoo._compat import import_tensorflow
-from zoo.errors import DivergedError, InvalidInputError
+from zoo.errors import CheckpointError, DivergedError, InvalidInputError
+from zoo.runner.checkpoint import DIVERGED_RERUN
 from zoo.runner.keras_checkpoint import STATE, latest_checkpoint, load_checkpoint, save_checkpoint
 from zoo.runner.keras_model import WEIGHTS_NAME, build_classifier, eval_batch, run_resolution, save_weights, set_head, to_batch, train_image
 
@@ -365,7 +366,7 @@ def fine_tune(backbone: Any, plan: Any, s1: Any, train: tuple[Sequence[Any], np.
             if not np.isfinite(loss):
                 self.bar.close()
                 kept = latest_checkpoint(ckpt_root)
-                raise DivergedError(f"the training loss became {loss} at epoch {feeder.epoch}, step {batch + 1}; {'kept ' + str(kept) if kept else 'no checkpoint yet'}; lower the learning rates in the plan and rerun{' with --resume' if kept else ''}.")
+                raise DivergedError(f"the training loss became {loss} at epoch {feeder.epoch}, step {batch + 1}; {'kept ' + str(kept) if kept else 'no checkpoint yet'}; lower the learning rates in the plan and rerun{DIVERGED_RERUN if kept else ''}.")
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self.bar.close()
@@ -380,7 +381,12 @@ def fine_tune(backbone: Any, plan: Any, s1: Any, train: tuple[Sequence[Any], np.
             state["epoch"] = e
             if val_acc > state["best_val_acc"] + 1e-12:
                 state.update(best_epoch=e, best_val_acc=val_acc, best_val_loss=val_loss, best_val_pred=[int(v) for v in val_pred], bad_epochs=0)
-                save_weights(net, best_path)
+                try:
+                    save_weights(net, best_path)
+                except OSError as exc:  # as the torch path: one line, the last checkpoint is what --resume continues
+                    kept = latest_checkpoint(ckpt_root)
+                    raise CheckpointError(f"{best_path}: cannot write the best model ({str(exc).splitlines()[0]}); "
+                                          f"{'kept ' + str(kept) if kept else 'no checkpoint yet'}; free disk space and rerun with --resume.") from None
             else:
                 state["bad_epochs"] += 1
                 if patience and state["bad_epochs"] >= patience:

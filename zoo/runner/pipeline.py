@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import sys
 import time
 from collections.abc import Iterator
@@ -100,6 +101,8 @@ def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
 
     if not from_scratch:
         return zoo.load(model_id)
+    if _framework(model_id) not in (None, "torch"):  # before zoo.load(pretrained=False), which such a source refuses as an unknown option
+        raise InvalidInputError(f"{model_id}: --from-scratch supports torch sources; pick a timm or torchvision backbone for the baseline.")
     torch.manual_seed(seed)
     try:
         return zoo.load(model_id, pretrained=False)
@@ -114,15 +117,11 @@ def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
     return backbone
 
 
-def _framework_of(model_id: str) -> str | None:
-    """The catalog's framework for ``model_id`` (no framework is imported), or ``None`` when the catalog does not say."""
+def _framework(model_id: str) -> str | None:
+    """The framework of ``model_id``'s source (``torch``, ``tensorflow``, ...) as its plugin declares it, no model loaded."""
     import zoo
-    from zoo.errors import ZooError
 
-    try:
-        return zoo.info(model_id).framework
-    except ZooError:
-        return None
+    return zoo.sources().get(str(model_id).split(":", 1)[0], {}).get("framework")
 
 
 def _check_options(plan: Any, epochs: int | None, seed: int, batch_size: int | None, val_frac: float, processes: int) -> None:
@@ -136,6 +135,9 @@ def _check_options(plan: Any, epochs: int | None, seed: int, batch_size: int | N
         whole("epochs", epochs, 0, f"pass --epochs 0 for stage 1 only, or leave it out for the plan's ({plan.schedule.epochs}).")
     real("val_frac", val_frac, low=0, high=1, open_low=True, open_high=True, hint="the share of each class held out, e.g. 0.2.")
     whole("processes", processes, 1, "pass 1 or more.")
+    if processes > 1 and _framework(plan.backbone) not in (None, "torch"):  # the Keras path trains on MirroredStrategy, never on processes
+        raise InvalidInputError(f"{plan.backbone}: --processes applies to torch sources; a Keras or TF Hub run trains in one process, "
+                                "on every visible GPU (tf.distribute.MirroredStrategy); drop --processes.")
 
 
 def _check_unfreeze(plan: Any, backbone: Any) -> None:
@@ -308,7 +310,7 @@ def run(
     if from_scratch:
         from zoo.runner.baseline import scratch_plan
 
-        framework = _framework_of(plan.backbone)
+        framework = _framework(plan.backbone)
         if framework not in (None, "torch"):  # before anything is loaded or written (the Keras loader named an option instead)
             raise InvalidInputError(f"{plan.backbone}: --from-scratch supports torch sources (timm, torchvision, hf), not {framework}; "
                                     "run the baseline with a torch backbone of the same family.")
@@ -354,7 +356,7 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
     """The rest of :func:`run`, holding the run folder ``out``."""
     import torch
 
-    from zoo._io import remove_stale_temps
+    from zoo._io import remove_dead_temps, remove_stale_temps
 
     from zoo.recommender.features import features_for
     from zoo.runner import report
@@ -364,6 +366,11 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
     for sub, names in RUN_FILES.items():  # a run killed midway left its temporary files (a whole model's among them)
         for name in names:
             remove_stale_temps(out / sub, f".{name}.", ".tmp")
+    remove_dead_temps(out / "model", "keras-weights", "")  # a Keras run's scratch folder (zoo.runner.keras_model.save_weights): a whole model
+    if (out / "checkpoints").is_dir():  # a checkpoint folder being written (checkpoint.commit_epoch): LATEST never names one
+        for p in (out / "checkpoints").iterdir():
+            if p.is_dir() and re.fullmatch(r"\.epoch-\d{4,}\.[A-Za-z0-9_]{8}", p.name):
+                shutil.rmtree(p, ignore_errors=True)
     if (out / "model").is_dir():  # and safetensors' own (save_file's .tmpXXXXXX), which only a run writes there
         for p in (out / "model").iterdir():
             if re.fullmatch(r"\.tmp[A-Za-z0-9]{6}", p.name):
