@@ -300,9 +300,6 @@ def run(
         raise InvalidInputError(f"the plan's schedule.epochs is {plan.schedule.epochs} but its unfreeze is empty, so no epoch would train (stage 1 only); "
                                 "set unfreeze (e.g. [top-1]) and a fine-tuning strategy, or schedule.epochs: 0.")
     _check_options(plan, epochs, seed, batch_size, val_frac, processes)
-    if epochs is not None and int(epochs) > 0 and not plan.unfreeze and not from_scratch:  # accepted (the benchmark grid passes it), but said
-        print(f"zoo run: --epochs {epochs} trains nothing: the plan unfreezes no layer group (a {plan.strategy} plan), so the run is its stage-1 probe; "
-              "set unfreeze (and a fine-tuning strategy) in the plan to fine-tune.", file=sys.stderr)
     if resume and out is None:
         raise InvalidInputError("--resume needs the run folder to continue: pass it with --out (or drop --resume to start a new run).")
     if from_scratch and (plan.schedule.epochs if epochs is None else int(epochs)) == 0:
@@ -386,6 +383,10 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
     bs = plan.schedule.batch_size if batch_size is None else int(batch_size)
     stamp.update(epochs=n_epochs, batch_size=bs)
     _check_data(out, stamp, resume)
+    if epochs is not None and int(epochs) > 0 and not plan.unfreeze and not from_scratch:  # accepted (the benchmark grid passes it), but
+        # said, once the run is past its checks (a refused run prints its one error line alone)
+        print(f"zoo run: --epochs {epochs} trains nothing: the plan unfreezes no layer group (a {plan.strategy} plan), so the run is its stage-1 probe; "
+              "set unfreeze (and a fine-tuning strategy) in the plan to fine-tune.", file=sys.stderr)
     backbone = _load(plan.backbone, from_scratch, seed)
     _check_unfreeze(plan, backbone)
     if backbone.framework != "torch":  # Keras / TF Hub: stage 2 on fit (zoo.runner.keras_run)
