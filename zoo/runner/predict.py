@@ -182,12 +182,24 @@ class RunModel(RunModelBase):
         import onnx
         import torch
 
+        from zoo.errors import exc_line
+
         self.model.eval()
-        batch = torch.export.Dim("batch")
-        torch.onnx.export(
-            self.model, (example,), str(tmp), input_names=["pixel_values"], output_names=["logits"],
-            dynamic_shapes=({0: batch},), external_data=False, verbose=False,
-        )
+        names = {"input_names": ["pixel_values"], "output_names": ["logits"]}
+        try:
+            torch.onnx.export(self.model, (example,), str(tmp), **names, dynamic_shapes=({0: torch.export.Dim("batch")},),
+                              external_data=False, verbose=False)
+        except Exception as exc:  # noqa: BLE001 - the dynamo exporter cannot take some models (Hugging Face Swin)
+            # torch.onnx's former fallback=True: the TorchScript-based exporter, its batch axis named dynamic
+            tmp.unlink(missing_ok=True)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # deprecated, still torch.onnx's documented exporter for what dynamo refuses
+                    torch.onnx.export(self.model, (example,), str(tmp), **names, dynamo=False,
+                                      dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+            except Exception as legacy:  # noqa: BLE001 - one line, not torch's traceback
+                raise InvalidInputError(f"{self.run_dir}: torch.onnx cannot export this model ({exc_line(exc)}; "
+                                        f"the TorchScript-based exporter: {exc_line(legacy)}); not written.") from None
         proto = onnx.load(str(tmp))
         entry = proto.metadata_props.add()  # the classes and preprocessing travel inside the file, as TorchScript's extra file
         entry.key, entry.value = "config.json", json.dumps(self.config, indent=2)
