@@ -137,8 +137,8 @@ class RunModel(RunModelBase):
         ``RUN/model/model.torchscript.pt`` or ``RUN/model/model.onnx``) and return the file's path.
 
         The exported model takes the preprocessed ``(N, 3, R, R)`` batch (see ``model/config.json``)
-        and returns logits. TorchScript is checked against the eager model (to 1e-5, on two batch
-        sizes) before it is written; every file is written to a temporary name and renamed into place.
+        and returns logits. TorchScript is checked against the eager model (to 1e-5 times the logits' scale, on
+        two batch sizes) before it is written; every file is written to a temporary name and renamed into place.
 
         Raises:
             InvalidInputError: an unknown format, ``savedmodel`` (for Keras runs), ONNX
@@ -161,9 +161,13 @@ class RunModel(RunModelBase):
         return atomic_write(path, lambda tmp: writer(example, tmp))
 
     def _check(self, got: Any, want: Any, what: str, tolerance: float = EXPORT_TOLERANCE) -> None:
-        diff = float((got.float().cpu() - want.float().cpu()).abs().max())
-        if not diff <= tolerance:
-            raise InvalidInputError(f"{self.run_dir}: the {what} export differs from the model by {diff:.2e} (> {tolerance:g}); not written.")
+        """``tolerance`` is relative to the logits' scale (their largest magnitude, at least 1): float32 rounding grows with
+        the values, so a head with logits near 100 (DenseNet) differs by ~1e-4 in onnxruntime through no fault of the export."""
+        want = want.float().cpu()
+        diff = float((got.float().cpu() - want).abs().max())
+        bound = tolerance * max(1.0, float(want.abs().max()))
+        if not diff <= bound:
+            raise InvalidInputError(f"{self.run_dir}: the {what} export differs from the model by {diff:.2e} (> {bound:.2g}); not written.")
 
     def _torchscript(self, example: Any, tmp: Path) -> None:
         import torch

@@ -275,7 +275,7 @@ def test_cataloged_cnn_classifiers_predict_as_transformers(kind: str, zoo_home: 
         np.testing.assert_allclose([q for _, q in row], pr.sort(descending=True).values, rtol=1e-5)
 
 
-def _hf_run(folder: Path, model_id: str) -> Path:
+def _hf_run(folder: Path, model_id: str, head_scale: float = 1.0) -> Path:
     """A run folder (``model/config.json`` + ``model/model.safetensors``) of ``model_id`` with a random 3-class head."""
     import json
 
@@ -284,6 +284,8 @@ def _hf_run(folder: Path, model_id: str) -> Path:
     bb = zoo.load(model_id)
     torch.manual_seed(1)
     model = bb.with_head(3)
+    with torch.no_grad():
+        model.head.weight.mul_(head_scale)
     (folder / "model").mkdir(parents=True)
     spec = bb.input_spec
     config = {"backbone": model_id, "framework": "torch", "modality": "image", "classes": ["a", "b", "c"], "num_classes": 3,
@@ -330,6 +332,27 @@ def test_onnx_export_of_a_swin_run_that_the_dynamo_exporter_refuses(zoo_home: Pa
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot export this model" in err and "not written" in err
     assert list(refused.parent.iterdir()) == []
+
+
+def test_onnx_export_check_is_relative_to_the_size_of_the_logits(zoo_home: Path, no_network: None, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A head with large logits (a DenseNet run's reach ~100) differs in onnxruntime by float32 rounding of their size:
+    a correct export is written, not refused by an absolute 1e-4."""
+    import onnxruntime as ort
+
+    from zoo.cli import main
+    from zoo.runner.predict import ONNX_TOLERANCE, load_run
+
+    write_hf_cache("zoo-test/tiny-convnext", make_convnext(tmp_path / "cnx"), COMMIT_A)
+    run = _hf_run(tmp_path / "run", "hf:zoo-test/tiny-convnext", head_scale=3e4)
+    target = tmp_path / "big.onnx"
+    assert main(["export", str(run), "--format", "onnx", "-o", str(target)]) == 0, capsys.readouterr().err
+    m = load_run(run)
+    x = m.example_batch(7, seed=3)
+    with torch.no_grad():
+        want = m.model(x)
+    got = torch.as_tensor(ort.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(["logits"], {"pixel_values": x.numpy()})[0])
+    scale = float(want.abs().max())
+    assert scale > 1e3 and float((got - want).abs().max()) <= ONNX_TOLERANCE * scale
 
 
 def test_input_size_is_what_a_processor_that_does_not_crop_makes(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
