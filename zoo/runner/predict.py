@@ -175,7 +175,12 @@ class RunModel(RunModelBase):
         self.model.eval()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")  # deprecated, still the TorchScript API
-            traced = torch.jit.trace(self.model, example, check_trace=False)
+            try:
+                traced = torch.jit.trace(self.model, example, check_trace=False)
+            except Exception as exc:  # noqa: BLE001 - one line, not torch's traceback
+                from zoo.errors import exc_line
+
+                raise InvalidInputError(f"{self.run_dir}: TorchScript tracing failed on a batch of 2 at the run's resolution ({exc_line(exc)}); not written.") from None
             other = self.example_batch(3, seed=1).to(self.device)  # a different batch size: the trace must generalise
             for batch in (example, other):
                 self._check(traced(batch), self.model(batch), "TorchScript")

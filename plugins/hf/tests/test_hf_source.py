@@ -355,6 +355,26 @@ def test_onnx_export_check_is_relative_to_the_size_of_the_logits(zoo_home: Path,
     assert scale > 1e3 and float((got - want).abs().max()) <= ONNX_TOLERANCE * scale
 
 
+def test_a_torchscript_export_that_cannot_trace_is_one_line_and_leaves_nothing(zoo_home: Path, no_network: None, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What torch.jit.trace raises (e.g. an lp-concat torchvision swin_t run at 64 px: 'mat1 and mat2 shapes cannot be
+    multiplied') is a one-line error, not a traceback, and no file is left."""
+    from zoo.cli import main
+
+    write_hf_cache("zoo-test/tiny-vit", make_vit(tmp_path / "vit"), COMMIT_A)
+    run = _hf_run(tmp_path / "run", "hf:zoo-test/tiny-vit")
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x772 and 782x3)\nmore")
+
+    monkeypatch.setattr(torch.jit, "trace", fail)
+    target = tmp_path / "out" / "vit.pt"
+    capsys.readouterr()  # what writing the tiny model printed
+    assert main(["export", str(run), "--format", "torchscript", "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "TorchScript tracing failed" in err and "mat1 and mat2" in err and "not written" in err
+    assert list(target.parent.iterdir()) == []
+
+
 def test_input_size_is_what_a_processor_that_does_not_crop_makes(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
     """BEiT's processor resizes to ``size`` and, with do_center_crop=False, ignores its ``crop_size``."""
     import transformers as tf
