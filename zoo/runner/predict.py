@@ -195,7 +195,11 @@ class RunModel(RunModelBase):
 
         self.model.eval()
         names = {"input_names": ["pixel_values"], "output_names": ["logits"]}
+        import logging
+
+        disabled = logging.root.manager.disable
         try:
+            logging.disable(logging.CRITICAL)  # torch.export logs the tracebacks of what it fails on; a failure is said below, in one line
             torch.onnx.export(self.model, (example,), str(tmp), **names, dynamic_shapes=({0: torch.export.Dim("batch")},),
                               external_data=False, verbose=False)
         except Exception as exc:  # noqa: BLE001 - the dynamo exporter cannot take some models (Hugging Face Swin)
@@ -207,8 +211,10 @@ class RunModel(RunModelBase):
                     torch.onnx.export(self.model, (example,), str(tmp), **names, dynamo=False,
                                       dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
             except Exception as legacy:  # noqa: BLE001 - one line, not torch's traceback
-                raise InvalidInputError(f"{self.run_dir}: torch.onnx cannot export this model ({exc_line(exc)}; "
+                raise InvalidInputError(f"{self.run_dir}: torch.onnx cannot export this model ({exc_line(exc.__cause__ or exc)}; "
                                         f"the TorchScript-based exporter: {exc_line(legacy)}); not written.") from None
+        finally:
+            logging.disable(disabled)
         proto = onnx.load(str(tmp))
         entry = proto.metadata_props.add()  # the classes and preprocessing travel inside the file, as TorchScript's extra file
         entry.key, entry.value = "config.json", json.dumps(self.config, indent=2)

@@ -375,6 +375,22 @@ def test_a_torchscript_export_that_cannot_trace_is_one_line_and_leaves_nothing(z
     assert list(target.parent.iterdir()) == []
 
 
+def test_an_onnx_export_that_no_exporter_takes_says_so_in_one_line_without_torch_logs(zoo_home: Path, no_network: None, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """torch.export logs the tracebacks of what it fails on to stderr, and its message starts with colour codes and
+    'Next steps:': the error is the first line of the cause, and stderr holds nothing else."""
+    from zoo.runner.predict import load_run
+
+    write_hf_cache("zoo-test/tiny-vit", make_vit(tmp_path / "vit"), COMMIT_A)
+    m = load_run(_hf_run(tmp_path / "run", "hf:zoo-test/tiny-vit"))
+    m.model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(5, 3))  # fails on the (N, 3, 32, 32) batch, as a mis-sized head
+    capfd.readouterr()
+    with pytest.raises(InvalidInputError, match="cannot export this model") as info:
+        m.export("onnx", tmp_path / "out" / "x.onnx")
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value) and "shapes cannot be multiplied" in str(info.value)
+    assert "Traceback" not in capfd.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_input_size_is_what_a_processor_that_does_not_crop_makes(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
     """BEiT's processor resizes to ``size`` and, with do_center_crop=False, ignores its ``crop_size``."""
     import transformers as tf
