@@ -275,6 +275,122 @@ def test_cataloged_cnn_classifiers_predict_as_transformers(kind: str, zoo_home: 
         np.testing.assert_allclose([q for _, q in row], pr.sort(descending=True).values, rtol=1e-5)
 
 
+def _hf_run(folder: Path, model_id: str, head_scale: float = 1.0) -> Path:
+    """A run folder (``model/config.json`` + ``model/model.safetensors``) of ``model_id`` with a random 3-class head."""
+    import json
+
+    from safetensors.torch import save_file
+
+    bb = zoo.load(model_id)
+    torch.manual_seed(1)
+    model = bb.with_head(3)
+    with torch.no_grad():
+        model.head.weight.mul_(head_scale)
+    (folder / "model").mkdir(parents=True)
+    spec = bb.input_spec
+    config = {"backbone": model_id, "framework": "torch", "modality": "image", "classes": ["a", "b", "c"], "num_classes": 3,
+              "feature_dim": bb.feature_dim, "concat_group": None,
+              "preprocessor": {"resolution": 32, "resize": "bicubic-shorter-side+center-crop", "mean": spec.mean, "std": spec.std, "input_range": spec.input_range}}
+    (folder / "model" / "config.json").write_text(json.dumps(config))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(folder / "model" / "model.safetensors"))
+    return folder
+
+
+def test_onnx_export_of_a_swin_run_that_the_dynamo_exporter_refuses(zoo_home: Path, no_network: None, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.onnx's dynamo exporter fails on Hugging Face Swin (a view it cannot decompose): the export falls back to the
+    TorchScript-based exporter, batch axis dynamic; when no exporter can, the error is one line and nothing is left."""
+    import json
+
+    import onnxruntime as ort
+    import transformers as tf
+
+    from zoo.cli import main
+    from zoo.runner.predict import load_run
+
+    cfg = tf.SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[1, 1], num_heads=[2, 2], window_size=4)
+    write_hf_cache("zoo-test/tiny-swin", _tiny_classifier(tmp_path / "swin", cfg, tf.ViTImageProcessor(size={"height": 32, "width": 32})), COMMIT_A)
+    run = _hf_run(tmp_path / "run", "hf:zoo-test/tiny-swin")
+    target = tmp_path / "exported" / "swin.onnx"
+    assert main(["export", str(run), "--format", "onnx", "-o", str(target), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["path"] == str(target)
+    assert [p.name for p in target.parent.iterdir()] == ["swin.onnx"]
+    sess = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    assert json.loads(sess.get_modelmeta().custom_metadata_map["config.json"])["classes"] == ["a", "b", "c"]
+    m = load_run(run)
+    for n in (1, 7):  # neither is the batch size the export traced (2)
+        x = m.example_batch(n, seed=n)
+        with torch.no_grad():
+            want = m.model(x)
+        torch.testing.assert_close(torch.as_tensor(sess.run(["logits"], {"pixel_values": x.numpy()})[0]), want, atol=1e-4, rtol=0)
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("no exporter takes this\nsecond line")
+
+    monkeypatch.setattr(torch.onnx, "export", refuse)
+    refused = tmp_path / "refused" / "swin.onnx"
+    assert main(["export", str(run), "--format", "onnx", "-o", str(refused)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot export this model" in err and "not written" in err
+    assert list(refused.parent.iterdir()) == []
+
+
+def test_onnx_export_check_is_relative_to_the_size_of_the_logits(zoo_home: Path, no_network: None, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A head with large logits (a DenseNet run's reach ~100) differs in onnxruntime by float32 rounding of their size:
+    a correct export is written, not refused by an absolute 1e-4."""
+    import onnxruntime as ort
+
+    from zoo.cli import main
+    from zoo.runner.predict import ONNX_TOLERANCE, load_run
+
+    write_hf_cache("zoo-test/tiny-convnext", make_convnext(tmp_path / "cnx"), COMMIT_A)
+    run = _hf_run(tmp_path / "run", "hf:zoo-test/tiny-convnext", head_scale=3e4)
+    target = tmp_path / "big.onnx"
+    assert main(["export", str(run), "--format", "onnx", "-o", str(target)]) == 0, capsys.readouterr().err
+    m = load_run(run)
+    x = m.example_batch(7, seed=3)
+    with torch.no_grad():
+        want = m.model(x)
+    got = torch.as_tensor(ort.InferenceSession(str(target), providers=["CPUExecutionProvider"]).run(["logits"], {"pixel_values": x.numpy()})[0])
+    scale = float(want.abs().max())
+    assert scale > 1e3 and float((got - want).abs().max()) <= ONNX_TOLERANCE * scale
+
+
+def test_a_torchscript_export_that_cannot_trace_is_one_line_and_leaves_nothing(zoo_home: Path, no_network: None, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What torch.jit.trace raises (e.g. an lp-concat torchvision swin_t run at 64 px: 'mat1 and mat2 shapes cannot be
+    multiplied') is a one-line error, not a traceback, and no file is left."""
+    from zoo.cli import main
+
+    write_hf_cache("zoo-test/tiny-vit", make_vit(tmp_path / "vit"), COMMIT_A)
+    run = _hf_run(tmp_path / "run", "hf:zoo-test/tiny-vit")
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x772 and 782x3)\nmore")
+
+    monkeypatch.setattr(torch.jit, "trace", fail)
+    target = tmp_path / "out" / "vit.pt"
+    capsys.readouterr()  # what writing the tiny model printed
+    assert main(["export", str(run), "--format", "torchscript", "-o", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "TorchScript tracing failed" in err and "mat1 and mat2" in err and "not written" in err
+    assert list(target.parent.iterdir()) == []
+
+
+def test_an_onnx_export_that_no_exporter_takes_says_so_in_one_line_without_torch_logs(zoo_home: Path, no_network: None, tmp_path: Path, capfd: pytest.CaptureFixture) -> None:
+    """torch.export logs the tracebacks of what it fails on to stderr, and its message starts with colour codes and
+    'Next steps:': the error is the first line of the cause, and stderr holds nothing else."""
+    from zoo.runner.predict import load_run
+
+    write_hf_cache("zoo-test/tiny-vit", make_vit(tmp_path / "vit"), COMMIT_A)
+    m = load_run(_hf_run(tmp_path / "run", "hf:zoo-test/tiny-vit"))
+    m.model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(5, 3))  # fails on the (N, 3, 32, 32) batch, as a mis-sized head
+    capfd.readouterr()
+    with pytest.raises(InvalidInputError, match="cannot export this model") as info:
+        m.export("onnx", tmp_path / "out" / "x.onnx")
+    assert "\n" not in str(info.value) and "\x1b" not in str(info.value) and "shapes cannot be multiplied" in str(info.value)
+    assert "Traceback" not in capfd.readouterr().err
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_input_size_is_what_a_processor_that_does_not_crop_makes(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
     """BEiT's processor resizes to ``size`` and, with do_center_crop=False, ignores its ``crop_size``."""
     import transformers as tf
