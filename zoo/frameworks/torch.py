@@ -51,9 +51,9 @@ def batch_len(batch: Any) -> int:
     return len(batch)
 
 
-def pool_output(out: Any, mask: Any = None) -> torch.Tensor | None:
-    """A module's output pooled to ``(N, d)`` float: the mean over space (NCHW), over real tokens
-    (``(N, L, d)`` with the attention mask), else flattened; ``None`` when it is not a tensor.
+def pool_output(out: Any, mask: Any = None, channels_last: bool = False) -> torch.Tensor | None:
+    """A module's output pooled to ``(N, d)`` float: the mean over space (NCHW, or NHWC with ``channels_last``: Swin
+    stages), over real tokens (``(N, L, d)`` with the attention mask), else flattened; ``None`` when it is not a tensor.
     The pooling of every layer group's features (:mod:`zoo.recommender.features`) and of lp-concat's mid-level input."""
     if isinstance(out, (tuple, list)):
         out = out[0]
@@ -63,7 +63,7 @@ def pool_output(out: Any, mask: Any = None) -> torch.Tensor | None:
         return None
     out = out.float()
     if out.ndim == 4:
-        return out.mean(dim=(2, 3))
+        return out.mean(dim=(1, 2) if channels_last else (2, 3))
     if out.ndim == 3:
         if mask is not None and mask.shape[:2] == out.shape[:2]:
             m = mask.to(out.dtype).unsqueeze(-1)
@@ -82,11 +82,13 @@ class ClassifierModel(nn.Module):
     The hook keeps nothing outside this model's own forward: the backbone called alone holds no activation.
     """
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, dropout: float = 0.0, mid: nn.Module | None = None, mid_dim: int = 0) -> None:
+    def __init__(self, backbone: nn.Module, feature_dim: int, num_classes: int, dropout: float = 0.0, mid: nn.Module | None = None, mid_dim: int = 0,
+                 channels_last: bool = False) -> None:
         super().__init__()
         self.backbone = backbone
         self.dropout = nn.Dropout(dropout)
         self.mid_dim = int(mid_dim) if mid is not None else 0
+        self.channels_last = bool(channels_last)  # the mid-level output's layout (TorchBackbone.channels_last)
         self.head = nn.Linear(self.mid_dim + feature_dim, num_classes)
         self._mid: dict[str, Any] = {}
         self._capturing = False
@@ -106,7 +108,7 @@ class ClassifierModel(nn.Module):
             self._capturing = False
         if self.mid_dim:
             mask = batch.get("attention_mask") if isinstance(batch, Mapping) else None
-            feats = torch.cat([pool_output(self._mid.pop("out"), mask).to(feats.dtype), feats], 1)
+            feats = torch.cat([pool_output(self._mid.pop("out"), mask, self.channels_last).to(feats.dtype), feats], 1)
         return self.head(self.dropout(feats))
 
 
@@ -126,6 +128,9 @@ class TorchBackbone(Backbone):
     """
 
     framework = "torch"
+    #: the layer groups' 4-D outputs are ``(N, H, W, C)`` (Swin in torchvision and timm), not ``(N, C, H, W)``;
+    #: set by the source plugin, read where a group's output is pooled (per-group features, lp-concat's mid-level input)
+    channels_last: bool = False
 
     def __init__(
         self,
@@ -262,7 +267,8 @@ class TorchBackbone(Backbone):
         if concat_group is None:
             return ClassifierModel(self.model, self.feature_dim, num_classes, dropout).to(self.device)
         mid = self._group_output_module(concat_group)
-        return ClassifierModel(self.model, self.feature_dim, num_classes, dropout, mid=mid, mid_dim=self._pooled_dim(mid)).to(self.device)
+        return ClassifierModel(self.model, self.feature_dim, num_classes, dropout, mid=mid, mid_dim=self._pooled_dim(mid),
+                               channels_last=self.channels_last).to(self.device)
 
     def _group_output_module(self, name: str) -> nn.Module:
         """The module whose output is layer group ``name``'s output (its last module)."""
@@ -289,7 +295,7 @@ class TorchBackbone(Backbone):
         finally:
             handle.remove()
             self.model.train(was)
-        pooled = pool_output(got.get("out"))
+        pooled = pool_output(got.get("out"), channels_last=self.channels_last)
         if pooled is None:
             raise InvalidInputError(f"{self.id}: the output of {type(module).__name__} is not a tensor, so it cannot be pooled; pick another group.")
         return int(pooled.shape[1])

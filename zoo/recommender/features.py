@@ -223,7 +223,7 @@ def extract(
 
     def hook_for(name: str) -> Any:
         def hook(module: Any, args: Any, out: Any) -> None:
-            pooled = pool_output(out, state["mask"])
+            pooled = pool_output(out, state["mask"], getattr(backbone, "channels_last", False))
             if pooled is not None:
                 current[name] = pooled
         return hook

@@ -297,7 +297,7 @@ def load(model_id: Any, card: Any, *, pretrained: bool = True, **options: Any) -
     )
     feature_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
     card = _card_for(model_id, card, model)
-    return TimmBackbone(
+    bb = TimmBackbone(
         model_id,
         card,
         model,
@@ -309,6 +309,8 @@ def load(model_id: Any, card: Any, *, pretrained: bool = True, **options: Any) -
         head=head,
         labels=_labels(model, num_classes) if head is not None else None,
     )
+    bb.channels_last = str(getattr(model, "output_fmt", "NCHW")) == "NHWC"  # timm's Swin family: stages give (N, H, W, C)
+    return bb
 
 
 def _card_for(model_id: Any, card: Any, model: nn.Module) -> Any:

@@ -454,3 +454,23 @@ def test_inception_v3_as_loaded_trains_with_its_four_groups(tv: Path, no_network
     clf = bb.with_head(num_classes=3).train()
     out = clf(torch.randn(2, 3, 299, 299))
     assert isinstance(out, torch.Tensor) and tuple(out.shape) == (2, 3)
+
+
+def test_swin_group_outputs_are_pooled_over_space_channels_last(tv: Path, no_network: None) -> None:
+    """Swin's stages give (N, H, W, C): a group's pooled output is its C channels, at any resolution. They were pooled
+    over (W, C) as if channels-first, so per-group features were (N, H) and an lp-concat head built at 224 px could not
+    read a 64 px batch ("mat1 and mat2 shapes cannot be multiplied")."""
+    from zoo.recommender.features import extract
+
+    member = tvm.Swin_T_Weights.IMAGENET1K_V1
+    write_random_checkpoint("swin_t", member)
+    bb = zoo.load("torchvision:swin_t.IMAGENET1K_V1")
+    assert bb.channels_last
+    mid = bb.layer_groups[len(bb.layer_groups) // 2].name
+    clf = bb.with_head(num_classes=3, concat_group=mid).eval()
+    widths = {96, 192, 384, 768}  # swin_t's stage channels
+    assert clf.mid_dim in widths, clf.mid_dim
+    for side in (64, 224):
+        assert tuple(clf(torch.randn(2, 3, side, side)).shape) == (2, 3)
+    fs = extract(bb, [chelsea(), chelsea()], np.zeros(2, dtype=np.int64), resolution=64, count_flops=False)
+    assert {a.shape[1] for a in fs.groups.values()} <= widths | {bb.feature_dim}

@@ -290,7 +290,7 @@ def load(model_id: ModelId, card: ModelCard | None, **options: Any) -> Torchvisi
             {**card_dict(model_id.name, member, feature_dim=surgery.feature_dim, n_groups=len(groups), family=family), "origin": SOURCE}
         )
     head = surgery.head.eval() if surgery.head is not None else None
-    return TorchvisionBackbone(
+    bb = TorchvisionBackbone(
         resolved_id,
         card,
         model,
@@ -303,6 +303,11 @@ def load(model_id: ModelId, card: ModelCard | None, **options: Any) -> Torchvisi
         head=head,
         labels=member.meta.get("categories") if head is not None else None,
     )
+    # Swin's stages give (N, H, W, C) (its head permutes them): a group's output is pooled over H and W
+    from torchvision.models.swin_transformer import SwinTransformer
+
+    bb.channels_last = isinstance(model, SwinTransformer)
+    return bb
 
 
 def _catalog_card(model_id: ModelId) -> ModelCard | None:
