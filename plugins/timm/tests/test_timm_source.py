@@ -446,3 +446,13 @@ def test_online_hub_weights_altered_in_transit_are_refused_then_fetched_whole(zo
     got = bb.model.state_dict()
     shared = [k for k in sd if k in got]
     assert len(shared) > 200 and all(torch.equal(got[k], sd[k]) for k in shared)
+
+
+def test_swin_group_outputs_are_pooled_over_space_channels_last(zoo_home: Path, no_network: None) -> None:
+    """timm's Swin stages give (N, H, W, C) (``output_fmt`` NHWC): each group's pooled output is its channels."""
+    from zoo.recommender.features import extract
+
+    bb = zoo.load("timm:swin_tiny_patch4_window7_224", pretrained=False)
+    assert bb.channels_last and not zoo.load("timm:efficientnet_lite0", pretrained=False).channels_last
+    fs = extract(bb, [sample_image("chelsea"), sample_image("coffee")], np.zeros(2, dtype=np.int64), count_flops=False)
+    assert {a.shape[1] for a in fs.groups.values()} <= {96, 192, 384, 768}, {k: a.shape for k, a in fs.groups.items()}
