@@ -277,9 +277,7 @@ def _quiet_hub_log() -> Iterator[None]:
 
 def hub_host() -> str:
     """The Hugging Face endpoint's host name (``HF_ENDPOINT``, else huggingface.co)."""
-    from urllib.parse import urlparse
-
-    return urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    return urllib.parse.urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
 
 
 def require_resolvable(host: str | None, what: str, dest: str | None = None) -> None:

@@ -101,8 +101,6 @@ def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
 
     if not from_scratch:
         return zoo.load(model_id)
-    if _framework(model_id) not in (None, "torch"):  # before zoo.load(pretrained=False), which such a source refuses as an unknown option
-        raise InvalidInputError(f"{model_id}: --from-scratch supports torch sources; pick a timm or torchvision backbone for the baseline.")
     torch.manual_seed(seed)
     try:
         return zoo.load(model_id, pretrained=False)
