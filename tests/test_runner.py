@@ -806,3 +806,43 @@ def test_plan_fields_a_run_would_leave_unused_are_refused_before_anything_is_wri
     assert r.epochs_run == 0 and "zoo run: --epochs 3 trains nothing: the plan unfreezes no layer group (a linear-probe plan)" in capsys.readouterr().err
     all_rate = plan.model_copy(update={"lr": {"head": 0.01, "all": 0.001}, "schedule": plan.schedule.model_copy(update={"epochs": 0})})
     zoo.run(all_rate, root, out=tmp_path / "runs" / "y", refit=False)
+
+
+def test_weight_decay_skips_biases_norm_weights_and_the_models_own_names():
+    """timm's param_groups_weight_decay / the Hugging Face Trainer: no decay on biases, norm weights and the
+    names a timm model lists in no_weight_decay() (a ViT's pos_embed and cls_token), also inside a classifier."""
+    import timm
+    import torch
+    from torch import nn
+
+    from zoo.frameworks.torch import decay_groups
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, img_size=32, patch_size=16)
+    model = nn.Sequential(vit, nn.Linear(vit.num_features, 3))
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = decay_groups(model, [{"params": list(vit.parameters()), "lr": 0.1, "name": "body"},
+                                  {"params": list(model[1].parameters()), "lr": 1.0, "name": "head"}], 0.05)
+    assert [(g["name"], g["weight_decay"], g["lr"]) for g in groups] == [("body", 0.05, 0.1), ("body", 0.0, 0.1), ("head", 0.05, 1.0), ("head", 0.0, 1.0)]
+    plain = {names[id(p)] for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    decayed = {names[id(p)] for g in groups if g["weight_decay"] for p in g["params"]}
+    assert {"0.pos_embed", "0.cls_token", "0.norm.weight", "0.blocks.0.norm1.weight", "0.blocks.0.attn.qkv.bias", "1.bias"} <= plain
+    assert {"0.patch_embed.proj.weight", "0.blocks.0.attn.qkv.weight", "1.weight"} <= decayed
+    assert not plain & decayed and len(plain | decayed) == len(names)
+    # no decay asked: nothing split, every group says 0
+    assert [(g["name"], g["weight_decay"], len(g["params"])) for g in decay_groups(model, [{"params": list(model.parameters()), "name": "all"}], 0.0)] == [
+        ("all", 0.0, len(names))]
+    opt = torch.optim.AdamW(groups, lr=1.0)
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.05, 0.0, 0.05, 0.0]
+
+
+def test_an_adamw_run_decays_no_bias_or_norm_weight_and_logs_one_lr_per_group(tmp_path, zoo_home, no_network):
+    import torch
+
+    data = digits(tmp_path, 120)
+    plan = tiny_plan(unfreeze=("top-1", "top-2"), epochs=1).model_copy(update={"optimizer": Optimizer(name="adamw", weight_decay=0.05)})
+    r = zoo.run(plan, data, out=tmp_path / "run", seed=0)
+    assert len(r.history[0]["lr"]) == 3  # head + two groups, each once though its decayed and plain halves are two optimizer groups
+    ckpt = next((tmp_path / "run" / "checkpoints").glob("*/state.pt"))
+    groups = torch.load(ckpt, map_location="cpu", weights_only=True)["optimizer"]["param_groups"]
+    top2 = [g.name for g in zoo.load(LITE0).layer_groups[-1:-3:-1]]
+    assert [(g["name"], g["weight_decay"]) for g in groups] == [(n, w) for n in ("head", *top2) for w in (0.05, 0.0)]

@@ -485,3 +485,22 @@ def test_a_loss_that_diverges_after_a_checkpoint_advises_a_new_run_not_a_resume(
         zoo.run(keras_plan(epochs=2), env["data"], out=out, seed=SEED, progress=False)
     with pytest.raises(InvalidInputError, match="holds a run of a different plan"):  # what the old advice led to
         zoo.run(keras_plan(epochs=2, lr=0.001), env["data"], out=out, seed=SEED, resume=True, progress=False)
+
+
+def test_adamw_in_a_keras_run_decays_kernels_but_no_bias_or_norm_weight(env):
+    from zoo.runner.keras_run import _build
+
+    dense, norm = keras.layers.Dense(3), keras.layers.BatchNormalization()
+    dense.build((None, 4))
+    norm.build((None, 3))
+    variables = [*dense.trainable_weights, *norm.trainable_weights]
+    before = [np.array(v.numpy()) + 1.0 for v in variables]
+    for v, b in zip(variables, before):
+        v.assign(b)
+    opt = keras.optimizers.AdamW(learning_rate=1.0, weight_decay=0.5)
+    _build(opt, variables)
+    opt.apply_gradients([(keras.ops.zeros_like(v), v) for v in variables])  # zero gradients: only the decay moves a weight
+    after = {v.path.split("/")[-1]: (np.array(v.numpy()), b) for v, b in zip(variables, before)}
+    np.testing.assert_allclose(after["kernel"][0], after["kernel"][1] * 0.5, rtol=1e-6)
+    for name in ("bias", "gamma", "beta"):
+        np.testing.assert_array_equal(after[name][0], after[name][1])

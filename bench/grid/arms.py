@@ -233,6 +233,7 @@ class Phase:
     onecycle: dict[str, float] = field(default_factory=dict)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     max_grad_norm: float | None = None  # clip the global gradient norm before each step (Hugging Face Trainer's max_grad_norm)
+    no_decay_1d: bool = False  # no weight decay on biases and norm weights (zoo run, timm, HF Trainer; fastai's wd_bn_bias=False)
 
 
 class Head(nn.Module):
@@ -333,6 +334,9 @@ def train(split: Split, phases: Sequence[Phase], head: Head, train_c: Cache, tes
         h_all = train_c.acts[s0]
         pg = _trainable(split, ph) + [{"params": list(head.parameters()), "lr": ph.lr["head"]}]
         pg = [g for g in pg if g["params"]]
+        if ph.weight_decay and ph.no_decay_1d:
+            pg = [{**g, "params": ps, "weight_decay": w} for g in pg
+                  for ps, w in (([p for p in g["params"] if p.ndim > 1], ph.weight_decay), ([p for p in g["params"] if p.ndim <= 1], 0.0)) if ps]
         if ph.optimizer == "sgd":
             opt: torch.optim.Optimizer = torch.optim.SGD(pg, lr=pg[0]["lr"], momentum=0.9, nesterov=True, weight_decay=ph.weight_decay)
         elif ph.optimizer == "adamw":

@@ -135,7 +135,7 @@ def plan_phases(plan: Any, n: int, epochs: int) -> tuple[list[A.Phase] | None, s
     bn = "frozen" if plan.bn == "frozen-stats" else "train"
     ph = A.Phase(groups, lr, epochs, batch_size=plan.schedule.batch_size, optimizer=opt, weight_decay=plan.optimizer.weight_decay,
                  schedule="cosine" if plan.schedule.decay == "cosine" else "constant", warmup_frac=plan.schedule.warmup_frac, bn=bn,
-                 label_smoothing=plan.augment.label_smoothing)
+                 label_smoothing=plan.augment.label_smoothing, no_decay_1d=True)  # as zoo run's decay_groups
     return [ph], mapped, "lp"
 
 

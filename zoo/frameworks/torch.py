@@ -45,6 +45,29 @@ def move(batch: Any, device: torch.device | str) -> Any:
     return batch.to(device)
 
 
+def decay_groups(model: nn.Module, groups: Sequence[Mapping[str, Any]], weight_decay: float) -> list[dict[str, Any]]:
+    """``groups`` (optimizer parameter groups) with weight decay off for biases, norm weights and the
+    model's own ``no_weight_decay()`` names, as timm's ``param_groups_weight_decay`` and the Hugging
+    Face Trainer do: a group holding both kinds becomes two groups of the same name and learning rate.
+
+    ``weight_decay == 0``: every group gets ``weight_decay`` 0 and none is split.
+    """
+    wd = float(weight_decay)
+    if wd == 0.0:
+        return [{**g, "weight_decay": 0.0} for g in groups]
+    skip = set()  # timm models name theirs (pos_embed, cls_token, ...), also when wrapped in a classifier
+    for prefix, m in model.named_modules():
+        if callable(getattr(m, "no_weight_decay", None)):
+            skip |= {f"{prefix}.{name}" if prefix else name for name in m.no_weight_decay()}
+    plain = {id(p) for n, p in model.named_parameters() if p.ndim <= 1 or n.endswith(".bias") or n in skip}
+    out = []
+    for g in groups:
+        decay = [p for p in g["params"] if id(p) not in plain]
+        rest = [p for p in g["params"] if id(p) in plain]
+        out += [{**g, "params": ps, "weight_decay": w} for ps, w in ((decay, wd), (rest, 0.0)) if ps]
+    return out
+
+
 def batch_len(batch: Any) -> int:
     if isinstance(batch, Mapping):
         return len(next(iter(batch.values())))

@@ -30,7 +30,7 @@ class Reason(_Frozen):
 class Optimizer(_Frozen):
     name: Literal["sgd", "adamw"]
     momentum: float | None = Field(default=None, ge=0, lt=1)  # SGD's (Nesterov when above 0); AdamW's betas are fixed
-    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    weight_decay: float = Field(default=0.0, ge=0, allow_inf_nan=False)  # on weight matrices and kernels; none on biases and norm weights
 
     @model_validator(mode="after")
     def _momentum_is_sgds(self) -> Optimizer:

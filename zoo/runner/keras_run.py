@@ -190,6 +190,18 @@ def _schedule(k: Any, base: float, factors: Sequence[float], counter: Callable[[
     return GroupSchedule()
 
 
+def _no_decay(v: Any) -> bool:
+    """A bias or a norm layer's scale/offset: one axis or none (weight decay skips them)."""
+    return len(v.shape) <= 1
+
+
+def _build(opt: Any, variables: list[Any]) -> None:
+    """Build ``opt`` for ``variables``; its weight decay (AdamW) skips biases and norm weights (timm, Hugging Face Trainer)."""
+    if getattr(opt, "weight_decay", None):
+        opt.exclude_from_weight_decay(var_list=[v for v in variables if _no_decay(v)])
+    opt.build(variables)
+
+
 def _optimizer(k: Any, plan: Any, lr: Any) -> Any:
     o = plan.optimizer
     if o.name == "sgd":
@@ -247,8 +259,8 @@ def _trainer(k: Any, parts: _Parts) -> Any:
             for vl, opt in zip(lists, opts):
                 g = grads[start : start + len(vl)]
                 start += len(vl)
-                if p.sgd_wd:
-                    g = [gi + p.sgd_wd * v if gi is not None else gi for gi, v in zip(g, vl)]
+                if p.sgd_wd:  # coupled L2, none on biases and norm weights
+                    g = [gi + p.sgd_wd * v if gi is not None and not _no_decay(v) else gi for gi, v in zip(g, vl)]
                 opt.apply_gradients([(gi, v) for gi, v in zip(g, vl) if gi is not None])
             n = tf.cast(tf.shape(y)[0], tf.float32)
             self.loss_tracker.update_state(tf.reduce_mean(per), sample_weight=n)
@@ -310,7 +322,7 @@ def fine_tune(backbone: Any, plan: Any, s1: Any, train: tuple[Sequence[Any], np.
         head_opt = _optimizer(k, plan, _schedule(k, float(plan.lr["head"]), factors, None))
         group_opts = {i: _optimizer(k, plan, _schedule(k, group_lr(plan, i, n), factors, lambda: head_opt.iterations)) for i in chosen}
         for opt, vl in [(head_opt, head_vars), *((group_opts[i], group_vars[i]) for i in chosen)]:
-            opt.build(vl)
+            _build(opt, vl)
         wd = plan.optimizer.weight_decay if plan.optimizer.name == "sgd" else 0.0
         # Keras 3 passes the outer call's `training` into nested models, overriding the training=False
         # recorded when the classifier was built (keras-team/keras#20285), so BatchNorm in inference

@@ -27,7 +27,7 @@ from torch import nn
 
 from zoo._io import atomic_write
 from zoo.errors import CheckpointError, DivergedError, InvalidInputError, LayerGroupRangeError
-from zoo.frameworks.torch import _BN, call_model, move
+from zoo.frameworks.torch import _BN, call_model, decay_groups, move
 from zoo.runner import checkpoint
 from zoo.runner.checkpoint import DIVERGED_RERUN
 from zoo.runner.shards import Collate, Indices, Order, _batches, any_failed, evaluate_sharded, n_batches
@@ -335,11 +335,11 @@ def train_job(
     backbone.freeze()
     for i in chosen:
         backbone._set_group_trainable(groups[i], True)
-    wd = plan.optimizer.weight_decay
-    pgroups = [{"params": list(model.head.parameters()), "lr": float(plan.lr["head"]), "name": "head", "weight_decay": wd}]
+    pgroups = [{"params": list(model.head.parameters()), "lr": float(plan.lr["head"]), "name": "head"}]
     for i in chosen:
         params = [p for m in groups[i].modules for p in m.parameters()]
-        pgroups.append({"params": params, "lr": group_lr(plan, i, n), "name": groups[i].name, "weight_decay": wd})
+        pgroups.append({"params": params, "lr": group_lr(plan, i, n), "name": groups[i].name})
+    pgroups = decay_groups(model, pgroups, plan.optimizer.weight_decay)  # none on biases and norm weights
     if plan.optimizer.name == "sgd":
         opt: Any = torch.optim.SGD(pgroups, lr=pgroups[0]["lr"], momentum=plan.optimizer.momentum or 0.0, nesterov=bool(plan.optimizer.momentum))
     else:
@@ -439,7 +439,7 @@ def train_job(
         seen = float(totals[2])
         rec = {
             "stage": "stage2", "epoch": epoch, "train_loss": round(float(totals[0]) / seen, 6), "train_acc": round(float(totals[1]) / seen, 6),
-            "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6), "lr": [round(g["lr"], 10) for g in opt.param_groups],
+            "val_loss": round(val_loss, 6), "val_acc": round(val_acc, 6), "lr": list({g["name"]: round(g["lr"], 10) for g in opt.param_groups}.values()),  # one per layer group
             "seconds": round(time.perf_counter() - t0, 3),
         }
         state["history"].append(rec)
