@@ -209,3 +209,26 @@ def test_cli_predict_checks_its_images_one_at_a_time(tmp_path, monkeypatch):
     assert I.check_images(files[:2]) == 2
     with pytest.raises(InvalidInputError, match="bad.png: not a readable image"):
         I.check_images([*files, str(tmp_path / "bad.png")])
+
+
+def test_alpha_is_dropped_as_the_sources_loaders_drop_it(tmp_path, rgb):
+    """RGBA, LA and a palette with a transparent index read as PIL's convert("RGB") reads them, the way
+    torchvision's pil_loader (ImageFolder), timm's ImageDataset, keras.utils.load_img, tf.io.decode_image
+    (channels=3) and transformers' load_image (its pipelines) read them: alpha dropped, not blended on white."""
+    folder = pytest.importorskip("torchvision.datasets.folder")
+    px = rgb[:32, :32]
+    ramp = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1))  # fully transparent to opaque
+    palette = Image.fromarray(px).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.info["transparency"] = 3
+    images = {
+        "rgba.png": Image.fromarray(np.dstack([px, ramp]), "RGBA"),
+        "la.png": Image.fromarray(np.dstack([px[..., 0], ramp]), "LA"),
+        "palette.png": palette,
+    }
+    for name, img in images.items():
+        path = _saved(tmp_path, img, name)
+        want = np.asarray(folder.pil_loader(path))
+        assert np.array_equal(np.asarray(load_images(path)[0]), want), name
+        assert np.array_equal(np.asarray(load_images(Image.open(path))[0]), want), name
+    # an RGBA array: its colour channels as they are
+    assert np.array_equal(np.asarray(load_images(np.dstack([px, ramp]))[0]), px)

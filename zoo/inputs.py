@@ -1,7 +1,9 @@
 """Turn what users pass (PIL images, arrays, paths, strings) into clean RGB images or texts.
 
-Grayscale, RGBA, palette, CMYK and 16-bit images are converted, not refused. Problems raise
-:class:`zoo.errors.InvalidInputError` with a one-line message naming the input.
+Grayscale, RGBA, palette, CMYK and 16-bit images are converted, not refused: PIL's ``convert("RGB")``, as
+the sources' own loaders read files (an alpha channel or a palette's transparency is dropped, not blended
+onto a background), except 16-bit images, which are scaled to 8 bits (as ``tf.io.decode_image`` does)
+instead of clipped. Problems raise :class:`zoo.errors.InvalidInputError` with a one-line message naming the input.
 
 Arrays and tensors (numpy, torch, TensorFlow: anything with ``shape`` and ``dtype``) are read by
 their number of dimensions, never guessed from their size alone:
@@ -21,6 +23,7 @@ are refused: pass the raw image, preprocessing normalises it); other integers cl
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -115,14 +118,13 @@ def _to_rgb(img: Any, name: str) -> Any:
             raise InvalidInputError(f"{name} holds NaN or infinite values; pass a finite image.")
         hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
         img = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).round().astype(np.uint8), mode="L")
-    if img.mode == "P":
-        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-    if img.mode in ("RGBA", "LA", "PA"):
-        rgba = img.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, rgba)
     if img.mode != "RGB":
-        img = img.convert("RGB")
+        # alpha (RGBA, LA, PA, a palette's transparent index) is dropped, not blended: PIL's convert("RGB"), as every
+        # source reads a file (torchvision's pil_loader, timm's ImageDataset, keras.utils.load_img, tf.io.decode_image
+        # with channels=3, transformers' load_image in its pipelines)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
+            img = img.convert("RGB")
     return img
 
 
