@@ -232,3 +232,17 @@ def test_alpha_is_dropped_as_the_sources_loaders_drop_it(tmp_path, rgb):
         assert np.array_equal(np.asarray(load_images(Image.open(path))[0]), want), name
     # an RGBA array: its colour channels as they are
     assert np.array_equal(np.asarray(load_images(np.dstack([px, ramp]))[0]), px)
+
+
+def test_integer_arrays_of_16_bit_values_are_scaled_not_clipped(rgb):
+    """An int32 array or tensor of 16-bit values (older torchvision.io.decode_png, np.asarray of a PIL 'I' image)
+    reads as the same image in uint16 does, not clipped to white; values no image holds are refused in one line."""
+    import torch
+
+    want = np.asarray(load_images(rgb)[0])
+    sixteen = rgb.astype(np.int32) * 257
+    for arr in (sixteen, torch.from_numpy(sixteen), sixteen.astype(np.int64), sixteen.astype(np.uint16)):
+        assert np.array_equal(np.asarray(load_images(arr)[0]), want), arr.dtype
+    assert np.array_equal(np.asarray(load_images(rgb.astype(np.int64))[0]), want)  # 8-bit values as they are
+    assert "0-65535" in _one_line_error(load_images, np.full((8, 8), -5, np.int16))
+    _one_line_error(load_images, np.full((8, 8), 70000, np.int32), match="uint8")

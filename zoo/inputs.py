@@ -17,7 +17,8 @@ their number of dimensions, never guessed from their size alone:
 
 Values: uint8 as is; uint16 scaled by 1/257; bool to 0/255; float in ``[0, 1]`` scaled by 255, float
 in ``[0, 255]`` as is (non-finite values, or values outside ``[0, 255]`` as in a normalised tensor,
-are refused: pass the raw image, preprocessing normalises it); other integers clipped to 0..255.
+are refused: pass the raw image, preprocessing normalises it); other integers (int32 from a 16-bit
+decoder, int64, ...) in 0..255 as is and in 0..65535 scaled as uint16, negative or larger ones refused.
 """
 
 from __future__ import annotations
@@ -158,8 +159,14 @@ def _array_to_image(arr: Any, name: str, layout: str | None = None) -> Any:
         a = np.clip(a * scale, 0, 255).round().astype(np.uint8)
     elif a.dtype == bool:
         a = a.astype(np.uint8) * 255
-    elif a.dtype != np.uint8:
-        a = np.clip(a, 0, 255).astype(np.uint8)
+    elif a.dtype != np.uint8:  # int8/16/32/64, uint32/64: 8-bit values as they are, 16-bit ones (above 255) as uint16
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 65535:
+            raise InvalidInputError(
+                f"{name} holds {a.dtype} values from {lo} to {hi}; an integer image must be in 0-255 (8-bit) or 0-65535 (16-bit): "
+                "pass it as uint8, or as float in [0, 1]."
+            )
+        a = (a / 257.0).round().astype(np.uint8) if hi > 255 else a.astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(a))
 
 
