@@ -246,3 +246,19 @@ def test_integer_arrays_of_16_bit_values_are_scaled_not_clipped(rgb):
     assert np.array_equal(np.asarray(load_images(rgb.astype(np.int64))[0]), want)  # 8-bit values as they are
     assert "0-65535" in _one_line_error(load_images, np.full((8, 8), -5, np.int16))
     _one_line_error(load_images, np.full((8, 8), 70000, np.int32), match="uint8")
+
+
+def test_float_and_32_bit_images_follow_the_array_value_rules(tmp_path, rgb):
+    """A PIL 'F' image (a float TIFF) in [0, 1] is scaled by 255 as a float array is, not read as 0-255 (black);
+    an 'I' image reads as its int32 array does; out-of-range values are refused in one line, naming the file."""
+    gray = rgb[..., 1]
+    want = np.asarray(load_images(gray)[0])
+    unit = Image.fromarray(gray.astype(np.float32) / 255.0)
+    assert unit.mode == "F"
+    for img in (unit, _saved(tmp_path, unit, "unit.tif"), Image.fromarray(gray.astype(np.float32))):
+        assert np.abs(np.asarray(load_images(img)[0], dtype=int) - want).max() <= 1
+    sixteen = Image.fromarray(gray.astype(np.int32) * 257)
+    assert sixteen.mode == "I" and np.array_equal(np.asarray(load_images(sixteen)[0]), want)
+    path = _saved(tmp_path, Image.fromarray(gray.astype(np.float32) - 100.0), "normalised.tif")
+    assert "normalised.tif holds values" in _one_line_error(load_images, path)
+    _one_line_error(load_images, Image.fromarray(np.full((8, 8), np.nan, np.float32)), match="NaN")

@@ -113,12 +113,8 @@ def _to_rgb(img: Any, name: str) -> Any:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(img, dtype=np.uint16)
         img = Image.fromarray((arr / 257.0).round().astype(np.uint8), mode="L")
-    elif img.mode in ("I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        if not np.isfinite(arr).all():
-            raise InvalidInputError(f"{name} holds NaN or infinite values; pass a finite image.")
-        hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).round().astype(np.uint8), mode="L")
+    elif img.mode in ("I", "F"):  # 32-bit integer or float pixels (TIFF): the value rules of an int32 / float32 array
+        img = _array_to_image(np.asarray(img), name)
     if img.mode != "RGB":
         # alpha (RGBA, LA, PA, a palette's transparent index) is dropped, not blended: PIL's convert("RGB"), as every
         # source reads a file (torchvision's pil_loader, timm's ImageDataset, keras.utils.load_img, tf.io.decode_image
