@@ -262,3 +262,21 @@ def test_float_and_32_bit_images_follow_the_array_value_rules(tmp_path, rgb):
     path = _saved(tmp_path, Image.fromarray(gray.astype(np.float32) - 100.0), "normalised.tif")
     assert "normalised.tif holds values" in _one_line_error(load_images, path)
     _one_line_error(load_images, Image.fromarray(np.full((8, 8), np.nan, np.float32)), match="NaN")
+
+
+def test_exif_orientation_is_applied_only_when_asked(tmp_path, rgb):
+    """Pixels as stored by default (torchvision's pil_loader, timm, keras.utils.load_img do not turn photos);
+    exif=True turns files and PIL images upright as PIL.ImageOps.exif_transpose does (transformers' load_image)."""
+    from PIL import ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(rgb).save(path, exif=exif, quality=95)
+    with Image.open(path) as im:
+        stored, upright = np.asarray(im.convert("RGB")), np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    assert stored.shape != upright.shape
+    assert np.array_equal(np.asarray(load_images(path)[0]), stored)
+    assert np.array_equal(np.asarray(load_images(path, exif=True)[0]), upright)
+    assert np.array_equal(np.asarray(load_images(Image.open(path), exif=True)[0]), upright)
+    assert np.array_equal(np.asarray(load_images(Image.fromarray(rgb), exif=True)[0]), rgb)  # no tag: as it is

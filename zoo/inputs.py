@@ -190,16 +190,18 @@ def _image_items(inputs: Any) -> tuple[list[Any], str | None]:
     return [inputs], None
 
 
-def load_images(inputs: Any) -> list[Any]:
+def load_images(inputs: Any, *, exif: bool = False) -> list[Any]:
     """Return a list of RGB ``PIL.Image`` from images, arrays or tensors, or paths.
 
     Arrays and tensors: see the module docstring (2-D and 3-D: one image; 4-D: a batch).
+    ``exif``: turn files and PIL images upright by their EXIF orientation first, as the source's own
+    loader does where it does (:attr:`zoo.Backbone.exif_orientation`); by default pixels are read as stored.
 
     Raises:
         InvalidInputError: empty input, a missing, corrupt or non-image file (named), an empty
             path, or an array of the wrong shape, dtype or values.
     """
-    return list(iter_images(inputs))
+    return list(iter_images(inputs, exif=exif))
 
 
 def check_images(inputs: Any) -> int:
@@ -212,7 +214,16 @@ def check_images(inputs: Any) -> int:
     return n
 
 
-def iter_images(inputs: Any) -> Iterator[Any]:
+def _upright(img: Any) -> Any:
+    """``img`` turned as its EXIF orientation tag says (``PIL.ImageOps.exif_transpose``); ``img`` itself when it is upright."""
+    from PIL import ImageOps
+
+    if img.getexif().get(0x0112, 1) in (0, 1):  # Orientation: 1 (or 0, invalid) is upright
+        return img
+    return ImageOps.exif_transpose(img)
+
+
+def iter_images(inputs: Any, *, exif: bool = False) -> Iterator[Any]:
     """:func:`load_images` one image at a time (each path is opened and decoded when its image is asked for)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -231,7 +242,9 @@ def iter_images(inputs: Any) -> Iterator[Any]:
             try:
                 with Image.open(path) as im:
                     im.load()
-                    img = im.copy()
+                    img = _upright(im) if exif else im
+                    if img is im:
+                        img = im.copy()
             except Image.DecompressionBombError:
                 raise InvalidInputError(
                     f"{path}: too many pixels for Pillow to open (its guard against decompression bombs, PIL.Image.MAX_IMAGE_PIXELS); "
@@ -241,7 +254,7 @@ def iter_images(inputs: Any) -> Iterator[Any]:
                 raise InvalidInputError(f"{path}: not a readable image ({type(exc).__name__}); pass a PNG, JPEG or other image file.") from None
             name = str(path)
         elif isinstance(item, Image.Image):
-            img, name = item, f"image #{i}"
+            img, name = (_upright(item) if exif else item), f"image #{i}"
         elif _is_array(item) or hasattr(item, "__array__"):
             name = f"array #{i}"
             img = _array_to_image(item, name, layout)
