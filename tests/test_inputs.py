@@ -280,3 +280,19 @@ def test_exif_orientation_is_applied_only_when_asked(tmp_path, rgb):
     assert np.array_equal(np.asarray(load_images(path, exif=True)[0]), upright)
     assert np.array_equal(np.asarray(load_images(Image.open(path), exif=True)[0]), upright)
     assert np.array_equal(np.asarray(load_images(Image.fromarray(rgb), exif=True)[0]), rgb)  # no tag: as it is
+
+
+def test_a_float_image_overshooting_1_is_refused_not_read_as_0_to_255():
+    """A [0, 1] tensor resized bicubically overshoots 1 a little (max 1.03 here, min above 0): it was read as a
+    [0, 255] image and came out black; the two readings cannot be told apart, so it is refused in one line."""
+    import torch
+    from skimage import data
+
+    x = torch.from_numpy(data.rocket()).permute(2, 0, 1).float()[None] / 255.0
+    resized = torch.nn.functional.interpolate(x, size=(100, 150), mode="bicubic", antialias=True)[0]
+    assert float(resized.min()) >= 0.0
+    assert 1.0 < float(resized.max()) < 1.1
+    assert "arr.clip(0, 1)" in _one_line_error(load_images, resized)
+    out = np.asarray(load_images(resized.clamp(0.0, 1.0))[0], dtype=float)
+    assert abs(out.mean() - float(resized.clamp(0.0, 1.0).mean()) * 255) < 1
+    assert np.asarray(load_images(np.full((4, 4), 2.0, np.float32))[0]).max() == 2  # [0, 255] from 2 up: as it is

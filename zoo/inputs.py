@@ -16,9 +16,11 @@ their number of dimensions, never guessed from their size alone:
 * a list or tuple: one image (PIL, path or 2-D / 3-D array) per item.
 
 Values: uint8 as is; uint16 scaled by 1/257; bool to 0/255; float in ``[0, 1]`` scaled by 255, float
-in ``[0, 255]`` as is (non-finite values, or values outside ``[0, 255]`` as in a normalised tensor,
-are refused: pass the raw image, preprocessing normalises it); other integers (int32 from a 16-bit
-decoder, int64, ...) in 0..255 as is and in 0..65535 scaled as uint16, negative or larger ones refused.
+in ``[0, 255]`` with a maximum of 2 or more as is. Refused: non-finite floats, floats outside ``[0, 255]``
+(a normalised tensor: pass the raw image, preprocessing normalises it) and floats whose maximum lies
+between 1 and 2 (``[0, 1]`` overshot by a resize, or an almost black ``[0, 255]`` image: not guessed).
+Other integers (int32 from a 16-bit decoder, int64, ...): 0..255 as is, up to 65535 scaled as uint16,
+negative or larger ones refused.
 """
 
 from __future__ import annotations
@@ -150,6 +152,11 @@ def _array_to_image(arr: Any, name: str, layout: str | None = None) -> Any:
             raise InvalidInputError(
                 f"{name} holds values from {lo:.3g} to {hi:.3g}; a float image must be in [0, 1] or [0, 255] "
                 "(pass the raw image, not a normalised tensor: preprocessing normalises it)."
+            )
+        if 1.0 < hi < 2.0:  # [0, 1] overshot by a resize (bicubic) or [0, 255] and black: not guessed
+            raise InvalidInputError(
+                f"{name} holds values from {lo:.3g} to {hi:.3g}: a float image in [0, 1] that overshoots 1 (after a bicubic resize?) "
+                "or an almost black one in [0, 255]; clip it to [0, 1] (arr.clip(0, 1)), or pass uint8."
             )
         scale = 255.0 if hi <= 1.0 else 1.0
         a = np.clip(a * scale, 0, 255).round().astype(np.uint8)
