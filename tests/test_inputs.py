@@ -209,3 +209,90 @@ def test_cli_predict_checks_its_images_one_at_a_time(tmp_path, monkeypatch):
     assert I.check_images(files[:2]) == 2
     with pytest.raises(InvalidInputError, match="bad.png: not a readable image"):
         I.check_images([*files, str(tmp_path / "bad.png")])
+
+
+def test_alpha_is_dropped_as_the_sources_loaders_drop_it(tmp_path, rgb):
+    """RGBA, LA and a palette with a transparent index read as PIL's convert("RGB") reads them, the way
+    torchvision's pil_loader (ImageFolder), timm's ImageDataset, keras.utils.load_img, tf.io.decode_image
+    (channels=3) and transformers' load_image (its pipelines) read them: alpha dropped, not blended on white."""
+    folder = pytest.importorskip("torchvision.datasets.folder")
+    px = rgb[:32, :32]
+    ramp = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (32, 1))  # fully transparent to opaque
+    palette = Image.fromarray(px).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.info["transparency"] = 3
+    images = {
+        "rgba.png": Image.fromarray(np.dstack([px, ramp]), "RGBA"),
+        "la.png": Image.fromarray(np.dstack([px[..., 0], ramp]), "LA"),
+        "palette.png": palette,
+    }
+    for name, img in images.items():
+        path = _saved(tmp_path, img, name)
+        want = np.asarray(folder.pil_loader(path))
+        assert np.array_equal(np.asarray(load_images(path)[0]), want), name
+        assert np.array_equal(np.asarray(load_images(Image.open(path))[0]), want), name
+    # an RGBA array: its colour channels as they are
+    assert np.array_equal(np.asarray(load_images(np.dstack([px, ramp]))[0]), px)
+
+
+def test_integer_arrays_of_16_bit_values_are_scaled_not_clipped(rgb):
+    """An int32 array or tensor of 16-bit values (older torchvision.io.decode_png, np.asarray of a PIL 'I' image)
+    reads as the same image in uint16 does, not clipped to white; values no image holds are refused in one line."""
+    import torch
+
+    want = np.asarray(load_images(rgb)[0])
+    sixteen = rgb.astype(np.int32) * 257
+    for arr in (sixteen, torch.from_numpy(sixteen), sixteen.astype(np.int64), sixteen.astype(np.uint16)):
+        assert np.array_equal(np.asarray(load_images(arr)[0]), want), arr.dtype
+    assert np.array_equal(np.asarray(load_images(rgb.astype(np.int64))[0]), want)  # 8-bit values as they are
+    assert "0-65535" in _one_line_error(load_images, np.full((8, 8), -5, np.int16))
+    _one_line_error(load_images, np.full((8, 8), 70000, np.int32), match="uint8")
+
+
+def test_float_and_32_bit_images_follow_the_array_value_rules(tmp_path, rgb):
+    """A PIL 'F' image (a float TIFF) in [0, 1] is scaled by 255 as a float array is, not read as 0-255 (black);
+    an 'I' image reads as its int32 array does; out-of-range values are refused in one line, naming the file."""
+    gray = rgb[..., 1]
+    want = np.asarray(load_images(gray)[0])
+    unit = Image.fromarray(gray.astype(np.float32) / 255.0)
+    assert unit.mode == "F"
+    for img in (unit, _saved(tmp_path, unit, "unit.tif"), Image.fromarray(gray.astype(np.float32))):
+        assert np.abs(np.asarray(load_images(img)[0], dtype=int) - want).max() <= 1
+    sixteen = Image.fromarray(gray.astype(np.int32) * 257)
+    assert sixteen.mode == "I" and np.array_equal(np.asarray(load_images(sixteen)[0]), want)
+    path = _saved(tmp_path, Image.fromarray(gray.astype(np.float32) - 100.0), "normalised.tif")
+    assert "normalised.tif holds values" in _one_line_error(load_images, path)
+    _one_line_error(load_images, Image.fromarray(np.full((8, 8), np.nan, np.float32)), match="NaN")
+
+
+def test_exif_orientation_is_applied_only_when_asked(tmp_path, rgb):
+    """Pixels as stored by default (torchvision's pil_loader, timm, keras.utils.load_img do not turn photos);
+    exif=True turns files and PIL images upright as PIL.ImageOps.exif_transpose does (transformers' load_image)."""
+    from PIL import ImageOps
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways
+    path = tmp_path / "phone.jpg"
+    Image.fromarray(rgb).save(path, exif=exif, quality=95)
+    with Image.open(path) as im:
+        stored, upright = np.asarray(im.convert("RGB")), np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+    assert stored.shape != upright.shape
+    assert np.array_equal(np.asarray(load_images(path)[0]), stored)
+    assert np.array_equal(np.asarray(load_images(path, exif=True)[0]), upright)
+    assert np.array_equal(np.asarray(load_images(Image.open(path), exif=True)[0]), upright)
+    assert np.array_equal(np.asarray(load_images(Image.fromarray(rgb), exif=True)[0]), rgb)  # no tag: as it is
+
+
+def test_a_float_image_overshooting_1_is_refused_not_read_as_0_to_255():
+    """A [0, 1] tensor resized bicubically overshoots 1 a little (max 1.03 here, min above 0): it was read as a
+    [0, 255] image and came out black; the two readings cannot be told apart, so it is refused in one line."""
+    import torch
+    from skimage import data
+
+    x = torch.from_numpy(data.rocket()).permute(2, 0, 1).float()[None] / 255.0
+    resized = torch.nn.functional.interpolate(x, size=(100, 150), mode="bicubic", antialias=True)[0]
+    assert float(resized.min()) >= 0.0
+    assert 1.0 < float(resized.max()) < 1.1
+    assert "arr.clip(0, 1)" in _one_line_error(load_images, resized)
+    out = np.asarray(load_images(resized.clamp(0.0, 1.0))[0], dtype=float)
+    assert abs(out.mean() - float(resized.clamp(0.0, 1.0).mean()) * 255) < 1
+    assert np.asarray(load_images(np.full((4, 4), 2.0, np.float32))[0]).max() == 2  # [0, 255] from 2 up: as it is

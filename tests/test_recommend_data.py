@@ -618,3 +618,20 @@ def test_texts_are_extracted_longest_first_and_come_back_in_their_order(zoo_home
         alone = np.concatenate([extract(bb, [t], np.zeros(1, dtype=np.int64), count_flops=False).groups[g] for t in items])
         np.testing.assert_allclose(fs.groups[g], alone, atol=2e-5)
     np.testing.assert_array_equal(fs.labels, np.arange(len(items)))
+
+
+def test_a_file_that_decodes_but_zoo_cannot_read_is_skipped_like_an_unreadable_one(tmp_path):
+    """A float TIFF holding NaN opens and decodes in Pillow, but zoo.inputs refuses it: it is skipped and counted
+    when the folder is loaded, instead of stopping zoo recommend / zoo run in the forward pass."""
+    from PIL import Image
+
+    from zoo.inputs import load_images
+
+    root = tmp_path / "data"
+    for cls in ("d0", "d1"):
+        for i in range(3):
+            _png(root / cls / f"{i}.png", 40 * i + (100 if cls == "d1" else 0))
+    Image.fromarray(np.full((8, 8), np.nan, np.float32)).save(root / "d1" / "nan.tif")
+    ds = load_dataset(root)
+    assert ds.counts == {"d0": 3, "d1": 3} and ds.skipped == 1 and ds.skipped_examples == [str(Path("d1/nan.tif"))]
+    assert len(load_images(list(ds.items))) == 6

@@ -137,6 +137,10 @@ class Backbone(abc.ABC):
         card: its :class:`zoo.ModelCard` (catalog figures), or a card built from the source's metadata.
         framework: ``"torch"`` or ``"tensorflow"``.
         model: the native model returning pooled features (torch ``nn.Module`` or Keras model).
+        exif_orientation: image files and PIL images are turned upright by their EXIF orientation
+            before preprocessing, because the source's own loader does so (Hugging Face: transformers'
+            ``load_image`` in its pipelines, ``datasets.Image``); ``False`` (torchvision's ``pil_loader``,
+            timm, ``keras.utils.load_img``, ``tf.io.decode_image``): pixels as stored.
 
     Arguments are checked here for every source, before a subclass's own ``embed``, ``predict``,
     ``with_head`` and ``param_groups`` run (one-line :class:`zoo.errors.InvalidInputError`):
@@ -146,6 +150,7 @@ class Backbone(abc.ABC):
     """
 
     framework: str = ""
+    exif_orientation: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

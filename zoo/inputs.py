@@ -1,7 +1,9 @@
 """Turn what users pass (PIL images, arrays, paths, strings) into clean RGB images or texts.
 
-Grayscale, RGBA, palette, CMYK and 16-bit images are converted, not refused. Problems raise
-:class:`zoo.errors.InvalidInputError` with a one-line message naming the input.
+Grayscale, RGBA, palette, CMYK and 16-bit images are converted, not refused: PIL's ``convert("RGB")``, as
+the sources' own loaders read files (an alpha channel or a palette's transparency is dropped, not blended
+onto a background), except 16-bit images, which are scaled to 8 bits (as ``tf.io.decode_image`` does)
+instead of clipped. Problems raise :class:`zoo.errors.InvalidInputError` with a one-line message naming the input.
 
 Arrays and tensors (numpy, torch, TensorFlow: anything with ``shape`` and ``dtype``) are read by
 their number of dimensions, never guessed from their size alone:
@@ -14,13 +16,17 @@ their number of dimensions, never guessed from their size alone:
 * a list or tuple: one image (PIL, path or 2-D / 3-D array) per item.
 
 Values: uint8 as is; uint16 scaled by 1/257; bool to 0/255; float in ``[0, 1]`` scaled by 255, float
-in ``[0, 255]`` as is (non-finite values, or values outside ``[0, 255]`` as in a normalised tensor,
-are refused: pass the raw image, preprocessing normalises it); other integers clipped to 0..255.
+in ``[0, 255]`` with a maximum of 2 or more as is. Refused: non-finite floats, floats outside ``[0, 255]``
+(a normalised tensor: pass the raw image, preprocessing normalises it) and floats whose maximum lies
+between 1 and 2 (``[0, 1]`` overshot by a resize, or an almost black ``[0, 255]`` image: not guessed).
+Other integers (int32 from a 16-bit decoder, int64, ...): 0..255 as is, up to 65535 scaled as uint16,
+negative or larger ones refused.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -109,20 +115,15 @@ def _to_rgb(img: Any, name: str) -> Any:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
         arr = np.asarray(img, dtype=np.uint16)
         img = Image.fromarray((arr / 257.0).round().astype(np.uint8), mode="L")
-    elif img.mode in ("I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        if not np.isfinite(arr).all():
-            raise InvalidInputError(f"{name} holds NaN or infinite values; pass a finite image.")
-        hi = 65535.0 if arr.max(initial=0) > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / hi * 255.0, 0, 255).round().astype(np.uint8), mode="L")
-    if img.mode == "P":
-        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-    if img.mode in ("RGBA", "LA", "PA"):
-        rgba = img.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, rgba)
+    elif img.mode in ("I", "F"):  # 32-bit integer or float pixels (TIFF): the value rules of an int32 / float32 array
+        img = _array_to_image(np.asarray(img), name)
     if img.mode != "RGB":
-        img = img.convert("RGB")
+        # alpha (RGBA, LA, PA, a palette's transparent index) is dropped, not blended: PIL's convert("RGB"), as every
+        # source reads a file (torchvision's pil_loader, timm's ImageDataset, keras.utils.load_img, tf.io.decode_image
+        # with channels=3, transformers' load_image in its pipelines)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Palette images with Transparency", UserWarning)
+            img = img.convert("RGB")
     return img
 
 
@@ -152,12 +153,23 @@ def _array_to_image(arr: Any, name: str, layout: str | None = None) -> Any:
                 f"{name} holds values from {lo:.3g} to {hi:.3g}; a float image must be in [0, 1] or [0, 255] "
                 "(pass the raw image, not a normalised tensor: preprocessing normalises it)."
             )
+        if 1.0 < hi < 2.0:  # [0, 1] overshot by a resize (bicubic) or [0, 255] and black: not guessed
+            raise InvalidInputError(
+                f"{name} holds values from {lo:.3g} to {hi:.3g}: a float image in [0, 1] that overshoots 1 (after a bicubic resize?) "
+                "or an almost black one in [0, 255]; clip it to [0, 1] (arr.clip(0, 1)), or pass uint8."
+            )
         scale = 255.0 if hi <= 1.0 else 1.0
         a = np.clip(a * scale, 0, 255).round().astype(np.uint8)
     elif a.dtype == bool:
         a = a.astype(np.uint8) * 255
-    elif a.dtype != np.uint8:
-        a = np.clip(a, 0, 255).astype(np.uint8)
+    elif a.dtype != np.uint8:  # int8/16/32/64, uint32/64: 8-bit values as they are, 16-bit ones (above 255) as uint16
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi > 65535:
+            raise InvalidInputError(
+                f"{name} holds {a.dtype} values from {lo} to {hi}; an integer image must be in 0-255 (8-bit) or 0-65535 (16-bit): "
+                "pass it as uint8, or as float in [0, 1]."
+            )
+        a = (a / 257.0).round().astype(np.uint8) if hi > 255 else a.astype(np.uint8)
     return Image.fromarray(np.ascontiguousarray(a))
 
 
@@ -185,16 +197,18 @@ def _image_items(inputs: Any) -> tuple[list[Any], str | None]:
     return [inputs], None
 
 
-def load_images(inputs: Any) -> list[Any]:
+def load_images(inputs: Any, *, exif: bool = False) -> list[Any]:
     """Return a list of RGB ``PIL.Image`` from images, arrays or tensors, or paths.
 
     Arrays and tensors: see the module docstring (2-D and 3-D: one image; 4-D: a batch).
+    ``exif``: turn files and PIL images upright by their EXIF orientation first, as the source's own
+    loader does where it does (:attr:`zoo.Backbone.exif_orientation`); by default pixels are read as stored.
 
     Raises:
         InvalidInputError: empty input, a missing, corrupt or non-image file (named), an empty
             path, or an array of the wrong shape, dtype or values.
     """
-    return list(iter_images(inputs))
+    return list(iter_images(inputs, exif=exif))
 
 
 def check_images(inputs: Any) -> int:
@@ -207,7 +221,16 @@ def check_images(inputs: Any) -> int:
     return n
 
 
-def iter_images(inputs: Any) -> Iterator[Any]:
+def _upright(img: Any) -> Any:
+    """``img`` turned as its EXIF orientation tag says (``PIL.ImageOps.exif_transpose``); ``img`` itself when it is upright."""
+    from PIL import ImageOps
+
+    if img.getexif().get(0x0112, 1) in (0, 1):  # Orientation: 1 (or 0, invalid) is upright
+        return img
+    return ImageOps.exif_transpose(img)
+
+
+def iter_images(inputs: Any, *, exif: bool = False) -> Iterator[Any]:
     """:func:`load_images` one image at a time (each path is opened and decoded when its image is asked for)."""
     from PIL import Image, UnidentifiedImageError
 
@@ -226,7 +249,9 @@ def iter_images(inputs: Any) -> Iterator[Any]:
             try:
                 with Image.open(path) as im:
                     im.load()
-                    img = im.copy()
+                    img = _upright(im) if exif else im
+                    if img is im:
+                        img = im.copy()
             except Image.DecompressionBombError:
                 raise InvalidInputError(
                     f"{path}: too many pixels for Pillow to open (its guard against decompression bombs, PIL.Image.MAX_IMAGE_PIXELS); "
@@ -236,7 +261,7 @@ def iter_images(inputs: Any) -> Iterator[Any]:
                 raise InvalidInputError(f"{path}: not a readable image ({type(exc).__name__}); pass a PNG, JPEG or other image file.") from None
             name = str(path)
         elif isinstance(item, Image.Image):
-            img, name = item, f"image #{i}"
+            img, name = (_upright(item) if exif else item), f"image #{i}"
         elif _is_array(item) or hasattr(item, "__array__"):
             name = f"array #{i}"
             img = _array_to_image(item, name, layout)

@@ -159,7 +159,7 @@ class KerasBackbone(Backbone):
 
         ``train=True`` adds a random resized crop and a random horizontal flip before the resize.
         """
-        images = load_images(inputs)
+        images = load_images(inputs, exif=self.exif_orientation)
         arrays = []
         for img in images:
             if train:

@@ -204,7 +204,7 @@ class TorchBackbone(Backbone):
 
     # ---- data ----------------------------------------------------------------------------------
     def preprocess(self, inputs: Any, train: bool = False) -> Any:
-        images = load_images(inputs)
+        images = load_images(inputs, exif=self.exif_orientation)
         tf = self.train_transform if train else self.eval_transform
         if tf is None:
             raise InvalidInputError(f"{self.id} has no image preprocessing; it takes text.")

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from zoo.errors import InvalidInputError
-from zoo.inputs import Text
+from zoo.inputs import Text, check_images
 
 TEXT_COLUMNS = ("text", "sentence", "document", "content", "review", "body")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
@@ -217,10 +217,9 @@ def _image_folder(p: Path, max_samples: int, seed: int, whole: bool = False) -> 
     for j in pick:
         i = ok[int(j)]
         f = files[i]
-        try:  # decode now: a truncated file must be skipped here, not crash the forward pass
-            with Image.open(f) as im:
-                im.load()
-        except (OSError, ValueError, SyntaxError):
+        try:  # decode now, as zoo.inputs reads it: a truncated file, or one its rules refuse (a float TIFF holding NaN),
+            check_images([f])  # must be skipped here, not crash the forward pass
+        except (OSError, ValueError, SyntaxError):  # InvalidInputError is a ValueError
             skipped.append(str(f.relative_to(p)))
             counts[names[labels[i]]] -= 1
             continue

@@ -209,7 +209,7 @@ def extract(
         from zoo.inputs import load_images
 
         def prep(chunk: Sequence[Any]) -> Any:
-            return torch.stack([tf(im) for im in load_images(list(chunk))])
+            return torch.stack([tf(im) for im in load_images(list(chunk), exif=getattr(backbone, "exif_orientation", False))])
     else:
         def prep(chunk: Sequence[Any]) -> Any:
             return backbone.preprocess(list(chunk))

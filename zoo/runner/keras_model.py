@@ -111,7 +111,7 @@ def eval_batch(items: Sequence[Any], backbone: Any, resolution: int) -> np.ndarr
     from zoo.inputs import load_images
 
     geom = eval_geometry(resolution)
-    return to_batch([geom(im.convert("RGB")) for im in load_images(list(items))], backbone)
+    return to_batch([geom(im.convert("RGB")) for im in load_images(list(items), exif=getattr(backbone, "exif_orientation", False))], backbone)
 
 
 # ---- the classifier -------------------------------------------------------------------------------

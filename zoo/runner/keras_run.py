@@ -154,7 +154,7 @@ class _Feeder:
         for b in range(self.steps):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             rng = np.random.default_rng([self.seed, epoch, b])
-            images = [train_image(im.convert("RGB"), self.resolution, self.augment, rng) for im in load_images([self.items[i] for i in idx])]
+            images = [train_image(im.convert("RGB"), self.resolution, self.augment, rng) for im in load_images([self.items[i] for i in idx], exif=getattr(self.backbone, "exif_orientation", False))]
             x = to_batch(images, self.backbone)
             y = self.labels[idx].astype(np.int64)
             soft = np.eye(self.n_classes, dtype=np.float32)[y]

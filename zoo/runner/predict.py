@@ -114,7 +114,7 @@ class RunModel(RunModelBase):
             return self.backbone.preprocess(items)
         from zoo.inputs import load_images
 
-        return torch.stack([self._transform(im.convert("RGB")) for im in load_images(items)])
+        return torch.stack([self._transform(im.convert("RGB")) for im in load_images(items, exif=getattr(self.backbone, "exif_orientation", False))])
 
     def logits(self, inputs: Any, batch_size: int = 32) -> Any:
         """Raw ``(N, num_classes)`` float logits of ``inputs`` (on the CPU)."""

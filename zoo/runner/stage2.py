@@ -147,7 +147,7 @@ def make_prep(backbone: Any, resolution: int | None, augment: Any) -> Callable[.
     train_tf, eval_tf = image_transforms(backbone, resolution or backbone.input_spec.size or 224, augment)
 
     def prep(items: Sequence[Any], train: bool, seeds: Sequence[int] | None = None) -> Any:
-        images = load_images(list(items))
+        images = load_images(list(items), exif=getattr(backbone, "exif_orientation", False))
         if not train:
             return torch.stack([eval_tf(im.convert("RGB")) for im in images])
         if seeds is None:

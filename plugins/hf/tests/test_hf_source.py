@@ -238,6 +238,33 @@ def test_tiny_vit_and_convnext_from_hf_cache_match_transformers(zoo_home: Path, 
     assert cnx.source_head is not None and len(cnx.predict(images[:1])[0]) == 3
 
 
+def test_photos_are_read_upright_by_their_exif_orientation_as_transformers_reads_them(zoo_home: Path, no_network: None, tmp_path: Path) -> None:
+    """A phone photo stored sideways with EXIF Orientation 6: transformers' pipelines read it with load_image
+    (exif_transpose, then convert("RGB")), and datasets.Image decodes it upright too; so do embed, and the
+    image reading of zoo recommend / zoo run (feature cache, stage 2). Other sources read pixels as stored."""
+    from PIL import Image
+    from transformers.image_utils import load_image
+
+    from zoo.recommender.plan import Augment
+    from zoo.runner.stage2 import make_prep
+
+    snap = write_hf_cache("zoo-test/tiny-vit", make_vit(tmp_path / "vit"), COMMIT_A)
+    vit = zoo.load("hf:zoo-test/tiny-vit")
+    photo = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn 90 degrees clockwise to view
+    Image.fromarray(sample_image("chelsea")).save(photo, exif=exif, quality=95)
+    upright = load_image(str(photo))
+    assert upright.size == (300, 451)
+    want = ref_vision(snap, [upright], "cls")
+    assert not np.allclose(ref_vision(snap, [Image.open(photo).convert("RGB")], "cls"), want, atol=1e-3)  # the turn matters
+    np.testing.assert_allclose(vit.embed([photo]), want, atol=1e-5, rtol=1e-5)
+    with Image.open(photo) as opened:
+        np.testing.assert_allclose(vit.embed([opened]), want, atol=1e-5, rtol=1e-5)
+    prep = make_prep(vit, 32, Augment(random_resized_crop=False, hflip=False, trivial_augment=False))
+    torch.testing.assert_close(prep([photo], train=False), prep([upright], train=False))
+
+
 def _tiny_classifier(out: Path, config: Any, processor: Any) -> Path:
     from transformers import AutoModelForImageClassification
 

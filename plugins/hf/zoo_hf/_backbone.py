@@ -236,7 +236,13 @@ def _load_vision(model_id: Any, card: ModelCard | None, folder: Path, config: An
 
 
 class HFVisionBackbone(TorchBackbone):
-    """A transformers vision model: ``AutoImageProcessor`` in front, pooled features out."""
+    """A transformers vision model: ``AutoImageProcessor`` in front, pooled features out.
+
+    Images are read as transformers' ``load_image`` reads them for its pipelines (and ``datasets.Image``
+    decodes them): turned upright by their EXIF orientation, alpha dropped by ``convert("RGB")``.
+    """
+
+    exif_orientation = True
 
     def __init__(self, model_id: Any, card: Any, model: nn.Module, *, processor: Any, **kwargs: Any) -> None:
         super().__init__(model_id, card, model, **kwargs)
@@ -247,7 +253,7 @@ class HFVisionBackbone(TorchBackbone):
 
         ``train=True`` first applies a random resized crop (35-100% of the area) and a horizontal flip.
         """
-        images = load_images(inputs)
+        images = load_images(inputs, exif=self.exif_orientation)
         if train:
             images = [_augment(img) for img in images]
         return self.processor(images=images, return_tensors="pt")["pixel_values"]
