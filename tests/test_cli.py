@@ -367,6 +367,20 @@ def test_the_zoo_command_prints_zoos_warnings_in_one_line_once_per_kind():
     assert lines[1] == "/elsewhere/lib.py:9: UserWarning: a library warning" and len(lines) == 2
 
 
+def test_ctrl_c_while_torch_is_imported_is_one_line(capsys, monkeypatch):
+    """A Ctrl-C that stops `import torch` (the first seconds of `zoo run`) leaves torch half-imported: cmd_run's cleanup
+    (distributed.release) imported torch.distributed again and printed two tracebacks ending in an ImportError, rc 1."""
+    import zoo.runner
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zoo.runner, "run", interrupted)
+    monkeypatch.setitem(sys.modules, "torch.distributed", None)  # as a half-done `import torch` leaves it: importing it fails
+    code, out, err = run(capsys, "run", "plan.yaml", "--data", "d", "--out", "runs/a")
+    assert code == 130 and out == "" and err.startswith("zoo: interrupted") and err.count("\n") == 1, err
+
+
 def test_ctrl_c_in_zoo_run_gives_the_whole_resume_command(capsys, monkeypatch):
     """A resume must repeat --epochs, --batch-size, --seed and --val-frac (data.json refuses others): the hint
     repeats the command as typed, with --resume (and --out when none was given)."""
