@@ -315,7 +315,11 @@ def run(
     _check_out(out, plan, resume)
     with _hold(out):
         _check_out(out, plan, resume)  # again, holding the folder: a run that just ended there may have filled it
-        return _run_in(plan, data, out, named, resume, epochs, seed, batch_size, val_frac, progress, processes, from_scratch, refit)
+        try:
+            return _run_in(plan, data, out, named, resume, epochs, seed, batch_size, val_frac, progress, processes, from_scratch, refit)
+        except KeyboardInterrupt as exc:
+            exc.zoo_run_dir = str(out)  # type: ignore[attr-defined]  # the CLI's hint: what to --resume, if anything
+            raise
 
 
 @contextmanager
