@@ -367,17 +367,63 @@ def test_the_zoo_command_prints_zoos_warnings_in_one_line_once_per_kind():
     assert lines[1] == "/elsewhere/lib.py:9: UserWarning: a library warning" and len(lines) == 2
 
 
-def test_ctrl_c_in_zoo_run_gives_the_whole_resume_command(capsys, monkeypatch):
-    """A resume must repeat --epochs, --batch-size, --seed and --val-frac (data.json refuses others): the hint
-    repeats the command as typed, with --resume (and --out when none was given)."""
+def test_ctrl_c_while_torch_is_imported_is_one_line(capsys, monkeypatch):
+    """A Ctrl-C that stops `import torch` (the first seconds of `zoo run`) leaves torch half-imported: cmd_run's cleanup
+    (distributed.release) imported torch.distributed again and printed two tracebacks ending in an ImportError, rc 1."""
     import zoo.runner
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(zoo.runner, "run", interrupted)
+    monkeypatch.setitem(sys.modules, "torch.distributed", None)  # as a half-done `import torch` leaves it: importing it fails
+    code, out, err = run(capsys, "run", "plan.yaml", "--data", "d", "--out", "runs/a")
+    assert code == 130 and out == "" and err.startswith("zoo: interrupted") and err.count("\n") == 1, err
+
+
+def test_ctrl_c_in_zoo_run_gives_the_whole_resume_command(capsys, monkeypatch, tmp_path):
+    """A resume must repeat --epochs, --batch-size, --seed and --val-frac (data.json refuses others): the hint
+    repeats the command as typed, with --resume (and --out when none was given: the folder the run chose)."""
+    import zoo.runner
+
+    def interrupted(*args, out=None, **kwargs):  # a run interrupted after it wrote its folder's plan.yaml
+        folder = Path(out or "runs/efficientnet_lite0.pypi_in1k-20260101-000000")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "plan.yaml").write_text("")
+        exc = KeyboardInterrupt()
+        exc.zoo_run_dir = str(folder)  # as zoo.runner.pipeline.run sets it
+        raise exc
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(zoo.runner, "run", interrupted)
     code, _, err = run(capsys, "run", "plan.yaml", "--data", "my data", "--out", "runs/a", "--epochs", "40", "--seed", "3")
     assert code == 130 and err.count("\n") == 1
     assert err.endswith("resume with `zoo run plan.yaml --data 'my data' --out runs/a --epochs 40 --seed 3 --resume`\n"), err
     code, _, err = run(capsys, "run", "plan.yaml", "--data", "d", "--batch-size", "8")
-    assert code == 130 and err.endswith("--batch-size 8 --resume --out RUN_DIR` (RUN_DIR: the run folder printed at the start)\n"), err
+    assert code == 130 and err.endswith("--batch-size 8 --resume --out runs/efficientnet_lite0.pypi_in1k-20260101-000000`\n"), err
+
+
+def test_ctrl_c_before_zoo_run_wrote_its_folder_does_not_advise_resume(capsys, monkeypatch, tmp_path):
+    """Ctrl-C while the data is read or the model loads (before plan.yaml): the hint said "resume with ... --resume",
+    which then answered "nothing to resume (no run there)"; and without --out it named no folder."""
+    from zoo.runner import pipeline
+
+    monkeypatch.chdir(tmp_path)
+    zoo.recommend(samples=200, classes=10, domain="documents", image_size=8).write("plan.yaml")
+    (tmp_path / "d").mkdir()
+
+    def reading(data):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_dataset", reading)
+    code, _, err = run(capsys, "run", "plan.yaml", "--data", "d", "--out", "runs/a")
+    assert code == 130 and err == "zoo: interrupted; nothing to resume in runs/a yet (the run had not started): run the same command again\n", err
+
+    def started(plan, data, out, *rest):  # interrupted once the folder is written, in the folder the run chose
+        pipeline.start_folder(out, plan, {})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pipeline, "_run_in", started)
+    code, _, err = run(capsys, "run", "plan.yaml", "--data", "d", "--seed", "2")
+    folder = next(Path("runs").glob("*-*"))
+    assert code == 130 and err == f"zoo: interrupted; the last finished epoch is kept: resume with `zoo run plan.yaml --data d --seed 2 --resume --out {folder}`\n", err

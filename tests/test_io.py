@@ -65,3 +65,28 @@ def test_alive() -> None:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     assert not _io._alive(child.pid) and not _io._alive(2**40)
+
+
+def test_a_folder_that_cannot_be_written_is_named_with_the_file_being_written(tmp_path: Path, monkeypatch) -> None:
+    """`zoo export` into a read-only run folder said "Permission denied: RUN/model/.model.torchscript.pt.<host>-<pid>.<random>.tmp",
+    a hidden name the user never sees, instead of the file it was writing."""
+    import errno
+    import tempfile
+
+    import pytest
+
+    from zoo import cli
+
+    def denied(dir, prefix, suffix):  # what mkstemp / mkdtemp raise in a folder without write permission (root is never refused)
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, f"{prefix}k2j4h5g6{suffix}"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    target = tmp_path / "model" / "model.torchscript.pt"
+    with pytest.raises(PermissionError) as exc:
+        _io.atomic_write_text(target, "x")
+    assert exc.value.filename == str(target) and exc.value.errno == errno.EACCES
+    assert cli._os_error(exc.value) == f"Permission denied: {target}; check the path and its permissions."
+    with pytest.raises(PermissionError) as exc:
+        _io.owned_temp(tmp_path, "savedmodel", "", directory=True)
+    assert exc.value.filename == str(tmp_path / "savedmodel")

@@ -580,6 +580,24 @@ def test_completing_the_recommenders_rows_holds_the_features_once(zoo_home):
     assert F.cached(bb, ds, None) is not None
 
 
+def test_a_feature_cache_that_cannot_be_written_is_one_warning_and_the_features_are_used(zoo_home, capsys):
+    """A read-only shared ZOO_HOME (or a full disk): saving the features raised after the whole extraction, so
+    `zoo recommend` and `zoo run` failed with the work done (and --resume extracted again into the same error)."""
+    from types import SimpleNamespace
+
+    bb = _NumpyBackedBackbone()
+    ds = SimpleNamespace(items=["a text"] * 30, labels=np.arange(30) % 3, fingerprint="e" * 64, classes=["a", "b", "c"])
+    zoo_home.mkdir(parents=True, exist_ok=True)
+    (zoo_home / "features").write_text("")  # not a folder: no feature file can be written under it
+    part = F.features_for(bb, ds, None, rows=np.arange(0, 30, 2))  # zoo recommend's sub-sample
+    whole = F.features_for(bb, ds, None)  # zoo run's stage 1
+    assert part.path is None and np.array_equal(part.labels, ds.labels[::2]) and part.final.shape == (15, 96)
+    assert whole.path is None and not whole.cached and np.array_equal(whole.labels, ds.labels) and whole.final.shape == (30, 96)
+    err = capsys.readouterr().err
+    assert err == (f"zoo: warning: cannot keep the extracted features in {zoo_home / 'features'} (File exists); they are used now "
+                   "but extracted again next time: point ZOO_HOME at a writable folder to keep them.\n"), err
+
+
 def test_a_whole_dataset_knows_the_recommenders_sample_in_it(tmp_path):
     """zoo run (the whole data) finds the rows zoo recommend extracted for its sample by that sample's fingerprint,
     recomputed from the loaded items: the same positions and fingerprint, for a table and for an image folder."""

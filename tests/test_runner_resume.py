@@ -39,6 +39,21 @@ def test_checkpoint_roundtrip_and_pointer(tmp_path):
     assert sorted(p.name for p in root.iterdir()) == ["LATEST", "epoch-0002"]  # older ones removed after the switch
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_checkpoint_folders_follow_the_umask_like_the_rest_of_the_run_folder(tmp_path, umask):
+    """Checkpoint folders were mkdtemp's 0700 in a run folder of 0755 folders and 0644 files: a teammate (or another
+    account on the same machine) could read the model but not the checkpoint to --resume or inspect it."""
+    old = os.umask(umask)
+    try:
+        root = tmp_path / "run" / "checkpoints"
+        checkpoint.save(root, 1, _tensors(1.0), _state(1))
+    finally:
+        os.umask(old)
+    want = 0o777 & ~umask
+    assert root.stat().st_mode & 0o777 == want
+    assert (root / "epoch-0001").stat().st_mode & 0o777 == want
+
+
 def test_interrupted_rename_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     root = tmp_path / "checkpoints"
     checkpoint.save(root, 1, _tensors(1.0), _state(1))

@@ -96,9 +96,12 @@ def owned_temp(folder: str | Path, name: str, suffix: str, *, directory: bool = 
     """
     remove_dead_temps(folder, name, suffix)
     prefix = f".{name}.{_host()}-{os.getpid()}."
-    if directory:
-        return Path(tempfile.mkdtemp(dir=folder, prefix=prefix, suffix=suffix))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    try:
+        if directory:
+            return Path(tempfile.mkdtemp(dir=folder, prefix=prefix, suffix=suffix))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=suffix)
+    except OSError as exc:  # a folder that cannot be written: name what was being written, not a temporary name that never existed
+        raise OSError(exc.errno, exc.strerror, os.path.join(folder, name)) from None
     os.close(fd)
     return Path(tmp)
 

@@ -411,7 +411,7 @@ def build_parser(plugin_commands: bool = True) -> argparse.ArgumentParser:
 PLUGIN_COMMANDS: dict[str, str] = {}
 
 
-def _resume_command(args: argparse.Namespace) -> str:
+def _resume_command(args: argparse.Namespace, run_dir: str | None = None) -> str:
     """The interrupted `zoo run` command with --resume (and --out) added: a resume must repeat its epochs, batch
     size, seed and held-out fraction (data.json checks them), so the hint repeats every option as typed."""
     import shlex
@@ -421,8 +421,21 @@ def _resume_command(args: argparse.Namespace) -> str:
     if "--resume" not in argv:
         cmd += " --resume"
     if not args.out:
-        cmd += " --out RUN_DIR"
+        cmd += f" --out {shlex.quote(run_dir) if run_dir else 'RUN_DIR'}"
     return cmd
+
+
+def _interrupted_run(args: argparse.Namespace, exc: KeyboardInterrupt) -> str:
+    """What follows `zoo: interrupted` for `zoo run`: the resume command when the run folder holds a run (its
+    ``plan.yaml``, written before any result), else that there is nothing to resume (a --resume would be refused)."""
+    from pathlib import Path
+
+    run_dir = getattr(exc, "zoo_run_dir", None) or args.out  # set by zoo.runner once it chose the folder
+    if run_dir is None:
+        return " before the run started: run the same command again"
+    if not (Path(run_dir) / "plan.yaml").is_file():
+        return f"; nothing to resume in {run_dir} yet (the run had not started): run the same command again"
+    return f"; the last finished epoch is kept: resume with `{_resume_command(args, run_dir)}`"
 
 
 def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -435,11 +448,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
             raise
         print(f"zoo: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        hint = ""
-        if getattr(args, "command", None) == "run":  # the checkpoint of the last finished epoch is kept
-            where = "" if args.out else " (RUN_DIR: the run folder printed at the start)"
-            hint = f"; the last finished epoch is kept: resume with `{_resume_command(args)}`{where}"
+    except KeyboardInterrupt as exc:
+        hint = _interrupted_run(args, exc) if getattr(args, "command", None) == "run" else ""
         print(f"zoo: interrupted{hint}", file=sys.stderr)
         return 130
     except BrokenPipeError:

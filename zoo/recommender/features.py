@@ -8,7 +8,8 @@ fitted on frozen features):
   as sorted JSON: ``{"resolution": 128, "resize": "bicubic-shorter-side+center-crop"}`` for
   images, ``{"max_length": ...}`` for text). Change any of the three and the key changes.
 * written atomically (a temporary file in the same folder, then ``os.replace``); a file that
-  cannot be read is treated as absent and rewritten.
+  cannot be read is treated as absent and rewritten. A cache that cannot be written (a read-only
+  shared ``ZOO_HOME``, a full disk) is a one-line warning: the features just extracted are used.
 * arrays (``numpy.load(path)``):
 
   - ``labels``: int64 ``(n,)``, indices into ``meta["classes"]``;
@@ -35,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -111,6 +113,22 @@ def save(fs: FeatureSet, key: str) -> Path:
     atomic_write(path, write)
     fs.path = path
     return path
+
+
+_unkept: set[Path] = set()  # cache folders this process could not write to (said once each)
+
+
+def keep(fs: FeatureSet, key: str) -> None:
+    """:func:`save` what was just extracted; a cache that cannot take it (a read-only shared ``ZOO_HOME``, a full disk)
+    is a one-line warning, not an error: the features are in hand, and the minutes spent on them are not thrown away."""
+    try:
+        save(fs, key)
+    except OSError as exc:
+        fs.path = None
+        if cache_dir() not in _unkept:
+            _unkept.add(cache_dir())
+            print(f"zoo: warning: cannot keep the extracted features in {cache_dir()} ({exc.strerror or type(exc).__name__}); they are used now "
+                  "but extracted again next time: point ZOO_HOME at a writable folder to keep them.", file=sys.stderr)
 
 
 def load(key: str, only: Collection[str] | None = None) -> FeatureSet | None:
@@ -389,7 +407,7 @@ def features_for(
         fs = extract(backbone, [dataset.items[int(i)] for i in rows], np.asarray(dataset.labels)[rows], resolution=resolution, batch_size=batch_size)
         fs.index = rows
         fs.meta.update(fingerprint=dataset.fingerprint, preprocessing=prep, classes=list(dataset.classes), of=n)
-        save(fs, _rows_file(backbone, dataset, prep))
+        keep(fs, _rows_file(backbone, dataset, prep))
         return fs
     if whole is not None:
         return whole
@@ -423,7 +441,7 @@ def features_for(
             fs = _merge(n, [(idx, part)], dataset.labels)
         fs.meta = dict(meta, n=n, reused=len(idx), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     fs.meta.update(fingerprint=dataset.fingerprint, preprocessing=prep, classes=list(dataset.classes))
-    save(fs, key)
+    keep(fs, key)
     if only is not None:
         last = list(fs.groups)[-1] if fs.groups else None
         fs.groups = {g: a for g, a in fs.groups.items() if g in only or g == last}

@@ -85,6 +85,7 @@ def commit_epoch(root: Path, epoch: int, write: Callable[[Path], Sequence[str]])
     final = root / name
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{name}."))
     try:
+        os.chmod(tmp, root.stat().st_mode & 0o777)  # mkdtemp's 0700 would lock others out of a shared run folder: as mkdir made root
         for f in write(tmp):
             _fsync_file(tmp / f)
         if final.exists():

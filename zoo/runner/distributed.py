@@ -91,11 +91,11 @@ def share(backbone: Any, job: dict[str, Any]) -> None:
 
 def release() -> None:
     """Rank 0 under ``accelerate launch``: tell waiting ranks there is no stage 2 (call once the run ended)."""
+    global _shared
+    if _shared or not launched():  # before importing torch: a Ctrl-C that stopped torch's own import ends here
+        return
     import torch.distributed as dist
 
-    global _shared
-    if _shared or not launched():
-        return
     _state()
     dist.broadcast_object_list([None], src=0)
     _shared = True

@@ -124,7 +124,7 @@ def features_for(backbone: Any, dataset: Any, resolution: int, batch_size: int =
         return hit
     fs = extract(backbone, dataset.items, dataset.labels, resolution=resolution, batch_size=batch_size)
     fs.meta.update(fingerprint=dataset.fingerprint, preprocessing=prep, classes=list(dataset.classes))
-    F.save(fs, key)
+    F.keep(fs, key)  # a cache that cannot take them: a warning, the run goes on
     return fs
 
 
@@ -510,7 +510,7 @@ def run(
     summary = dict(
         backbone=plan.backbone, data=str(data), samples=ds.n, classes=n_classes, train=len(tr), val=len(va), skipped_unreadable=ds.skipped,
         strategy=plan.strategy, unfreeze=plan.unfreeze, groups=groups, resolution=res, seed=seed, features_cached=fs.cached,
-        features=str(fs.path), stage1=stage1, history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
+        features=str(fs.path) if fs.path else None, stage1=stage1, history=history, best_epoch=best_epoch, final_val_acc=float(final_acc), stopped_early=stopped,
         notes=[f"Keras stage 2 on fit ({_bn_note(plan, backbone, groups)}); per-group learning rates as one optimizer per layer group."]
         + ([f"{plan.backbone} takes {res} px inputs only; the plan's resolution {plan.resolution} was not used."] if plan.resolution and plan.resolution != res else [])
         + ([concat_note] if concat_note else []) + report.refit_note(stage1),

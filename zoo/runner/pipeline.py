@@ -315,7 +315,11 @@ def run(
     _check_out(out, plan, resume)
     with _hold(out):
         _check_out(out, plan, resume)  # again, holding the folder: a run that just ended there may have filled it
-        return _run_in(plan, data, out, named, resume, epochs, seed, batch_size, val_frac, progress, processes, from_scratch, refit)
+        try:
+            return _run_in(plan, data, out, named, resume, epochs, seed, batch_size, val_frac, progress, processes, from_scratch, refit)
+        except KeyboardInterrupt as exc:
+            exc.zoo_run_dir = str(out)  # type: ignore[attr-defined]  # the CLI's hint: what to --resume, if anything
+            raise
 
 
 @contextmanager
@@ -422,7 +426,7 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
             s1 = refit_probe(s1, fs, ds.labels, tr, va, n_classes)
         stage1 = dict(s1.metrics(), val_pred=[int(v) for v in s1.val_pred])
         head_w, head_b, s1_metrics = s1.weight, s1.bias, s1.metrics()
-        s1_acc, s1_pred, feats_cached, feats_path = s1.val_acc, s1.val_pred, fs.cached, str(fs.path)
+        s1_acc, s1_pred, feats_cached, feats_path = s1.val_acc, s1.val_pred, fs.cached, str(fs.path) if fs.path else None
         feats_reused = len(fs.labels) if fs.cached else int(fs.meta.get("reused", 0))
     report.write_text(out / "stage1.json", json.dumps(stage1))
     spec = backbone.input_spec

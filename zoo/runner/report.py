@@ -110,7 +110,7 @@ def write_report(path: Path, summary: dict[str, Any]) -> Path:
         f"resolution {s['resolution']}, seed {s['seed']}",
         f"- stage 1 features: {'reused from the recommender cache' if s['features_cached'] else 'extracted'}"
         + (f" ({s['features_reused']} of {s['samples']} rows reused from the recommender's sub-sample)" if not s["features_cached"] and s.get("features_reused") else "")
-        + f" (`{s['features']}`)"
+        + (f" (`{s['features']}`)" if s.get("features") else " (not kept: the feature cache could not be written)")
         if not s.get("from_scratch") else "- **from-scratch baseline**: random initial weights, no stage-1 probe",
         "",
         "| stage | held-out accuracy | held-out loss |",
