@@ -109,8 +109,10 @@ class KerasBackbone(Backbone):
             ``keras.applications.resnet.preprocess_input``); identity if ``None``.
         feature_dim: pooled feature size; read from ``model.output_shape`` if omitted.
         head: the pre-training head mapping pooled features to class probabilities, if any.
-        labels: class names for ``head``'s outputs.
+        labels: class names for ``head``'s (or ``classifier``'s) outputs.
         seed: seed of the training augmentation.
+        classifier: where the pre-training classifier does not read the pooled features (so there is no
+            ``head``), a Keras model mapping a :meth:`preprocess` batch to its class probabilities; ``predict`` uses it.
     """
 
     framework = "tensorflow"
@@ -130,6 +132,7 @@ class KerasBackbone(Backbone):
         head: Any | None = None,
         labels: Sequence[str] | None = None,
         seed: int | None = None,
+        classifier: Any | None = None,
     ) -> None:
         super().__init__(model_id, card, model)
         self.keras = keras_module
@@ -141,6 +144,7 @@ class KerasBackbone(Backbone):
             feature_dim = int(model.output_shape[-1])
         self._feature_dim = int(feature_dim)
         self._head = head
+        self._classifier = classifier if head is None else None
         self.labels = list(labels) if labels is not None else None
         self._rng = np.random.default_rng(seed)
 
@@ -281,11 +285,13 @@ class KerasBackbone(Backbone):
         return self._head
 
     def predict(self, inputs: Any, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        if self._head is None:
+        if self._head is None and self._classifier is None:
             return super().predict(inputs, top_k)
         results = []
         for chunk in self._chunks(inputs, 32):
-            probs = _to_numpy(self._head(self.features(self.preprocess(chunk)), training=False)).astype(np.float64)
+            batch = self.preprocess(chunk)
+            out = self._head(self.features(batch), training=False) if self._head is not None else self._classifier(batch, training=False)
+            probs = _to_numpy(out).astype(np.float64)
             probs = probs.reshape(len(probs), -1)
             if not np.allclose(probs.sum(-1), 1.0, atol=1e-3) or (probs < 0).any():
                 e = np.exp(probs - probs.max(-1, keepdims=True))
