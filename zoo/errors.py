@@ -159,8 +159,8 @@ class NoHeadError(ZooError, NotImplementedError):
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
         super().__init__(
-            f"{model_id} has no pre-training head zoo can predict with (a feature encoder, or a classifier that does not read "
-            "the pooled features zoo returns, such as VGG's or SqueezeNet's): train a head on your data with "
+            f"{model_id} has no pre-training head zoo can predict with (a feature encoder, weights without a classifier, "
+            "a Keras top whose with-top weights file is not cached, or a classifier zoo cannot run apart): train a head on your data with "
             "`zoo recommend --data DATA -o plan.yaml` and `zoo run plan.yaml --data DATA --out RUN`, then `zoo predict RUN ...`."
         )
 
