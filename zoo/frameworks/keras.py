@@ -13,12 +13,15 @@ freezing a group by ``layer.trainable = False`` keeps its BatchNorm statistics f
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from zoo.backbone import Backbone, InputSpec, LayerGroup
+from zoo.constants import offline
 from zoo.errors import InvalidInputError
 from zoo.inputs import load_images
 
@@ -79,6 +82,54 @@ def random_resized_crop(img: Any, rng: np.random.Generator, scale: tuple[float, 
     if rng.random() < 0.5:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     return img
+
+
+#: The ImageNet class index Keras' ``decode_predictions`` downloads to ``$KERAS_HOME/models``, and its published md5.
+IMAGENET_CLASS_INDEX = ("https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json", "c2c37ea517e94d9795004a39431a14cb")
+
+
+def keras_home() -> Path:
+    """``$KERAS_HOME`` (Keras' default ``~/.keras``)."""
+    return Path(os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"))
+
+
+def imagenet_class_names() -> list[str] | None:
+    """The 1000 ImageNet-1k class names in class-index order (the sorted WordNet ids), or ``None``.
+
+    Read from ``$KERAS_HOME/models/imagenet_class_index.json`` (what Keras' ``decode_predictions`` downloads), else
+    from ``$KERAS_HOME/datasets/ImageNetLabels.txt`` (what TF Hub's classification tutorials download: 1001 names,
+    ``background`` first, which is dropped). Neither cached: Keras' file is downloaded as ``decode_predictions``
+    does (its md5 checked), unless offline; ``None`` if that fails.
+    """
+    import json
+
+    index_file = keras_home() / "models" / "imagenet_class_index.json"
+
+    def from_index() -> list[str] | None:
+        try:
+            index = json.loads(index_file.read_text(encoding="utf-8"))
+            return [str(index[str(i)][1]) for i in range(1000)]
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return None
+
+    names = from_index()
+    if names is None:
+        try:
+            lines = (keras_home() / "datasets" / "ImageNetLabels.txt").read_text(encoding="utf-8").splitlines()
+            lines = [ln.strip() for ln in lines if ln.strip()]
+            names = lines[1:] if len(lines) == 1001 and lines[0] == "background" else (lines if len(lines) == 1000 else None)
+        except OSError:
+            names = None
+    if names is None and not offline():
+        from zoo.cache.download import fetch
+        from zoo.errors import ZooError
+
+        try:
+            fetch(IMAGENET_CLASS_INDEX[0], index_file, md5=IMAGENET_CLASS_INDEX[1], retries=0, timeout=10.0, progress=False)
+        except (ZooError, OSError):
+            return None
+        names = from_index()
+    return names
 
 
 def _to_numpy(x: Any) -> np.ndarray:
