@@ -485,3 +485,40 @@ def test_a_loss_that_diverges_after_a_checkpoint_advises_a_new_run_not_a_resume(
         zoo.run(keras_plan(epochs=2), env["data"], out=out, seed=SEED, progress=False)
     with pytest.raises(InvalidInputError, match="holds a run of a different plan"):  # what the old advice led to
         zoo.run(keras_plan(epochs=2, lr=0.001), env["data"], out=out, seed=SEED, resume=True, progress=False)
+
+
+def test_feature_extraction_holds_the_features_once(env, no_network, monkeypatch):
+    """Stage 1's (and the recommender's) Keras extraction joined per-batch pieces at the end: the features of every
+    item existed twice at the peak. Rows now go straight into arrays allocated at the first batch, as on the torch
+    path; ``positions`` puts them in place (the recommender's sub-sample) without another copy."""
+    import tracemalloc
+
+    import zoo.runner.keras_run as keras_run
+    from zoo.recommender.features import extract
+
+    bb = zoo.load(KERAS_ID)
+    rng = np.random.default_rng(0)
+    items = [rng.integers(0, 256, (24, 24, 3), dtype=np.uint8) for _ in range(600)]
+    labels = np.arange(len(items)) % 10
+    real = keras_run._tf_fn
+
+    def numpy_outputs(model: Any) -> Any:  # each batch's outputs as numpy copies, so that tracemalloc sees them
+        fn = real(model)
+        return lambda x: [np.array(t) for t in fn(x)]
+
+    monkeypatch.setattr(keras_run, "_tf_fn", numpy_outputs)
+    whole = extract(bb, items[:40], labels[:40], resolution=32, batch_size=8)  # also traces the graph before measuring
+    tracemalloc.start()
+    try:
+        fs = extract(bb, items, labels, resolution=32, batch_size=8)
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    held = sum(a.nbytes for a in fs.groups.values())
+    assert peak - kept < 0.5 * held, f"{(peak - kept) / 2**20:.1f} MiB above the {held / 2**20:.1f} MiB of features kept"
+    np.testing.assert_allclose(fs.final[:40], whole.final, rtol=1e-5, atol=1e-6)
+    # a sub-sample's rows at their positions of a larger array (the recommender's)
+    pos = np.arange(40)[::-1] + 5
+    part = extract(bb, items[:40], labels[:40], resolution=32, batch_size=8, positions=pos, size=50)
+    assert all(a.shape[0] == 50 for a in part.groups.values())
+    np.testing.assert_allclose(part.final[pos], whole.final, rtol=1e-5, atol=1e-6)
