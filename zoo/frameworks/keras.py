@@ -245,13 +245,23 @@ class KerasBackbone(Backbone):
         return self.model(batch, training=False)
 
     def embed(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
-        """Pooled features as float32 ``(n, feature_dim)``: inference mode, batched."""
-        outs = []
-        for chunk in self._chunks(inputs, batch_size):
+        """Pooled features as float32 ``(n, feature_dim)``: inference mode, batched.
+
+        Each batch's rows go into one array allocated at the first batch (the features exist once, not as
+        per-batch pieces joined at the end).
+        """
+        chunks = self._chunks(inputs, batch_size)
+        out: np.ndarray | None = None
+        start = 0
+        for chunk in chunks:
             batch = self.preprocess(chunk)
-            feats = _to_numpy(self.features(batch)).astype(np.float32)
-            outs.append(feats.reshape(len(batch), -1))
-        return np.concatenate(outs, axis=0)
+            feats = _to_numpy(self.features(batch)).reshape(len(batch), -1)
+            if out is None:  # several chunks are slices of a list or a 4-D batch: one image per item
+                out = np.empty((sum(len(c) for c in chunks) if len(chunks) > 1 else len(feats), feats.shape[1]), dtype=np.float32)
+            out[start : start + len(feats)] = feats
+            start += len(feats)
+        assert out is not None and start == len(out)  # _chunks refuses empty inputs
+        return out
 
     # ---- transfer ------------------------------------------------------------------------------
     @property

@@ -387,3 +387,32 @@ def test_unfreeze_after_the_keras_guides_model_level_freeze(small_weights: Path)
     clf = bb.with_head(3)
     head = sum(int(np.prod(v.shape)) for v in clf.trainable_weights) - sum(sizes[-2:])
     assert head == bb.feature_dim * 3 + 3
+
+
+def test_embed_holds_the_features_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """embed kept each batch's features and joined them at the end (every feature twice at the peak); the rows now
+    go into one array allocated at the first batch."""
+    import tracemalloc
+
+    from zoo._ids import parse_id
+    from zoo.backbone import InputSpec, LayerGroup
+    from zoo.frameworks.keras import KerasBackbone, resize_image
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2048, name="wide")(keras.layers.Flatten()(inputs)))
+    bb = KerasBackbone(parse_id("keras:Wide"), None, model, keras_module=keras, groups=[LayerGroup("top", model.layers)],
+                       input_spec=InputSpec(modality="image", size=8, channels_last=True), transform=resize_image(8))
+    monkeypatch.setattr(bb, "features", lambda batch: np.array(model(batch, training=False)))  # numpy pieces tracemalloc sees
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (400, 8, 8, 3), dtype=np.uint8)
+    first = bb.embed(images[:16], batch_size=8)
+    tracemalloc.start()
+    try:
+        got = bb.embed(images, batch_size=8)
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got.shape == (400, 2048) and got.dtype == np.float32
+    assert peak - kept < 0.5 * got.nbytes, f"{(peak - kept) / 2**20:.1f} MiB above the {got.nbytes / 2**20:.1f} MiB of features"
+    np.testing.assert_allclose(got[:16], first, rtol=1e-6)
+    assert bb.embed(images[0]).shape == (1, 2048)  # one image, one row
