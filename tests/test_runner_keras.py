@@ -331,6 +331,29 @@ def test_from_scratch_on_a_keras_plan_is_refused_in_one_line(env, no_network, ca
     assert err.count("\n") == 1 and f"{KERAS_ID}: --from-scratch supports torch sources" in err and not out.exists()
 
 
+def test_without_torch_a_keras_run_and_its_predict_say_what_to_install(env, full_run, no_network, capsys, monkeypatch):
+    """zoo-hub[tf] installs neither torch, torchvision nor matplotlib, which a Keras run uses (the probe, the image
+    geometry, the curves): `zoo run` ended in a ModuleNotFoundError traceback (also raised again by the accelerate
+    clean-up), `zoo predict RUN` too. Each is one line naming the packages, before anything is written."""
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    gone = ("torch", "torchvision", "matplotlib")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: None if name.split(".")[0] in gone else real(name, package))
+    monkeypatch.setitem(sys.modules, "torch.distributed", None)  # an import of torch now fails as it would without torch
+    plan_path = keras_plan(epochs=1).write(env["tmp"] / "no_torch.yaml")
+    out = env["tmp"] / "no_torch"
+    assert main(["run", str(plan_path), "--data", str(env["data"]), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs torch, torchvision, matplotlib, which are not installed: run `pip install torch torchvision matplotlib`" in err
+    assert not out.exists()
+    image = next(p for p in sorted(env["data"].rglob("*.png")))
+    assert main(["predict", str(full_run[0]), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs torchvision, which is not installed: run `pip install torchvision`" in err
+
+
 def test_processes_on_a_keras_plan_is_refused_not_ignored(env, no_network):
     """--processes N runs torch's stage 2 on N processes; the Keras path has no such mode, so N > 1 is refused before
     anything is written rather than silently trained in one process."""

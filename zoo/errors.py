@@ -115,14 +115,14 @@ class DuplicateModelError(ZooError, ValueError):
 
 
 class MissingFrameworkError(ZooError, ImportError):
-    """The framework a source needs is not installed."""
+    """The framework a source (or ``who``: a command on it) needs is not installed."""
 
-    def __init__(self, source: str, missing: str, install: str) -> None:
+    def __init__(self, source: str, missing: str, install: str, *, who: str | None = None) -> None:
         self.source = source
         self.missing = missing
         self.install = install
         super().__init__(
-            f"Source {source!r} needs {missing}, which is not installed: run `{install}`."
+            f"{who or f'Source {source!r}'} needs {missing}, which {'are' if ', ' in missing else 'is'} not installed: run `{install}`."
         )
 
 

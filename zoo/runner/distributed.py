@@ -91,11 +91,11 @@ def share(backbone: Any, job: dict[str, Any]) -> None:
 
 def release() -> None:
     """Rank 0 under ``accelerate launch``: tell waiting ranks there is no stage 2 (call once the run ended)."""
-    import torch.distributed as dist
-
     global _shared
     if _shared or not launched():
         return
+    import torch.distributed as dist  # only under a launcher: a Keras run may have no torch
+
     _state()
     dist.broadcast_object_list([None], src=0)
     _shared = True
