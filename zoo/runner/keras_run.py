@@ -78,6 +78,31 @@ def _group_model(backbone: Any) -> tuple[Any, list[str]]:
     return k.Model(base.inputs, outs), names
 
 
+def _head_logits(head: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Pooled features -> the source head's logits (before its final softmax), for the recommender's source-head
+    scores; ``None`` without a head of that shape. A Dense top's pre-activation (Keras: after the layers before it,
+    MobileNetV3's conv_2 + hard-swish), or a softmax layer's input (TF Hub classification handles, whose features
+    are the logits)."""
+    if head is None:
+        return None
+    layers = list(getattr(head, "layers", None) or [head])
+    body, last = layers[:-1], layers[-1]
+    weights = last.get_weights()
+    if type(last).__name__ == "Softmax" and not weights:
+        final = None
+    elif len(weights) == 2:
+        final = weights
+    else:
+        return None
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        for layer in body:
+            x = np.asarray(layer(x, training=False), dtype=np.float32)
+        return np.asarray(x if final is None else x @ final[0] + final[1], dtype=np.float32)
+
+    return logits
+
+
 def extract(
     backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 64, count_flops: bool = True,
     positions: np.ndarray | None = None, size: int | None = None,
@@ -96,8 +121,7 @@ def extract(
 
     model, names = _group_model(backbone)
     fn = _tf_fn(model)
-    head = backbone.source_head
-    head_w = head.get_weights() if head is not None and len(head.get_weights()) == 2 else None  # Dense: logits before softmax
+    head_logits = _head_logits(backbone.source_head)
     n_rows = len(items) if positions is None or size is None else int(size)
     rows_of = np.arange(len(items)) if positions is None else np.asarray(positions)
     groups: dict[str, np.ndarray] = {}
@@ -115,9 +139,8 @@ def extract(
         res = res if isinstance(res, (list, tuple)) else [res]
         for n, r in zip(names, res):
             groups[n] = put(groups.get(n), np.asarray(r, dtype=np.float32).reshape(len(r), -1), start)
-        if head_w is not None:
-            last = np.asarray(res[-1], dtype=np.float32).reshape(len(res[-1]), -1)
-            logits = put(logits, (last @ head_w[0] + head_w[1]).astype(np.float32), start)
+        if head_logits is not None:
+            logits = put(logits, head_logits(np.asarray(res[-1], dtype=np.float32).reshape(len(res[-1]), -1)), start)
     seconds = time.perf_counter() - t0
     meta = {
         "seconds": round(seconds, 3), "seconds_per_item": seconds / max(1, len(items)), "flops_per_item": None,

@@ -145,6 +145,12 @@ def test_predict_of_mobilenets_whose_top_is_1x1_convolutions(app: str, zoo_home:
         best = np.argsort(-p)[:5]
         assert [name for name, _ in row] == [f"class_{i}" for i in best]
         np.testing.assert_allclose([q for _, q in row], p[best], rtol=1e-4, atol=1e-6)
+    # the recommender's source-head scores read the head's logits (MobileNetV3's two-layer top gave none)
+    from zoo.recommender.features import extract
+
+    fs = extract(bb, images, np.zeros(2), resolution=224)
+    z = fs.logits - fs.logits.max(1, keepdims=True)
+    np.testing.assert_allclose(np.exp(z) / np.exp(z).sum(1, keepdims=True), bb.source_head(fs.final), rtol=1e-4, atol=1e-6)
 
 
 def test_vgg_predicts_with_its_flatten_top(zoo_home: Path, no_network: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -158,6 +158,12 @@ def test_imagenet_classification_handle_names_its_classes(imagenet_classifier: P
         assert [name for name, _ in row] == [want[i] for i in best]
         np.testing.assert_allclose([q for _, q in row], p[best], rtol=1e-5)
     assert bb.labels == (want if labels_file is not None else None)
+    if labels_file is None:  # the recommender's source-head scores: the module's outputs are the logits (there were none)
+        from zoo.recommender.features import extract
+
+        fs = extract(bb, images, np.zeros(2))
+        assert fs.logits is not None and fs.logits.shape == (2, 1001)
+        np.testing.assert_allclose(fs.logits, fs.final)
 
 
 def test_imagenet_class_names_without_network_is_none(zoo_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
