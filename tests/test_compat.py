@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 
 def test_tensorflow_then_torchvision_in_one_process():
     """TF first, then torchvision (Triton) used to segfault; prepare_tensorflow() makes it safe."""
@@ -80,3 +82,29 @@ def test_real_tensorflow_imports_quietly():
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "3.0"
     assert "absl::InitializeLog" not in out.stderr and "cudart_stub" not in out.stderr and "cuInit" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("first", ["import tensorflow\nimport zoo\n", "import zoo\nimport tensorflow\n"], ids=["tf-then-zoo", "zoo-then-tf"])
+def test_torchvision_after_tensorflow_runs_without_triton_instead_of_crashing(first):
+    """TensorFlow loaded before Triton (torchvision, timm, transformers import it): the process segfaulted (rc -11)
+    on the import. zoo keeps Triton out of such a process with one warning saying how to keep it; torch runs."""
+    code = first + (
+        "import torchvision, torch\n"
+        "from torch.utils._triton import has_triton_package\n"
+        "print(has_triton_package(), torch.ones(2).sum().item())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "2.0"]
+    assert out.stderr.count("import torchvision (or triton) before tensorflow") == 1, out.stderr[-2000:]
+
+
+def test_triton_loaded_first_is_kept_when_tensorflow_follows():
+    code = (
+        "import zoo, torchvision, tensorflow\n"
+        "from torch.utils._triton import has_triton_package\n"
+        "print(has_triton_package())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True"] and "before tensorflow" not in out.stderr

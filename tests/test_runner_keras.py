@@ -331,6 +331,29 @@ def test_from_scratch_on_a_keras_plan_is_refused_in_one_line(env, no_network, ca
     assert err.count("\n") == 1 and f"{KERAS_ID}: --from-scratch supports torch sources" in err and not out.exists()
 
 
+def test_without_torch_a_keras_run_and_its_predict_say_what_to_install(env, full_run, no_network, capsys, monkeypatch):
+    """zoo-hub[tf] installs neither torch, torchvision nor matplotlib, which a Keras run uses (the probe, the image
+    geometry, the curves): `zoo run` ended in a ModuleNotFoundError traceback (also raised again by the accelerate
+    clean-up), `zoo predict RUN` too. Each is one line naming the packages, before anything is written."""
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    gone = ("torch", "torchvision", "matplotlib")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, package=None: None if name.split(".")[0] in gone else real(name, package))
+    monkeypatch.setitem(sys.modules, "torch.distributed", None)  # an import of torch now fails as it would without torch
+    plan_path = keras_plan(epochs=1).write(env["tmp"] / "no_torch.yaml")
+    out = env["tmp"] / "no_torch"
+    assert main(["run", str(plan_path), "--data", str(env["data"]), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs torch, torchvision, matplotlib, which are not installed: run `pip install torch torchvision matplotlib`" in err
+    assert not out.exists()
+    image = next(p for p in sorted(env["data"].rglob("*.png")))
+    assert main(["predict", str(full_run[0]), str(image)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "needs torchvision, which is not installed: run `pip install torchvision`" in err
+
+
 def test_processes_on_a_keras_plan_is_refused_not_ignored(env, no_network):
     """--processes N runs torch's stage 2 on N processes; the Keras path has no such mode, so N > 1 is refused before
     anything is written rather than silently trained in one process."""
@@ -504,3 +527,40 @@ def test_adamw_in_a_keras_run_decays_kernels_but_no_bias_or_norm_weight(env):
     np.testing.assert_allclose(after["kernel"][0], after["kernel"][1] * 0.5, rtol=1e-6)
     for name in ("bias", "gamma", "beta"):
         np.testing.assert_array_equal(after[name][0], after[name][1])
+
+
+def test_feature_extraction_holds_the_features_once(env, no_network, monkeypatch):
+    """Stage 1's (and the recommender's) Keras extraction joined per-batch pieces at the end: the features of every
+    item existed twice at the peak. Rows now go straight into arrays allocated at the first batch, as on the torch
+    path; ``positions`` puts them in place (the recommender's sub-sample) without another copy."""
+    import tracemalloc
+
+    import zoo.runner.keras_run as keras_run
+    from zoo.recommender.features import extract
+
+    bb = zoo.load(KERAS_ID)
+    rng = np.random.default_rng(0)
+    items = [rng.integers(0, 256, (24, 24, 3), dtype=np.uint8) for _ in range(600)]
+    labels = np.arange(len(items)) % 10
+    real = keras_run._tf_fn
+
+    def numpy_outputs(model: Any) -> Any:  # each batch's outputs as numpy copies, so that tracemalloc sees them
+        fn = real(model)
+        return lambda x: [np.array(t) for t in fn(x)]
+
+    monkeypatch.setattr(keras_run, "_tf_fn", numpy_outputs)
+    whole = extract(bb, items[:40], labels[:40], resolution=32, batch_size=8)  # also traces the graph before measuring
+    tracemalloc.start()
+    try:
+        fs = extract(bb, items, labels, resolution=32, batch_size=8)
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    held = sum(a.nbytes for a in fs.groups.values())
+    assert peak - kept < 0.5 * held, f"{(peak - kept) / 2**20:.1f} MiB above the {held / 2**20:.1f} MiB of features kept"
+    np.testing.assert_allclose(fs.final[:40], whole.final, rtol=1e-5, atol=1e-6)
+    # a sub-sample's rows at their positions of a larger array (the recommender's)
+    pos = np.arange(40)[::-1] + 5
+    part = extract(bb, items[:40], labels[:40], resolution=32, batch_size=8, positions=pos, size=50)
+    assert all(a.shape[0] == 50 for a in part.groups.values())
+    np.testing.assert_allclose(part.final[pos], whole.final, rtol=1e-5, atol=1e-6)

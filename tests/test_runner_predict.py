@@ -103,6 +103,25 @@ def test_cli_predict_on_a_run_dir(run_dir, no_network, capsys):
 
 
 @pytest.mark.slow
+def test_a_torch_run_loads_in_a_process_that_imported_tensorflow_first(run_dir, no_network):
+    """`import tensorflow` before zoo, then loading a torch run, segfaulted (Triton loaded after TensorFlow)."""
+    import subprocess
+
+    out, root, _ = run_dir
+    items, _ = _held_out(root)
+    code = (
+        "import sys, tensorflow, zoo\n"
+        "from zoo.runner.predict import load_run\n"
+        "print(load_run(sys.argv[1]).predict([sys.argv[2]], top_k=1)[0][0][0])\n"
+    )
+    got = subprocess.run([sys.executable, "-c", code, str(out), str(items[0])], capture_output=True, text=True, timeout=300)
+    assert got.returncode == 0, got.stderr[-2000:]
+    from zoo.runner.predict import load_run
+
+    assert got.stdout.split()[-1] == load_run(out).predict([items[0]], top_k=1)[0][0][0]
+
+
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:.*torch.jit.*:FutureWarning")
 def test_export_torchscript_matches_the_model(run_dir, no_network, capsys, tmp_path):
     import torch

@@ -18,6 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+from zoo._compat import guard_triton  # noqa: E402
+
+guard_triton()  # torch's Triton after TensorFlow would crash the process: refused instead (see there)
+del guard_triton
+
 _LAZY = {
     "ModelId": "zoo._ids",
     "parse_id": "zoo._ids",

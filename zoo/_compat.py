@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import os
 import re
 import sys
 import tempfile
+import warnings
 from typing import Any
 
 
@@ -27,6 +30,43 @@ def prepare_tensorflow() -> None:
         import triton  # noqa: F401
     except Exception:  # noqa: BLE001 - a broken triton must not stop TensorFlow users
         pass
+
+
+class _TritonAfterTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Refuses ``import triton`` once TensorFlow is loaded and Triton is not (see :func:`guard_triton`)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "triton" or "tensorflow" not in sys.modules or "triton" in sys.modules:
+            return None
+        return importlib.machinery.ModuleSpec(name, self)  # find_spec() probes still see the installed package
+
+    def create_module(self, spec: Any) -> Any:
+        warnings.warn(
+            "TensorFlow was imported before torch's Triton; Triton crashes the process when it loads after TensorFlow, "
+            "so zoo keeps it out of this one (torch runs without it: no torch.compile on a GPU); "
+            "to keep it, import torchvision (or triton) before tensorflow.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        raise ImportError("triton is not loaded after TensorFlow in one process (zoo._compat.guard_triton)", name="triton")
+
+    def exec_module(self, module: Any) -> None:  # pragma: no cover - create_module always raises
+        raise ImportError("triton", name="triton")
+
+
+def guard_triton() -> None:
+    """Keep Triton out of a process that loaded TensorFlow first, instead of crashing it (idempotent).
+
+    Triton's native library (imported by torchvision, timm and transformers through ``torch._dynamo``) segfaults
+    when it loads after TensorFlow's (the same LLVM clash :func:`prepare_tensorflow` avoids by loading Triton first).
+    When TensorFlow came first (``import tensorflow`` before ``import zoo``, or before zoo loaded a torch model),
+    ``import triton`` then raises ``ImportError``: torch treats Triton as absent (a CPU wheel's set-up) and runs
+    eagerly, and a ``RuntimeWarning`` says how to keep it. Installed by ``import zoo``; it checks at each import,
+    so every order of ``import zoo`` / ``import tensorflow`` is covered. A no-op for a process that loaded Triton
+    first or never loads TensorFlow.
+    """
+    if not any(isinstance(f, _TritonAfterTensorFlow) for f in sys.meta_path):
+        sys.meta_path.insert(0, _TritonAfterTensorFlow())
 
 
 # TensorFlow's native start-up log. The lines written before absl's logging is initialised (one

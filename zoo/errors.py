@@ -115,14 +115,14 @@ class DuplicateModelError(ZooError, ValueError):
 
 
 class MissingFrameworkError(ZooError, ImportError):
-    """The framework a source needs is not installed."""
+    """The framework a source (or ``who``: a command on it) needs is not installed."""
 
-    def __init__(self, source: str, missing: str, install: str) -> None:
+    def __init__(self, source: str, missing: str, install: str, *, who: str | None = None) -> None:
         self.source = source
         self.missing = missing
         self.install = install
         super().__init__(
-            f"Source {source!r} needs {missing}, which is not installed: run `{install}`."
+            f"{who or f'Source {source!r}'} needs {missing}, which {'are' if ', ' in missing else 'is'} not installed: run `{install}`."
         )
 
 
@@ -159,8 +159,8 @@ class NoHeadError(ZooError, NotImplementedError):
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
         super().__init__(
-            f"{model_id} has no pre-training head zoo can predict with (a feature encoder, or a classifier that does not read "
-            "the pooled features zoo returns, such as VGG's or SqueezeNet's): train a head on your data with "
+            f"{model_id} has no pre-training head zoo can predict with (a feature encoder, weights without a classifier, "
+            "a Keras top whose with-top weights file is not cached, or a classifier zoo cannot run apart): train a head on your data with "
             "`zoo recommend --data DATA -o plan.yaml` and `zoo run plan.yaml --data DATA --out RUN`, then `zoo predict RUN ...`."
         )
 

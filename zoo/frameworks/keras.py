@@ -13,12 +13,15 @@ freezing a group by ``layer.trainable = False`` keeps its BatchNorm statistics f
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from zoo.backbone import Backbone, InputSpec, LayerGroup
+from zoo.constants import offline
 from zoo.errors import InvalidInputError
 from zoo.inputs import load_images
 
@@ -81,6 +84,54 @@ def random_resized_crop(img: Any, rng: np.random.Generator, scale: tuple[float, 
     return img
 
 
+#: The ImageNet class index Keras' ``decode_predictions`` downloads to ``$KERAS_HOME/models``, and its published md5.
+IMAGENET_CLASS_INDEX = ("https://storage.googleapis.com/download.tensorflow.org/data/imagenet_class_index.json", "c2c37ea517e94d9795004a39431a14cb")
+
+
+def keras_home() -> Path:
+    """``$KERAS_HOME`` (Keras' default ``~/.keras``)."""
+    return Path(os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras"))
+
+
+def imagenet_class_names() -> list[str] | None:
+    """The 1000 ImageNet-1k class names in class-index order (the sorted WordNet ids), or ``None``.
+
+    Read from ``$KERAS_HOME/models/imagenet_class_index.json`` (what Keras' ``decode_predictions`` downloads), else
+    from ``$KERAS_HOME/datasets/ImageNetLabels.txt`` (what TF Hub's classification tutorials download: 1001 names,
+    ``background`` first, which is dropped). Neither cached: Keras' file is downloaded as ``decode_predictions``
+    does (its md5 checked), unless offline; ``None`` if that fails.
+    """
+    import json
+
+    index_file = keras_home() / "models" / "imagenet_class_index.json"
+
+    def from_index() -> list[str] | None:
+        try:
+            index = json.loads(index_file.read_text(encoding="utf-8"))
+            return [str(index[str(i)][1]) for i in range(1000)]
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            return None
+
+    names = from_index()
+    if names is None:
+        try:
+            lines = (keras_home() / "datasets" / "ImageNetLabels.txt").read_text(encoding="utf-8").splitlines()
+            lines = [ln.strip() for ln in lines if ln.strip()]
+            names = lines[1:] if len(lines) == 1001 and lines[0] == "background" else (lines if len(lines) == 1000 else None)
+        except OSError:
+            names = None
+    if names is None and not offline():
+        from zoo.cache.download import fetch
+        from zoo.errors import ZooError
+
+        try:
+            fetch(IMAGENET_CLASS_INDEX[0], index_file, md5=IMAGENET_CLASS_INDEX[1], retries=0, timeout=10.0, progress=False)
+        except (ZooError, OSError):
+            return None
+        names = from_index()
+    return names
+
+
 def _to_numpy(x: Any) -> np.ndarray:
     if hasattr(x, "numpy"):
         x = x.numpy()
@@ -109,8 +160,10 @@ class KerasBackbone(Backbone):
             ``keras.applications.resnet.preprocess_input``); identity if ``None``.
         feature_dim: pooled feature size; read from ``model.output_shape`` if omitted.
         head: the pre-training head mapping pooled features to class probabilities, if any.
-        labels: class names for ``head``'s outputs.
+        labels: class names for ``head``'s (or ``classifier``'s) outputs.
         seed: seed of the training augmentation.
+        classifier: where the pre-training classifier does not read the pooled features (so there is no
+            ``head``), a Keras model mapping a :meth:`preprocess` batch to its class probabilities; ``predict`` uses it.
     """
 
     framework = "tensorflow"
@@ -130,6 +183,7 @@ class KerasBackbone(Backbone):
         head: Any | None = None,
         labels: Sequence[str] | None = None,
         seed: int | None = None,
+        classifier: Any | None = None,
     ) -> None:
         super().__init__(model_id, card, model)
         self.keras = keras_module
@@ -141,6 +195,7 @@ class KerasBackbone(Backbone):
             feature_dim = int(model.output_shape[-1])
         self._feature_dim = int(feature_dim)
         self._head = head
+        self._classifier = classifier if head is None else None
         self.labels = list(labels) if labels is not None else None
         self._rng = np.random.default_rng(seed)
 
@@ -190,13 +245,23 @@ class KerasBackbone(Backbone):
         return self.model(batch, training=False)
 
     def embed(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
-        """Pooled features as float32 ``(n, feature_dim)``: inference mode, batched."""
-        outs = []
-        for chunk in self._chunks(inputs, batch_size):
+        """Pooled features as float32 ``(n, feature_dim)``: inference mode, batched.
+
+        Each batch's rows go into one array allocated at the first batch (the features exist once, not as
+        per-batch pieces joined at the end).
+        """
+        chunks = self._chunks(inputs, batch_size)
+        out: np.ndarray | None = None
+        start = 0
+        for chunk in chunks:
             batch = self.preprocess(chunk)
-            feats = _to_numpy(self.features(batch)).astype(np.float32)
-            outs.append(feats.reshape(len(batch), -1))
-        return np.concatenate(outs, axis=0)
+            feats = _to_numpy(self.features(batch)).reshape(len(batch), -1)
+            if out is None:  # several chunks are slices of a list or a 4-D batch: one image per item
+                out = np.empty((sum(len(c) for c in chunks) if len(chunks) > 1 else len(feats), feats.shape[1]), dtype=np.float32)
+            out[start : start + len(feats)] = feats
+            start += len(feats)
+        assert out is not None and start == len(out)  # _chunks refuses empty inputs
+        return out
 
     # ---- transfer ------------------------------------------------------------------------------
     @property
@@ -281,11 +346,13 @@ class KerasBackbone(Backbone):
         return self._head
 
     def predict(self, inputs: Any, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        if self._head is None:
+        if self._head is None and self._classifier is None:
             return super().predict(inputs, top_k)
         results = []
         for chunk in self._chunks(inputs, 32):
-            probs = _to_numpy(self._head(self.features(self.preprocess(chunk)), training=False)).astype(np.float64)
+            batch = self.preprocess(chunk)
+            out = self._head(self.features(batch), training=False) if self._head is not None else self._classifier(batch, training=False)
+            probs = _to_numpy(out).astype(np.float64)
             probs = probs.reshape(len(probs), -1)
             if not np.allclose(probs.sum(-1), 1.0, atol=1e-3) or (probs < 0).any():
                 e = np.exp(probs - probs.max(-1, keepdims=True))

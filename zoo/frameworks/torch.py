@@ -7,6 +7,7 @@ and passes its layer groups, transforms and, where it has one, its pre-training 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,6 +31,17 @@ def _keep_bn_eval(module: nn.Module, args: Any) -> None:
 def _restore_mode(module: nn.Module, args: Any, out: Any) -> None:
     # its forward hook: the mode .train()/.eval() set comes back, so a group unfrozen later trains in train mode
     module.training = module.__dict__.pop("_zoo_mode", module.training)
+
+
+def with_children(model: nn.Module, children: Mapping[str, nn.Module]) -> nn.Module:
+    """A shallow copy of ``model`` whose top-level children named in ``children`` are those modules instead; every
+    other module, parameter and buffer is ``model``'s own (nothing is copied). A source keeps its whole model's
+    forward this way, with the classifier it took off put back, where that classifier does not read the pooled
+    features (SqueezeNet's convolution before the pooling, the two heads of timm's distilled models)."""
+    clone = copy.copy(model)
+    clone._modules = dict(model._modules)
+    clone._modules.update(children)
+    return clone
 
 
 def call_model(model: nn.Module, batch: Any) -> Any:
@@ -147,7 +159,9 @@ class TorchBackbone(Backbone):
         eval_transform: PIL image -> CHW tensor, exactly the weights' inference preprocessing.
         train_transform: PIL image -> CHW tensor with the source's augmentation (defaults to eval).
         head: the pre-training head mapping pooled features to logits, if any.
-        labels: class names for ``head``'s outputs.
+        labels: class names for ``head``'s (or ``classifier``'s) outputs.
+        classifier: where the pre-training classifier does not read the pooled features (so there is no
+            ``head``), the source's whole model mapping a preprocessed batch to its logits; ``predict`` uses it.
     """
 
     framework = "torch"
@@ -168,6 +182,7 @@ class TorchBackbone(Backbone):
         train_transform: Callable[[Any], torch.Tensor] | None = None,
         head: nn.Module | None = None,
         labels: Sequence[str] | None = None,
+        classifier: nn.Module | None = None,
     ) -> None:
         super().__init__(model_id, card, model)
         self._groups = list(groups)
@@ -176,6 +191,7 @@ class TorchBackbone(Backbone):
         self.eval_transform = eval_transform
         self.train_transform = train_transform or eval_transform
         self._head = head
+        self._classifier = classifier if head is None else None
         self.labels = list(labels) if labels is not None else None
         self._bn_hooks: dict[int, Any] = {}
         self.model.eval()
@@ -198,8 +214,9 @@ class TorchBackbone(Backbone):
 
     def to(self, device: str | torch.device) -> TorchBackbone:
         self.model.to(device)
-        if self._head is not None:
-            self._head.to(device)
+        for extra in (self._head, self._classifier):
+            if extra is not None:
+                extra.to(device)
         return self
 
     # ---- data ----------------------------------------------------------------------------------
@@ -328,15 +345,19 @@ class TorchBackbone(Backbone):
         return self._head
 
     def predict(self, inputs: Any, top_k: int = 5) -> list[list[tuple[str, float]]]:
-        if self._head is None:
+        if self._head is None and self._classifier is None:
             return super().predict(inputs, top_k)
         self.model.eval()
-        self._head.eval()
+        (self._head if self._head is not None else self._classifier).eval()
         results = []
         with torch.inference_mode():
             for chunk in self._chunks(inputs, 32):
                 batch = move(self.preprocess(chunk), self.device)
-                probs = self._head(self.features(batch).flatten(1)).float().softmax(-1).cpu()
+                if self._head is not None:
+                    logits = self._head(self.features(batch).flatten(1))
+                else:
+                    logits = call_model(self._classifier, batch).flatten(1)
+                probs = logits.float().softmax(-1).cpu()
                 p, idx = probs.topk(min(int(top_k), probs.shape[-1]), dim=-1)
                 for row_p, row_i in zip(p.tolist(), idx.tolist()):
                     names = self.labels or [str(i) for i in range(probs.shape[-1])]

@@ -204,16 +204,8 @@ def extract(
     if getattr(backbone, "framework", "torch") != "torch":  # Keras / TF Hub: same format, same preprocessing
         from zoo.runner.keras_run import extract as keras_extract
 
-        fs = keras_extract(backbone, items, labels, resolution=resolution, batch_size=batch_size, count_flops=count_flops)
-        if positions is not None:
-            def spread(a: np.ndarray) -> np.ndarray:
-                out = np.empty((int(size if size is not None else len(items)), *a.shape[1:]), dtype=np.float32)
-                out[positions] = a
-                return out
-
-            fs.groups = {k: spread(v) for k, v in fs.groups.items()}
-            fs.logits = None if fs.logits is None else spread(fs.logits)
-        return fs
+        return keras_extract(backbone, items, labels, resolution=resolution, batch_size=batch_size, count_flops=count_flops,
+                             positions=positions, size=size)
     import torch
 
     from zoo.frameworks.torch import move, pool_output

@@ -94,7 +94,7 @@ def release() -> None:
     global _shared
     if _shared or not launched():  # before importing torch: a Ctrl-C that stopped torch's own import ends here
         return
-    import torch.distributed as dist
+    import torch.distributed as dist  # only under a launcher: a Keras run may have no torch
 
     _state()
     dist.broadcast_object_list([None], src=0)

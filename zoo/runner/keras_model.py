@@ -43,9 +43,32 @@ _TORCH_RNG = threading.Lock()
 # ---- pixels ---------------------------------------------------------------------------------------
 
 
+#: what a Keras / TF Hub run uses beside TensorFlow: torchvision (the image geometry and TrivialAugment of the torch
+#: path), torch (stage 1's probe, stage 2's schedule) and matplotlib (the curves); ``zoo-hub[tf]`` installs none of them
+RUN_NEEDS = ("torch", "torchvision", "matplotlib")
+
+
+def require(names: Sequence[str], who: str) -> None:
+    """Raise :class:`zoo.errors.MissingFrameworkError` in one line when a package in ``names`` is not installed."""
+    import importlib.util
+
+    from zoo.errors import MissingFrameworkError
+
+    missing = [n for n in names if importlib.util.find_spec(n) is None]
+    if missing:
+        raise MissingFrameworkError("tensorflow", ", ".join(missing), f"pip install {' '.join(missing)}", who=who)
+
+
+def _transforms() -> Any:
+    require(("torchvision",), "a Keras / TF Hub run (its image geometry is torchvision's, as on the torch path)")
+    from torchvision import transforms as T
+
+    return T
+
+
 def eval_geometry(resolution: int) -> Callable[[Any], Any]:
     """PIL image -> PIL image: bicubic resize of the shorter side to ``resolution``, then centre crop."""
-    from torchvision import transforms as T
+    T = _transforms()
 
     return T.Compose([T.Resize(resolution, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(resolution)])
 
@@ -73,8 +96,8 @@ def train_image(img: Any, resolution: int, augment: Any, rng: np.random.Generato
     if augment.hflip and rng.random() < 0.5:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     if augment.trivial_augment:
+        T = _transforms()
         import torch
-        from torchvision import transforms as T
 
         with _TORCH_RNG, torch.random.fork_rng(devices=[]):  # TrivialAugment draws from torch's global RNG
             torch.manual_seed(int(rng.integers(0, 2**62)))

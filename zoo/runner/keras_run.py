@@ -78,39 +78,75 @@ def _group_model(backbone: Any) -> tuple[Any, list[str]]:
     return k.Model(base.inputs, outs), names
 
 
-def extract(backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 64, count_flops: bool = True) -> Any:
+def _head_logits(head: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Pooled features -> the source head's logits (before its final softmax), for the recommender's source-head
+    scores; ``None`` without a head of that shape. A Dense top's pre-activation (Keras: after the layers before it,
+    MobileNetV3's conv_2 + hard-swish), or a softmax layer's input (TF Hub classification handles, whose features
+    are the logits)."""
+    if head is None:
+        return None
+    layers = list(getattr(head, "layers", None) or [head])
+    body, last = layers[:-1], layers[-1]
+    weights = last.get_weights()
+    if type(last).__name__ == "Softmax" and not weights:
+        final = None
+    elif len(weights) == 2:
+        final = weights
+    else:
+        return None
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        for layer in body:
+            x = np.asarray(layer(x, training=False), dtype=np.float32)
+        return np.asarray(x if final is None else x @ final[0] + final[1], dtype=np.float32)
+
+    return logits
+
+
+def extract(
+    backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 64, count_flops: bool = True,
+    positions: np.ndarray | None = None, size: int | None = None,
+) -> Any:
     """Pooled output of every layer group of a Keras backbone (and its source head's logits), one forward pass.
 
     Eval preprocessing (:func:`zoo.runner.keras_model.eval_batch`), inference mode. Returns a
     :class:`zoo.recommender.features.FeatureSet` in the cache's format (``flops_per_item`` is
     ``None``: no FLOP counter for Keras graphs here, whatever ``count_flops`` asks).
-    Same signature as :func:`zoo.recommender.features.extract`, which can hand Keras backbones here.
+    Same signature as :func:`zoo.recommender.features.extract`, which can hand Keras backbones here: ``positions``,
+    ``size``: item ``i``'s rows go to row ``positions[i]`` of arrays of ``size`` rows. Each batch's rows go straight
+    into one array per group, allocated at the first batch, as the torch path does: the features exist once.
     """
     resolution = run_resolution(backbone, resolution)
     from zoo.recommender.features import FeatureSet
 
     model, names = _group_model(backbone)
     fn = _tf_fn(model)
-    head = backbone.source_head
-    head_w = head.get_weights() if head is not None and len(head.get_weights()) == 2 else None  # Dense: logits before softmax
-    outs: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    logit_chunks: list[np.ndarray] = []
+    head_logits = _head_logits(backbone.source_head)
+    n_rows = len(items) if positions is None or size is None else int(size)
+    rows_of = np.arange(len(items)) if positions is None else np.asarray(positions)
+    groups: dict[str, np.ndarray] = {}
+    logits: np.ndarray | None = None
+
+    def put(into: np.ndarray | None, rows: np.ndarray, start: int) -> np.ndarray:
+        if into is None:
+            into = np.empty((n_rows, *rows.shape[1:]), dtype=np.float32)
+        into[rows_of[start : start + len(rows)]] = rows
+        return into
+
     t0 = time.perf_counter()
     for start in range(0, len(items), batch_size):
         res = fn(tf.constant(eval_batch(items[start : start + batch_size], backbone, resolution)))
         res = res if isinstance(res, (list, tuple)) else [res]
         for n, r in zip(names, res):
-            outs[n].append(np.asarray(r, dtype=np.float32).reshape(len(r), -1))
-        if head_w is not None:
-            logit_chunks.append(outs[names[-1]][-1] @ head_w[0] + head_w[1])
+            groups[n] = put(groups.get(n), np.asarray(r, dtype=np.float32).reshape(len(r), -1), start)
+        if head_logits is not None:
+            logits = put(logits, head_logits(np.asarray(res[-1], dtype=np.float32).reshape(len(res[-1]), -1)), start)
     seconds = time.perf_counter() - t0
     meta = {
         "seconds": round(seconds, 3), "seconds_per_item": seconds / max(1, len(items)), "flops_per_item": None,
         "n": len(items), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    groups = {n: np.concatenate(v) for n, v in outs.items()}
-    logits = np.concatenate(logit_chunks).astype(np.float32) if logit_chunks else None
-    return FeatureSet(str(backbone.id), groups, np.asarray(labels, dtype=np.int64), logits, meta)
+    return FeatureSet(str(backbone.id), {n: groups[n] for n in names if n in groups}, np.asarray(labels, dtype=np.int64), logits, meta)
 
 
 def features_for(backbone: Any, dataset: Any, resolution: int, batch_size: int = 64) -> Any:

@@ -298,6 +298,10 @@ def run(
         raise InvalidInputError(f"the plan's schedule.epochs is {plan.schedule.epochs} but its unfreeze is empty, so no epoch would train (stage 1 only); "
                                 "set unfreeze (e.g. [top-1]) and a fine-tuning strategy, or schedule.epochs: 0.")
     _check_options(plan, epochs, seed, batch_size, val_frac, processes)
+    if _framework(plan.backbone) == "tensorflow":  # before anything is written (zoo-hub[tf] installs none of them)
+        from zoo.runner.keras_model import RUN_NEEDS, require
+
+        require(RUN_NEEDS, f"zoo run on {plan.backbone} (a Keras / TF Hub source)")
     if resume and out is None:
         raise InvalidInputError("--resume needs the run folder to continue: pass it with --out (or drop --resume to start a new run).")
     if from_scratch and (plan.schedule.epochs if epochs is None else int(epochs)) == 0:

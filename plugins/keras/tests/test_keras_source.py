@@ -145,6 +145,53 @@ def test_predict_of_mobilenets_whose_top_is_1x1_convolutions(app: str, zoo_home:
         best = np.argsort(-p)[:5]
         assert [name for name, _ in row] == [f"class_{i}" for i in best]
         np.testing.assert_allclose([q for _, q in row], p[best], rtol=1e-4, atol=1e-6)
+    # the recommender's source-head scores read the head's logits (MobileNetV3's two-layer top gave none)
+    from zoo.recommender.features import extract
+
+    fs = extract(bb, images, np.zeros(2), resolution=224)
+    z = fs.logits - fs.logits.max(1, keepdims=True)
+    np.testing.assert_allclose(np.exp(z) / np.exp(z).sum(1, keepdims=True), bb.source_head(fs.final), rtol=1e-4, atol=1e-6)
+
+
+def test_vgg_predicts_with_its_flatten_top(zoo_home: Path, no_network: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """VGG's top (flatten -> fc1 -> fc2 -> predictions) reads the unpooled map, not the pooled features: predict
+    raised NoHeadError with the with-top file cached; it now gives the with-top model's probabilities. At 64 px
+    (the weights' layout is the same as at 224 px, only fc1 is narrower) to keep the test small."""
+    import json
+
+    from PIL import Image
+
+    from zoo_keras import _backbone
+    from zoo_keras._backbone import weights_filenames
+
+    monkeypatch.setitem(_backbone._SIZES, "VGG16", 64)
+    body = random_backbone_model("VGG16", seed=8)
+    top = keras.applications.VGG16(include_top=True, weights=None, input_shape=(64, 64, 3))
+    rng = np.random.default_rng(9)
+    for layer in top.layers:
+        if layer.weights:
+            try:
+                layer.set_weights(body.get_layer(layer.name).get_weights())
+            except ValueError:  # fc1, fc2, predictions: the top's own
+                layer.set_weights([rng.normal(0, 0.05, tuple(w.shape)).astype("float32") for w in layer.weights])
+    models = keras_models_dir(zoo_home)
+    write_keras_h5(body, models / weights_filenames("VGG16")[0])
+    write_keras_h5(top, models / weights_filenames("VGG16")[1])
+    (models / "imagenet_class_index.json").write_text(json.dumps({str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}))
+
+    bb = _backbone.load(zoo.parse_id("keras:VGG16.imagenet"))  # no card: the (patched) default size
+    assert bb.source_head is None and bb.input_spec.size == 64 and bb.labels[:2] == ["class_0", "class_1"]
+    images = [sample_image("chelsea"), sample_image("coffee")]
+    got = bb.predict(images, top_k=5)
+    xs = []
+    for i, img in enumerate(images):
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+        xs.append(keras.utils.img_to_array(keras.utils.load_img(tmp_path / f"{i}.png", target_size=(64, 64), interpolation="bilinear")))
+    probs = top.predict(keras.applications.vgg16.preprocess_input(np.stack(xs)), verbose=0)
+    for row, p in zip(got, probs):
+        best = np.argsort(-p)[:5]
+        assert [name for name, _ in row] == [f"class_{i}" for i in best]
+        np.testing.assert_allclose([q for _, q in row], p[best], rtol=1e-4, atol=1e-6)
 
 
 def test_weight_file_names_are_the_ones_keras_downloads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -346,3 +393,32 @@ def test_unfreeze_after_the_keras_guides_model_level_freeze(small_weights: Path)
     clf = bb.with_head(3)
     head = sum(int(np.prod(v.shape)) for v in clf.trainable_weights) - sum(sizes[-2:])
     assert head == bb.feature_dim * 3 + 3
+
+
+def test_embed_holds_the_features_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """embed kept each batch's features and joined them at the end (every feature twice at the peak); the rows now
+    go into one array allocated at the first batch."""
+    import tracemalloc
+
+    from zoo._ids import parse_id
+    from zoo.backbone import InputSpec, LayerGroup
+    from zoo.frameworks.keras import KerasBackbone, resize_image
+
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2048, name="wide")(keras.layers.Flatten()(inputs)))
+    bb = KerasBackbone(parse_id("keras:Wide"), None, model, keras_module=keras, groups=[LayerGroup("top", model.layers)],
+                       input_spec=InputSpec(modality="image", size=8, channels_last=True), transform=resize_image(8))
+    monkeypatch.setattr(bb, "features", lambda batch: np.array(model(batch, training=False)))  # numpy pieces tracemalloc sees
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (400, 8, 8, 3), dtype=np.uint8)
+    first = bb.embed(images[:16], batch_size=8)
+    tracemalloc.start()
+    try:
+        got = bb.embed(images, batch_size=8)
+        kept, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got.shape == (400, 2048) and got.dtype == np.float32
+    assert peak - kept < 0.5 * got.nbytes, f"{(peak - kept) / 2**20:.1f} MiB above the {got.nbytes / 2**20:.1f} MiB of features"
+    np.testing.assert_allclose(got[:16], first, rtol=1e-6)
+    assert bb.embed(images[0]).shape == (1, 2048)  # one image, one row

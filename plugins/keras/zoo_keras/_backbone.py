@@ -10,9 +10,10 @@ own cache ``$KERAS_HOME/models/<file>`` under the file name Keras' download writ
 
 When the with-top weights file is cached too, its ImageNet classifier becomes ``source_head``
 (families whose top is pooling -> Dense, and MobileNet / MobileNetV3, whose top is 1x1 convolutions
-on the pooled map; not VGG, whose top reads the unpooled map; ``predict`` names classes when Keras'
-``imagenet_class_index.json`` is cached, else by index). Otherwise ``predict`` raises
-``NotImplementedError``.
+on the pooled map). VGG's top (flatten -> fc1 -> fc2 -> predictions) reads the unpooled 7x7 map, so
+it is no ``source_head``; ``predict`` runs it on the body's last pooling instead, as Keras'
+with-top model does. ``predict`` names classes when Keras' ``imagenet_class_index.json`` is cached,
+else by index. Otherwise ``predict`` raises ``NotImplementedError``.
 """
 
 from __future__ import annotations
@@ -239,6 +240,27 @@ def source_head(app: str, module: str, model: Any, top_file: Path) -> Any | None
     return keras.Sequential(layers, name="imagenet_head")
 
 
+def flatten_classifier(model: Any, top_file: Path, size: int) -> Any | None:
+    """VGG's ImageNet classifier as Keras' with-top model runs it: the body's ``block5_pool`` map (at ``size`` px)
+    -> Flatten -> fc1, fc2 (ReLU) -> predictions (softmax), its weights read from the with-top file; ``None``
+    when the file lacks them or they do not fit the map (another input size)."""
+    found = _read_layers(top_file, ("fc1", "fc2", "predictions"))
+    try:
+        body = keras.Model(model.inputs, model.get_layer("block5_pool").output, name="imagenet_body")
+    except ValueError:
+        return None
+    inputs = keras.Input(shape=(size, size, 3))
+    x = keras.layers.Flatten(name="flatten")(body(inputs))
+    if found is None or found[0][0].shape[0] != int(x.shape[-1]):
+        return None
+    for i, (kernel, bias) in enumerate(found):
+        last = i == len(found) - 1
+        layer = keras.layers.Dense(kernel.shape[1], activation="softmax" if last else "relu", name="predictions" if last else f"fc{i + 1}")
+        x = layer(x)
+        layer.set_weights([kernel, bias])
+    return keras.Model(inputs, x, name="imagenet_classifier")
+
+
 def build_groups(model: Any, family: str) -> list[LayerGroup]:
     """Layer groups (stem, blocks/stages, top) of an application model."""
     return [LayerGroup(name, layers) for name, layers in group_layers(family, model.layers)]
@@ -279,6 +301,7 @@ def load(model_id: Any, card: Any = None, **options: Any) -> KerasBackbone:
     top_file = _cached_top_file(model_id, card, app, options.get("weights", "imagenet"))
     head = source_head(app, module, model, top_file) if top_file is not None else None
     size = (card.input_size if card is not None and card.input_size else None) or default_size(app)
+    classifier = flatten_classifier(model, top_file, size) if top_file is not None and module in _NO_DENSE_HEAD else None
     preprocess_input = getattr(getattr(keras.applications, module), "preprocess_input")
     return KerasBackbone(
         model_id,
@@ -291,5 +314,6 @@ def load(model_id: Any, card: Any = None, **options: Any) -> KerasBackbone:
         preprocess_input=preprocess_input,
         seed=options.get("seed"),
         head=head,
-        labels=imagenet_labels() if head is not None else None,
+        classifier=classifier,
+        labels=imagenet_labels() if head is not None or classifier is not None else None,
     )

@@ -115,6 +115,72 @@ def test_classification_handle_predicts_the_softmax_of_its_logits(saved_model: P
     assert zoo.load(f"tfhub:{HANDLE}", path=str(saved_model)).source_head is None  # a feature vector has none
 
 
+@pytest.fixture(scope="module")
+def imagenet_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SavedModel returning 1001 logits (TF-slim's ImageNet classes, background first), random weights."""
+    tf, tf_keras, _ = _tf()
+    tf_keras.utils.set_random_seed(1)
+    inputs = tf_keras.Input((None, None, 3))
+    x = tf_keras.layers.Conv2D(8, 3, strides=4, name="stem_conv")(inputs)
+    x = tf_keras.layers.GlobalAveragePooling2D()(x)
+    x = tf_keras.layers.Dense(1001, name="logits", kernel_initializer=tf_keras.initializers.RandomNormal(stddev=1.0))(x)
+    path = tmp_path_factory.mktemp("hub_cls") / "saved_model"
+    tf.saved_model.save(tf_keras.Model(inputs, x), str(path))
+    return path
+
+
+@pytest.mark.parametrize("labels_file", ["models/imagenet_class_index.json", "datasets/ImageNetLabels.txt", None])
+def test_imagenet_classification_handle_names_its_classes(imagenet_classifier: Path, zoo_home: Path, no_network: None, labels_file: Any) -> None:
+    """TF Hub's ImageNet classifiers give 1001 logits, background at 0: predict named them by index; it names them as
+    TF Hub's tutorials do (ImageNetLabels.txt), from the class names Keras or TF Hub's tutorials leave in KERAS_HOME.
+    Offline with neither file: indices, as before."""
+    import json
+
+    tf, tf_keras, hub = _tf()
+    handle = "google/imagenet/mobilenet_v2_100_224/classification/5"
+    url = f"https://tfhub.dev/{handle}"
+    put_in_hub_cache(imagenet_classifier, Path(os.environ["TFHUB_CACHE_DIR"]), url)
+    names = [f"class {i}" for i in range(1000)]
+    if labels_file is not None:
+        path = Path(os.environ["KERAS_HOME"]) / labels_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".json":
+            path.write_text(json.dumps({str(i): [f"n{i:08d}", n] for i, n in enumerate(names)}))
+        else:
+            path.write_text("\n".join(["background", *names]) + "\n")
+    bb = zoo.load(f"tfhub:{handle}")
+    images = [sample_image("chelsea"), sample_image("coffee")]
+    batch = tf.stack([tf.image.resize(img.astype(np.float32) / 255.0, (224, 224)) for img in images])
+    probs = tf.nn.softmax(tf_keras.Sequential([hub.KerasLayer(url)])(batch)).numpy()
+    want = ["background", *names] if labels_file is not None else [str(i) for i in range(1001)]
+    for row, p in zip(bb.predict(images, top_k=5), probs):
+        best = np.argsort(-p)[:5]
+        assert [name for name, _ in row] == [want[i] for i in best]
+        np.testing.assert_allclose([q for _, q in row], p[best], rtol=1e-5)
+    assert bb.labels == (want if labels_file is not None else None)
+    if labels_file is None:  # the recommender's source-head scores: the module's outputs are the logits (there were none)
+        from zoo.recommender.features import extract
+
+        fs = extract(bb, images, np.zeros(2))
+        assert fs.logits is not None and fs.logits.shape == (2, 1001)
+        np.testing.assert_allclose(fs.logits, fs.final)
+
+
+def test_imagenet_class_names_without_network_is_none(zoo_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Online, nothing cached and no network: the download of Keras' class index fails quietly (names by index)."""
+    import socket
+
+    from zoo.frameworks.keras import imagenet_class_names
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("network is unreachable")
+
+    monkeypatch.delenv("ZOO_OFFLINE", raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert imagenet_class_names() is None
+
+
 def test_offline_and_missing_raises_not_cached(zoo_home: Path, no_network: None) -> None:
     with pytest.raises(NotCachedError) as info:
         zoo.load(f"tfhub:{HANDLE}")

@@ -30,7 +30,7 @@ import zoo
 from zoo.backbone import InputSpec, LayerGroup
 from zoo.constants import offline
 from zoo.errors import InvalidInputError, NotCachedError
-from zoo.frameworks.keras import KerasBackbone
+from zoo.frameworks.keras import KerasBackbone, imagenet_class_names
 from zoo_tfhub._compat import import_hub
 from zoo_tfhub._paths import TFHUB_URL, handle_url, module_dir  # noqa: F401 (module_dir re-exported)
 
@@ -200,11 +200,22 @@ class HubBackbone(KerasBackbone):
 
 def _classification_head(url: str) -> Any | None:
     """A classification handle's module returns ImageNet logits (1001 classes, background first):
-    ``predict`` takes their softmax, as TF Hub's classification examples do; its classes are named
-    by index (TF Hub's ``ImageNetLabels.txt`` is not part of the module)."""
+    ``predict`` takes their softmax, as TF Hub's classification examples do."""
     if "/classification/" not in url.split("://", 1)[-1] + "/":
         return None
     return tf_keras.layers.Softmax(name="imagenet_head")
+
+
+def imagenet_labels(num_classes: int) -> list[str] | None:
+    """Names for an ImageNet classifier's ``num_classes`` outputs, as TF Hub's tutorials name them with
+    ``ImageNetLabels.txt``: 1001 (TF-slim's, ``background`` first, then the 1000 classes in index order) or 1000;
+    ``None`` for another count or when the names are not available (:func:`zoo.frameworks.keras.imagenet_class_names`)."""
+    if num_classes not in (1000, 1001):
+        return None
+    names = imagenet_class_names()
+    if names is None:
+        return None
+    return (["background"] if num_classes == 1001 else []) + names
 
 
 def load(model_id: Any, card: Any = None, **options: Any) -> HubBackbone:
@@ -269,6 +280,7 @@ def load(model_id: Any, card: Any = None, **options: Any) -> HubBackbone:
         x = np.asarray(img, dtype=np.float32) / 255.0
         return tf.image.resize(x, (size, size)).numpy()
 
+    head = _classification_head(url)
     bb = HubBackbone(
         model_id,
         card,
@@ -280,7 +292,8 @@ def load(model_id: Any, card: Any = None, **options: Any) -> HubBackbone:
         feature_dim=feature_dim,
         seed=options.get("seed"),
         hub_layer=layer,
-        head=_classification_head(url),
+        head=head,
+        labels=imagenet_labels(feature_dim) if head is not None else None,
     )
     bb.freeze()
     return bb

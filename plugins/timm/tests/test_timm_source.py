@@ -303,6 +303,28 @@ def test_other_archs_groups_and_head(name: str, zoo_home: Path, no_network: None
     assert bb.feature_dim == bb.embed([sample_image("chelsea")]).shape[1]
 
 
+@pytest.mark.parametrize("name", ["deit_tiny_distilled_patch16_224.fb_in1k", "levit_128s.fb_dist_in1k", "pit_ti_distilled_224.in1k"])
+def test_distilled_models_predict_with_the_mean_of_both_heads(name: str, zoo_home: Path, no_network: None) -> None:
+    """head + head_dist (over two tokens: DeiT, PiT; on the pooled features: LeViT): predict raised NoHeadError;
+    it now gives timm's own eval output, the mean of both heads' logits, with ImageNet's class names."""
+    import timm
+
+    torch.manual_seed(0)
+    bb = zoo.load(f"timm:{name}", pretrained=False)
+    torch.manual_seed(0)
+    full = timm.create_model(name, pretrained=False).eval()  # the same random weights, heads included
+    assert bb.source_head is None and len(bb.labels) == 1000
+    images = [sample_image("chelsea"), sample_image("coffee")]
+    with torch.no_grad():
+        probs = full(bb.preprocess(images)).softmax(-1)
+    for row, p in zip(bb.predict(images, top_k=3), probs):
+        top_p, top_i = p.topk(3)
+        assert [label for label, _ in row] == [bb.labels[i] for i in top_i.tolist()]
+        np.testing.assert_allclose([q for _, q in row], top_p.numpy(), rtol=1e-4, atol=1e-6)
+    assert not isinstance(full.head_dist, torch.nn.Identity) and isinstance(bb.model.head_dist, torch.nn.Identity)
+    assert bb.embed(images).shape == (2, bb.feature_dim)  # the features are still the pooled ones
+
+
 # (4) ---------------------------------------------------------------------------------------------
 def test_listing_matches_installed_timm() -> None:
     import timm

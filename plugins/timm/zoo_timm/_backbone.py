@@ -20,7 +20,7 @@ from torch import nn
 import zoo
 from zoo.backbone import InputSpec, LayerGroup, check_whole
 from zoo.errors import InvalidInputError, close_matches
-from zoo.frameworks.torch import TorchBackbone, move
+from zoo.frameworks.torch import TorchBackbone, move, with_children
 
 from zoo_timm import _weights
 
@@ -128,16 +128,25 @@ def _labels(model: nn.Module, num_classes: int) -> list[str] | None:
     return [info.index_to_description(i) for i in range(num_classes)]
 
 
-def _split_head(model: nn.Module) -> tuple[nn.Module | None, int]:
-    """Take the classifier off ``model`` (``reset_classifier(0)``); return it and the class count."""
+def _split_head(model: nn.Module) -> tuple[nn.Module | None, nn.Module | None, int]:
+    """Take the classifier off ``model`` (``reset_classifier(0)``); return it, the model's own forward with its
+    classifier where that is not one module on the pooled features (else ``None``), and the class count.
+
+    Distilled models (DeiT, PiT, LeViT, EfficientFormer, SwiftFormer) have two heads, ``head`` and ``head_dist``
+    (over the class and distillation tokens, or both on the pooled features), whose logits timm averages at eval:
+    their whole forward is kept with both heads put back (:func:`zoo.frameworks.torch.with_children`).
+    """
     num_classes = int(getattr(model, "num_classes", 0) or 0)
     head = model.get_classifier() if num_classes > 0 else None
+    heads = head if isinstance(head, tuple) else ()
     if head is not None and not (isinstance(head, nn.Module) and any(True for _ in head.parameters())):
         head = None  # e.g. distilled ViTs average two heads over two tokens: no single pooled head
+    kept = {name: child for name, child in model.named_children() if any(child is h for h in heads)}
     model.reset_classifier(0)
+    classifier = with_children(model, kept).eval() if heads and len(kept) == len(heads) else None
     if head is not None:
         head.eval()
-    return head, num_classes
+    return head, classifier, num_classes
 
 
 class TimmBackbone(TorchBackbone):
@@ -283,7 +292,7 @@ def load(model_id: Any, card: Any, *, pretrained: bool = True, **options: Any) -
             raise
         raise error from None
     model.eval()
-    head, num_classes = _split_head(model)
+    head, classifier, num_classes = _split_head(model)
     data_cfg = resolve_model_data_config(model)
     eval_tf = create_transform(**data_cfg, is_training=False)
     train_tf = create_transform(**data_cfg, is_training=True)
@@ -307,7 +316,8 @@ def load(model_id: Any, card: Any, *, pretrained: bool = True, **options: Any) -
         eval_transform=eval_tf,
         train_transform=train_tf,
         head=head,
-        labels=_labels(model, num_classes) if head is not None else None,
+        classifier=classifier,
+        labels=_labels(model, num_classes) if head is not None or classifier is not None else None,
     )
     bb.channels_last = str(getattr(model, "output_fmt", "NCHW")) == "NHWC"  # timm's Swin family: stages give (N, H, W, C)
     return bb

@@ -340,6 +340,27 @@ def test_predict_returns_category_names(tv: Path, no_network: None) -> None:
         np.testing.assert_allclose(probs, top_p.numpy(), rtol=1e-4, atol=1e-6)
 
 
+def test_squeezenet_predicts_with_its_convolutional_classifier(tv: Path, no_network: None) -> None:
+    """SqueezeNet's classifier (1x1 conv, ReLU, then the pooling) cannot read the pooled features: predict runs
+    torchvision's own forward (it raised NoHeadError); the features stay the pooled map, with no source_head."""
+    member = tvm.SqueezeNet1_1_Weights.IMAGENET1K_V1
+    write_random_checkpoint("squeezenet1_1", member, seed=4)
+    bb = zoo.load("torchvision:squeezenet1_1.IMAGENET1K_V1")
+    assert bb.source_head is None and bb.labels == member.meta["categories"]
+    images = [chelsea(), data.coffee()]
+    ref = reference_model("squeezenet1_1", member)
+    batch = torch.stack([member.transforms()(Image.fromarray(i)) for i in images])
+    with torch.no_grad():
+        probs = ref(batch).softmax(-1)
+        pooled = ref.features(batch).mean(dim=(2, 3))
+    for row, expected in zip(bb.predict(images, top_k=5), probs):
+        top_p, top_i = expected.topk(5)
+        assert [label for label, _ in row] == [member.meta["categories"][i] for i in top_i.tolist()]
+        np.testing.assert_allclose([p for _, p in row], top_p.numpy(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(bb.embed(images), pooled.numpy(), rtol=1e-4, atol=1e-5)
+    assert isinstance(bb.model.classifier, nn.AdaptiveAvgPool2d)  # predict left the feature model as it was
+
+
 # ---- more loader behaviour -----------------------------------------------------------------------
 def test_bare_id_loads_the_default_weights(tv: Path, no_network: None) -> None:
     default = tvm.MobileNet_V2_Weights.DEFAULT

@@ -11,7 +11,8 @@ feature model, so the removed layer applied to the features gives exactly the or
   ConvNeXt: the pooled features after the classifier's LayerNorm.
 * SqueezeNet (no linear layer; its classifier is a 1x1 conv before the pooling) and weights
   without a classifier (``vgg16.IMAGENET1K_FEATURES``): the globally average-pooled last feature
-  map, and no source head.
+  map, and no source head. SqueezeNet's classifier cannot read the pooled map; ``Surgery.classifier``
+  keeps torchvision's whole forward with it (``zoo predict``).
 
 Layer groups run from input to output (stem, stages, top) and cover every parameter of the
 feature model exactly once.
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from zoo.backbone import LayerGroup
+from zoo.frameworks.torch import with_children
 
 # torchvision module name -> zoo family
 _FAMILY_RENAMES = {
@@ -104,6 +106,7 @@ class Surgery:
     head: nn.Linear | None
     head_path: str | None
     feature_dim: int
+    classifier: nn.Module | None = None  # no ``head``: the model's own forward with its classifier (SqueezeNet)
 
 
 def _set_submodule(model: nn.Module, path: str, module: nn.Module) -> None:
@@ -165,9 +168,10 @@ def to_feature_model(model: nn.Module, name: str, num_classes: int | None) -> Su
     hit = final_linear(model, num_classes)
     if hit is None:
         if name.startswith("squeezenet"):
-            # classifier = Dropout, Conv 1x1 (classes), ReLU, AvgPool: keep only the pooling
+            # classifier = Dropout, Conv 1x1 (classes), ReLU, AvgPool: keep only the pooling; predict runs the original
+            original = model.classifier
             model.classifier = nn.AdaptiveAvgPool2d(1)
-            return Surgery(None, None, _fire_channels(model.features))
+            return Surgery(None, None, _fire_channels(model.features), with_children(model, {"classifier": original}))
         raise ValueError(f"torchvision model {name!r} has no linear classifier to remove")
     path, head = hit
     _set_submodule(model, path, nn.Identity())

@@ -244,6 +244,7 @@ class TorchvisionBackbone(TorchBackbone):
     ``model`` is the torchvision model with its final linear classifier replaced by
     ``nn.Identity`` (see :mod:`zoo_torchvision._arch` for what each family returns);
     ``source_head`` is that removed layer, ``labels`` are ``weights.meta["categories"]``.
+    SqueezeNet has no such layer: ``predict`` runs torchvision's own forward, its convolutional classifier included.
 
     Attributes:
         weights: the torchvision weights enum member.
@@ -290,6 +291,7 @@ def load(model_id: ModelId, card: ModelCard | None, **options: Any) -> Torchvisi
             {**card_dict(model_id.name, member, feature_dim=surgery.feature_dim, n_groups=len(groups), family=family), "origin": SOURCE}
         )
     head = surgery.head.eval() if surgery.head is not None else None
+    classifier = surgery.classifier.eval() if surgery.classifier is not None else None
     bb = TorchvisionBackbone(
         resolved_id,
         card,
@@ -301,7 +303,8 @@ def load(model_id: ModelId, card: ModelCard | None, **options: Any) -> Torchvisi
         eval_transform=eval_tf,
         train_transform=train_tf,
         head=head,
-        labels=member.meta.get("categories") if head is not None else None,
+        classifier=classifier,
+        labels=member.meta.get("categories") if head is not None or classifier is not None else None,
     )
     # Swin's stages give (N, H, W, C) (its head permutes them): a group's output is pooled over H and W
     from torchvision.models.swin_transformer import SwinTransformer
