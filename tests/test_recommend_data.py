@@ -653,3 +653,15 @@ def test_a_file_that_decodes_but_zoo_cannot_read_is_skipped_like_an_unreadable_o
     ds = load_dataset(root)
     assert ds.counts == {"d0": 3, "d1": 3} and ds.skipped == 1 and ds.skipped_examples == [str(Path("d1/nan.tif"))]
     assert len(load_images(list(ds.items))) == 6
+
+
+def test_features_computed_under_older_image_reading_rules_are_not_reused(zoo_home, monkeypatch):
+    """The same files read under other rules (alpha dropped instead of blended, EXIF orientation, 'F' images) give other
+    pixels: a feature file written before the rules changed must miss, not be served."""
+    import zoo.inputs
+
+    key = F.cache_key("x:y", "abc", {"resolution": 128})
+    F.save(F.FeatureSet("x:y", {"top": np.ones((2, 3), np.float32)}, np.arange(2), None, {"seconds": 1.0}), key)
+    monkeypatch.setattr(zoo.inputs, "DECODING_VERSION", zoo.inputs.DECODING_VERSION + 1)
+    assert F.cache_key("x:y", "abc", {"resolution": 128}) != key
+    assert F.load(F.cache_key("x:y", "abc", {"resolution": 128})) is None

@@ -34,6 +34,11 @@ from typing import Any
 from zoo.errors import InvalidInputError
 
 #: Channel counts of an image array's channel axis (gray, RGB, RGBA).
+#: the version of these reading rules; zoo's feature cache keys hold it, so that features computed under older rules
+#: (2: alpha dropped, not blended on white; 'I'/'F' images and other integer arrays by their values; EXIF for HF)
+#: are not reused for the same files
+DECODING_VERSION = 2
+
 CHANNELS = (1, 3, 4)
 #: File-name suffixes of images (a text ending in one, with no blank in it, is refused by :func:`load_texts`).
 IMAGE_SUFFIXES = frozenset(

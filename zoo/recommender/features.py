@@ -81,8 +81,11 @@ def cache_dir() -> Path:
 
 
 def cache_key(backbone_id: str, fingerprint: str, preprocessing: dict[str, Any]) -> str:
-    """Key of a feature file: sha256 of backbone id, data fingerprint and preprocessing (32 hex digits)."""
-    text = f"{backbone_id}|{fingerprint}|{json.dumps(preprocessing, sort_keys=True)}"
+    """Key of a feature file: sha256 of backbone id, data fingerprint, preprocessing and the version of zoo's image
+    reading rules (``zoo.inputs.DECODING_VERSION``) (32 hex digits)."""
+    from zoo.inputs import DECODING_VERSION
+
+    text = f"{backbone_id}|{fingerprint}|{json.dumps(preprocessing, sort_keys=True)}|decoding {DECODING_VERSION}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
