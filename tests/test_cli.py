@@ -427,3 +427,40 @@ def test_ctrl_c_before_zoo_run_wrote_its_folder_does_not_advise_resume(capsys, m
     code, _, err = run(capsys, "run", "plan.yaml", "--data", "d", "--seed", "2")
     folder = next(Path("runs").glob("*-*"))
     assert code == 130 and err == f"zoo: interrupted; the last finished epoch is kept: resume with `zoo run plan.yaml --data d --seed 2 --resume --out {folder}`\n", err
+
+
+def test_sigterm_to_zoo_run_unwinds_like_ctrl_c_and_gives_the_resume_command(tmp_path):
+    """A scheduler's SIGTERM (preemption, `kill`) killed `zoo run` on the spot: no message, no finally block run (a
+    file being written was left for the next run to clean). Now it unwinds as Ctrl-C does: one line with the resume
+    command, exit 143."""
+    import signal
+    import time
+
+    script = tmp_path / "fake_zoo.py"
+    script.write_text(
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "import zoo.runner\n"
+        "from zoo.cli import main\n"
+        "def run(*args, out=None, **kwargs):\n"
+        "    Path(out).mkdir(parents=True)\n"
+        "    (Path(out) / 'plan.yaml').write_text('')\n"
+        "    try:\n"
+        "        (Path(out) / 'started').write_text('')\n"
+        "        time.sleep(60)\n"
+        "    finally:\n"
+        "        (Path(out) / 'cleaned-up').write_text('')\n"
+        "zoo.runner.run = run\n"
+        "sys.argv = ['zoo', 'run', 'plan.yaml', '--data', 'd', '--out', sys.argv[1]]\n"
+        "sys.exit(main())\n"
+    )
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "started").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert err == f"zoo: terminated; the last finished epoch is kept: resume with `zoo run plan.yaml --data d --out {out} --resume`\n", err
+    assert (out / "cleaned-up").exists()

@@ -425,6 +425,15 @@ def _resume_command(args: argparse.Namespace, run_dir: str | None = None) -> str
     return cmd
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM to the `zoo` command (a scheduler's preemption, `kill`): unwound like Ctrl-C, so that what is being
+    written is removed by its ``finally`` blocks and ``zoo run`` prints its resume command (exit 143, not a silent death)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> NoReturn:
+    raise Terminated
+
+
 def _interrupted_run(args: argparse.Namespace, exc: KeyboardInterrupt) -> str:
     """What follows `zoo: interrupted` for `zoo run`: the resume command when the run folder holds a run (its
     ``plan.yaml``, written before any result), else that there is nothing to resume (a --resume would be refused)."""
@@ -450,8 +459,8 @@ def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) ->
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         hint = _interrupted_run(args, exc) if getattr(args, "command", None) == "run" else ""
-        print(f"zoo: interrupted{hint}", file=sys.stderr)
-        return 130
+        print(f"zoo: {'terminated' if isinstance(exc, Terminated) else 'interrupted'}{hint}", file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except BrokenPipeError:
         return 0
     except OSError as exc:  # a path that cannot be read or written: one line (the writers leave no partial file)
@@ -521,8 +530,9 @@ def _one_line_warnings() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    if argv is None:  # the `zoo` command (not a caller passing its own arguments, whose warnings stay its own)
+    if argv is None:  # the `zoo` command (not a caller passing its own arguments, whose warnings and signals stay its own)
         _one_line_warnings()
+    own_argv = argv is None  # the `zoo` command: SIGTERM unwinds the command (Terminated) while it runs
     argv = list(sys.argv[1:] if argv is None else argv)
     from zoo.errors import ZooError
 
@@ -545,7 +555,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    return _run(args.func, args)
+    if not own_argv or threading.current_thread() is not threading.main_thread():
+        return _run(args.func, args)
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(args.func, args)
+    finally:  # the interpreter's exit (atexit hooks: torch's, TensorFlow's) is killed by SIGTERM as before, not unwound
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover
