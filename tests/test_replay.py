@@ -159,3 +159,33 @@ def test_the_rule_family_holds_zoos_rule_and_the_prior(rp):
         sf = R.summary(R.evaluate(rk[name], rp.sfda_acc, R.DATASETS))["tau_w"]
         assert fam[sub] == pytest.approx((tl, sf), abs=1e-12)
     assert max(v[0] for v in fam.values()) >= fam[(R.PRIOR, "LogME")][0]
+
+
+def test_the_weighted_rule_family_contains_zoos_rule_and_the_stored_search_reproduces(rp):
+    """Equal weights on (prior, LogME) are zoo's rule and a lone weight the signal's own ranking, to the digit; the
+    stored search result re-evaluates to the taus it states (the report recomputes them); a small search is
+    deterministic under its seed and never ends below the best of its own random draws."""
+    rk = R.rankers(rp, rp.ms_scores, R.DATASETS)
+    for acc in (rp.tllib_acc, rp.sfda_acc):
+        zoo = R.summary(R.evaluate(rk[R.ZOO_RULE], acc, R.DATASETS))["tau_w"]
+        assert R.weighted_rule_tau(rp, {R.PRIOR: 1.0, "LogME": 1.0}, acc) == pytest.approx(zoo, abs=1e-12)
+        assert R.weighted_rule_tau(rp, {R.PRIOR: 0.3, "LogME": 0.3, "NCE": 0.0}, acc) == pytest.approx(zoo, abs=1e-12)
+        prior = R.summary(R.evaluate(rk[R.PRIOR], acc, R.DATASETS))["tau_w"]
+        assert R.weighted_rule_tau(rp, {R.PRIOR: 1.0}, acc) == pytest.approx(prior, abs=1e-12)
+    for run in json.loads(R.WEIGHTED.read_text())["runs"]:
+        assert run["command"].startswith("python bench/replay_rankings.py --weighted-search ")
+        for key in ("fit_tllib", "fit_both"):
+            w = run[key]["weights"]
+            assert set(w) == {R.PRIOR, *rp.ms_scores} and sum(w.values()) == pytest.approx(1.0, abs=1e-3)
+            assert R.weighted_rule_tau(rp, w, rp.tllib_acc) == pytest.approx(run[key]["tllib"], abs=1e-4)
+            assert R.weighted_rule_tau(rp, w, rp.sfda_acc) == pytest.approx(run[key]["sfda"], abs=1e-4)
+    best = R.weighted_best(rp)
+    assert best["fit_tllib"]["tllib"] >= best["fit_both"]["tllib"]
+    a, b = R.weighted_search(rp, samples=4, steps=3, seed=7), R.weighted_search(rp, samples=4, steps=3, seed=7)
+    assert a == b
+    rng = np.random.default_rng(7)
+    draws = [rng.dirichlet(np.full(1 + len(rp.ms_scores), 0.3)) for _ in range(4)]
+    names = [R.PRIOR, *rp.ms_scores]
+    best_draw = max(R.weighted_rule_tau(rp, {n: round(float(v), 4) for n, v in zip(names, w / w.sum())}, rp.tllib_acc)
+                    for w in draws)
+    assert a["fit_tllib"]["tllib"] >= round(best_draw, 4) - 1e-9
