@@ -564,3 +564,52 @@ def test_feature_extraction_holds_the_features_once(env, no_network, monkeypatch
     part = extract(bb, items[:40], labels[:40], resolution=32, batch_size=8, positions=pos, size=50)
     assert all(a.shape[0] == 50 for a in part.groups.values())
     np.testing.assert_allclose(part.final[pos], whole.final, rtol=1e-5, atol=1e-6)
+
+
+def _h5_arrays(path: Path) -> dict[str, np.ndarray]:
+    import h5py
+
+    out: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        f.visititems(lambda name, obj: out.__setitem__(name, np.asarray(obj)) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_a_kill_between_the_checkpoint_and_the_best_model_is_repaired_by_resume(env, no_network, monkeypatch):
+    """As the torch path: an improving epoch writes its checkpoint, then the best model; killed between the two,
+    --resume continues after that epoch and rewrites the best model from its checkpoint. (Before, the best model came
+    first, and a kill before the checkpoint made the resumed run train the epoch again; where that rerun is not
+    bit-reproducible, here simulated by a resumed run that never improves, the folder kept a model of no epoch the
+    report names.)"""
+    from zoo.runner import keras_run
+
+    out = env["tmp"] / "killed-between"
+    real_save, real_eval = keras_run.save_weights, keras_run.evaluate
+    seen: dict = {}
+
+    def killed(net, path):
+        if "calls" in seen:  # the first call is epoch 0 (stage 1's head); the next is epoch 1, which improves
+            seen["ckpt"] = latest = keras_run.latest_checkpoint(out / "checkpoints")
+            if latest is not None:  # epoch 1's weights, as its checkpoint holds them (later checkpoints replace it)
+                seen["weights"] = _h5_arrays(latest / "model.weights.h5")
+            raise KeyboardInterrupt
+        seen["calls"] = 1
+        real_save(net, path)
+
+    def shifted(by: float):
+        def evaluate(*a, **k):
+            loss, acc, pred = real_eval(*a, **k)
+            return loss, (acc + 1.0 if by > 0 else 0.0), pred
+        return evaluate
+
+    monkeypatch.setattr(keras_run, "save_weights", killed)
+    monkeypatch.setattr(keras_run, "evaluate", shifted(1.0))
+    with pytest.raises(KeyboardInterrupt):
+        zoo.run(keras_plan(), env["data"], out=out, seed=SEED, progress=False)
+    assert seen["ckpt"] is not None and seen["ckpt"].name == "epoch-0001"
+    monkeypatch.setattr(keras_run, "save_weights", real_save)
+    monkeypatch.setattr(keras_run, "evaluate", shifted(-1.0))
+    r = zoo.run(keras_plan(), env["data"], out=out, seed=SEED, resume=True, progress=False)
+    assert r.resumed_from == 1 and r.best_epoch == 1
+    best, ckpt = _h5_arrays(out / "model" / "model.weights.h5"), seen["weights"]
+    assert best and best.keys() == ckpt.keys() and all(np.array_equal(best[k], ckpt[k]) for k in best)

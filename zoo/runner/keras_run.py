@@ -377,6 +377,8 @@ def fine_tune(backbone: Any, plan: Any, s1: Any, train: tuple[Sequence[Any], np.
     if saved is not None:
         state.update({key: saved[key] for key in state})
         resumed_from = int(saved["epoch"])
+        if int(state["best_epoch"]) == resumed_from:
+            save_weights(net, best_path)  # written after the checkpoint: a kill between the two is repaired here
     else:
         save_weights(net, best_path)  # stage 1's head on the pretrained backbone: epoch 0
     predict = _tf_fn(net)
@@ -427,20 +429,24 @@ def fine_tune(backbone: Any, plan: Any, s1: Any, train: tuple[Sequence[Any], np.
             }
             state["history"].append(rec)
             state["epoch"] = e
-            if val_acc > state["best_val_acc"] + 1e-12:
+            improved = val_acc > state["best_val_acc"] + 1e-12
+            if improved:
                 state.update(best_epoch=e, best_val_acc=val_acc, best_val_loss=val_loss, best_val_pred=[int(v) for v in val_pred], bad_epochs=0)
+            else:
+                state["bad_epochs"] += 1
+                if patience and state["bad_epochs"] >= patience:
+                    state["stopped_early"] = True
+                    trainer.stop_training = True
+            # the checkpoint first, then the best model: killed between the two, --resume continues after this epoch
+            # and rewrites the best model from its checkpoint (as the torch path)
+            save_checkpoint(ckpt_root, e, net, optimizers, state)
+            if improved:
                 try:
                     save_weights(net, best_path)
                 except OSError as exc:  # as the torch path: one line, the last checkpoint is what --resume continues
                     kept = latest_checkpoint(ckpt_root)
                     raise CheckpointError(f"{best_path}: cannot write the best model ({str(exc).splitlines()[0]}); "
                                           f"{'kept ' + str(kept) if kept else 'no checkpoint yet'}; free disk space and rerun with --resume.") from None
-            else:
-                state["bad_epochs"] += 1
-                if patience and state["bad_epochs"] >= patience:
-                    state["stopped_early"] = True
-                    trainer.stop_training = True
-            save_checkpoint(ckpt_root, e, net, optimizers, state)
             if log is not None:
                 log(list(state["history"]))
 

@@ -368,6 +368,10 @@ def train_job(
         _set_rng_state(saved["rng"])
         state.update({k: saved[k] for k in state})
         resumed_from = int(saved["epoch"])
+        if main and int(state["best_epoch"]) == resumed_from:
+            # the checkpoint is written before the best model: a kill between the two left the best model of an
+            # earlier epoch; this checkpoint's weights are the best epoch's, so the best model is rewritten from them
+            _write_best(best_path, model_state)
     elif main:
         _write_best(best_path, model.state_dict())  # stage 1's head on the pretrained backbone: epoch 0
     if cuda:
@@ -454,10 +458,14 @@ def train_job(
         failure = None
         if main:
             try:
-                if improved:
-                    _write_best(best_path, acc.unwrap_model(model).state_dict())
+                # the checkpoint first, then the best model: killed between the two, --resume continues after this
+                # epoch and rewrites the best model from its checkpoint. (The other way round, the resumed run trained
+                # this epoch again, and where that is not bit-reproducible (a GPU) the folder could keep a model
+                # of no epoch the report names.)
                 saved = dict(state, optimizer=opt.state_dict(), scheduler=sched.state_dict(), rng=_rng_state(), seed=seed)
                 checkpoint.save(ckpt_root, epoch, acc.unwrap_model(model).state_dict(), saved)
+                if improved:
+                    _write_best(best_path, acc.unwrap_model(model).state_dict())
             except (OSError, CheckpointError) as exc:
                 failure = exc
         if n_proc > 1 and any_failed(acc, failure is not None):  # every process stops when the main one cannot save
@@ -466,7 +474,7 @@ def train_job(
         if failure is not None:
             if isinstance(failure, CheckpointError):
                 raise failure
-            raise CheckpointError(f"{best_path}: cannot write the best model ({failure}); the previous checkpoint is kept, free disk space and rerun with --resume.") from None
+            raise CheckpointError(f"{best_path}: cannot write the best model ({failure}); the epoch-{epoch} checkpoint is kept, free disk space and rerun with --resume.") from None
         if log is not None and main:
             log(list(state["history"]))
     return Stage2Result(
