@@ -196,6 +196,45 @@ def test_cache_rm_deletes_a_models_files(tv: Path, tmp_path: Path, capsys) -> No
     assert code == 2 and "cache ls" in err
 
 
+def test_cache_rm_of_a_mistyped_id_suggests_the_recorded_one(tv: Path, tmp_path: Path, capsys) -> None:
+    a = write_random("resnet18", RESNET18)
+    assert run(capsys, "lock", R18, "-o", str(tmp_path / "zoo.lock"))[0] == 0
+    code, out, err = run(capsys, "cache", "rm", R18.replace("resnet18", "resnt18"))
+    assert code == 2 and f"Did you mean {R18!r}?" in err and err.count("\n") == 1 and a.exists()
+
+
+def test_cache_rm_keeps_a_file_another_model_still_uses(tv: Path, tmp_path: Path, capsys) -> None:
+    """Keras' ImageNet class index serves every Keras application and TF Hub classifier: removing one model's files
+    deleted it from under the others; the file stays while a model other than the removed ones is recorded for it."""
+    shared = Path(os.environ["KERAS_HOME"]) / "models" / "imagenet_class_index.json"
+    shared.parent.mkdir(parents=True)
+    shared.write_text("{}")
+    digest, size = records.sha256_file(shared)
+    key = "KERAS_HOME/models/imagenet_class_index.json"
+    for model in ("keras:ResNet50.imagenet", "keras:VGG16.imagenet"):
+        records.record(key, digest, size, model=model)
+    code, out, err = run(capsys, "cache", "rm", "keras:ResNet50.imagenet")
+    assert code == 0 and shared.is_file() and records.files()[key]["models"] == ["keras:VGG16.imagenet"]
+    code, out, err = run(capsys, "cache", "rm", "keras:VGG16.imagenet")
+    assert code == 0 and f"removed {key}" in out and not shared.exists() and records.files() == {}
+    assert not shared.parent.exists() and Path(os.environ["KERAS_HOME"]).is_dir()  # the folder it emptied, not the root
+
+
+def test_cache_rm_removes_the_folders_it_empties(tv: Path, tmp_path: Path, capsys) -> None:
+    """A TF Hub module is a folder in TFHUB_CACHE_DIR, and tensorflow_hub takes any folder with entries for a cached
+    module: `zoo cache rm` left its empty variables/ and assets/ folders, and the next load failed on the empty module."""
+    module = Path(os.environ["TFHUB_CACHE_DIR"]) / ("ab" * 20)
+    (module / "variables").mkdir(parents=True)
+    (module / "assets").mkdir()
+    for rel in ("saved_model.pb", "variables/variables.index"):
+        (module / rel).write_bytes(rel.encode())
+        digest, size = records.sha256_file(module / rel)
+        records.record(f"TFHUB_CACHE_DIR/{'ab' * 20}/{rel}", digest, size, model="tfhub:some/handle/1")
+    code, out, err = run(capsys, "cache", "rm", "tfhub:some/handle/1")
+    assert code == 0 and out.count("removed") == 2
+    assert not module.exists() and Path(os.environ["TFHUB_CACHE_DIR"]).is_dir()
+
+
 # ---- `zoo cache import DIR --as ID`, and the zoo_model_files hook of a third-party source -------
 class FolderSource:
     """A plugin whose model is one weights file in ``$ZOO_HOME/folder/<name>/``."""
