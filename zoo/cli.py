@@ -164,6 +164,19 @@ def cmd_catalog_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetched_for_predict(model_id: Any) -> bool:
+    """Fetch the files ``predict`` needs that the source's loader left out (:func:`zoo._cli_cache.fetch_for_predict`);
+    a failed download is a warning: the model still predicts with what it has (classes by index, or no head)."""
+    from zoo._cli_cache import fetch_for_predict
+    from zoo.errors import ZooError
+
+    try:
+        return bool(fetch_for_predict(model_id))
+    except (ZooError, OSError) as exc:
+        print(f"zoo: warning: {exc}", file=sys.stderr)
+        return False
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import zoo
     from pathlib import Path
@@ -187,6 +200,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         modality, name = backbone.modality, args.id
     else:
         backbone = zoo.load(args.id)
+        if _fetched_for_predict(backbone.id):  # the head or class names the loader does not fetch: load again with them
+            backbone = zoo.load(args.id)
         modality, name = backbone.input_spec.modality, backbone.id
     if modality == "image" and not checked:
         check_images(inputs)

@@ -255,8 +255,18 @@ def import_dir(folder: str | Path, model_id: str) -> list[Path]:
         rel = PurePosixPath(sf.key.partition("/")[2])
         candidates = [folder / Path(*rel.parts[i:]) for i in range(len(rel.parts))]
         src = next((c for c in candidates if c.is_file()), None) or next(iter(by_name.get(rel.name, [])), None)
+        if src is None and sf.optional:  # what only `predict` needs (a with-top file, class names): adopted when there
+            continue
         if src is None:
-            raise InvalidInputError(f"{folder} has no {rel.name} for {found.model_id}; it needs {', '.join(PurePosixPath(f.key).name for f in found.files)}.")
+            needed = [PurePosixPath(f.key).name for f in found.files if not f.optional]
+            raise InvalidInputError(f"{folder} has no {rel.name} for {found.model_id}; it needs {', '.join(needed)}.")
+
+        if sf.md5:  # Keras publishes md5s: checked before anything is copied
+            from zoo.cache.download import _md5
+
+            got = _md5(src)
+            if got != sf.md5.lower():
+                raise IntegrityError(str(src), f"md5 {sf.md5} (published by the source)", f"md5 {got}", "this is not the file the source publishes under that name.")
 
         def check(digest: str, sf: object = sf, src: Path = src) -> None:
             pub, prefix = getattr(sf, "sha256"), getattr(sf, "sha256_prefix")

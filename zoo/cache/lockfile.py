@@ -129,6 +129,10 @@ class SourceFile:
     url: str | None = None
     sha256_prefix: str | None = None
     sha256: str | None = None
+    #: the md5 a source publishes (Keras' application weights and class index)
+    md5: str | None = None
+    #: not needed to load the model, but by ``predict`` (a with-top weights file, a class-name file)
+    optional: bool = False
 
     @property
     def path(self) -> Path:
@@ -154,23 +158,57 @@ def model_files(model_id: Any, card: Any = None) -> SourceFiles:
     Raises:
         InvalidInputError: no plugin of this source answers.
     """
+    found = listed_files(model_id, card)
+    if found is None:
+        from zoo._api import _resolve
+
+        mid = _resolve(model_id)[0]
+        raise InvalidInputError(
+            f"{mid}: source {mid.source!r} does not list its files (its plugin has no zoo_model_files hook), "
+            "so it cannot be locked, bundled or imported; ask its author, or use `zoo pull`."
+        )
+    return found
+
+
+def listed_files(model_id: Any, card: Any = None) -> SourceFiles | None:
+    """:func:`model_files`, or ``None`` when no plugin of the model's source answers ``zoo_model_files``."""
     from zoo._api import _get, _resolve
 
     mid, found = _resolve(model_id)
     card = card if card is not None else found
     answer = _get(with_models=False).host.model_files(mid, card)
     if answer is None:
-        raise InvalidInputError(
-            f"{mid}: source {mid.source!r} does not list its files (its plugin has no zoo_model_files hook), "
-            "so it cannot be locked, bundled or imported; ask its author, or use `zoo pull`."
-        )
+        return None
     out = []
     for item in answer.get("files", []):
         item = dict(item)
         key = item.get("key") or records.key_of(item["path"])
-        out.append(SourceFile(key=key, url=item.get("url"), sha256_prefix=item.get("sha256_prefix"), sha256=item.get("sha256")))
+        out.append(SourceFile(key=key, url=item.get("url"), sha256_prefix=item.get("sha256_prefix"), sha256=item.get("sha256"),
+                              md5=item.get("md5"), optional=bool(item.get("optional"))))
     folder = Path(answer["folder"]) if answer.get("folder") else None
     return SourceFiles(mid, answer.get("revision"), out, folder, dict(answer.get("write") or {}))
+
+
+def fetch_optional(found: SourceFiles, *, progress: bool = True) -> list[Path]:
+    """Download the files a source lists as ``optional`` (what ``predict`` needs beyond the weights its loader
+    fetched: Keras' with-top weights and ImageNet class index) that are not cached yet; returns them.
+
+    Each is checked against the hash its source publishes. Offline, nothing is fetched (``[]``).
+
+    Raises:
+        DownloadError, IntegrityError: as :func:`zoo.cache.download.fetch`.
+    """
+    from zoo import constants
+    from zoo.cache.download import fetch
+
+    if constants.offline():
+        return []
+    done = []
+    for sf in found.files:
+        if sf.optional and sf.url and not sf.path.is_file():
+            done.append(fetch(sf.url, sf.path, sha256=sf.sha256, sha256_prefix=sf.sha256_prefix, md5=sf.md5,
+                              model_id=found.model_id.base, progress=progress))
+    return done
 
 
 def lock_models(ids: list[str], *, fetch: bool = True) -> LockFile:
@@ -182,7 +220,9 @@ def lock_models(ids: list[str], *, fetch: bool = True) -> LockFile:
 
     A source's published hash (torchvision's file-name prefix) is checked when a file is
     downloaded, as torch.hub does, and a Hugging Face blob against the hash its name carries;
-    the lock records the sha256 of the bytes in the cache.
+    the lock records the sha256 of the bytes in the cache. Files the source lists as optional
+    (what ``predict`` needs: Keras' with-top weights and class index) are downloaded too; offline, a
+    missing one is left out of the lock with a warning.
 
     Raises:
         NotCachedError: a file the source lists is missing after loading.
@@ -209,9 +249,17 @@ def lock_models(ids: list[str], *, fetch: bool = True) -> LockFile:
                 f"{found.model_id}: its source lists no files for it here, so zoo cannot pin or bundle it "
                 "(a lock entry without files verifies nothing); leave it out of `zoo lock`."
             )
+        if fetch:
+            fetch_optional(found)
         files = []
         for sf in found.files:
             path = sf.path
+            if not path.is_file() and sf.optional:
+                import warnings
+
+                warnings.warn(f"{found.model_id}: {path.name} is not cached (offline?), so the lock leaves it out and `zoo predict` "
+                              "on what this lock carries goes without it; lock again online to include it.", stacklevel=2)
+                continue
             if not path.is_file():
                 raise NotCachedError(resolved_id, str(path))
             check_file(path, found.model_id.base)  # a Hugging Face blob is held to the hash the Hub published
