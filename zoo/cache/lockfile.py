@@ -321,6 +321,53 @@ def _revision_file(lf: LockedFile, model: LockedModel, path: Path) -> bool:
     return True
 
 
+def _present(model_id: str) -> set[Path]:
+    """The files the source lists for ``model_id`` that exist now."""
+    found = listed_files(model_id)
+    return {sf.path for sf in found.files if sf.path.is_file()} if found is not None else set()
+
+
+def _load_held_to_lock(model: LockedModel) -> None:
+    """Let the source's loader fetch a model whose files have no URL (a TF Hub module arrives as one archive, with no
+    published hash), then hold every URL-less file of it to the lock. The source's download cannot be checked before
+    it lands in the cache, so on a mismatch every file that the load added is removed again: nothing unverified stays
+    where a later ``zoo.load`` would use it.
+
+    Raises:
+        IntegrityError: a file the load made differs from the lock (the files it made were removed).
+        NotCachedError: the load did not make a locked file.
+    """
+    import zoo
+
+    before = _present(model.pinned_id)
+    zoo.load(model.pinned_id)
+    for lf in model.files:
+        path = records.path_of(lf.key)
+        if lf.url:
+            continue
+        problem = None
+        if not path.is_file():
+            problem = "missing"
+        else:
+            digest, size = records.sha256_file(path)
+            if (digest, size) != (lf.sha256, lf.size):
+                problem = f"{digest[:12]}... ({size} bytes)"
+        if problem is None:
+            continue
+        added = sorted(_present(model.pinned_id) - before)
+        for new in added:
+            new.unlink(missing_ok=True)
+        records.prune_empty(added)
+        if problem == "missing":
+            raise NotCachedError(model.pinned_id, str(path))
+        raise IntegrityError(
+            f"{path}: the source served other bytes than {model.id} was locked with",
+            f"sha256 {lf.sha256[:12]}... ({lf.size} bytes)", problem,
+            f"the model changed upstream ({len(added)} file(s) it fetched were removed again); "
+            "re-lock it deliberately with `zoo lock`",
+        )
+
+
 def pull_lock(lock: LockFile, *, progress: bool = True, where: str = "ZOO_LOCK") -> list[Path]:
     """Make the cache hold exactly the locked files: verify what is there, fetch what is not.
 
@@ -360,20 +407,9 @@ def pull_lock(lock: LockFile, *, progress: bool = True, where: str = "ZOO_LOCK")
                     continue
                 if model.id in loaded:  # offline, the source's loader raises NotCachedError itself
                     raise NotCachedError(model.pinned_id, str(path))
-                import zoo
-
-                zoo.load(model.pinned_id)
+                _load_held_to_lock(model)
                 loaded.add(model.id)
-                if not path.is_file():
-                    raise NotCachedError(model.pinned_id, str(path))
-                digest, size = records.sha256_file(path)
-                if (digest, size) != (lf.sha256, lf.size):
-                    raise IntegrityError(
-                        f"{path}: the source served other bytes than {model.id} was locked with",
-                        f"sha256 {lf.sha256[:12]}... ({lf.size} bytes)", f"{digest[:12]}... ({size} bytes)",
-                        "the model changed upstream; re-lock it deliberately with `zoo lock`",
-                    )
-                records.record(lf.key, digest, size, url=None, model=model.id)
+                records.record(lf.key, lf.sha256, lf.size, url=None, model=model.id)
                 done.append(path)
                 continue
             fetch(lf.url, path, sha256=lf.sha256, size=lf.size, model_id=model.id, progress=progress)

@@ -309,7 +309,8 @@ def test_lock_bundle_import_offline_gives_same_embeddings(saved_model: Path, zoo
     assert main(["lock", mid, "-o", str(lock_path)]) == 0, capsys.readouterr().err
     keys = [f.key for f in LockFile.read(lock_path).models[0].files]
     digest = hashlib.sha1(URL.encode()).hexdigest()
-    assert f"TFHUB_CACHE_DIR/{digest}/saved_model.pb" in keys and f"TFHUB_CACHE_DIR/{digest}.descriptor.txt" in keys
+    assert f"TFHUB_CACHE_DIR/{digest}/saved_model.pb" in keys
+    assert f"TFHUB_CACHE_DIR/{digest}.descriptor.txt" not in keys  # the download's time and host: other bytes each time
     assert any(k.startswith(f"TFHUB_CACHE_DIR/{digest}/variables/") for k in keys)
     assert main(["bundle", str(lock_path), "-o", str(tar)]) == 0, capsys.readouterr().err
 
@@ -442,3 +443,74 @@ def test_zoo_run_with_trained_batchnorm_and_frozen_groups_reports_inference_mode
     report = (out / "report.md").read_text()
     assert "BatchNorm of unfrozen groups trains" not in report
     assert "BatchNorm in inference mode while any layer group is frozen" in report
+
+
+def _module_tar(saved_model: Path) -> bytes:
+    """A SavedModel as the compressed archive TF Hub serves (``?tf-hub-format=compressed``)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for p in sorted(saved_model.rglob("*")):
+            tar.add(p, arcname=p.relative_to(saved_model).as_posix(), recursive=False)
+    return buf.getvalue()
+
+
+def test_pull_lock_removes_a_module_whose_download_differs_from_the_lock(saved_model: Path, imagenet_classifier: Path, zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """TF Hub publishes no hash and tensorflow_hub unpacks its archive straight into the cache, so `zoo pull --lock`
+    can check a module only after it landed. The differing module stayed there and a later `zoo.load` used it; the
+    files the download added are now removed again, and the error says so in one line."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import zoo_tfhub._backbone
+    import zoo_tfhub._paths
+    from zoo.cli import main
+
+    served = {"body": _module_tar(saved_model)}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            ok = self.path == f"/{HANDLE}?tf-hub-format=compressed"
+            body = served["body"] if ok else b""
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        monkeypatch.setattr(zoo_tfhub._paths, "TFHUB_URL", base)
+        monkeypatch.setattr(zoo_tfhub._backbone, "TFHUB_URL", base)
+        for var in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
+            monkeypatch.delenv(var, raising=False)
+        mid, lock = f"tfhub:{HANDLE}", tmp_path / "zoo.lock"
+        module = zoo_tfhub._paths.module_dir(base + HANDLE)
+        assert main(["lock", mid, "-o", str(lock)]) == 0, capsys.readouterr().err
+        assert (module / "saved_model.pb").is_file()
+        assert main(["cache", "rm", mid]) == 0, capsys.readouterr().err
+        served["body"] = _module_tar(imagenet_classifier)  # upstream changed
+        zoo.reset()
+        capsys.readouterr()
+        assert main(["pull", "--lock", str(lock)]) == 2
+        err = capsys.readouterr().err
+        assert "the source served other bytes than" in err and "were removed again" in err and err.count("\n") == 1
+        assert not module.exists()
+        monkeypatch.setenv("ZOO_OFFLINE", "1")
+        zoo.reset()
+        with pytest.raises(NotCachedError):  # nothing unverified is left for a load to use
+            zoo.load(mid)
+        served["body"] = _module_tar(saved_model)  # upstream back to the locked bytes
+        monkeypatch.delenv("ZOO_OFFLINE")
+        zoo.reset()
+        assert main(["pull", "--lock", str(lock)]) == 0, capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
+

@@ -40,7 +40,6 @@ def model_files(model_id: Any) -> dict[str, Any]:
     files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
     if not files:
         files = [folder / "saved_model.pb"]
-    descriptor = Path(f"{folder}.descriptor.txt")
-    if descriptor.is_file():
-        files.append(descriptor)
+    # not `<folder>.descriptor.txt`: tensorflow_hub writes the download's time, host and process id in it, so it differs
+    # on every download and a lock that pinned it refused every fresh `zoo pull --lock`; nothing reads it back
     return {"revision": None, "files": [{"path": str(p), "url": None} for p in files]}
