@@ -514,3 +514,29 @@ def test_pull_lock_removes_a_module_whose_download_differs_from_the_lock(saved_m
         server.shutdown()
         server.server_close()
 
+
+def test_lock_of_a_classification_handle_pins_its_class_names(imagenet_classifier: Path, zoo_home: Path, no_network: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """A classification handle predicts named classes from Keras' class index in KERAS_HOME: the lock pins it too,
+    so its bundle carries it (a bundle without it predicted indices on the offline machine)."""
+    import json
+
+    from zoo.cache.lockfile import LockFile
+    from zoo.cli import main
+
+    handle = "google/imagenet/mobilenet_v2_100_224/classification/5"
+    put_in_hub_cache(imagenet_classifier, Path(os.environ["TFHUB_CACHE_DIR"]), f"https://tfhub.dev/{handle}")
+    index = Path(os.environ["KERAS_HOME"]) / "models" / "imagenet_class_index.json"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text(json.dumps({str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}))
+    lock = tmp_path / "zoo.lock"
+    assert main(["lock", f"tfhub:{handle}", "-o", str(lock)]) == 0, capsys.readouterr().err
+    files = {f.key: f for f in LockFile.read(lock).models[0].files}
+    assert files["KERAS_HOME/models/imagenet_class_index.json"].url.endswith("/imagenet_class_index.json")
+    tar = tmp_path / "models.tar"
+    assert main(["bundle", str(lock), "-o", str(tar)]) == 0, capsys.readouterr().err
+    for var in ("ZOO_HOME", "TORCH_HOME", "HF_HOME", "KERAS_HOME", "TFHUB_CACHE_DIR"):  # another machine, offline
+        monkeypatch.setenv(var, str(tmp_path / "second" / var.lower()))
+    zoo.reset()
+    assert main(["cache", "import", str(tar)]) == 0, capsys.readouterr().err
+    bb = zoo.load(f"tfhub:{handle}")
+    assert bb.labels == ["background"] + [f"class_{i}" for i in range(1000)]

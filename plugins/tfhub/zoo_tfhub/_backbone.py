@@ -32,7 +32,7 @@ from zoo.constants import offline
 from zoo.errors import InvalidInputError, NotCachedError
 from zoo.frameworks.keras import KerasBackbone, imagenet_class_names
 from zoo_tfhub._compat import import_hub
-from zoo_tfhub._paths import TFHUB_URL, handle_url, module_dir  # noqa: F401 (module_dir re-exported)
+from zoo_tfhub._paths import TFHUB_URL, handle_url, is_classification, module_dir  # noqa: F401 (module_dir re-exported)
 
 DEFAULT_SIZE = 224
 
@@ -201,7 +201,7 @@ class HubBackbone(KerasBackbone):
 def _classification_head(url: str) -> Any | None:
     """A classification handle's module returns ImageNet logits (1001 classes, background first):
     ``predict`` takes their softmax, as TF Hub's classification examples do."""
-    if "/classification/" not in url.split("://", 1)[-1] + "/":
+    if not is_classification(url):
         return None
     return tf_keras.layers.Softmax(name="imagenet_head")
 

@@ -34,7 +34,8 @@ def model_files(model_id: Any) -> dict[str, Any]:
     tensorflow_hub downloads a module as one archive and unpacks it (its resolver does that
     atomically, under its own lock), so the files carry no URL of their own: ``zoo pull --lock``
     verifies them, and a bundle carries them. A module not yet cached is reported by its
-    ``saved_model.pb`` path, which the lock then names as missing.
+    ``saved_model.pb`` path, which the lock then names as missing. A classification handle lists Keras'
+    ImageNet class index too (optional: ``predict`` names the classes with it).
     """
     folder = module_dir(handle_url(model_id))
     files = sorted(p for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
@@ -42,4 +43,15 @@ def model_files(model_id: Any) -> dict[str, Any]:
         files = [folder / "saved_model.pb"]
     # not `<folder>.descriptor.txt`: tensorflow_hub writes the download's time, host and process id in it, so it differs
     # on every download and a lock that pinned it refused every fresh `zoo pull --lock`; nothing reads it back
-    return {"revision": None, "files": [{"path": str(p), "url": None} for p in files]}
+    out: list[dict[str, Any]] = [{"path": str(p), "url": None} for p in files]
+    if is_classification(handle_url(model_id)):  # its class names, for `predict` (optional: the module loads without)
+        from zoo.frameworks.keras import IMAGENET_CLASS_INDEX, keras_home
+
+        url, md5 = IMAGENET_CLASS_INDEX
+        out.append({"path": str(keras_home() / "models" / "imagenet_class_index.json"), "url": url, "md5": md5, "optional": True})
+    return {"revision": None, "files": out}
+
+
+def is_classification(url: str) -> bool:
+    """Whether a handle is an ImageNet classifier (``.../classification/...``): ``predict`` names its classes."""
+    return "/classification/" in url.split("://", 1)[-1] + "/"
