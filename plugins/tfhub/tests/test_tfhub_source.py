@@ -540,3 +540,58 @@ def test_lock_of_a_classification_handle_pins_its_class_names(imagenet_classifie
     assert main(["cache", "import", str(tar)]) == 0, capsys.readouterr().err
     bb = zoo.load(f"tfhub:{handle}")
     assert bb.labels == ["background"] + [f"class_{i}" for i in range(1000)]
+
+
+def test_a_download_killed_with_sigkill_does_not_hold_the_next_one(saved_model: Path, zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `zoo pull tfhub:...` killed with SIGKILL (or by the OOM killer) leaves tensorflow_hub's `<module>.lock` and its
+    half-unpacked `<module>.<uid>.tmp`: the next pull waited, silent, until that folder had not grown for ten minutes.
+    A lock whose process on this host is gone is removed with its folder first; the download then runs at once."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import zoo_tfhub._backbone
+    import zoo_tfhub._paths
+    from tensorflow_hub import resolver
+
+    body = _module_tar(saved_model)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        monkeypatch.setattr(zoo_tfhub._paths, "TFHUB_URL", base)
+        monkeypatch.setattr(zoo_tfhub._backbone, "TFHUB_URL", base)
+        for var in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
+            monkeypatch.delenv(var, raising=False)
+        module = zoo_tfhub._paths.module_dir(base + HANDLE)
+        module.parent.mkdir(parents=True, exist_ok=True)
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+        uid = "0123456789abcdef0123456789abcdef"
+        Path(f"{module}.lock").write_text(f"{socket.gethostname()}.{int(dead.stdout)}.{uid}")
+        (Path(f"{module}.{uid}.tmp") / "variables").mkdir(parents=True)  # the killed download's half
+        live = tmp_path / "live.lock"  # a live process's lock (this one) is left alone
+        live.write_text(f"{socket.gethostname()}.{os.getpid()}.{uid}")
+        assert not zoo_tfhub._paths.clear_dead_lock(tmp_path / "live") and live.exists()
+
+        def waited(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("tensorflow_hub waited on the lock of a process that is gone")
+
+        monkeypatch.setattr(resolver, "_wait_for_lock_to_disappear", waited)
+        bb = zoo.load(f"tfhub:{HANDLE}")
+        assert bb.embed([sample_image("chelsea")]).shape == (1, 16)
+        assert (module / "saved_model.pb").is_file() and not Path(f"{module}.lock").exists()
+        assert not Path(f"{module}.{uid}.tmp").exists()
+    finally:
+        server.shutdown()
+        server.server_close()

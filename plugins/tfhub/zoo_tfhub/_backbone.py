@@ -32,7 +32,7 @@ from zoo.constants import offline
 from zoo.errors import InvalidInputError, NotCachedError
 from zoo.frameworks.keras import KerasBackbone, imagenet_class_names
 from zoo_tfhub._compat import import_hub
-from zoo_tfhub._paths import TFHUB_URL, handle_url, is_classification, module_dir  # noqa: F401 (module_dir re-exported)
+from zoo_tfhub._paths import TFHUB_URL, clear_dead_lock, handle_url, is_classification, module_dir  # noqa: F401 (module_dir re-exported)
 
 DEFAULT_SIZE = 224
 
@@ -253,6 +253,8 @@ def load(model_id: Any, card: Any = None, **options: Any) -> HubBackbone:
         import urllib.error
 
         from zoo.errors import DownloadError
+
+        clear_dead_lock(module_dir(url))  # a killed download's lock would hold this one for ten silent minutes
 
         try:
             layer = GroupedHubLayer(target, trainable=False, name="hub", **extra)

@@ -55,3 +55,35 @@ def model_files(model_id: Any) -> dict[str, Any]:
 def is_classification(url: str) -> bool:
     """Whether a handle is an ImageNet classifier (``.../classification/...``): ``predict`` names its classes."""
     return "/classification/" in url.split("://", 1)[-1] + "/"
+
+
+def clear_dead_lock(folder: Path) -> bool:
+    """Remove the download lock (``<folder>.lock``) and temporary folder of a tensorflow_hub download whose process,
+    on this host, is gone (killed with SIGKILL, or by the OOM killer, its ``finally`` never ran); returns whether one
+    was removed.
+
+    tensorflow_hub otherwise waits on such a lock until its temporary folder has not grown for ten minutes, saying
+    nothing at zoo's log level: a ``zoo pull`` after a killed one sat silent for over ten minutes. A lock of a live
+    process, or of another host (a shared cache), is left to tensorflow_hub.
+    """
+    import shutil
+    import socket
+
+    lock = Path(f"{folder}.lock")
+    try:
+        host, pid, uid = lock.read_text(encoding="utf-8").strip().rsplit(".", 2)
+        pid_n = int(pid)
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname() or pid_n <= 0 or not uid.isalnum():
+        return False
+    try:
+        os.kill(pid_n, 0)
+        return False  # alive (or another user's: PermissionError below)
+    except ProcessLookupError:
+        pass
+    except OSError:
+        return False
+    shutil.rmtree(f"{folder}.{uid}.tmp", ignore_errors=True)
+    lock.unlink(missing_ok=True)
+    return True
