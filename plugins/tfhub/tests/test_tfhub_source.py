@@ -418,6 +418,28 @@ def test_a_download_that_cannot_reach_the_network_is_one_line(zoo_home: Path, no
     assert "\n" not in text and URL in text and "Name or service not known" in text and "ZOO_OFFLINE=1" in text
 
 
+def test_a_mistyped_handle_is_one_line_that_suggests_the_close_ones(zoo_home: Path, no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tensorflow_hub's HTTP 404 for a handle with a typo said "Not Found (offline? set ZOO_OFFLINE=1 ...)": the server
+    answered, so it says that the handle is unknown and which well-known handles are close."""
+    import urllib.error
+
+    import zoo_tfhub._backbone as backbone
+    from zoo.errors import DownloadError
+
+    monkeypatch.delenv("ZOO_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    typo = HANDLE.replace("feature_vector", "feature_vectr")
+
+    def not_found(handle: str, *args: Any, **kwargs: Any) -> Any:
+        raise urllib.error.HTTPError(handle + "?tf-hub-format=compressed", 404, "Not Found", {}, None)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backbone, "GroupedHubLayer", not_found)
+    with pytest.raises(DownloadError) as info:
+        zoo.load(f"tfhub:{typo}")
+    text = str(info.value)
+    assert "\n" not in text and "HTTP 404" in text and f"did you mean tfhub:{HANDLE}" in text and "offline" not in text
+
+
 def test_zoo_run_with_trained_batchnorm_and_frozen_groups_reports_inference_mode(saved_model: Path, zoo_home: Path, no_network: None, tmp_path: Path) -> None:
     """A plan with ``bn: train`` that leaves groups frozen: the SavedModel takes one training flag, so its BatchNorm
     statistics stay fixed, and report.md says so instead of 'BatchNorm of unfrozen groups trains'."""

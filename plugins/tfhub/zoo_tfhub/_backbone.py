@@ -218,6 +218,17 @@ def imagenet_labels(num_classes: int) -> list[str] | None:
     return (["background"] if num_classes == 1001 else []) + names
 
 
+def _no_such_handle(model_id: Any, url: str, code: int, reason: str, dest: str) -> Exception:
+    """The one-line error for a handle the server does not know (a typo): the well-known handles it is close to."""
+    from zoo.errors import DownloadError, close_matches
+    from zoo_tfhub import HANDLES
+
+    near = close_matches(f"tfhub:{model_id.name}", [f"tfhub:{h['handle']}" for h in HANDLES])
+    hint = f"did you mean {' or '.join(near)}? " if near else ""
+    return DownloadError(url, f"HTTP {code} {reason}: the server has no module under this handle", dest,
+                         f"Check the handle: {hint}`zoo list --source tfhub` lists well-known ones")
+
+
 def load(model_id: Any, card: Any = None, **options: Any) -> HubBackbone:
     """Load ``tfhub:<handle path>`` as a :class:`HubBackbone` (initially frozen, as TF Hub recommends).
 
@@ -259,6 +270,8 @@ def load(model_id: Any, card: Any = None, **options: Any) -> HubBackbone:
         try:
             layer = GroupedHubLayer(target, trainable=False, name="hub", **extra)
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            if isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500:  # the server answered: no such handle
+                raise _no_such_handle(model_id, url, exc.code, str(exc.reason), str(module_dir(url))) from None
             reason = getattr(exc, "reason", exc)
             raise DownloadError(url, f"{reason} (offline? set ZOO_OFFLINE=1 and `zoo cache import` a bundle made with `zoo bundle`)",
                                 str(module_dir(url))) from None
