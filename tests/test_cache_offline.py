@@ -551,3 +551,22 @@ def test_repair_leaves_a_file_that_another_zoo_fetched_again_meanwhile(tv: Path,
     assert a.read_bytes() == good and len(calls) == 2
     monkeypatch.setattr(V, "check", real_check)
     assert run(capsys, "cache", "verify")[1].strip() == "all recorded files verify"
+
+
+def test_offline_pull_lock_with_a_hash_the_cached_file_lacks_says_it_differs(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """A lock whose sha256 the cached file does not have (stale, or edited): offline, `zoo pull --lock` said the model
+    "is not cached" and to `zoo pull` it; the file is cached and differs. One line with both hashes; the file is kept."""
+    import json
+
+    a = write_random("resnet18", RESNET18)
+    before = a.read_bytes()
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    lock = tmp_path / "zoo.lock"
+    assert run(capsys, "lock", R18, "-o", str(lock))[0] == 0
+    data = json.loads(lock.read_text())
+    data["models"][0]["files"][0]["sha256"] = "0" * 64
+    lock.write_text(json.dumps(data))
+    code, out, err = run(capsys, "pull", "--lock", str(lock))
+    assert code == 2 and err.count("\n") == 1 and "not cached" not in err
+    assert "the cached file differs from the lock" in err and "expected sha256 000000000000" in err and "zoo is offline" in err
+    assert a.read_bytes() == before

@@ -376,6 +376,7 @@ def pull_lock(lock: LockFile, *, progress: bool = True, where: str = "ZOO_LOCK")
         NotCachedError: a file is missing and offline, or the lock has no URL for it.
         InvalidInputError: a model is locked with no files (``where`` names the lock in the message).
     """
+    from zoo import constants
     from zoo.cache.download import fetch
 
     check_resolves(lock, where)
@@ -412,6 +413,14 @@ def pull_lock(lock: LockFile, *, progress: bool = True, where: str = "ZOO_LOCK")
                 records.record(lf.key, lf.sha256, lf.size, url=None, model=model.id)
                 done.append(path)
                 continue
+            if existed and constants.offline():  # not "not cached": a cached file that differs, and no network to fix it
+                raise IntegrityError(
+                    f"{path}: the cached file differs from the lock for {model.id}",
+                    f"sha256 {lf.sha256[:12]}... ({lf.size} bytes)", f"{digest[:12]}... ({size} bytes)",
+                    f"zoo is offline, so the locked bytes cannot be fetched: run `zoo pull --lock {where}` with network, or "
+                    "import the bundle made with this lock; a lock made from other files (or edited) is stale: re-create "
+                    "it with `zoo lock`",
+                )
             fetch(lf.url, path, sha256=lf.sha256, size=lf.size, model_id=model.id, progress=progress)
             done.append(path)
     return done
