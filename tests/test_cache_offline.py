@@ -570,3 +570,37 @@ def test_offline_pull_lock_with_a_hash_the_cached_file_lacks_says_it_differs(tv:
     assert code == 2 and err.count("\n") == 1 and "not cached" not in err
     assert "the cached file differs from the lock" in err and "expected sha256 000000000000" in err and "zoo is offline" in err
     assert a.read_bytes() == before
+
+
+def test_a_full_disk_during_import_is_one_line_naming_the_file(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`zoo cache import` onto a full disk said "[Errno 28] No space left on device; check the path and its permissions"
+    (no path: the write names none). It names the file being installed and says to free space or point elsewhere;
+    nothing of it is kept."""
+    import errno
+
+    write_random("resnet18", RESNET18)
+    lock, tar = tmp_path / "zoo.lock", tmp_path / "models.tar"
+    assert run(capsys, "lock", R18, "-o", str(lock))[0] == 0
+    assert run(capsys, "bundle", str(lock), "-o", str(tar))[0] == 0
+    root = _second_machine(tmp_path, monkeypatch)
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.fh.close()
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("zoo.cache.bundle.os.fdopen", lambda fd, mode="r", *a, **k: Full(real_fdopen(fd, mode, *a, **k)))
+    code, out, err = run(capsys, "cache", "import", str(tar))
+    dest = checkpoint(RESNET18)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"No space left on device: {dest}" in err and "free some space on the disk of" in err and "check the path" not in err
+    assert not [p for p in root.rglob("*") if p.is_file() and "checkpoints" in p.parts] and records.files() == {}

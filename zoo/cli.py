@@ -513,6 +513,12 @@ def _os_error(exc: OSError) -> str:
         under_home = bool(name) and Path(name).resolve().is_relative_to(home.resolve())
     except (OSError, ValueError):
         under_home = False
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # nothing was kept (the writers remove their temporary files)
+        where = f"the disk of {Path(name).parent}" if name else "the disk"
+        return f"{line}; nothing was kept: free some space on {where}, or point the folder's variable (ZOO_HOME, TORCH_HOME, " \
+               "HF_HOME, KERAS_HOME, TFHUB_CACHE_DIR) or the output path elsewhere."
     if under_home:
         return f"{line}; zoo's cache folder {home} is not usable: point ZOO_HOME at a writable folder."
     return f"{line}; check the path and its permissions."

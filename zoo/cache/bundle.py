@@ -23,7 +23,7 @@ from zoo._io import owned_temp, remove_stale_temps
 from zoo.cache import records
 from zoo.cache.errors import IntegrityError
 from zoo.cache.lockfile import LockFile, SourceFiles, check_has_files, model_files, remake_advice
-from zoo.errors import InvalidInputError, NotCachedError
+from zoo.errors import InvalidInputError, NotCachedError, ZooError
 
 MANIFEST = "zoo-bundle.json"
 
@@ -102,13 +102,18 @@ def install_file(src: IO[bytes], key: str, sha256: str | None, size: int | None,
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
             h, n = hashlib.sha256(), 0
-            with os.fdopen(fd, "wb") as fh:
-                while chunk := src.read(records.CHUNK):
-                    h.update(chunk)
-                    fh.write(chunk)
-                    n += len(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    while chunk := src.read(records.CHUNK):
+                        h.update(chunk)
+                        fh.write(chunk)
+                        n += len(chunk)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:  # a full disk names no file: name the one being installed
+                if exc.filename or isinstance(exc, ZooError):
+                    raise
+                raise OSError(exc.errno, exc.strerror, str(dest)) from None
             digest = h.hexdigest()
             if (sha256 and digest != sha256) or (size is not None and n != size):
                 raise IntegrityError(f"{key} for {model}", f"sha256 {sha256} ({size} bytes)", f"sha256 {digest} ({n} bytes)", "the bundle is damaged; copy it again.")
