@@ -256,3 +256,31 @@ def test_a_carried_file_that_is_not_keras_published_one_is_refused(keras_hub, zo
     err = capsys.readouterr().err
     assert "md5" in err and "published by the source" in err and err.count("\n") == 1
     assert not (Path(os.environ["KERAS_HOME"]) / "models" / FILE).exists()
+
+
+def test_a_pulled_weights_file_altered_in_place_is_refused_and_repair_fetches_it_again(keras_hub, zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """The Keras loader passed a cached weights file to Keras as it was: one that zoo had pulled and recorded and that
+    was altered since (a flipped bit, a copy gone wrong) loaded silently. It is refused in one line naming the file and
+    the repair; `zoo cache verify` names it too, and `--repair` fetches it again from its URL."""
+    from zoo.cli import main
+    from zoo.errors import IntegrityError
+
+    mid = f"keras:{APP}.imagenet"
+    assert main(["pull", mid]) == 0, capsys.readouterr().err
+    for name in (FILE, TOP):
+        path = Path(os.environ["KERAS_HOME"]) / "models" / name
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 1
+        path.write_bytes(bytes(data))
+        zoo.reset()
+        with pytest.raises(IntegrityError, match=rf"{name} \(weights of {mid}\).*zoo cache verify --repair") as info:
+            zoo.load(mid)
+        assert "\n" not in str(info.value)
+        capsys.readouterr()
+        assert main(["cache", "verify"]) == 1
+        out = capsys.readouterr().out
+        assert f"{path}: altered" in out
+        assert main(["cache", "verify", "--repair"]) == 0, capsys.readouterr().err
+        assert path.read_bytes() == keras_hub["notop" if name == FILE else "top"]
+    zoo.reset()
+    assert zoo.load(mid).source_head is not None

@@ -30,6 +30,7 @@ import keras  # noqa: E402
 
 import zoo
 from zoo.backbone import InputSpec, LayerGroup
+from zoo.cache.records import require_unchanged
 from zoo.constants import offline
 from zoo.errors import InvalidInputError, NotCachedError, UnknownModelError, close_matches
 from zoo.frameworks.keras import KerasBackbone, resize_image
@@ -122,7 +123,9 @@ def _weights_for(model_id: Any, card: Any, app: str, weights: Any) -> Any:
             return str(path)
     cached = keras_cache_dir() / weights_filenames(app)[0]
     if cached.is_file():
-        # passed as a path: Keras' get_file would re-download a file whose hash it does not know
+        # passed as a path: Keras' get_file would re-download a file whose hash it does not know; a copy zoo
+        # recorded (pulled, locked, imported) must still be the bytes it recorded (one stat when unchanged)
+        require_unchanged(cached, model_id)
         return str(cached)
     if offline():
         raise NotCachedError(str(model_id), str(cached))
@@ -145,7 +148,10 @@ def _cached_top_file(model_id: Any, card: Any, app: str, weights: Any) -> Path |
     if resolved is not None and Path(resolved).is_dir():
         candidates.append(Path(resolved) / weights_filenames(app)[1])
     candidates.append(keras_cache_dir() / weights_filenames(app)[1])
-    return next((p for p in candidates if p.is_file()), None)
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is not None:
+        require_unchanged(found, model_id)
+    return found
 
 
 def imagenet_labels() -> list[str] | None:
