@@ -407,3 +407,60 @@ def test_an_unresolvable_host_fails_before_the_library_retries(monkeypatch: pyte
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")  # the proxy resolves it: the call is made
     assert with_retries(lambda: calls.append("called") or "ok", "hf:org/model", host="hub.invalid") == "ok"
     assert calls == ["hub.invalid", "called"]
+
+
+def test_disk_full_mid_download_is_one_line_that_says_what_to_do(hub: Hub, ckpt_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that fills up mid-transfer raised a bare `[Errno 28] No space left on device` (the CLI added "check the path
+    and its permissions"); it is one line naming the folder, the variable that chose it and what to do; nothing is kept."""
+    import errno
+    import io
+
+    from zoo.cli import main
+
+    hub.files[NAME] = PAYLOAD
+    real_fdopen = os.fdopen
+
+    class Full(io.RawIOBase):
+        def __init__(self, fh):
+            self.fh, self.n = fh, 0
+
+        def write(self, b):
+            self.n += len(b)
+            if self.n > 100_000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return self.fh.write(b)
+
+        def __exit__(self, *a):
+            self.fh.close()
+
+    monkeypatch.setattr("zoo.cache.download.os.fdopen", lambda fd, mode="r", *a, **k: Full(real_fdopen(fd, mode, *a, **k)) if "w" in mode else real_fdopen(fd, mode, *a, **k))
+    dest = ckpt_dir / Path(NAME).name
+    with pytest.raises(DownloadError) as err:
+        fetch(hub.url + NAME, dest, sha256_prefix=SHA[:8], progress=False)
+    msg = str(err.value)
+    assert "no space left on the device of" in msg and "point TORCH_HOME at a folder on another disk" in msg and "\n" not in msg
+    assert "Check the URL and the network" not in msg and hub.gets[NAME] == 1  # not retried: a full disk stays full
+    assert _leftovers(ckpt_dir) == []
+    assert main(["cache", "verify"]) == 0  # nothing recorded
+
+
+def test_read_only_cache_is_one_line_naming_the_variable(hub: Hub, ckpt_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache folder zoo may not write (a shared, read-only TORCH_HOME) said "Permission denied: .../.x.part; check the
+    path and its permissions": it names the folder and the variable to point elsewhere. (The tests run as root, which
+    writes anywhere: the refusal is the operating system's answer, raised where the temporary file is made.)"""
+    import errno
+
+    from zoo.cache import download
+
+    hub.files[NAME] = PAYLOAD
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+
+    def refused(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+
+    monkeypatch.setattr(download.tempfile, "mkstemp", refused)
+    with pytest.raises(DownloadError) as err:
+        fetch(hub.url + NAME, ckpt_dir / Path(NAME).name, sha256_prefix=SHA[:8], progress=False)
+    msg = str(err.value)
+    assert f"{ckpt_dir} cannot be written" in msg and "point TORCH_HOME at a folder you can write" in msg and "\n" not in msg
+    assert _leftovers(ckpt_dir) == [] and hub.gets.get(NAME, 0) == 0

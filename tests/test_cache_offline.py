@@ -196,6 +196,45 @@ def test_cache_rm_deletes_a_models_files(tv: Path, tmp_path: Path, capsys) -> No
     assert code == 2 and "cache ls" in err
 
 
+def test_cache_rm_of_a_mistyped_id_suggests_the_recorded_one(tv: Path, tmp_path: Path, capsys) -> None:
+    a = write_random("resnet18", RESNET18)
+    assert run(capsys, "lock", R18, "-o", str(tmp_path / "zoo.lock"))[0] == 0
+    code, out, err = run(capsys, "cache", "rm", R18.replace("resnet18", "resnt18"))
+    assert code == 2 and f"Did you mean {R18!r}?" in err and err.count("\n") == 1 and a.exists()
+
+
+def test_cache_rm_keeps_a_file_another_model_still_uses(tv: Path, tmp_path: Path, capsys) -> None:
+    """Keras' ImageNet class index serves every Keras application and TF Hub classifier: removing one model's files
+    deleted it from under the others; the file stays while a model other than the removed ones is recorded for it."""
+    shared = Path(os.environ["KERAS_HOME"]) / "models" / "imagenet_class_index.json"
+    shared.parent.mkdir(parents=True)
+    shared.write_text("{}")
+    digest, size = records.sha256_file(shared)
+    key = "KERAS_HOME/models/imagenet_class_index.json"
+    for model in ("keras:ResNet50.imagenet", "keras:VGG16.imagenet"):
+        records.record(key, digest, size, model=model)
+    code, out, err = run(capsys, "cache", "rm", "keras:ResNet50.imagenet")
+    assert code == 0 and shared.is_file() and records.files()[key]["models"] == ["keras:VGG16.imagenet"]
+    code, out, err = run(capsys, "cache", "rm", "keras:VGG16.imagenet")
+    assert code == 0 and f"removed {key}" in out and not shared.exists() and records.files() == {}
+    assert not shared.parent.exists() and Path(os.environ["KERAS_HOME"]).is_dir()  # the folder it emptied, not the root
+
+
+def test_cache_rm_removes_the_folders_it_empties(tv: Path, tmp_path: Path, capsys) -> None:
+    """A TF Hub module is a folder in TFHUB_CACHE_DIR, and tensorflow_hub takes any folder with entries for a cached
+    module: `zoo cache rm` left its empty variables/ and assets/ folders, and the next load failed on the empty module."""
+    module = Path(os.environ["TFHUB_CACHE_DIR"]) / ("ab" * 20)
+    (module / "variables").mkdir(parents=True)
+    (module / "assets").mkdir()
+    for rel in ("saved_model.pb", "variables/variables.index"):
+        (module / rel).write_bytes(rel.encode())
+        digest, size = records.sha256_file(module / rel)
+        records.record(f"TFHUB_CACHE_DIR/{'ab' * 20}/{rel}", digest, size, model="tfhub:some/handle/1")
+    code, out, err = run(capsys, "cache", "rm", "tfhub:some/handle/1")
+    assert code == 0 and out.count("removed") == 2
+    assert not module.exists() and Path(os.environ["TFHUB_CACHE_DIR"]).is_dir()
+
+
 # ---- `zoo cache import DIR --as ID`, and the zoo_model_files hook of a third-party source -------
 class FolderSource:
     """A plugin whose model is one weights file in ``$ZOO_HOME/folder/<name>/``."""
@@ -512,3 +551,56 @@ def test_repair_leaves_a_file_that_another_zoo_fetched_again_meanwhile(tv: Path,
     assert a.read_bytes() == good and len(calls) == 2
     monkeypatch.setattr(V, "check", real_check)
     assert run(capsys, "cache", "verify")[1].strip() == "all recorded files verify"
+
+
+def test_offline_pull_lock_with_a_hash_the_cached_file_lacks_says_it_differs(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """A lock whose sha256 the cached file does not have (stale, or edited): offline, `zoo pull --lock` said the model
+    "is not cached" and to `zoo pull` it; the file is cached and differs. One line with both hashes; the file is kept."""
+    import json
+
+    a = write_random("resnet18", RESNET18)
+    before = a.read_bytes()
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    lock = tmp_path / "zoo.lock"
+    assert run(capsys, "lock", R18, "-o", str(lock))[0] == 0
+    data = json.loads(lock.read_text())
+    data["models"][0]["files"][0]["sha256"] = "0" * 64
+    lock.write_text(json.dumps(data))
+    code, out, err = run(capsys, "pull", "--lock", str(lock))
+    assert code == 2 and err.count("\n") == 1 and "not cached" not in err
+    assert "the cached file differs from the lock" in err and "expected sha256 000000000000" in err and "zoo is offline" in err
+    assert a.read_bytes() == before
+
+
+def test_a_full_disk_during_import_is_one_line_naming_the_file(tv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """`zoo cache import` onto a full disk said "[Errno 28] No space left on device; check the path and its permissions"
+    (no path: the write names none). It names the file being installed and says to free space or point elsewhere;
+    nothing of it is kept."""
+    import errno
+
+    write_random("resnet18", RESNET18)
+    lock, tar = tmp_path / "zoo.lock", tmp_path / "models.tar"
+    assert run(capsys, "lock", R18, "-o", str(lock))[0] == 0
+    assert run(capsys, "bundle", str(lock), "-o", str(tar))[0] == 0
+    root = _second_machine(tmp_path, monkeypatch)
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            self.fh.close()
+
+        def write(self, b):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("zoo.cache.bundle.os.fdopen", lambda fd, mode="r", *a, **k: Full(real_fdopen(fd, mode, *a, **k)))
+    code, out, err = run(capsys, "cache", "import", str(tar))
+    dest = checkpoint(RESNET18)
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"No space left on device: {dest}" in err and "free some space on the disk of" in err and "check the path" not in err
+    assert not [p for p in root.rglob("*") if p.is_file() and "checkpoints" in p.parts] and records.files() == {}

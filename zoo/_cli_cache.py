@@ -28,8 +28,19 @@ def cmd_pull(args: argparse.Namespace) -> int:
             print(f"{model.pinned_id}: {len(model.files)} file(s) verified against {args.lock}")
     for model_id in args.ids:
         backbone = zoo.load(model_id)  # each source downloads into its own cache (TORCH_HOME, HF_HOME, ...)
-        print(f"{backbone.id}: ready ({backbone.framework}, {backbone.feature_dim}-d features)")
+        extra = fetch_for_predict(backbone.id)
+        more = f"; {len(extra)} more file(s) for `zoo predict`" if extra else ""
+        print(f"{backbone.id}: ready ({backbone.framework}, {backbone.feature_dim}-d features{more})")
     return 0
+
+
+def fetch_for_predict(model_id: Any) -> list[Any]:
+    """Download what the source lists beyond the weights its loader fetched and ``predict`` needs (Keras' with-top
+    weights and ImageNet class index), so that a later offline ``zoo predict`` has it; returns the files fetched."""
+    from zoo.cache.lockfile import fetch_optional, listed_files
+
+    found = listed_files(model_id)
+    return fetch_optional(found) if found is not None else []
 
 
 def _usage(text: str, command: str) -> Exception:

@@ -164,6 +164,19 @@ def cmd_catalog_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fetched_for_predict(model_id: Any) -> bool:
+    """Fetch the files ``predict`` needs that the source's loader left out (:func:`zoo._cli_cache.fetch_for_predict`);
+    a failed download is a warning: the model still predicts with what it has (classes by index, or no head)."""
+    from zoo._cli_cache import fetch_for_predict
+    from zoo.errors import ZooError
+
+    try:
+        return bool(fetch_for_predict(model_id))
+    except (ZooError, OSError) as exc:
+        print(f"zoo: warning: {exc}", file=sys.stderr)
+        return False
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import zoo
     from pathlib import Path
@@ -187,6 +200,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         modality, name = backbone.modality, args.id
     else:
         backbone = zoo.load(args.id)
+        if _fetched_for_predict(backbone.id):  # the head or class names the loader does not fetch: load again with them
+            backbone = zoo.load(args.id)
         modality, name = backbone.input_spec.modality, backbone.id
     if modality == "image" and not checked:
         check_images(inputs)
@@ -498,6 +513,12 @@ def _os_error(exc: OSError) -> str:
         under_home = bool(name) and Path(name).resolve().is_relative_to(home.resolve())
     except (OSError, ValueError):
         under_home = False
+    import errno
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # nothing was kept (the writers remove their temporary files)
+        where = f"the disk of {Path(name).parent}" if name else "the disk"
+        return f"{line}; nothing was kept: free some space on {where}, or point the folder's variable (ZOO_HOME, TORCH_HOME, " \
+               "HF_HOME, KERAS_HOME, TFHUB_CACHE_DIR) or the output path elsewhere."
     if under_home:
         return f"{line}; zoo's cache folder {home} is not usable: point ZOO_HOME at a writable folder."
     return f"{line}; check the path and its permissions."

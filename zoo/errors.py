@@ -188,12 +188,12 @@ class CheckpointError(ZooError, OSError):
 class DownloadError(ZooError, OSError):
     """A download failed (HTTP error, connection lost, truncated transfer); nothing was kept."""
 
-    def __init__(self, url: str, problem: str, dest: str | None = None) -> None:
+    def __init__(self, url: str, problem: str, dest: str | None = None, todo: str = "Check the URL and the network, then retry") -> None:
         self.url = url
         self.problem = problem
         self.dest = dest
         where = f"; nothing was written to {dest}" if dest else ""
-        super().__init__(f"Download of {url} failed: {problem}{where}. Check the URL and the network, then retry.")
+        super().__init__(f"Download of {url} failed: {problem}{where}. {todo}.")
 
 
 class IntegrityError(ZooError, ValueError):

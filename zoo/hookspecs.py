@@ -70,7 +70,12 @@ def zoo_model_files(model_id: ModelId, card: ModelCard | None) -> Any:
 
         {"revision": "<resolved commit or version, or None>",
          "files": [{"path": "<local path>", "url": "<download URL or None>",
-                    "sha256_prefix": "<hash prefix the source publishes, optional>"}]}
+                    "sha256_prefix": "<hash prefix the source publishes, optional>",
+                    "sha256" or "md5": "<hash the source publishes, optional>",
+                    "optional": <True: loading does not need it, predict does (default False)>}]}
+
+    ``zoo pull``, ``zoo lock`` and an online ``zoo predict`` fetch a missing optional file from its URL
+    (Keras' with-top weights and class index), so that a lock and its bundle carry what ``predict`` needs.
 
     A source that cannot list the files of a model it has never seen may instead answer
     ``{"revision": ..., "files": [], "folder": "<dir>", "write": {"<path>": "<text>"}}``:

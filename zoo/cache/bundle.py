@@ -23,7 +23,7 @@ from zoo._io import owned_temp, remove_stale_temps
 from zoo.cache import records
 from zoo.cache.errors import IntegrityError
 from zoo.cache.lockfile import LockFile, SourceFiles, check_has_files, model_files, remake_advice
-from zoo.errors import InvalidInputError, NotCachedError
+from zoo.errors import InvalidInputError, NotCachedError, ZooError
 
 MANIFEST = "zoo-bundle.json"
 
@@ -102,13 +102,18 @@ def install_file(src: IO[bytes], key: str, sha256: str | None, size: int | None,
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
         try:
             h, n = hashlib.sha256(), 0
-            with os.fdopen(fd, "wb") as fh:
-                while chunk := src.read(records.CHUNK):
-                    h.update(chunk)
-                    fh.write(chunk)
-                    n += len(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    while chunk := src.read(records.CHUNK):
+                        h.update(chunk)
+                        fh.write(chunk)
+                        n += len(chunk)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:  # a full disk names no file: name the one being installed
+                if exc.filename or isinstance(exc, ZooError):
+                    raise
+                raise OSError(exc.errno, exc.strerror, str(dest)) from None
             digest = h.hexdigest()
             if (sha256 and digest != sha256) or (size is not None and n != size):
                 raise IntegrityError(f"{key} for {model}", f"sha256 {sha256} ({size} bytes)", f"sha256 {digest} ({n} bytes)", "the bundle is damaged; copy it again.")
@@ -255,8 +260,18 @@ def import_dir(folder: str | Path, model_id: str) -> list[Path]:
         rel = PurePosixPath(sf.key.partition("/")[2])
         candidates = [folder / Path(*rel.parts[i:]) for i in range(len(rel.parts))]
         src = next((c for c in candidates if c.is_file()), None) or next(iter(by_name.get(rel.name, [])), None)
+        if src is None and sf.optional:  # what only `predict` needs (a with-top file, class names): adopted when there
+            continue
         if src is None:
-            raise InvalidInputError(f"{folder} has no {rel.name} for {found.model_id}; it needs {', '.join(PurePosixPath(f.key).name for f in found.files)}.")
+            needed = [PurePosixPath(f.key).name for f in found.files if not f.optional]
+            raise InvalidInputError(f"{folder} has no {rel.name} for {found.model_id}; it needs {', '.join(needed)}.")
+
+        if sf.md5:  # Keras publishes md5s: checked before anything is copied
+            from zoo.cache.download import _md5
+
+            got = _md5(src)
+            if got != sf.md5.lower():
+                raise IntegrityError(str(src), f"md5 {sf.md5} (published by the source)", f"md5 {got}", "this is not the file the source publishes under that name.")
 
         def check(digest: str, sf: object = sf, src: Path = src) -> None:
             pub, prefix = getattr(sf, "sha256"), getattr(sf, "sha256_prefix")

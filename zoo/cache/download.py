@@ -11,6 +11,7 @@ no socket is opened.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import http.client
 import logging
@@ -176,7 +177,13 @@ def fetch(
         if good() is None:
             raise NotCachedError(model_id or url, str(dest))
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        error = cannot_write(exc, url, dest)
+        if error is None:
+            raise
+        raise error from None
     from filelock import FileLock
 
     with FileLock(str(records.lock_path(dest))):
@@ -220,6 +227,11 @@ def _download(
                                                   host=urllib.parse.urlparse(url).hostname)
     except urllib.error.HTTPError as exc:  # not worth retrying (404, 403, ...)
         raise DownloadError(url, f"HTTP {exc.code} {exc.reason}", str(dest)) from None
+    except OSError as exc:
+        error = cannot_write(exc, url, dest)
+        if error is None:
+            raise
+        raise error from None
     try:
         if md5 and md5_digest != md5.lower():
             raise IntegrityError(f"Download of {url}", f"md5 {md5}", f"md5 {md5_digest}", f"nothing was written to {dest}; the server's file changed or is corrupt.")
@@ -237,6 +249,23 @@ def _download(
         return digest, n
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def cannot_write(exc: OSError, url: str, dest: Path) -> DownloadError | None:
+    """The one-line error for a download that could not be written to ``dest`` for want of room or permission
+    (``None``: another error). The temporary file is gone by then; the advice names the cache variable that chose
+    the folder."""
+    try:
+        var = records.key_of(dest).partition("/")[0]
+    except Exception:  # noqa: BLE001 - a destination outside the cache roots
+        var = None
+    elsewhere = f"point {var} at a folder on another disk" if var else "choose another destination"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return DownloadError(url, f"no space left on the device of {dest.parent}", str(dest), f"Free some space there, or {elsewhere}")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        elsewhere = elsewhere.replace(" on another disk", " you can write")
+        return DownloadError(url, f"{dest.parent} cannot be written ({exc.strerror})", str(dest), f"Make it writable, or {elsewhere}")
+    return None
 
 
 def _transient_urllib(exc: BaseException) -> str | None:

@@ -129,6 +129,10 @@ class SourceFile:
     url: str | None = None
     sha256_prefix: str | None = None
     sha256: str | None = None
+    #: the md5 a source publishes (Keras' application weights and class index)
+    md5: str | None = None
+    #: not needed to load the model, but by ``predict`` (a with-top weights file, a class-name file)
+    optional: bool = False
 
     @property
     def path(self) -> Path:
@@ -154,23 +158,57 @@ def model_files(model_id: Any, card: Any = None) -> SourceFiles:
     Raises:
         InvalidInputError: no plugin of this source answers.
     """
+    found = listed_files(model_id, card)
+    if found is None:
+        from zoo._api import _resolve
+
+        mid = _resolve(model_id)[0]
+        raise InvalidInputError(
+            f"{mid}: source {mid.source!r} does not list its files (its plugin has no zoo_model_files hook), "
+            "so it cannot be locked, bundled or imported; ask its author, or use `zoo pull`."
+        )
+    return found
+
+
+def listed_files(model_id: Any, card: Any = None) -> SourceFiles | None:
+    """:func:`model_files`, or ``None`` when no plugin of the model's source answers ``zoo_model_files``."""
     from zoo._api import _get, _resolve
 
     mid, found = _resolve(model_id)
     card = card if card is not None else found
     answer = _get(with_models=False).host.model_files(mid, card)
     if answer is None:
-        raise InvalidInputError(
-            f"{mid}: source {mid.source!r} does not list its files (its plugin has no zoo_model_files hook), "
-            "so it cannot be locked, bundled or imported; ask its author, or use `zoo pull`."
-        )
+        return None
     out = []
     for item in answer.get("files", []):
         item = dict(item)
         key = item.get("key") or records.key_of(item["path"])
-        out.append(SourceFile(key=key, url=item.get("url"), sha256_prefix=item.get("sha256_prefix"), sha256=item.get("sha256")))
+        out.append(SourceFile(key=key, url=item.get("url"), sha256_prefix=item.get("sha256_prefix"), sha256=item.get("sha256"),
+                              md5=item.get("md5"), optional=bool(item.get("optional"))))
     folder = Path(answer["folder"]) if answer.get("folder") else None
     return SourceFiles(mid, answer.get("revision"), out, folder, dict(answer.get("write") or {}))
+
+
+def fetch_optional(found: SourceFiles, *, progress: bool = True) -> list[Path]:
+    """Download the files a source lists as ``optional`` (what ``predict`` needs beyond the weights its loader
+    fetched: Keras' with-top weights and ImageNet class index) that are not cached yet; returns them.
+
+    Each is checked against the hash its source publishes. Offline, nothing is fetched (``[]``).
+
+    Raises:
+        DownloadError, IntegrityError: as :func:`zoo.cache.download.fetch`.
+    """
+    from zoo import constants
+    from zoo.cache.download import fetch
+
+    if constants.offline():
+        return []
+    done = []
+    for sf in found.files:
+        if sf.optional and sf.url and not sf.path.is_file():
+            done.append(fetch(sf.url, sf.path, sha256=sf.sha256, sha256_prefix=sf.sha256_prefix, md5=sf.md5,
+                              model_id=found.model_id.base, progress=progress))
+    return done
 
 
 def lock_models(ids: list[str], *, fetch: bool = True) -> LockFile:
@@ -182,7 +220,9 @@ def lock_models(ids: list[str], *, fetch: bool = True) -> LockFile:
 
     A source's published hash (torchvision's file-name prefix) is checked when a file is
     downloaded, as torch.hub does, and a Hugging Face blob against the hash its name carries;
-    the lock records the sha256 of the bytes in the cache.
+    the lock records the sha256 of the bytes in the cache. Files the source lists as optional
+    (what ``predict`` needs: Keras' with-top weights and class index) are downloaded too; offline, a
+    missing one is left out of the lock with a warning.
 
     Raises:
         NotCachedError: a file the source lists is missing after loading.
@@ -209,9 +249,17 @@ def lock_models(ids: list[str], *, fetch: bool = True) -> LockFile:
                 f"{found.model_id}: its source lists no files for it here, so zoo cannot pin or bundle it "
                 "(a lock entry without files verifies nothing); leave it out of `zoo lock`."
             )
+        if fetch:
+            fetch_optional(found)
         files = []
         for sf in found.files:
             path = sf.path
+            if not path.is_file() and sf.optional:
+                import warnings
+
+                warnings.warn(f"{found.model_id}: {path.name} is not cached (offline?), so the lock leaves it out and `zoo predict` "
+                              "on what this lock carries goes without it; lock again online to include it.", stacklevel=2)
+                continue
             if not path.is_file():
                 raise NotCachedError(resolved_id, str(path))
             check_file(path, found.model_id.base)  # a Hugging Face blob is held to the hash the Hub published
@@ -273,6 +321,53 @@ def _revision_file(lf: LockedFile, model: LockedModel, path: Path) -> bool:
     return True
 
 
+def _present(model_id: str) -> set[Path]:
+    """The files the source lists for ``model_id`` that exist now."""
+    found = listed_files(model_id)
+    return {sf.path for sf in found.files if sf.path.is_file()} if found is not None else set()
+
+
+def _load_held_to_lock(model: LockedModel) -> None:
+    """Let the source's loader fetch a model whose files have no URL (a TF Hub module arrives as one archive, with no
+    published hash), then hold every URL-less file of it to the lock. The source's download cannot be checked before
+    it lands in the cache, so on a mismatch every file that the load added is removed again: nothing unverified stays
+    where a later ``zoo.load`` would use it.
+
+    Raises:
+        IntegrityError: a file the load made differs from the lock (the files it made were removed).
+        NotCachedError: the load did not make a locked file.
+    """
+    import zoo
+
+    before = _present(model.pinned_id)
+    zoo.load(model.pinned_id)
+    for lf in model.files:
+        path = records.path_of(lf.key)
+        if lf.url:
+            continue
+        problem = None
+        if not path.is_file():
+            problem = "missing"
+        else:
+            digest, size = records.sha256_file(path)
+            if (digest, size) != (lf.sha256, lf.size):
+                problem = f"{digest[:12]}... ({size} bytes)"
+        if problem is None:
+            continue
+        added = sorted(_present(model.pinned_id) - before)
+        for new in added:
+            new.unlink(missing_ok=True)
+        records.prune_empty(added)
+        if problem == "missing":
+            raise NotCachedError(model.pinned_id, str(path))
+        raise IntegrityError(
+            f"{path}: the source served other bytes than {model.id} was locked with",
+            f"sha256 {lf.sha256[:12]}... ({lf.size} bytes)", problem,
+            f"the model changed upstream ({len(added)} file(s) it fetched were removed again); "
+            "re-lock it deliberately with `zoo lock`",
+        )
+
+
 def pull_lock(lock: LockFile, *, progress: bool = True, where: str = "ZOO_LOCK") -> list[Path]:
     """Make the cache hold exactly the locked files: verify what is there, fetch what is not.
 
@@ -281,6 +376,7 @@ def pull_lock(lock: LockFile, *, progress: bool = True, where: str = "ZOO_LOCK")
         NotCachedError: a file is missing and offline, or the lock has no URL for it.
         InvalidInputError: a model is locked with no files (``where`` names the lock in the message).
     """
+    from zoo import constants
     from zoo.cache.download import fetch
 
     check_resolves(lock, where)
@@ -312,22 +408,19 @@ def pull_lock(lock: LockFile, *, progress: bool = True, where: str = "ZOO_LOCK")
                     continue
                 if model.id in loaded:  # offline, the source's loader raises NotCachedError itself
                     raise NotCachedError(model.pinned_id, str(path))
-                import zoo
-
-                zoo.load(model.pinned_id)
+                _load_held_to_lock(model)
                 loaded.add(model.id)
-                if not path.is_file():
-                    raise NotCachedError(model.pinned_id, str(path))
-                digest, size = records.sha256_file(path)
-                if (digest, size) != (lf.sha256, lf.size):
-                    raise IntegrityError(
-                        f"{path}: the source served other bytes than {model.id} was locked with",
-                        f"sha256 {lf.sha256[:12]}... ({lf.size} bytes)", f"{digest[:12]}... ({size} bytes)",
-                        "the model changed upstream; re-lock it deliberately with `zoo lock`",
-                    )
-                records.record(lf.key, digest, size, url=None, model=model.id)
+                records.record(lf.key, lf.sha256, lf.size, url=None, model=model.id)
                 done.append(path)
                 continue
+            if existed and constants.offline():  # not "not cached": a cached file that differs, and no network to fix it
+                raise IntegrityError(
+                    f"{path}: the cached file differs from the lock for {model.id}",
+                    f"sha256 {lf.sha256[:12]}... ({lf.size} bytes)", f"{digest[:12]}... ({size} bytes)",
+                    f"zoo is offline, so the locked bytes cannot be fetched: run `zoo pull --lock {where}` with network, or "
+                    "import the bundle made with this lock; a lock made from other files (or edited) is stale: re-create "
+                    "it with `zoo lock`",
+                )
             fetch(lf.url, path, sha256=lf.sha256, size=lf.size, model_id=model.id, progress=progress)
             done.append(path)
     return done

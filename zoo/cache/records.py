@@ -194,6 +194,36 @@ def record(key: str, sha256: str, size: int, *, url: str | None = None, model: s
         data["files"][key] = new
 
 
+def prune_empty(removed: list[Path]) -> None:
+    """Remove the folders that the ``removed`` files leave empty (empty folders inside them too, such as a SavedModel's
+    ``assets/``), up to their cache root: a module folder left empty still looks cached to tensorflow_hub."""
+    holders: set[Path] = set()
+    above: set[Path] = set()
+    for path in removed:
+        try:
+            top = root(key_of(path).partition("/")[0])
+        except InvalidInputError:
+            continue
+        if top in Path(path).parent.parents:
+            holders.add(Path(path).parent)
+            above.update(p for p in Path(path).parent.parents if top in p.parents)
+    for folder in sorted(holders | above, key=lambda p: len(p.parts), reverse=True):
+        inside = os.walk(folder, topdown=False) if folder in holders else [(str(folder), [], [])]
+        for sub, _, _ in inside:
+            try:
+                os.rmdir(sub)
+            except OSError:
+                pass
+
+
+def drop_models(key: str, models: list[str]) -> None:
+    """Take ``models`` off the record of ``key`` (a file that other models use too stays)."""
+    with _locked() as data:
+        entry = data["files"].get(key)
+        if isinstance(entry, dict) and isinstance(entry.get("models"), list):
+            entry["models"] = [m for m in entry["models"] if m not in models]
+
+
 def forget(keys: list[str]) -> None:
     """Drop ``keys`` from the record."""
     with _locked() as data:

@@ -123,14 +123,25 @@ def remove(targets: list[str]) -> list[str]:
     for target in targets:
         hits = [k for k, r in recs.items() if k == target or target in r.get("models", []) or any(m.split("@")[0] == target.split("@")[0] for m in r.get("models", []))]
         if not hits:
-            from zoo.errors import InvalidInputError
+            from zoo.errors import InvalidInputError, close_matches
 
-            raise InvalidInputError(f"{target!r} is neither a recorded model nor a cache key; `zoo cache ls` lists them.")
+            known = sorted({m for r in recs.values() for m in r.get("models", [])} | set(recs))
+            near = close_matches(target, known)
+            hint = f" Did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
+            raise InvalidInputError(f"{target!r} is neither a recorded model nor a cache key;{hint} `zoo cache ls` lists them.")
         keys += hits
     from filelock import FileLock
 
+    removed = []
     for key in sorted(set(keys)):  # under the file's lock: never while a download renames it into place
+        models = recs[key].get("models", [])
+        others = [m for m in models if not any(m == t or m.split("@")[0] == t.split("@")[0] for t in targets)]
+        if key not in targets and others:  # a file other models use too (Keras' ImageNet class index): theirs still
+            records.drop_models(key, [m for m in models if m not in others])
+            continue
         with FileLock(str(records.lock_path(records.path_of(key)))):
             records.path_of(key).unlink(missing_ok=True)
             records.forget([key])
-    return sorted(set(keys))
+        removed.append(key)
+    records.prune_empty([records.path_of(k) for k in removed])  # a TF Hub module's folder, left empty, looked cached
+    return removed

@@ -422,3 +422,31 @@ def test_embed_holds_the_features_once(monkeypatch: pytest.MonkeyPatch) -> None:
     assert peak - kept < 0.5 * got.nbytes, f"{(peak - kept) / 2**20:.1f} MiB above the {got.nbytes / 2**20:.1f} MiB of features"
     np.testing.assert_allclose(got[:16], first, rtol=1e-6)
     assert bb.embed(images[0]).shape == (1, 2048)  # one image, one row
+
+
+def test_shipped_weights_table_is_what_keras_applications_download() -> None:
+    """`zoo_keras/weights.json` holds each application's download URL and Keras' hash, for `zoo pull`/`zoo lock` to
+    fetch the with-top weights `predict` needs: it covers every application of the installed Keras, names the files
+    Keras' download writes, and agrees with what the applications themselves pass to `get_file`."""
+    import json
+
+    from zoo_keras import _files
+    from zoo_keras._backbone import applications
+
+    table = json.loads(_files.TABLE.read_text(encoding="utf-8"))
+    assert table["version"] == keras.__version__ and set(table["apps"]) == set(applications())
+    for app, entry in table["apps"].items():
+        assert (entry["notop"]["file"], entry["top"]["file"]) == _files.weights_filenames(app), app
+        assert all(e["url"].startswith("https://storage.googleapis.com/") and len(e["hash"]) in (0, 32, 64) for e in entry.values()), app
+    for app in (SMALL, "VGG16"):
+        assert _files._read_from_keras(app) == table["apps"][app], app
+
+
+def test_model_files_lists_what_predict_needs_as_optional(zoo_home: Path) -> None:
+    from zoo.cache.lockfile import model_files
+
+    found = model_files(f"keras:{SMALL}.imagenet")
+    by_name = {Path(f.key).name: f for f in found.files}
+    assert set(by_name) == {NO_TOP[SMALL], "weights_mobilenet_v3_small_224_1.0_float.h5", "imagenet_class_index.json"}
+    assert not by_name[NO_TOP[SMALL]].optional and by_name["imagenet_class_index.json"].optional
+    assert all(f.url and f.md5 for f in found.files)

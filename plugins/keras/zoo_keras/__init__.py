@@ -38,13 +38,10 @@ def zoo_register_models(register: Any) -> None:
 
 @hookimpl
 def zoo_model_files(model_id: Any, card: Any) -> Any:
-    """The weights files of a ``keras:`` id in ``$KERAS_HOME/models`` (no-top, and with-top when cached)."""
+    """The files of a ``keras:`` id in ``$KERAS_HOME/models``: its no-top weights, and (optional: what
+    ``predict`` needs) its with-top weights and Keras' ImageNet class index, each with Keras' URL and hash."""
     if model_id.source != "keras":
         return None
-    from zoo_keras._backbone import keras_cache_dir, weights_filenames
+    from zoo_keras._files import model_files
 
-    notop, top = (keras_cache_dir() / n for n in weights_filenames(model_id.name))
-    files = [{"path": str(notop), "url": None}]
-    if top.is_file():
-        files.append({"path": str(top), "url": None})
-    return {"revision": None, "files": files}
+    return model_files(model_id)

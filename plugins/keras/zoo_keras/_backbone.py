@@ -18,7 +18,6 @@ else by index. Otherwise ``predict`` raises ``NotImplementedError``.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,11 @@ import keras  # noqa: E402
 
 import zoo
 from zoo.backbone import InputSpec, LayerGroup
+from zoo.cache.records import require_unchanged
 from zoo.constants import offline
 from zoo.errors import InvalidInputError, NotCachedError, UnknownModelError, close_matches
 from zoo.frameworks.keras import KerasBackbone, resize_image
+from zoo_keras._files import keras_cache_dir, weights_filenames  # noqa: F401 (re-exported)
 from zoo_keras._groups import group_layers
 
 TAG = "imagenet"
@@ -99,42 +100,6 @@ def default_size(app: str) -> int:
     return _SIZES.get(app, 224)
 
 
-def weights_filenames(app: str) -> tuple[str, str]:
-    """``(no_top, with_top)`` file names that Keras' own download writes under ``$KERAS_HOME/models``.
-
-    Read from the application sources of the installed Keras (default ``alpha`` and size).
-    """
-    low = app.lower()
-    if app.startswith("ConvNeXt"):
-        stem = "convnext_" + app[len("ConvNeXt"):].lower()
-        return f"{stem}_notop.h5", f"{stem}.h5"
-    if app.startswith("EfficientNetV2"):
-        stem = "efficientnetv2-" + app[len("EfficientNetV2"):].lower()
-        return f"{stem}_notop.h5", f"{stem}.h5"
-    if app.startswith("EfficientNet"):
-        return f"{low}_notop.h5", f"{low}.h5"
-    if app == "MobileNet":
-        return "mobilenet_1_0_224_tf_no_top.h5", "mobilenet_1_0_224_tf.h5"
-    if app == "MobileNetV2":
-        stem = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224"
-        return f"{stem}_no_top.h5", f"{stem}.h5"
-    if app.startswith("MobileNetV3"):
-        stem = "weights_mobilenet_v3_" + app[len("MobileNetV3"):].lower() + "_224_1.0_float"
-        return f"{stem}_no_top_v2.h5", f"{stem}.h5"
-    if app.startswith("NASNet"):
-        stem = "nasnet_" + app[len("NASNet"):].lower()
-        return f"{stem}_no_top.h5", f"{stem}.h5"
-    stems = {"InceptionV3": "inception_v3", "InceptionResNetV2": "inception_resnet_v2"}
-    stem = stems.get(app, low) + "_weights_tf_dim_ordering_tf_kernels"
-    return f"{stem}_notop.h5", f"{stem}.h5"
-
-
-def keras_cache_dir() -> Path:
-    """``$KERAS_HOME/models`` (Keras' default ``~/.keras/models``)."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return Path(home) / "models"
-
-
 def _unknown(model_id: Any) -> UnknownModelError:
     known = [f"keras:{n}.{TAG}" for n in applications()]
     return UnknownModelError(str(model_id), close_matches(f"keras:{model_id.name}.{TAG}", known))
@@ -158,7 +123,9 @@ def _weights_for(model_id: Any, card: Any, app: str, weights: Any) -> Any:
             return str(path)
     cached = keras_cache_dir() / weights_filenames(app)[0]
     if cached.is_file():
-        # passed as a path: Keras' get_file would re-download a file whose hash it does not know
+        # passed as a path: Keras' get_file would re-download a file whose hash it does not know; a copy zoo
+        # recorded (pulled, locked, imported) must still be the bytes it recorded (one stat when unchanged)
+        require_unchanged(cached, model_id)
         return str(cached)
     if offline():
         raise NotCachedError(str(model_id), str(cached))
@@ -181,7 +148,10 @@ def _cached_top_file(model_id: Any, card: Any, app: str, weights: Any) -> Path |
     if resolved is not None and Path(resolved).is_dir():
         candidates.append(Path(resolved) / weights_filenames(app)[1])
     candidates.append(keras_cache_dir() / weights_filenames(app)[1])
-    return next((p for p in candidates if p.is_file()), None)
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is not None:
+        require_unchanged(found, model_id)
+    return found
 
 
 def imagenet_labels() -> list[str] | None:

@@ -309,7 +309,8 @@ def test_lock_bundle_import_offline_gives_same_embeddings(saved_model: Path, zoo
     assert main(["lock", mid, "-o", str(lock_path)]) == 0, capsys.readouterr().err
     keys = [f.key for f in LockFile.read(lock_path).models[0].files]
     digest = hashlib.sha1(URL.encode()).hexdigest()
-    assert f"TFHUB_CACHE_DIR/{digest}/saved_model.pb" in keys and f"TFHUB_CACHE_DIR/{digest}.descriptor.txt" in keys
+    assert f"TFHUB_CACHE_DIR/{digest}/saved_model.pb" in keys
+    assert f"TFHUB_CACHE_DIR/{digest}.descriptor.txt" not in keys  # the download's time and host: other bytes each time
     assert any(k.startswith(f"TFHUB_CACHE_DIR/{digest}/variables/") for k in keys)
     assert main(["bundle", str(lock_path), "-o", str(tar)]) == 0, capsys.readouterr().err
 
@@ -417,6 +418,28 @@ def test_a_download_that_cannot_reach_the_network_is_one_line(zoo_home: Path, no
     assert "\n" not in text and URL in text and "Name or service not known" in text and "ZOO_OFFLINE=1" in text
 
 
+def test_a_mistyped_handle_is_one_line_that_suggests_the_close_ones(zoo_home: Path, no_network: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tensorflow_hub's HTTP 404 for a handle with a typo said "Not Found (offline? set ZOO_OFFLINE=1 ...)": the server
+    answered, so it says that the handle is unknown and which well-known handles are close."""
+    import urllib.error
+
+    import zoo_tfhub._backbone as backbone
+    from zoo.errors import DownloadError
+
+    monkeypatch.delenv("ZOO_OFFLINE")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    typo = HANDLE.replace("feature_vector", "feature_vectr")
+
+    def not_found(handle: str, *args: Any, **kwargs: Any) -> Any:
+        raise urllib.error.HTTPError(handle + "?tf-hub-format=compressed", 404, "Not Found", {}, None)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backbone, "GroupedHubLayer", not_found)
+    with pytest.raises(DownloadError) as info:
+        zoo.load(f"tfhub:{typo}")
+    text = str(info.value)
+    assert "\n" not in text and "HTTP 404" in text and f"did you mean tfhub:{HANDLE}" in text and "offline" not in text
+
+
 def test_zoo_run_with_trained_batchnorm_and_frozen_groups_reports_inference_mode(saved_model: Path, zoo_home: Path, no_network: None, tmp_path: Path) -> None:
     """A plan with ``bn: train`` that leaves groups frozen: the SavedModel takes one training flag, so its BatchNorm
     statistics stay fixed, and report.md says so instead of 'BatchNorm of unfrozen groups trains'."""
@@ -442,3 +465,155 @@ def test_zoo_run_with_trained_batchnorm_and_frozen_groups_reports_inference_mode
     report = (out / "report.md").read_text()
     assert "BatchNorm of unfrozen groups trains" not in report
     assert "BatchNorm in inference mode while any layer group is frozen" in report
+
+
+def _module_tar(saved_model: Path) -> bytes:
+    """A SavedModel as the compressed archive TF Hub serves (``?tf-hub-format=compressed``)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for p in sorted(saved_model.rglob("*")):
+            tar.add(p, arcname=p.relative_to(saved_model).as_posix(), recursive=False)
+    return buf.getvalue()
+
+
+def test_pull_lock_removes_a_module_whose_download_differs_from_the_lock(saved_model: Path, imagenet_classifier: Path, zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """TF Hub publishes no hash and tensorflow_hub unpacks its archive straight into the cache, so `zoo pull --lock`
+    can check a module only after it landed. The differing module stayed there and a later `zoo.load` used it; the
+    files the download added are now removed again, and the error says so in one line."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import zoo_tfhub._backbone
+    import zoo_tfhub._paths
+    from zoo.cli import main
+
+    served = {"body": _module_tar(saved_model)}
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            ok = self.path == f"/{HANDLE}?tf-hub-format=compressed"
+            body = served["body"] if ok else b""
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        monkeypatch.setattr(zoo_tfhub._paths, "TFHUB_URL", base)
+        monkeypatch.setattr(zoo_tfhub._backbone, "TFHUB_URL", base)
+        for var in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
+            monkeypatch.delenv(var, raising=False)
+        mid, lock = f"tfhub:{HANDLE}", tmp_path / "zoo.lock"
+        module = zoo_tfhub._paths.module_dir(base + HANDLE)
+        assert main(["lock", mid, "-o", str(lock)]) == 0, capsys.readouterr().err
+        assert (module / "saved_model.pb").is_file()
+        assert main(["cache", "rm", mid]) == 0, capsys.readouterr().err
+        served["body"] = _module_tar(imagenet_classifier)  # upstream changed
+        zoo.reset()
+        capsys.readouterr()
+        assert main(["pull", "--lock", str(lock)]) == 2
+        err = capsys.readouterr().err
+        assert "the source served other bytes than" in err and "were removed again" in err and err.count("\n") == 1
+        assert not module.exists()
+        monkeypatch.setenv("ZOO_OFFLINE", "1")
+        zoo.reset()
+        with pytest.raises(NotCachedError):  # nothing unverified is left for a load to use
+            zoo.load(mid)
+        served["body"] = _module_tar(saved_model)  # upstream back to the locked bytes
+        monkeypatch.delenv("ZOO_OFFLINE")
+        zoo.reset()
+        assert main(["pull", "--lock", str(lock)]) == 0, capsys.readouterr().err
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_lock_of_a_classification_handle_pins_its_class_names(imagenet_classifier: Path, zoo_home: Path, no_network: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """A classification handle predicts named classes from Keras' class index in KERAS_HOME: the lock pins it too,
+    so its bundle carries it (a bundle without it predicted indices on the offline machine)."""
+    import json
+
+    from zoo.cache.lockfile import LockFile
+    from zoo.cli import main
+
+    handle = "google/imagenet/mobilenet_v2_100_224/classification/5"
+    put_in_hub_cache(imagenet_classifier, Path(os.environ["TFHUB_CACHE_DIR"]), f"https://tfhub.dev/{handle}")
+    index = Path(os.environ["KERAS_HOME"]) / "models" / "imagenet_class_index.json"
+    index.parent.mkdir(parents=True, exist_ok=True)
+    index.write_text(json.dumps({str(i): [f"n{i:08d}", f"class_{i}"] for i in range(1000)}))
+    lock = tmp_path / "zoo.lock"
+    assert main(["lock", f"tfhub:{handle}", "-o", str(lock)]) == 0, capsys.readouterr().err
+    files = {f.key: f for f in LockFile.read(lock).models[0].files}
+    assert files["KERAS_HOME/models/imagenet_class_index.json"].url.endswith("/imagenet_class_index.json")
+    tar = tmp_path / "models.tar"
+    assert main(["bundle", str(lock), "-o", str(tar)]) == 0, capsys.readouterr().err
+    for var in ("ZOO_HOME", "TORCH_HOME", "HF_HOME", "KERAS_HOME", "TFHUB_CACHE_DIR"):  # another machine, offline
+        monkeypatch.setenv(var, str(tmp_path / "second" / var.lower()))
+    zoo.reset()
+    assert main(["cache", "import", str(tar)]) == 0, capsys.readouterr().err
+    bb = zoo.load(f"tfhub:{handle}")
+    assert bb.labels == ["background"] + [f"class_{i}" for i in range(1000)]
+
+
+def test_a_download_killed_with_sigkill_does_not_hold_the_next_one(saved_model: Path, zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A `zoo pull tfhub:...` killed with SIGKILL (or by the OOM killer) leaves tensorflow_hub's `<module>.lock` and its
+    half-unpacked `<module>.<uid>.tmp`: the next pull waited, silent, until that folder had not grown for ten minutes.
+    A lock whose process on this host is gone is removed with its folder first; the download then runs at once."""
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import zoo_tfhub._backbone
+    import zoo_tfhub._paths
+    from tensorflow_hub import resolver
+
+    body = _module_tar(saved_model)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/"
+        monkeypatch.setattr(zoo_tfhub._paths, "TFHUB_URL", base)
+        monkeypatch.setattr(zoo_tfhub._backbone, "TFHUB_URL", base)
+        for var in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
+            monkeypatch.delenv(var, raising=False)
+        module = zoo_tfhub._paths.module_dir(base + HANDLE)
+        module.parent.mkdir(parents=True, exist_ok=True)
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+        uid = "0123456789abcdef0123456789abcdef"
+        Path(f"{module}.lock").write_text(f"{socket.gethostname()}.{int(dead.stdout)}.{uid}")
+        (Path(f"{module}.{uid}.tmp") / "variables").mkdir(parents=True)  # the killed download's half
+        live = tmp_path / "live.lock"  # a live process's lock (this one) is left alone
+        live.write_text(f"{socket.gethostname()}.{os.getpid()}.{uid}")
+        assert not zoo_tfhub._paths.clear_dead_lock(tmp_path / "live") and live.exists()
+
+        def waited(*args: Any, **kwargs: Any) -> None:
+            raise AssertionError("tensorflow_hub waited on the lock of a process that is gone")
+
+        monkeypatch.setattr(resolver, "_wait_for_lock_to_disappear", waited)
+        bb = zoo.load(f"tfhub:{HANDLE}")
+        assert bb.embed([sample_image("chelsea")]).shape == (1, 16)
+        assert (module / "saved_model.pb").is_file() and not Path(f"{module}.lock").exists()
+        assert not Path(f"{module}.{uid}.tmp").exists()
+    finally:
+        server.shutdown()
+        server.server_close()

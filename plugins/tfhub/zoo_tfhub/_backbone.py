@@ -32,7 +32,7 @@ from zoo.constants import offline
 from zoo.errors import InvalidInputError, NotCachedError
 from zoo.frameworks.keras import KerasBackbone, imagenet_class_names
 from zoo_tfhub._compat import import_hub
-from zoo_tfhub._paths import TFHUB_URL, handle_url, module_dir  # noqa: F401 (module_dir re-exported)
+from zoo_tfhub._paths import TFHUB_URL, clear_dead_lock, handle_url, is_classification, module_dir  # noqa: F401 (module_dir re-exported)
 
 DEFAULT_SIZE = 224
 
@@ -201,7 +201,7 @@ class HubBackbone(KerasBackbone):
 def _classification_head(url: str) -> Any | None:
     """A classification handle's module returns ImageNet logits (1001 classes, background first):
     ``predict`` takes their softmax, as TF Hub's classification examples do."""
-    if "/classification/" not in url.split("://", 1)[-1] + "/":
+    if not is_classification(url):
         return None
     return tf_keras.layers.Softmax(name="imagenet_head")
 
@@ -216,6 +216,17 @@ def imagenet_labels(num_classes: int) -> list[str] | None:
     if names is None:
         return None
     return (["background"] if num_classes == 1001 else []) + names
+
+
+def _no_such_handle(model_id: Any, url: str, code: int, reason: str, dest: str) -> Exception:
+    """The one-line error for a handle the server does not know (a typo): the well-known handles it is close to."""
+    from zoo.errors import DownloadError, close_matches
+    from zoo_tfhub import HANDLES
+
+    near = close_matches(f"tfhub:{model_id.name}", [f"tfhub:{h['handle']}" for h in HANDLES])
+    hint = f"did you mean {' or '.join(near)}? " if near else ""
+    return DownloadError(url, f"HTTP {code} {reason}: the server has no module under this handle", dest,
+                         f"Check the handle: {hint}`zoo list --source tfhub` lists well-known ones")
 
 
 def load(model_id: Any, card: Any = None, **options: Any) -> HubBackbone:
@@ -254,9 +265,13 @@ def load(model_id: Any, card: Any = None, **options: Any) -> HubBackbone:
 
         from zoo.errors import DownloadError
 
+        clear_dead_lock(module_dir(url))  # a killed download's lock would hold this one for ten silent minutes
+
         try:
             layer = GroupedHubLayer(target, trainable=False, name="hub", **extra)
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            if isinstance(exc, urllib.error.HTTPError) and 400 <= exc.code < 500:  # the server answered: no such handle
+                raise _no_such_handle(model_id, url, exc.code, str(exc.reason), str(module_dir(url))) from None
             reason = getattr(exc, "reason", exc)
             raise DownloadError(url, f"{reason} (offline? set ZOO_OFFLINE=1 and `zoo cache import` a bundle made with `zoo bundle`)",
                                 str(module_dir(url))) from None
