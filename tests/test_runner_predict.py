@@ -314,6 +314,21 @@ def test_a_text_run_predicts_from_its_folder(text_run, no_network, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert [r["input"] for r in printed] == texts
     assert [r["top"][0]["label"] for r in printed] == [m.classes[int(i)] for i in m.logits(texts).argmax(1)]
+    with pytest.raises(InvalidInputError, match=r"input #1 is only blanks: a text run classifies text; pass the text itself"):
+        m.predict([texts[0], " \n"])  # it got a class, as any text
+
+
+def test_an_empty_text_for_a_text_run_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    """`zoo predict RUN ""` printed a class and a probability for no text at all (the run skipped blank rows when it trained)."""
+    import zoo.runner.predict as predict
+
+    run = tmp_path / "text-run"
+    (run / "model").mkdir(parents=True)
+    (run / "model" / "config.json").write_text(json.dumps({"modality": "text", "backbone": MINILM}))
+    monkeypatch.setattr(predict, "load_run", lambda *a, **k: pytest.fail("predict loaded the model"))
+    assert main(["predict", str(run), "a real sentence", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "input #1 is empty: a text run classifies text; pass the text itself" in err
 
 
 @pytest.mark.slow

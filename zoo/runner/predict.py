@@ -123,6 +123,8 @@ class RunModel(RunModelBase):
         from zoo.frameworks.torch import call_model, move
 
         items = self._items(inputs, batch_size)
+        if self.modality == "text":
+            check_texts(items)  # all of them before the first batch runs
         self.model.eval()
         outs = []
         with torch.inference_mode():
@@ -283,6 +285,18 @@ class RunModel(RunModelBase):
             for batch in checks:  # other batch sizes (and sequence lengths): the axes must be dynamic
                 got = torch.as_tensor(sess.run(["logits"], {n: x.cpu().numpy() for n, x in zip(names, batch)})[0])
                 self._check(got, module(*batch), "ONNX", ONNX_TOLERANCE)
+
+
+def check_texts(texts: list[Any]) -> None:
+    """Refuse an empty (or blank) text given to a text run: it would get a class all the same, one that says nothing
+    of any text (the run skipped such rows when it trained).
+
+    Raises:
+        InvalidInputError: the first blank text, by its position.
+    """
+    for i, t in enumerate(texts):
+        if isinstance(t, str) and not t.strip():
+            raise InvalidInputError(f"input #{i} is {'empty' if not t else 'only blanks'}: a text run classifies text; pass the text itself.")
 
 
 def _image_transform(pre: dict[str, Any]) -> Any:
