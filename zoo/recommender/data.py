@@ -23,6 +23,8 @@ from zoo.inputs import Text, check_images
 TEXT_COLUMNS = ("text", "sentence", "document", "content", "review", "body")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
 TABULAR = (".csv", ".tsv", ".jsonl", ".ndjson")
+#: suffixes of the text files that a folder of texts (one sub-folder per class) holds, which zoo does not read as data
+TEXT_FILES = (".txt", ".text", ".md")
 
 
 @dataclass
@@ -204,6 +206,9 @@ def _image_folder(p: Path, max_samples: int, seed: int, whole: bool = False) -> 
             ok.append(i)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
             skipped.append(str(f.relative_to(p)))
+    if not ok and any(f.suffix.lower() in TEXT_FILES for f in files):  # the layout of text datasets such as IMDB's (pos/*.txt)
+        raise InvalidInputError(f"{p}: holds text files ({', '.join(sorted({f.suffix.lower() for f in files if f.suffix.lower() in TEXT_FILES}))}), not images; "
+                                "zoo reads texts from a table: write a CSV with a text and a label column (one row per text) and pass it to --data.")
     lab = np.array([labels[i] for i in ok], dtype=np.int64)
     counts = {name: int((lab == ci).sum()) for ci, name in enumerate(names)}
     _check_classes(p, counts, "image")
