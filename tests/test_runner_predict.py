@@ -390,3 +390,18 @@ def test_a_text_export_that_does_not_match_leaves_nothing(text_run, no_network, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "TorchScript export differs from the model" in err and "not written" in err
     assert list(refused.parent.iterdir()) == []  # neither the model nor the tokenizer's files, nor a temporary
+
+
+@pytest.mark.slow
+def test_zoo_export_of_a_text_run_prints_only_what_it_wrote(text_run, no_network, tmp_path):
+    """`zoo export` of a text run printed transformers' "`loss_type=None` was set in the config but it is unrecognized" (logged once a
+    process, as the tracer reads the model's attributes) ahead of its own line."""
+    import os
+    import subprocess
+
+    out, _, _ = text_run
+    target = tmp_path / "minilm.pt"
+    got = subprocess.run([sys.executable, "-m", "zoo", "export", str(out), "--format", "torchscript", "-o", str(target)],
+                         capture_output=True, text=True, timeout=300, env=dict(os.environ))
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert got.stderr == "" and got.stdout.startswith(f"wrote {target} (torchscript; inputs: input_ids, attention_mask, token_type_ids"), got.stderr

@@ -228,13 +228,19 @@ class RunModel(RunModelBase):
             warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")  # deprecated, still the TorchScript API
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # transformers' Python-side shape checks: the checks below decide
             warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")  # deprecated attributes the tracer reads
+            import logging
+
+            disabled = logging.root.manager.disable
             try:
+                logging.disable(logging.WARNING)  # transformers logs the attributes the tracer reads ("loss_type=None ... unrecognized")
                 traced = torch.jit.trace(module, checks[0], check_trace=False)
             except Exception as exc:  # noqa: BLE001 - one line, not torch's traceback
                 from zoo.errors import exc_line
 
                 what = "texts" if self.modality == "text" else "images at the run's resolution"
                 raise InvalidInputError(f"{self.run_dir}: TorchScript tracing failed on a batch of {len(checks[0][0])} {what} ({exc_line(exc)}); not written.") from None
+            finally:
+                logging.disable(disabled)
             for batch in checks:  # other batch sizes (and sequence lengths): the trace must generalise
                 self._check(traced(*batch), module(*batch), "TorchScript", EXPORT_TOLERANCE)
             extra = {"config.json": json.dumps(config, indent=2)}
