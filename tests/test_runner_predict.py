@@ -318,6 +318,15 @@ def test_a_text_run_predicts_from_its_folder(text_run, no_network, capsys):
         m.predict([texts[0], " \n"])  # it got a class, as any text
 
 
+def test_export_help_says_what_a_text_run_exports(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        main(["export", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a text run's takes the tokenizer's input_ids, attention_mask (and token_type_ids)" in text
+    assert "a text run's tokenizer files go to the same folder" in text and "not exported yet" not in text
+
+
 def test_an_empty_text_for_a_text_run_is_refused_before_the_model_loads(tmp_path, capsys, monkeypatch):
     """`zoo predict RUN ""` printed a class and a probability for no text at all (the run skipped blank rows when it trained)."""
     import zoo.runner.predict as predict

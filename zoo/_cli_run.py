@@ -94,10 +94,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("export", help="export a run folder's trained model (torchscript, onnx; savedmodel for Keras runs); a text run's takes the tokenizer's "
-        "input_ids, attention_mask (and token_type_ids), and its tokenizer files are written beside it")
+    what = ("export a run folder's trained model (torchscript, onnx; savedmodel for Keras runs); a text run's takes the tokenizer's "
+            "input_ids, attention_mask (and token_type_ids), and its tokenizer files are written beside it")
+    p = sub.add_parser("export", help=what, description=what[0].upper() + what[1:] + ". The export is checked against the run's model before it is written.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `zoo run`")
     p.add_argument("--format", required=True, choices=["torchscript", "onnx", "savedmodel"], help="torchscript/onnx: torch runs; savedmodel: Keras and TF Hub runs")
-    p.add_argument("-o", "--output", metavar="PATH", help="default RUN_DIR/model/model.torchscript.pt (torchscript), RUN_DIR/model/model.onnx (onnx), RUN_DIR/model/savedmodel/ (savedmodel)")
+    p.add_argument("-o", "--output", metavar="PATH", help="default RUN_DIR/model/model.torchscript.pt (torchscript), RUN_DIR/model/model.onnx (onnx), RUN_DIR/model/savedmodel/ (savedmodel); "
+                   "a text run's tokenizer files go to the same folder")
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=cmd_export)
