@@ -203,6 +203,9 @@ class RunModel(RunModelBase):
                 raise InvalidInputError(f"{path}: the tokenizer writes a file of that name beside the export; pass another -o (e.g. {path.with_name(EXPORT_NAMES['onnx'])}).")
             writer(module, text_export.batches(self, names), names, config, staged / path.name)
             os.chmod(staged / path.name, 0o644)
+            for name in (*files, path.name):  # on disk before the renames make them visible, as atomic_write does
+                with open(staged / name, "rb") as fh:
+                    os.fsync(fh.fileno())
             for name in files:
                 os.replace(staged / name, path.parent / name)
             os.replace(staged / path.name, path)
