@@ -376,6 +376,32 @@ def test_csv_row_with_more_cells_than_the_header_names_its_line(tmp_path):
     assert "line 5 has 3 cells but the header has 2" in msg and "put quotes around cells that contain commas" in msg and "\n" not in msg
 
 
+def test_a_folder_of_text_files_says_to_write_a_table(tmp_path, capsys):
+    """A folder laid out as IMDB's (pos/*.txt, neg/*.txt) was refused as 'no readable images found; put ... its images in it'."""
+    root = tmp_path / "reviews"
+    for cls, words in (("pos", "a great film"), ("neg", "an awful film")):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            (root / cls / f"{i}.txt").write_text(f"{words}, review {i}", encoding="utf-8")
+    assert main(["recommend", "--data", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds text files (.txt), not images" in err and "write a CSV with a text and a label column" in err
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_table_that_is_not_utf8_names_the_line(tmp_path, suffix):
+    """The error gave the UTF-8 decoder's position, which counts from the 8 KB chunk being decoded: byte 4816 for a
+    byte on line 15001 of a 350 KB file. It names the line (as an editor numbers it), as for JSONL."""
+    sep = "\t" if suffix == ".tsv" else ","
+    rows = [f"text{sep}label"] + [f"sentence number {i}{sep}{'ab'[i % 2]}" for i in range(20000)]
+    rows[15000] = f"caf\xe9 au lait{sep}a"  # Latin-1, as Excel's plain "CSV" saves it
+    path = tmp_path / f"latin{suffix}"
+    path.write_bytes("\n".join(rows).encode("latin-1"))
+    with pytest.raises(InvalidInputError, match=rf"latin\{suffix}: line 15001 is not UTF-8 \(byte 4 of the line\); save the file as UTF-8") as info:
+        load_dataset(path)
+    assert "\n" not in str(info.value)
+
+
 def test_csv_with_a_byte_order_mark_reads(tmp_path):
     path = tmp_path / "excel.csv"  # Excel's "CSV UTF-8"
     path.write_bytes(b"\xef\xbb\xbf" + "\n".join(["text,label", *_good_csv_lines()]).encode())

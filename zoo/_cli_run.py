@@ -50,9 +50,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Export a run folder's trained model (TorchScript, ONNX or SavedModel) and print where it went."""
     from zoo.runner.predict import check_exportable, load_run
 
-    check_exportable(args.run_dir)  # before the model loads
-    path = load_run(args.run_dir).export(args.format, args.output)
-    if args.json:
+    check_exportable(args.run_dir, args.format)  # before the model loads
+    model = load_run(args.run_dir)
+    path = model.export(args.format, args.output)
+    if model.modality == "text":  # the exported file's own config.json names its inputs, in order
+        inputs = list(model.export_inputs())
+        if args.json:
+            print(json.dumps({"run": args.run_dir, "format": args.format, "path": str(path), "inputs": inputs, "tokenizer": str(path.parent)}, indent=2))
+        else:
+            print(f"wrote {path} ({args.format}; inputs: {', '.join(inputs)} from the tokenizer saved beside it "
+                  f"(AutoTokenizer.from_pretrained('{path.parent}'), padding=True, truncation=True), output: logits)")
+    elif args.json:
         print(json.dumps({"run": args.run_dir, "format": args.format, "path": str(path)}, indent=2))
     else:
         print(f"wrote {path} ({args.format}; input: the preprocessed batch described in model/config.json, output: logits)")
@@ -86,9 +94,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("export", help="export a run folder's trained image model (torchscript, onnx; savedmodel for Keras runs); text runs are not exported yet")
+    what = ("export a run folder's trained model (torchscript, onnx; savedmodel for Keras runs); a text run's takes the tokenizer's "
+            "input_ids, attention_mask (and token_type_ids), and its tokenizer files are written beside it")
+    p = sub.add_parser("export", help=what, description=what[0].upper() + what[1:] + ". The export is checked against the run's model before it is written.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of `zoo run`")
     p.add_argument("--format", required=True, choices=["torchscript", "onnx", "savedmodel"], help="torchscript/onnx: torch runs; savedmodel: Keras and TF Hub runs")
-    p.add_argument("-o", "--output", metavar="PATH", help="default RUN_DIR/model/model.torchscript.pt (torchscript), RUN_DIR/model/model.onnx (onnx), RUN_DIR/model/savedmodel/ (savedmodel)")
+    p.add_argument("-o", "--output", metavar="PATH", help="default RUN_DIR/model/model.torchscript.pt (torchscript), RUN_DIR/model/model.onnx (onnx), RUN_DIR/model/savedmodel/ (savedmodel); "
+                   "a text run's tokenizer files go to the same folder")
     p.add_argument("--json", action="store_true", help="print JSON (for scripts)")
     p.set_defaults(func=cmd_export)

@@ -182,7 +182,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from zoo.inputs import check_images
-    from zoo.runner.predict import load_run, run_modality
+    from zoo.runner.predict import check_texts, load_run, run_modality
 
     inputs: list[Any] = list(args.inputs)
     is_run = Path(args.id).is_dir()
@@ -192,9 +192,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise InvalidInputError(f"{args.id}: no such run folder, and not a model id (source:name); pass the --out folder of "
                                 "`zoo run` (relative to the current folder) or an id from `zoo list`.")
     # the inputs are checked before the model loads (seconds, or a download), when the modality is known without it
-    checked = (run_modality(args.id) if is_run else _catalog_modality(args.id)) == "image"
+    modality = run_modality(args.id) if is_run else _catalog_modality(args.id)
+    checked = modality == "image"
     if checked:
         check_images(inputs)  # fail early, naming the bad file (one image decoded at a time: predict decodes them again per batch)
+    elif is_run and modality == "text":
+        check_texts(inputs)  # an empty text would get a class all the same
     if is_run:  # a `zoo run` folder: its trained model, classes and preprocessing
         backbone = load_run(args.id)
         modality, name = backbone.modality, args.id

@@ -23,6 +23,8 @@ from zoo.inputs import Text, check_images
 TEXT_COLUMNS = ("text", "sentence", "document", "content", "review", "body")
 LABEL_COLUMNS = ("label", "labels", "class", "category", "target", "y")
 TABULAR = (".csv", ".tsv", ".jsonl", ".ndjson")
+#: suffixes of the text files that a folder of texts (one sub-folder per class) holds, which zoo does not read as data
+TEXT_FILES = (".txt", ".text", ".md")
 
 
 @dataclass
@@ -204,6 +206,9 @@ def _image_folder(p: Path, max_samples: int, seed: int, whole: bool = False) -> 
             ok.append(i)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
             skipped.append(str(f.relative_to(p)))
+    if not ok and any(f.suffix.lower() in TEXT_FILES for f in files):  # the layout of text datasets such as IMDB's (pos/*.txt)
+        raise InvalidInputError(f"{p}: holds text files ({', '.join(sorted({f.suffix.lower() for f in files if f.suffix.lower() in TEXT_FILES}))}), not images; "
+                                "zoo reads texts from a table: write a CSV with a text and a label column (one row per text) and pass it to --data.")
     lab = np.array([labels[i] for i in ok], dtype=np.int64)
     counts = {name: int((lab == ci).sum()) for ci, name in enumerate(names)}
     _check_classes(p, counts, "image")
@@ -259,9 +264,25 @@ def _rows(p: Path) -> list[tuple[int, dict[str, Any]]]:
                         f"put quotes around cells that contain {'tabs' if suffix == '.tsv' else 'commas'}, e.g. \"hello, world\"."
                     )
                 rows.append((reader.line_num, r))
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:
+        # the decoder's position counts from the chunk it was reading, not from the file's start: name the line instead
+        bad = _first_line_not_utf8(p)
+        where = f"line {bad[0]} is not UTF-8 (byte {bad[1]} of the line)" if bad else f"it is not UTF-8 ({exc.reason})"
+        raise InvalidInputError(f"{p}: {where}; save the file as UTF-8 (Excel: CSV UTF-8) with a header row.") from None
+    except csv.Error as exc:
         raise InvalidInputError(f"{p}: cannot parse it as {kind} ({exc}); save it as UTF-8 with a header row.") from None
     return rows
+
+
+def _first_line_not_utf8(p: Path) -> tuple[int, int] | None:
+    """The first line of ``p`` (as an editor numbers them) that is not UTF-8, and the byte of that line where it fails."""
+    with p.open("rb") as fh:
+        for ln, raw in enumerate(fh, 1):
+            try:
+                raw.decode("utf-8-sig" if ln == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                return ln, exc.start + 1
+    return None
 
 
 def _jsonl_rows(p: Path) -> list[tuple[int, dict[str, Any]]]:

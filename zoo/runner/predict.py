@@ -81,7 +81,7 @@ class RunModelBase:
         from PIL import Image
 
         if self.modality != "image":
-            raise InvalidInputError(f"{self.run_dir}: export supports image runs so far; this run is {self.modality}.")
+            raise InvalidInputError(f"{self.run_dir}: example_batch makes images; this run is {self.modality} (its export is checked on the sentences of zoo.runner.text_export).")
         rng = np.random.default_rng(seed)
         side = int(self.resolution or 224)
         return self.preprocess([Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)) for _ in range(n)])
@@ -123,6 +123,8 @@ class RunModel(RunModelBase):
         from zoo.frameworks.torch import call_model, move
 
         items = self._items(inputs, batch_size)
+        if self.modality == "text":
+            check_texts(items)  # all of them before the first batch runs
         self.model.eval()
         outs = []
         with torch.inference_mode():
@@ -136,13 +138,17 @@ class RunModel(RunModelBase):
         """Write the classifier as ``fmt`` (``torchscript`` or ``onnx``) to ``out`` (default
         ``RUN/model/model.torchscript.pt`` or ``RUN/model/model.onnx``) and return the file's path.
 
-        The exported model takes the preprocessed ``(N, 3, R, R)`` batch (see ``model/config.json``)
-        and returns logits. TorchScript is checked against the eager model (to 1e-5 times the logits' scale, on
-        two batch sizes) before it is written; every file is written to a temporary name and renamed into place.
+        An image run's export takes the preprocessed ``(N, 3, R, R)`` batch (see ``model/config.json``) and returns
+        logits. A text run's takes the tokenizer's tensors, ``input_ids``, ``attention_mask`` and (BERT family)
+        ``token_type_ids``, in that order, each ``(batch, sequence)`` with both axes dynamic; the tokenizer's files are
+        written beside it (``AutoTokenizer.from_pretrained(folder)``, its ``model_max_length`` the run's ``max_length``).
+        The export is checked against the eager model (TorchScript to 1e-5, ONNX in onnxruntime to 1e-4, times the
+        logits' scale) on several batch sizes (images: seeded noise; texts: real sentences, padded, longer than the
+        trace's and alone) before anything is renamed into place; a failed or mismatching export leaves nothing behind.
 
         Raises:
             InvalidInputError: an unknown format, ``savedmodel`` (for Keras runs), ONNX
-                without the ``onnx`` package, a text run, or an export that does not match the model.
+                without the ``onnx`` package, or an export that does not match the model.
         """
         if fmt not in EXPORT_FORMATS:
             raise InvalidInputError(f"Unknown export format {fmt!r}: use one of {', '.join(EXPORT_FORMATS)}.")
@@ -156,9 +162,56 @@ class RunModel(RunModelBase):
             except ImportError:
                 raise InvalidInputError("ONNX export needs onnx, onnxscript and onnxruntime, which are not all installed: run `pip install onnx onnxscript onnxruntime` (or zoo-hub[onnx]).") from None
         path = Path(out) if out is not None else self.run_dir / "model" / EXPORT_NAMES[fmt]
-        example = self.example_batch(2).to(self.device)
         writer = self._torchscript if fmt == "torchscript" else self._onnx
-        return atomic_write(path, lambda tmp: writer(example, tmp))
+        if self.modality == "text":
+            return self._export_text(writer, path)
+        checks = [(self.example_batch(2).to(self.device),), (self.example_batch(3, seed=1).to(self.device),)]  # the second: another batch size
+        return atomic_write(path, lambda tmp: writer(self.model, checks, ("pixel_values",), self.config, tmp))
+
+    def export_inputs(self) -> tuple[str, ...]:
+        """The exported model's inputs, in order: ``pixel_values`` for an image run; for a text run the tokenizer's
+        ``input_ids``, ``attention_mask`` and (BERT family) ``token_type_ids``.
+
+        Raises:
+            InvalidInputError: a text run whose tokenizer gives other tensors (the export does not take them).
+        """
+        if self.modality != "text":
+            return ("pixel_values",)
+        from zoo.runner import text_export
+
+        return text_export.input_names(self.run_dir, self.preprocess(list(text_export.SENTENCES[0])))
+
+    def _export_text(self, writer: Any, path: Path) -> Path:
+        """The export of a text run and its tokenizer's files, staged in a temporary folder beside ``path`` and renamed
+        into place once the export matches the model (the tokenizer's files first, the model last)."""
+        import os
+        import shutil
+
+        from zoo._io import owned_temp
+        from zoo.runner import text_export
+
+        names = self.export_inputs()
+        module = text_export.TextClassifier(self.model, names).eval()
+        config = dict(self.config, inputs=list(names))  # the inputs' order travels with the file
+        if path.is_dir():
+            raise InvalidInputError(f"{path} is a folder; give a file name (e.g. {path / EXPORT_NAMES['onnx' if writer == self._onnx else 'torchscript']}).")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = owned_temp(path.parent, path.name, ".tmp", directory=True)  # a killed export's is removed by the next one
+        try:
+            files = text_export.save_tokenizer(self.backbone.tokenizer, staged, (self.config.get("preprocessor") or {}).get("max_length"))
+            if path.name in files:
+                raise InvalidInputError(f"{path}: the tokenizer writes a file of that name beside the export; pass another -o (e.g. {path.with_name(EXPORT_NAMES['onnx'])}).")
+            writer(module, text_export.batches(self, names), names, config, staged / path.name)
+            os.chmod(staged / path.name, 0o644)
+            for name in (*files, path.name):  # on disk before the renames make them visible, as atomic_write does
+                with open(staged / name, "rb") as fh:
+                    os.fsync(fh.fileno())
+            for name in files:
+                os.replace(staged / name, path.parent / name)
+            os.replace(staged / path.name, path)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        return path
 
     def _check(self, got: Any, want: Any, what: str, tolerance: float = EXPORT_TOLERANCE) -> None:
         """``tolerance`` is relative to the logits' scale (their largest magnitude, at least 1): float32 rounding grows with
@@ -169,47 +222,61 @@ class RunModel(RunModelBase):
         if not diff <= bound:
             raise InvalidInputError(f"{self.run_dir}: the {what} export differs from the model by {diff:.2e} (> {bound:.2g}); not written.")
 
-    def _torchscript(self, example: Any, tmp: Path) -> None:
+    def _torchscript(self, module: Any, checks: list[tuple[Any, ...]], names: tuple[str, ...], config: dict[str, Any], tmp: Path) -> None:
+        """Trace ``module`` on ``checks[0]`` (a tuple of its inputs ``names``), check the trace on every batch of ``checks``, save it to ``tmp``."""
         import torch
 
         self.model.eval()
         with torch.no_grad(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit")  # deprecated, still the TorchScript API
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # transformers' Python-side shape checks: the checks below decide
+            warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\.")  # deprecated attributes the tracer reads
+            import logging
+
+            disabled = logging.root.manager.disable
             try:
-                traced = torch.jit.trace(self.model, example, check_trace=False)
+                logging.disable(logging.WARNING)  # transformers logs the attributes the tracer reads ("loss_type=None ... unrecognized")
+                traced = torch.jit.trace(module, checks[0], check_trace=False)
             except Exception as exc:  # noqa: BLE001 - one line, not torch's traceback
                 from zoo.errors import exc_line
 
-                raise InvalidInputError(f"{self.run_dir}: TorchScript tracing failed on a batch of 2 at the run's resolution ({exc_line(exc)}); not written.") from None
-            other = self.example_batch(3, seed=1).to(self.device)  # a different batch size: the trace must generalise
-            for batch in (example, other):
-                self._check(traced(batch), self.model(batch), "TorchScript")
-            extra = {"config.json": json.dumps(self.config, indent=2)}
+                what = "texts" if self.modality == "text" else "images at the run's resolution"
+                raise InvalidInputError(f"{self.run_dir}: TorchScript tracing failed on a batch of {len(checks[0][0])} {what} ({exc_line(exc)}); not written.") from None
+            finally:
+                logging.disable(disabled)
+            for batch in checks:  # other batch sizes (and sequence lengths): the trace must generalise
+                self._check(traced(*batch), module(*batch), "TorchScript", EXPORT_TOLERANCE)
+            extra = {"config.json": json.dumps(config, indent=2)}
             torch.jit.save(traced, str(tmp), _extra_files=extra)
 
-    def _onnx(self, example: Any, tmp: Path) -> None:
+    def _onnx(self, module: Any, checks: list[tuple[Any, ...]], names: tuple[str, ...], config: dict[str, Any], tmp: Path) -> None:
+        """Export ``module`` with ``checks[0]`` (a tuple of its inputs ``names``; axis 0, and axis 1 of a text run's, dynamic) to ``tmp``, then run
+        every batch of ``checks`` in onnxruntime against the model."""
         import onnx
         import torch
 
         from zoo.errors import exc_line
 
         self.model.eval()
-        names = {"input_names": ["pixel_values"], "output_names": ["logits"]}
+        axes = {0: "batch", 1: "sequence"} if self.modality == "text" else {0: "batch"}
+        io = {"input_names": list(names), "output_names": ["logits"]}
         import logging
 
         disabled = logging.root.manager.disable
         try:
             logging.disable(logging.CRITICAL)  # torch.export logs the tracebacks of what it fails on; a failure is said below, in one line
-            torch.onnx.export(self.model, (example,), str(tmp), **names, dynamic_shapes=({0: torch.export.Dim("batch")},),
-                              external_data=False, verbose=False)
+            dims = {i: torch.export.Dim(label) for i, label in axes.items()}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch.export's notes on the dynamic shapes' names and transformers' Python-side checks
+                torch.onnx.export(module, checks[0], str(tmp), **io, dynamic_shapes=tuple(dims for _ in names), external_data=False, verbose=False)
         except Exception as exc:  # noqa: BLE001 - the dynamo exporter cannot take some models (Hugging Face Swin)
             # torch.onnx's former fallback=True: the TorchScript-based exporter, its batch axis named dynamic
             tmp.unlink(missing_ok=True)
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # deprecated, still torch.onnx's documented exporter for what dynamo refuses
-                    torch.onnx.export(self.model, (example,), str(tmp), **names, dynamo=False,
-                                      dynamic_axes={"pixel_values": {0: "batch"}, "logits": {0: "batch"}})
+                    torch.onnx.export(module, checks[0], str(tmp), **io, dynamo=False,
+                                      dynamic_axes={**{n: axes for n in names}, "logits": {0: "batch"}})
             except Exception as legacy:  # noqa: BLE001 - one line, not torch's traceback
                 raise InvalidInputError(f"{self.run_dir}: torch.onnx cannot export this model ({exc_line(exc.__cause__ or exc)}; "
                                         f"the TorchScript-based exporter: {exc_line(legacy)}); not written.") from None
@@ -217,17 +284,28 @@ class RunModel(RunModelBase):
             logging.disable(disabled)
         proto = onnx.load(str(tmp))
         entry = proto.metadata_props.add()  # the classes and preprocessing travel inside the file, as TorchScript's extra file
-        entry.key, entry.value = "config.json", json.dumps(self.config, indent=2)
+        entry.key, entry.value = "config.json", json.dumps(config, indent=2)
         onnx.save(proto, str(tmp))
         onnx.checker.check_model(str(tmp))
         import onnxruntime as ort
 
         sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-        other = self.example_batch(3, seed=1).to(self.device)  # a different batch size: the batch axis must be dynamic
         with torch.no_grad():
-            for x in (example, other):
-                got = torch.as_tensor(sess.run(["logits"], {"pixel_values": x.cpu().numpy()})[0])
-                self._check(got, self.model(x), "ONNX", ONNX_TOLERANCE)
+            for batch in checks:  # other batch sizes (and sequence lengths): the axes must be dynamic
+                got = torch.as_tensor(sess.run(["logits"], {n: x.cpu().numpy() for n, x in zip(names, batch)})[0])
+                self._check(got, module(*batch), "ONNX", ONNX_TOLERANCE)
+
+
+def check_texts(texts: list[Any]) -> None:
+    """Refuse an empty (or blank) text given to a text run: it would get a class all the same, one that says nothing
+    of any text (the run skipped such rows when it trained).
+
+    Raises:
+        InvalidInputError: the first blank text, by its position.
+    """
+    for i, t in enumerate(texts):
+        if isinstance(t, str) and not t.strip():
+            raise InvalidInputError(f"input #{i} is {'empty' if not t else 'only blanks'}: a text run classifies text; pass the text itself.")
 
 
 def _image_transform(pre: dict[str, Any]) -> Any:
@@ -250,12 +328,14 @@ def run_modality(run_dir: str | Path) -> str | None:
     return modality if isinstance(modality, str) else None
 
 
-def check_exportable(run_dir: str | Path) -> None:
-    """Refuse, before any model loads, a run that ``export`` cannot write (text runs, so far); other problems
-    are left to :func:`load_run`."""
+def check_exportable(run_dir: str | Path, fmt: str | None = None) -> None:
+    """Refuse, before any model loads, what ``export`` cannot write: a modality other than image and text, a text run
+    as a SavedModel (text runs are torch runs); other problems are left to :func:`load_run` and ``export``."""
     modality = run_modality(run_dir)
-    if modality not in (None, "image"):
-        raise InvalidInputError(f"{run_dir}: export supports image runs so far; this run is {modality} (serve it with `zoo predict {run_dir} TEXT`).")
+    if modality not in (None, "image", "text"):
+        raise InvalidInputError(f"{run_dir}: export supports image and text runs; this run is {modality} (serve it with `zoo predict {run_dir} INPUT`).")
+    if modality == "text" and fmt == "savedmodel":
+        raise InvalidInputError(f"{run_dir}: savedmodel export is for Keras runs; use --format torchscript (or onnx) for this text run.")
 
 
 def load_run(run_dir: str | Path, device: str | None = None) -> Any:

@@ -567,6 +567,39 @@ def test_long_text_is_truncated_with_a_warning(zoo_home: Path, no_network: None,
         zoo.load("hf:zoo-test/tiny-bert", max_length=65)
 
 
+@pytest.mark.parametrize("family", ["bert", "gpt2"])
+def test_texts_are_tokenized_once_and_only_long_ones_again(family: str, zoo_home: Path, no_network: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """preprocess tokenized every batch twice (once untruncated only to count the texts over the limit); now once, and again
+    only the texts the limit cuts, with the very tensors of the tokenizer's own padded and truncated call."""
+    make = make_bert if family == "bert" else make_gpt2
+    write_hf_cache(f"zoo-test/tiny-{family}", make(tmp_path / family), COMMIT_A)
+    texts = [SENTENCES[0], " ".join(SENTENCES * 3), "Ça va très bien, merci.", SENTENCES[3], " ".join(SENTENCES[1:] * 2)]
+    lengths = [len(ids) for ids in zoo.load(f"hf:zoo-test/tiny-{family}").tokenizer(texts)["input_ids"]]
+    limit = max(lengths[i] for i in (0, 2, 3))  # the three short texts fit, the two long ones do not
+    assert min(lengths[1], lengths[4]) > limit
+    bb = zoo.load(f"hf:zoo-test/tiny-{family}", max_length=limit)
+    want = bb.tokenizer(texts, padding=True, truncation=True, max_length=limit, return_tensors="pt")
+    calls: list[int] = []
+    real = type(bb.tokenizer).__call__
+
+    def counting(self: Any, text: Any = None, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(text) if isinstance(text, list) else 1)
+        return real(self, text, *args, **kwargs)
+
+    monkeypatch.setattr(type(bb.tokenizer), "__call__", counting)
+    with pytest.warns(UserWarning, match=rf"2 of 5 text\(s\) in a batch longer than the model's limit of {limit} tokens"):
+        got = bb.preprocess(texts)
+    assert calls == [5, 2]  # every text once, the two long ones again
+    assert set(got) == {k for k in want if isinstance(want[k], torch.Tensor)}
+    for key in got:
+        assert torch.equal(got[key], want[key]), key
+    calls.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        short = bb.preprocess([texts[0], texts[2]])
+    assert calls == [2] and short["input_ids"].shape[1] == max(lengths[0], lengths[2])
+
+
 # ---- (5) revision pinning --------------------------------------------------------------------
 
 

@@ -434,19 +434,25 @@ class HFTextBackbone(TorchBackbone):
     def preprocess(self, inputs: Any, train: bool = False) -> dict[str, torch.Tensor]:
         """Texts to the tokenizer's tensors (padded, truncated to ``max_length``); ``train`` changes nothing."""
         texts = load_texts(inputs)
-        if self.max_length is not None:
-            lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
-            longer = sum(n > self.max_length for n in lengths)
-            if longer:
-                warnings.warn(
-                    f"{self.id}: {longer} text(s) longer than the model's limit of {self.max_length} tokens "
-                    f"were truncated to {self.max_length} tokens.",
-                    UserWarning,
-                    stacklevel=2,
-                )
-        enc = self.tokenizer(
-            texts, padding=True, truncation=self.max_length is not None, max_length=self.max_length, return_tensors="pt"
-        )
+        if self.max_length is None:
+            enc = self.tokenizer(texts, padding=True, return_tensors="pt")
+            return {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
+        # tokenized once, untruncated: the lengths say which texts the limit cuts, and only those are tokenized again,
+        # truncated (the tokenizer's own truncation keeps the closing special tokens); then all are padded together
+        enc = self.tokenizer(texts, truncation=False, verbose=False)
+        longer = [i for i, ids in enumerate(enc["input_ids"]) if len(ids) > self.max_length]
+        if longer:
+            warnings.warn(
+                f"{self.id}: {len(longer)} of {len(texts)} text(s) in a batch longer than the model's limit of {self.max_length} tokens "
+                f"were truncated to {self.max_length} tokens.",
+                UserWarning,
+                stacklevel=2,
+            )
+            cut = self.tokenizer([texts[i] for i in longer], truncation=True, max_length=self.max_length, verbose=False)
+            for key in enc:
+                for j, i in enumerate(longer):
+                    enc[key][i] = cut[key][j]
+        enc = self.tokenizer.pad(enc, padding=True, return_tensors="pt", verbose=False)
         return {k: v for k, v in enc.items() if isinstance(v, torch.Tensor)}
 
     def embed(self, inputs: Any, batch_size: int = 32) -> np.ndarray:
