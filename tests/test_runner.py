@@ -414,6 +414,57 @@ def test_out_that_is_a_file_is_a_one_line_error(tmp_path, zoo_home, no_network, 
     assert plan_path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["cache", "digits", "p1.yaml"]
 
 
+_NO_WRITE_IN = r"""
+import os, sys
+from pathlib import Path
+ro = Path(sys.argv[1]).resolve()
+real = os.mkdir
+def mkdir(path, *args, **kwargs):  # the folder refuses new entries, as a read-only mount (or a 0555 folder for non-root) does
+    if Path(path).resolve().parent == ro:
+        raise PermissionError(13, "Permission denied", str(path))
+    return real(path, *args, **kwargs)
+os.mkdir = mkdir
+from zoo.cli import main
+rc = main(sys.argv[2:])
+print(rc, sorted(m for m in ("tensorflow", "timm", "torch", "transformers") if m in sys.modules))
+"""
+
+
+def test_an_out_that_cannot_be_written_is_one_line_before_any_framework_loads(tmp_path, zoo_home):
+    """--out in a folder that refuses writes failed only when the run folder was made, after torch was imported, the
+    data read and the backbone loaded (seconds to minutes later); the first line of the run is now that error."""
+    import subprocess
+    import sys
+
+    plan_path = tiny_plan().write(tmp_path / "p1.yaml")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    for out in (ro / "run", ro / "runs" / "deeper"):
+        proc = subprocess.run([sys.executable, "-c", _NO_WRITE_IN, str(ro), "run", str(plan_path), "--data", str(tmp_path / "nowhere"), "--out", str(out)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.stdout.split("\n")[0] == "2 []", proc.stdout + proc.stderr  # exit 2, no framework imported
+        assert proc.stderr == f"zoo: error: {out}: cannot write in {ro} (Permission denied); pass an --out in a folder you can write to.\n"
+        assert list(ro.iterdir()) == []
+
+
+def test_a_folder_holding_a_run_stopped_in_stage_1_is_not_overwritten(tmp_path, zoo_home, monkeypatch):
+    """A run stopped before its first checkpoint (Ctrl-C in stage 1) leaves plan.yaml and data.json: a new run into that
+    folder, of any plan, silently overwrote them; it now needs --resume (same plan) or a new --out, before any model loads."""
+    from zoo.runner import pipeline
+
+    monkeypatch.setattr(pipeline, "_load", lambda *a: pytest.fail("the backbone was loaded"))
+    plan = tiny_plan()
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "plan.yaml").write_text(plan.to_yaml(), encoding="utf-8")
+    (out / "data.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=re.escape(f"{out}: holds a run that stopped before it finished; pass --resume to continue it or a new --out.")):
+        zoo.run(plan, tmp_path, out=out)
+    with pytest.raises(InvalidInputError, match=re.escape(f"{out}: holds a run of a different plan; pass a new --out (or --resume with that run's plan).")):
+        zoo.run(tiny_plan(epochs=3), tmp_path, out=out)
+    assert (out / "plan.yaml").read_text(encoding="utf-8") == plan.to_yaml() and sorted(p.name for p in out.iterdir()) == ["data.json", "plan.yaml"]
+
+
 def test_resume_with_nothing_to_resume_is_a_one_line_error(tmp_path, zoo_home, no_network, capsys, monkeypatch):
     """--resume on a folder without a run (missing, empty) or without --out used to start a fresh run silently."""
     from zoo.runner.pipeline import _check_out

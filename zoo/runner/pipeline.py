@@ -164,10 +164,14 @@ def _check_unfreeze(plan: Any, backbone: Any) -> None:
 
 
 def _check_out(out: Path, plan: Any, resume: bool) -> None:
+    """One-line errors for a run folder no run can use, before any framework is imported or model loaded: a file in the
+    way, a folder this process cannot write in, a folder holding a run (without ``resume``, or of another plan)."""
+    near = Path(".")
     for p in (out, *out.parents):  # the nearest existing ancestor must be a folder, else mkdir fails
         if p.exists():
             if not p.is_dir():
                 raise InvalidInputError(f"{out}: is a file; pass a folder to --out." if p == out else f"{out}: {p} is a file; pass a folder to --out.")
+            near = p
             break
     saved = out / "plan.yaml"  # written by every run before any result: a folder without it holds nothing to continue
     if resume:
@@ -175,9 +179,26 @@ def _check_out(out: Path, plan: Any, resume: bool) -> None:
             raise InvalidInputError(f"{out}: nothing to resume (no run there); drop --resume to start one.")
         if saved.read_text(encoding="utf-8") != plan.to_yaml():
             raise InvalidInputError(f"{out}: holds a run of a different plan; resume with the same plan or pass a new --out.")
-        return
-    if (out / "checkpoints").exists() or (out / "result.json").exists():
+    elif (out / "checkpoints").exists() or (out / "result.json").exists():
         raise InvalidInputError(f"{out}: already holds a run; pass --resume to continue it or a new --out.")
+    elif saved.is_file():  # a run stopped before its first checkpoint (in stage 1): starting over would overwrite it
+        same = saved.read_text(encoding="utf-8") == plan.to_yaml()
+        raise InvalidInputError(f"{out}: holds a run that stopped before it finished; pass --resume to continue it or a new --out." if same
+                                else f"{out}: holds a run of a different plan; pass a new --out (or --resume with that run's plan).")
+    _check_writable(out, near)
+
+
+def _check_writable(out: Path, near: Path) -> None:
+    """``out`` can be made and written: a folder is made and removed in ``near``, its nearest existing ancestor (``out``
+    itself when it exists). Permissions alone do not say it (a read-only file system, an ACL, root on a 0555 folder)."""
+    import os
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".zoo-write-check-", dir=near))
+    except OSError as exc:
+        where = "in it" if near == out else f"in {near}"
+        raise InvalidInputError(f"{out}: cannot write {where} ({exc.strerror or type(exc).__name__}); pass an --out in a folder you can write to.") from None
 
 
 def data_stamp(ds: Any, seed: int, val_frac: float) -> dict[str, Any]:
