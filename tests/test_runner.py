@@ -714,7 +714,7 @@ def test_run_reads_the_data_once_and_keeps_every_readable_image(tmp_path, monkey
     stratified draw dropped readable images (here 8 of 24) without a word."""
     from PIL import Image
 
-    from zoo.recommender.data import load_dataset
+    from zoo.recommender.data import check_decoding, load_dataset
     from zoo.runner import pipeline
     from zoo.testing import write_photo_folder
 
@@ -727,13 +727,85 @@ def test_run_reads_the_data_once_and_keeps_every_readable_image(tmp_path, monkey
     opened: list[str] = []
     real_open = Image.open
     monkeypatch.setattr(Image, "open", lambda fp, *a, **k: (opened.append(str(fp)), real_open(fp, *a, **k))[1])
-    ds = pipeline._dataset(root)
+    ds = check_decoding(pipeline._dataset(root))  # the run decodes each image once (unless the feature cache vouches for them)
     assert len(ds.items) == ds.n == 24 and ds.skipped == 12
     assert sorted(str(p.relative_to(root)) for p in ds.items) == sorted(f"{c}/{j:03d}.png" for c in ("chelsea", "coffee", "astronaut") for j in range(8))
     assert len(opened) == 2 * 36, f"{len(opened)} opens of 36 files"
     # the fingerprint (the feature cache's key) of data no larger than the recommender's sample is the recommender's
     monkeypatch.setattr(pipeline, "RECOMMENDER_MAX_SAMPLES", 2000)
-    assert pipeline._dataset(root).fingerprint == load_dataset(root, max_samples=2000).fingerprint
+    assert check_decoding(pipeline._dataset(root)).fingerprint == load_dataset(root, max_samples=2000).fingerprint
+
+
+def test_reading_headers_then_decoding_draws_what_decoding_at_once_draws(tmp_path):
+    """load_dataset(decode=False) then check_decoding: the items, labels, counts, skipped files and fingerprint (the
+    feature cache's key) of load_dataset(decode=True), truncated files and files that are no image at all skipped alike."""
+    from zoo.recommender.data import check_decoding, load_dataset
+    from zoo.testing import write_photo_folder
+
+    root = write_photo_folder(tmp_path / "photos", per_class=5, side=32, min_crop=32)
+    (root / "coffee" / "junk.png").write_bytes(b"not a png")  # no header: skipped by the listing
+    data = (root / "chelsea" / "000.png").read_bytes()
+    (root / "chelsea" / "cut.png").write_bytes(data[: len(data) // 2])  # a header, truncated pixels: skipped when decoded
+    (root / "astronaut" / "cut.png").write_bytes(data[: len(data) // 2])
+    for whole, max_samples in ((True, 2000), (False, 2000), (False, 9)):
+        at_once = load_dataset(root, max_samples=max_samples, whole=whole)
+        listed = load_dataset(root, max_samples=max_samples, whole=whole, decode=False)
+        assert not listed.decoded and len(listed.items) >= len(at_once.items)
+        assert len(listed.items) == len(at_once.items) + 2 or max_samples == 9  # the 2 cut files are listed (a sample of 9 may miss them)
+        later = check_decoding(listed)
+        assert later.decoded and check_decoding(later) is later
+        for name in ("items", "counts", "skipped", "skipped_examples", "image_sizes", "fingerprint", "classes"):
+            assert getattr(later, name) == getattr(at_once, name), (name, whole, max_samples)
+        assert np.array_equal(later.labels, at_once.labels) and later.skipped_note == at_once.skipped_note
+    one = tmp_path / "one"  # a class left with one image once its truncated file is skipped: the same one-line error
+    for cls, n in (("a", 2), ("b", 2)):
+        (one / cls).mkdir(parents=True)
+        for j in range(n):
+            (one / cls / f"{j}.png").write_bytes((root / "coffee" / f"{j:03d}.png").read_bytes())
+    (one / "b" / "1.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidInputError, match="class 'b' has 1 readable image"):
+        load_dataset(one)
+    with pytest.raises(InvalidInputError, match="class 'b' has 1 readable image"):
+        check_decoding(load_dataset(one, decode=False))
+
+
+def test_a_run_on_cached_features_decodes_no_image_to_check_it(tmp_path, zoo_home, no_network, monkeypatch):
+    """zoo run decoded every image to check it before stage 1; on the recommender's cached features that was the only
+    decode of the run's start (the features were read from the cache), on a miss the extraction decoded them all again.
+    The cache vouches for the files (its key holds their paths, sizes and times, and zoo's reading rules): no image is
+    decoded then. Files that do not decode are still skipped and counted (their data misses the cache: decoded once)."""
+    import zoo.inputs
+    from zoo.recommender.data import load_dataset
+    from zoo.recommender.features import features_for
+    from zoo.testing import write_photo_folder
+
+    decoded: list[str] = []
+    real = zoo.inputs.iter_images
+
+    def counting(inputs, **kwargs):
+        for img in real(inputs, **kwargs):
+            decoded.append("image")
+            yield img
+
+    root = write_photo_folder(tmp_path / "photos", per_class=6, side=32, min_crop=32)
+    plan = tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0, resolution=32)
+    bb = zoo.load(LITE0)
+    features_for(bb, load_dataset(root), 32)  # what `zoo recommend --data` leaves behind
+    monkeypatch.setattr(zoo.inputs, "iter_images", counting)
+    r = zoo.run(plan, root, out=tmp_path / "run", progress=False)
+    assert r.features_cached and r.skipped_unreadable == 0 and decoded == []
+    # files whose header reads but whose pixels do not: the listing keeps them, the cache misses, each image is decoded once
+    data = (root / "chelsea" / "000.png").read_bytes()
+    for cls in ("chelsea", "coffee"):
+        (root / cls / "cut.png").write_bytes(data[: len(data) // 2])
+    r = zoo.run(plan, root, out=tmp_path / "run2", progress=False)
+    assert r.features_cached and r.skipped_unreadable == 2 and len(decoded) == 18  # the 18 readable ones (the 2 cut ones raise)
+    assert "2 unreadable file(s) skipped" in (tmp_path / "run2" / "report.md").read_text()
+    # --resume of that run: the data check passes once the cut files are skipped again
+    decoded.clear()
+    r = zoo.run(plan.model_copy(update={"strategy": "lp-ft", "unfreeze": ["top-1"], "lr": {"head": 0.01, "top-1": 0.005}}), root,
+                out=tmp_path / "run3", epochs=0, progress=False)
+    assert r.features_cached and r.skipped_unreadable == 2 and len(decoded) == 18
 
 
 @pytest.mark.parametrize("strategy", ["linear-probe", "lp-concat"])

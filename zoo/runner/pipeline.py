@@ -88,8 +88,9 @@ def _dataset(data: Any) -> Any:
 
     # training uses every readable item (the recommender saw a sample), read in one pass; the fingerprint is the
     # recommender's for data of at most its sample size (a sample first, then load_dataset(max_samples=n), listed and
-    # opened every file twice, and when the sample held a truncated file, n fell short and dropped readable items)
-    return load_dataset(data, max_samples=RECOMMENDER_MAX_SAMPLES, whole=True)
+    # opened every file twice, and when the sample held a truncated file, n fell short and dropped readable items).
+    # Headers only: each image is decoded by check_decoding, or vouched for by the feature cache (see _run_in)
+    return load_dataset(data, max_samples=RECOMMENDER_MAX_SAMPLES, whole=True, decode=False)
 
 
 def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
@@ -382,7 +383,8 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
 
     from zoo._io import remove_dead_temps, remove_stale_temps
 
-    from zoo.recommender.features import features_for
+    from zoo.recommender.data import check_decoding
+    from zoo.recommender.features import cached, features_for
     from zoo.runner import report
     from zoo.runner.stage1 import probe
     from zoo.runner.stage1 import refit as refit_probe
@@ -404,18 +406,41 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
     ds = _dataset(data)
     if ds.modality != plan.modality:
         raise InvalidInputError(f"{data}: {ds.modality} data but the plan is for {plan.modality}; run `zoo recommend --data {data}` again.")
-    stamp = data_stamp(ds, seed, val_frac)
     # what fixes the schedule, as asked (the from-scratch plan already carries its own epochs and batch)
     n_epochs = plan.schedule.epochs if epochs is None else int(epochs)
     bs = plan.schedule.batch_size if batch_size is None else int(batch_size)
-    stamp.update(epochs=n_epochs, batch_size=bs)
-    _check_data(out, stamp, resume)
+
+    def decoded(ds: Any) -> tuple[Any, dict[str, Any]]:
+        """``ds`` with each image decoded once (files whose header reads but whose pixels do not are skipped), its stamp checked."""
+        ds = check_decoding(ds)
+        stamp = dict(data_stamp(ds, seed, val_frac), epochs=n_epochs, batch_size=bs)
+        _check_data(out, stamp, resume)
+        return ds, stamp
+
+    stamp = dict(data_stamp(ds, seed, val_frac), epochs=n_epochs, batch_size=bs)
+    try:
+        _check_data(out, stamp, resume)
+    except InvalidInputError:
+        if ds.decoded:
+            raise
+        ds, stamp = decoded(ds)  # the run may have started without a file that reads but does not decode
     if epochs is not None and int(epochs) > 0 and not plan.unfreeze and not from_scratch:  # accepted (the benchmark grid passes it), but
         # said, once the run is past its checks (a refused run prints its one error line alone)
         print(f"zoo run: --epochs {epochs} trains nothing: the plan unfreezes no layer group (a {plan.strategy} plan), so the run is its stage-1 probe; "
               "set unfreeze (and a fine-tuning strategy) in the plan to fine-tune.", file=sys.stderr)
     backbone = _load(plan.backbone, from_scratch, seed)
     _check_unfreeze(plan, backbone)
+    res = plan.resolution if ds.modality == "image" else None
+    only: set[str] = set()  # stage 1 (and its refit) reads the final features, and lp-concat's middle group
+    if plan.strategy == "lp-concat" and len(backbone.layer_groups) > 1:
+        from zoo.runner.stage1 import concat_group
+
+        only = {concat_group([g.name for g in backbone.layer_groups])}
+    # the sample's features in the cache were extracted from these very files (paths, sizes and times, under zoo's
+    # current reading rules: the cache key): each of them decoded, and decoding them all once more to check is not needed
+    hit = cached(backbone, ds, res, only) if not from_scratch and backbone.framework == "torch" else None
+    if hit is None and not ds.decoded:
+        ds, stamp = decoded(ds)
     if backbone.framework != "torch":  # Keras / TF Hub: stage 2 on fit (zoo.runner.keras_run)
         from zoo.runner.keras_run import run as run_keras
 
@@ -425,7 +450,6 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
         )
     start_folder(out, plan, stamp)
     torch.manual_seed(seed)
-    res = plan.resolution if ds.modality == "image" else None
     tr, va = split(ds.labels, val_frac, seed)
     n_classes = len(ds.classes)
     stage2 = bool(plan.unfreeze) and n_epochs > 0
@@ -440,11 +464,8 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
     else:
         # stage 1 (and its refit, after stage 2) reads the final features and lp-concat's middle group only: the other
         # groups and the source head's logits are neither read from the cache nor held through fine-tuning
-        from zoo.runner.stage1 import concat_group
-
-        names = [g.name for g in backbone.layer_groups]
-        fs = features_for(backbone, ds, res, only={concat_group(names)} if plan.strategy == "lp-concat" and len(names) > 1 else set(),
-                          sample=RECOMMENDER_MAX_SAMPLES)  # data larger than the recommender's sample: the rows it extracted are reused
+        fs = hit if hit is not None else features_for(
+            backbone, ds, res, only=only, sample=RECOMMENDER_MAX_SAMPLES)  # data larger than the recommender's sample: the rows it extracted are reused
         mid, concat_note = mid_group(plan, backbone, fs)
         s1 = probe(fs, ds.labels, tr, va, n_classes, group=mid)
         if refit and not stage2:  # the probe is the saved model
