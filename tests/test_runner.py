@@ -447,6 +447,31 @@ def test_an_out_that_cannot_be_written_is_one_line_before_any_framework_loads(tm
         assert list(ro.iterdir()) == []
 
 
+def test_an_out_in_the_data_folder_is_refused_before_anything_is_written(tmp_path, zoo_home, no_network, capsys, monkeypatch):
+    """--out equal to the image folder (or inside it, or the default runs/ when run from inside it) wrote plan.yaml, model/
+    and checkpoints/ among the classes: the next run on that folder read model/ and checkpoints/ as two more classes."""
+    from zoo.runner import pipeline
+
+    root = digits(tmp_path, 20)
+    plan_path = str(tiny_plan(epochs=0).write(tmp_path / "p1.yaml"))
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    for out, message in [(root, f"{root}: is the data folder;"), (root / "runs" / "a", f"{root / 'runs' / 'a'}: is inside the data folder {root};"),
+                         (root / "3" / "run", "is inside the data folder")]:
+        err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out)], capsys)
+        assert message in err and "pass an --out outside it." in err, err
+    monkeypatch.chdir(root / "3")
+    err = _one_line_error(["run", plan_path, "--data", "..", "--out", "."], capsys)  # the same folder by other names
+    assert ".: is inside the data folder ..;" in err, err
+    monkeypatch.chdir(root)
+    err = _one_line_error(["run", plan_path, "--data", "."], capsys)  # the default runs/<backbone>-<time>
+    assert "is inside the data folder .;" in err, err
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    # a hidden folder inside it is not data: accepted
+    monkeypatch.setattr(pipeline, "_load", lambda *a: pytest.fail("reached the model load"))
+    with pytest.raises(pytest.fail.Exception, match="reached the model load"):
+        zoo.run(plan_path, root, out=root / ".runs" / "a", progress=False)
+
+
 def test_a_folder_holding_a_run_stopped_in_stage_1_is_not_overwritten(tmp_path, zoo_home, monkeypatch):
     """A run stopped before its first checkpoint (Ctrl-C in stage 1) leaves plan.yaml and data.json: a new run into that
     folder, of any plan, silently overwrote them; it now needs --resume (same plan) or a new --out, before any model loads."""

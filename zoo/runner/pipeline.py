@@ -189,6 +189,24 @@ def _check_out(out: Path, plan: Any, resume: bool) -> None:
     _check_writable(out, near)
 
 
+def _check_out_of_data(out: Path, data: str | Path) -> None:
+    """The run folder is neither the image folder ``data`` nor inside it (except under a hidden folder, which is not data):
+    its files (``model/``, ``checkpoints/``, ``curves.png``) would be read as classes or images by the next run on it."""
+    root = Path(data).expanduser()
+    if not root.is_dir():
+        return
+    try:
+        o, r = out.expanduser().resolve(), root.resolve()
+    except (OSError, RuntimeError):
+        return
+    if o == r:
+        raise InvalidInputError(f"{out}: is the data folder; the run's files (model/, checkpoints/) would be read as classes by the next run on it: "
+                                "pass an --out outside it.")
+    if r in o.parents and not any(part.startswith(".") for part in o.relative_to(r).parts):
+        raise InvalidInputError(f"{out}: is inside the data folder {data}; the run's files (model/, checkpoints/, curves.png) would be read as "
+                                "classes or images by the next run on it: pass an --out outside it.")
+
+
 def _check_writable(out: Path, near: Path) -> None:
     """``out`` can be made and written: a folder is made and removed in ``near``, its nearest existing ancestor (``out``
     itself when it exists). Permissions alone do not say it (a read-only file system, an ACL, root on a 0555 folder)."""
@@ -338,6 +356,7 @@ def run(
         plan = scratch_plan(plan, batch_size)
     named = out is not None
     out = Path(out) if named else Path("runs") / f"{plan.backbone.split(':', 1)[-1].replace('/', '--')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_out_of_data(out, data)
     _check_out(out, plan, resume)
     with _hold(out):
         _check_out(out, plan, resume)  # again, holding the folder: a run that just ended there may have filled it
