@@ -472,6 +472,28 @@ def test_an_out_in_the_data_folder_is_refused_before_anything_is_written(tmp_pat
         zoo.run(plan_path, root, out=root / ".runs" / "a", progress=False)
 
 
+def test_a_plan_whose_backbone_reads_another_modality_is_refused_before_the_run_folder(tmp_path, zoo_home, no_network, capsys, monkeypatch):
+    """An image plan edited to a text backbone read the data, loaded the model, made the run folder, then failed in
+    feature extraction ("input #0 is a PosixPath; text models take strings"), leaving plan.yaml behind (a folder that
+    then needed --resume). The catalog's modality refuses it before the data is read; an id the catalog does not list
+    is refused once loaded, before the run folder is made."""
+    from zoo.runner import pipeline
+
+    root = digits(tmp_path, 20)
+    text_bb = "hf:sentence-transformers/all-MiniLM-L6-v2"
+    plan = tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0).model_copy(update={"backbone": text_bb})
+    plan_path = str(plan.write(tmp_path / "p1.yaml"))
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "_dataset", lambda data: pytest.fail("the data was read"))
+        err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out)], capsys)
+    assert f"{text_bb} is a text model but the plan is for image data; put an image backbone in the plan" in err, err
+    monkeypatch.setattr(pipeline, "_catalog_modality", lambda model_id: None)  # as for an id the catalog does not list
+    err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out)], capsys)
+    assert f"{text_bb} is a text model but {root} holds image data;" in err, err
+    assert not out.exists()
+
+
 def test_a_folder_holding_a_run_stopped_in_stage_1_is_not_overwritten(tmp_path, zoo_home, monkeypatch):
     """A run stopped before its first checkpoint (Ctrl-C in stage 1) leaves plan.yaml and data.json: a new run into that
     folder, of any plan, silently overwrote them; it now needs --resume (same plan) or a new --out, before any model loads."""

@@ -189,6 +189,25 @@ def _check_out(out: Path, plan: Any, resume: bool) -> None:
     _check_writable(out, near)
 
 
+def _catalog_modality(model_id: str) -> str | None:
+    """The modality (``image``, ``text``) the catalog gives ``model_id``, no model loaded; ``None`` for an id it does not
+    list (the source may still know it: the loaded backbone says then)."""
+    from zoo._api import _resolve
+
+    card = _resolve(model_id)[1]  # an unknown source (or a plugin down) is its one-line error now, not after the data is read
+    return card.modality if card is not None else None
+
+
+def _check_backbone_modality(plan: Any, modality: str | None, data: Any = None) -> None:
+    """The plan's backbone reads the plan's (and the data's) modality: a plan edited to another backbone, or to another
+    modality, failed in feature extraction after the run folder was made ("input #0 is a PosixPath; text models take strings")."""
+    if modality is None or modality == plan.modality:
+        return
+    where = f"{data} holds {plan.modality} data" if data is not None else f"the plan is for {plan.modality} data"
+    raise InvalidInputError(f"{plan.backbone} is a{'n' if modality == 'image' else ''} {modality} model but {where}; put a{'n' if plan.modality == 'image' else ''} "
+                            f"{plan.modality} backbone in the plan (`zoo recommend --data DATA -o plan.yaml` writes one that fits).")
+
+
 def _check_out_of_data(out: Path, data: str | Path) -> None:
     """The run folder is neither the image folder ``data`` nor inside it (except under a hidden folder, which is not data):
     its files (``model/``, ``checkpoints/``, ``curves.png``) would be read as classes or images by the next run on it."""
@@ -354,6 +373,7 @@ def run(
             raise InvalidInputError(f"{plan.backbone}: --from-scratch supports torch sources (timm, torchvision, hf), not {framework}; "
                                     "run the baseline with a torch backbone of the same family.")
         plan = scratch_plan(plan, batch_size)
+    _check_backbone_modality(plan, _catalog_modality(plan.backbone))
     named = out is not None
     out = Path(out) if named else Path("runs") / f"{plan.backbone.split(':', 1)[-1].replace('/', '--')}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_out_of_data(out, data)
@@ -448,6 +468,7 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
         print(f"zoo run: --epochs {epochs} trains nothing: the plan unfreezes no layer group (a {plan.strategy} plan), so the run is its stage-1 probe; "
               "set unfreeze (and a fine-tuning strategy) in the plan to fine-tune.", file=sys.stderr)
     backbone = _load(plan.backbone, from_scratch, seed)
+    _check_backbone_modality(plan, backbone.input_spec.modality, data)  # an id the catalog does not list (checked above otherwise)
     _check_unfreeze(plan, backbone)
     res = plan.resolution if ds.modality == "image" else None
     only: set[str] = set()  # stage 1 (and its refit) reads the final features, and lp-concat's middle group
