@@ -324,7 +324,7 @@ def test_occupied_out_needs_resume(tmp_path, zoo_home):
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
     with pytest.raises(InvalidInputError, match="--resume"):
-        zoo.run(tiny_plan(), tmp_path, out=out)
+        zoo.run(tiny_plan(), tmp_path / "data", out=out)  # refused before the data is read (tmp_path itself would hold the run folder)
 
 
 def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
@@ -506,9 +506,9 @@ def test_a_folder_holding_a_run_stopped_in_stage_1_is_not_overwritten(tmp_path, 
     (out / "plan.yaml").write_text(plan.to_yaml(), encoding="utf-8")
     (out / "data.json").write_text("{}", encoding="utf-8")
     with pytest.raises(InvalidInputError, match=re.escape(f"{out}: holds a run that stopped before it finished; pass --resume to continue it or a new --out.")):
-        zoo.run(plan, tmp_path, out=out)
+        zoo.run(plan, tmp_path / "data", out=out)
     with pytest.raises(InvalidInputError, match=re.escape(f"{out}: holds a run of a different plan; pass a new --out (or --resume with that run's plan).")):
-        zoo.run(tiny_plan(epochs=3), tmp_path, out=out)
+        zoo.run(tiny_plan(epochs=3), tmp_path / "data", out=out)
     assert (out / "plan.yaml").read_text(encoding="utf-8") == plan.to_yaml() and sorted(p.name for p in out.iterdir()) == ["data.json", "plan.yaml"]
 
 
