@@ -494,6 +494,18 @@ def test_a_plan_whose_backbone_reads_another_modality_is_refused_before_the_run_
     assert not out.exists()
 
 
+def test_an_out_starting_with_a_tilde_is_in_the_home_folder(tmp_path, zoo_home, no_network, monkeypatch, capsys):
+    """`--out=~/runs/a` (no shell expands a ~ after --out=) made a folder named ~ in the current folder; --data's ~ was
+    already the home folder."""
+    root = digits(tmp_path, 20)
+    plan_path = str(tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0, resolution=32).write(tmp_path / "p1.yaml"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", plan_path, "--data", str(root), "--out=~/runs/a"]) == 0
+    assert (tmp_path / "home" / "runs" / "a" / "result.json").is_file() and not (tmp_path / "~").exists()
+    assert f"run folder: {tmp_path / 'home' / 'runs' / 'a'} " in capsys.readouterr().out
+
+
 def test_a_folder_holding_a_run_stopped_in_stage_1_is_not_overwritten(tmp_path, zoo_home, monkeypatch):
     """A run stopped before its first checkpoint (Ctrl-C in stage 1) leaves plan.yaml and data.json: a new run into that
     folder, of any plan, silently overwrote them; it now needs --resume (same plan) or a new --out, before any model loads."""

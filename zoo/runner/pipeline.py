@@ -375,7 +375,8 @@ def run(
         plan = scratch_plan(plan, batch_size)
     _check_backbone_modality(plan, _catalog_modality(plan.backbone))
     named = out is not None
-    out = Path(out) if named else Path("runs") / f"{plan.backbone.split(':', 1)[-1].replace('/', '--')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # ~ as in the data's path (`--out=~/runs/a`: no shell expands that ~)
+    out = Path(out).expanduser() if named else Path("runs") / f"{plan.backbone.split(':', 1)[-1].replace('/', '--')}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_out_of_data(out, data)
     _check_out(out, plan, resume)
     with _hold(out):
