@@ -315,9 +315,13 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, zoo_home, no_network):
 
     root = digits(tmp_path, 100)
     plan = tiny_plan(epochs=1, lr=1e37, resolution=32)
-    with pytest.raises(DivergedError, match=r"loss became (nan|inf) at epoch 1, step \d+; no checkpoint yet; lower the learning rates"):
+    with pytest.raises(DivergedError, match=r"loss became (nan|inf) at epoch 1, step \d+; no checkpoint yet; lower the learning rates in the plan "
+                                            r"and rerun with a new --out \(a --resume continues this plan, and would diverge again\)\.$"):
         zoo.run(plan, root, out=tmp_path / "run")
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()  # stage 1's model is kept
+    # the folder holds that run: a rerun there with lower rates is refused (the advice was "rerun", with no word of --out)
+    with pytest.raises(InvalidInputError, match="holds a run of a different plan; pass a new --out"):
+        zoo.run(tiny_plan(epochs=1, lr=0.01, resolution=32), root, out=tmp_path / "run")
 
 
 def test_occupied_out_needs_resume(tmp_path, zoo_home):
