@@ -279,7 +279,8 @@ def extract(
         return into
 
     t0 = time.perf_counter()
-    finished = 0  # items of the batches done
+    finished, complete = 0, 0  # items and batches done, and the groups pooled on every one of them (below)
+    pooled_on: dict[str, int] = {}
     try:
         with torch.inference_mode():
             for start in range(0, len(items), batch_size):
@@ -295,11 +296,11 @@ def extract(
                         batches[n] += 1
                 if head is not None:
                     logits_out = put(logits_out, head(pooled).float().cpu().numpy(), start)
-                finished = min(len(items), start + batch_size)
+                finished, complete, pooled_on = min(len(items), start + batch_size), n_batches, dict(batches)
     except KeyboardInterrupt:
         if keep_done is not None and finished:
             done = rows_of[:finished]
-            kept = {n: outs[n][done] for n in names if n in outs and batches[n] == n_batches}
+            kept = {n: outs[n][done] for n in names if n in outs and pooled_on[n] == complete}  # not batches: the interrupted batch may be half counted
             meta = {"flops_per_item": flops or None, "n": finished, "seconds": round(time.perf_counter() - t0, 3)}
             keep_done(FeatureSet(str(backbone.id), kept, np.asarray(labels, dtype=np.int64)[order[:finished]],
                                  logits_out[done] if logits_out is not None else None, meta, index=np.asarray(done, dtype=np.int64)))
