@@ -426,7 +426,13 @@ def test_ctrl_c_before_zoo_run_wrote_its_folder_does_not_advise_resume(capsys, m
     monkeypatch.setattr(pipeline, "_run_in", started)
     code, _, err = run(capsys, "run", "plan.yaml", "--data", "d", "--seed", "2")
     folder = next(Path("runs").glob("*-*"))
-    assert code == 130 and err == f"zoo: interrupted; the last finished epoch is kept: resume with `zoo run plan.yaml --data d --seed 2 --resume --out {folder}`\n", err
+    # no epoch had finished: the hint said "the last finished epoch is kept"
+    assert code == 130 and err == f"zoo: interrupted; stopped before its first checkpoint: resume with `zoo run plan.yaml --data d --seed 2 --resume --out {folder}`\n", err
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "LATEST").write_text("epoch-0001")
+    monkeypatch.setattr(pipeline, "_run_in", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    code, _, err = run(capsys, "run", "plan.yaml", "--data", "d", "--seed", "2", "--out", str(folder), "--resume")
+    assert code == 130 and err == f"zoo: interrupted; the last finished epoch is kept: resume with `zoo run plan.yaml --data d --seed 2 --out {folder} --resume`\n", err
 
 
 def test_sigterm_to_zoo_run_unwinds_like_ctrl_c_and_gives_the_resume_command(tmp_path):
@@ -462,5 +468,5 @@ def test_sigterm_to_zoo_run_unwinds_like_ctrl_c_and_gives_the_resume_command(tmp
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
-    assert err == f"zoo: terminated; the last finished epoch is kept: resume with `zoo run plan.yaml --data d --out {out} --resume`\n", err
+    assert err == f"zoo: terminated; stopped before its first checkpoint: resume with `zoo run plan.yaml --data d --out {out} --resume`\n", err
     assert (out / "cleaned-up").exists()

@@ -315,16 +315,20 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path, zoo_home, no_network):
 
     root = digits(tmp_path, 100)
     plan = tiny_plan(epochs=1, lr=1e37, resolution=32)
-    with pytest.raises(DivergedError, match=r"loss became (nan|inf) at epoch 1, step \d+; no checkpoint yet; lower the learning rates"):
+    with pytest.raises(DivergedError, match=r"loss became (nan|inf) at epoch 1, step \d+; no checkpoint yet; lower the learning rates in the plan "
+                                            r"and rerun with a new --out \(a --resume continues this plan, and would diverge again\)\.$"):
         zoo.run(plan, root, out=tmp_path / "run")
     assert (tmp_path / "run" / "model" / "model.safetensors").is_file()  # stage 1's model is kept
+    # the folder holds that run: a rerun there with lower rates is refused (the advice was "rerun", with no word of --out)
+    with pytest.raises(InvalidInputError, match="holds a run of a different plan; pass a new --out"):
+        zoo.run(tiny_plan(epochs=1, lr=0.01, resolution=32), root, out=tmp_path / "run")
 
 
 def test_occupied_out_needs_resume(tmp_path, zoo_home):
     out = tmp_path / "run"
     (out / "checkpoints").mkdir(parents=True)
     with pytest.raises(InvalidInputError, match="--resume"):
-        zoo.run(tiny_plan(), tmp_path, out=out)
+        zoo.run(tiny_plan(), tmp_path / "data", out=out)  # refused before the data is read (tmp_path itself would hold the run folder)
 
 
 def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
@@ -412,6 +416,116 @@ def test_out_that_is_a_file_is_a_one_line_error(tmp_path, zoo_home, no_network, 
     err = _one_line_error(["run", str(plan_path), "--data", str(root), "--out", str(plan_path / "run")], capsys)
     assert f"{plan_path} is a file; pass a folder to --out." in err  # a file on the way there: mkdir would fail as well
     assert plan_path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["cache", "digits", "p1.yaml"]
+
+
+_NO_WRITE_IN = r"""
+import os, sys
+from pathlib import Path
+ro = Path(sys.argv[1]).resolve()
+real = os.mkdir
+def mkdir(path, *args, **kwargs):  # the folder refuses new entries, as a read-only mount (or a 0555 folder for non-root) does
+    if Path(path).resolve().parent == ro:
+        raise PermissionError(13, "Permission denied", str(path))
+    return real(path, *args, **kwargs)
+os.mkdir = mkdir
+from zoo.cli import main
+rc = main(sys.argv[2:])
+print(rc, sorted(m for m in ("tensorflow", "timm", "torch", "transformers") if m in sys.modules))
+"""
+
+
+def test_an_out_that_cannot_be_written_is_one_line_before_any_framework_loads(tmp_path, zoo_home):
+    """--out in a folder that refuses writes failed only when the run folder was made, after torch was imported, the
+    data read and the backbone loaded (seconds to minutes later); the first line of the run is now that error."""
+    import subprocess
+    import sys
+
+    plan_path = tiny_plan().write(tmp_path / "p1.yaml")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    for out in (ro / "run", ro / "runs" / "deeper"):
+        proc = subprocess.run([sys.executable, "-c", _NO_WRITE_IN, str(ro), "run", str(plan_path), "--data", str(tmp_path / "nowhere"), "--out", str(out)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.stdout.split("\n")[0] == "2 []", proc.stdout + proc.stderr  # exit 2, no framework imported
+        assert proc.stderr == f"zoo: error: {out}: cannot write in {ro} (Permission denied); pass an --out in a folder you can write to.\n"
+        assert list(ro.iterdir()) == []
+
+
+def test_an_out_in_the_data_folder_is_refused_before_anything_is_written(tmp_path, zoo_home, no_network, capsys, monkeypatch):
+    """--out equal to the image folder (or inside it, or the default runs/ when run from inside it) wrote plan.yaml, model/
+    and checkpoints/ among the classes: the next run on that folder read model/ and checkpoints/ as two more classes."""
+    from zoo.runner import pipeline
+
+    root = digits(tmp_path, 20)
+    plan_path = str(tiny_plan(epochs=0).write(tmp_path / "p1.yaml"))
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    for out, message in [(root, f"{root}: is the data folder;"), (root / "runs" / "a", f"{root / 'runs' / 'a'}: is inside the data folder {root};"),
+                         (root / "3" / "run", "is inside the data folder")]:
+        err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out)], capsys)
+        assert message in err and "pass an --out outside it." in err, err
+    monkeypatch.chdir(root / "3")
+    err = _one_line_error(["run", plan_path, "--data", "..", "--out", "."], capsys)  # the same folder by other names
+    assert ".: is inside the data folder ..;" in err, err
+    monkeypatch.chdir(root)
+    err = _one_line_error(["run", plan_path, "--data", "."], capsys)  # the default runs/<backbone>-<time>
+    assert "is inside the data folder .;" in err, err
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    # a hidden folder inside it is not data: accepted
+    monkeypatch.setattr(pipeline, "_load", lambda *a: pytest.fail("reached the model load"))
+    with pytest.raises(pytest.fail.Exception, match="reached the model load"):
+        zoo.run(plan_path, root, out=root / ".runs" / "a", progress=False)
+
+
+def test_a_plan_whose_backbone_reads_another_modality_is_refused_before_the_run_folder(tmp_path, zoo_home, no_network, capsys, monkeypatch):
+    """An image plan edited to a text backbone read the data, loaded the model, made the run folder, then failed in
+    feature extraction ("input #0 is a PosixPath; text models take strings"), leaving plan.yaml behind (a folder that
+    then needed --resume). The catalog's modality refuses it before the data is read; an id the catalog does not list
+    is refused once loaded, before the run folder is made."""
+    from zoo.runner import pipeline
+
+    root = digits(tmp_path, 20)
+    text_bb = "hf:sentence-transformers/all-MiniLM-L6-v2"
+    plan = tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0).model_copy(update={"backbone": text_bb})
+    plan_path = str(plan.write(tmp_path / "p1.yaml"))
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        m.setattr(pipeline, "_dataset", lambda data: pytest.fail("the data was read"))
+        err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out)], capsys)
+    assert f"{text_bb} is a text model but the plan is for image data; put an image backbone in the plan" in err, err
+    monkeypatch.setattr(pipeline, "_catalog_modality", lambda model_id: None)  # as for an id the catalog does not list
+    err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out)], capsys)
+    assert f"{text_bb} is a text model but {root} holds image data;" in err, err
+    assert not out.exists()
+
+
+def test_an_out_starting_with_a_tilde_is_in_the_home_folder(tmp_path, zoo_home, no_network, monkeypatch, capsys):
+    """`--out=~/runs/a` (no shell expands a ~ after --out=) made a folder named ~ in the current folder; --data's ~ was
+    already the home folder."""
+    root = digits(tmp_path, 20)
+    plan_path = str(tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0, resolution=32).write(tmp_path / "p1.yaml"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", plan_path, "--data", str(root), "--out=~/runs/a"]) == 0
+    assert (tmp_path / "home" / "runs" / "a" / "result.json").is_file() and not (tmp_path / "~").exists()
+    assert f"run folder: {tmp_path / 'home' / 'runs' / 'a'} " in capsys.readouterr().out
+
+
+def test_a_folder_holding_a_run_stopped_in_stage_1_is_not_overwritten(tmp_path, zoo_home, monkeypatch):
+    """A run stopped before its first checkpoint (Ctrl-C in stage 1) leaves plan.yaml and data.json: a new run into that
+    folder, of any plan, silently overwrote them; it now needs --resume (same plan) or a new --out, before any model loads."""
+    from zoo.runner import pipeline
+
+    monkeypatch.setattr(pipeline, "_load", lambda *a: pytest.fail("the backbone was loaded"))
+    plan = tiny_plan()
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "plan.yaml").write_text(plan.to_yaml(), encoding="utf-8")
+    (out / "data.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(InvalidInputError, match=re.escape(f"{out}: holds a run that stopped before it finished; pass --resume to continue it or a new --out.")):
+        zoo.run(plan, tmp_path / "data", out=out)
+    with pytest.raises(InvalidInputError, match=re.escape(f"{out}: holds a run of a different plan; pass a new --out (or --resume with that run's plan).")):
+        zoo.run(tiny_plan(epochs=3), tmp_path / "data", out=out)
+    assert (out / "plan.yaml").read_text(encoding="utf-8") == plan.to_yaml() and sorted(p.name for p in out.iterdir()) == ["data.json", "plan.yaml"]
 
 
 def test_resume_with_nothing_to_resume_is_a_one_line_error(tmp_path, zoo_home, no_network, capsys, monkeypatch):
@@ -663,7 +777,7 @@ def test_run_reads_the_data_once_and_keeps_every_readable_image(tmp_path, monkey
     stratified draw dropped readable images (here 8 of 24) without a word."""
     from PIL import Image
 
-    from zoo.recommender.data import load_dataset
+    from zoo.recommender.data import check_decoding, load_dataset
     from zoo.runner import pipeline
     from zoo.testing import write_photo_folder
 
@@ -676,13 +790,85 @@ def test_run_reads_the_data_once_and_keeps_every_readable_image(tmp_path, monkey
     opened: list[str] = []
     real_open = Image.open
     monkeypatch.setattr(Image, "open", lambda fp, *a, **k: (opened.append(str(fp)), real_open(fp, *a, **k))[1])
-    ds = pipeline._dataset(root)
+    ds = check_decoding(pipeline._dataset(root))  # the run decodes each image once (unless the feature cache vouches for them)
     assert len(ds.items) == ds.n == 24 and ds.skipped == 12
     assert sorted(str(p.relative_to(root)) for p in ds.items) == sorted(f"{c}/{j:03d}.png" for c in ("chelsea", "coffee", "astronaut") for j in range(8))
     assert len(opened) == 2 * 36, f"{len(opened)} opens of 36 files"
     # the fingerprint (the feature cache's key) of data no larger than the recommender's sample is the recommender's
     monkeypatch.setattr(pipeline, "RECOMMENDER_MAX_SAMPLES", 2000)
-    assert pipeline._dataset(root).fingerprint == load_dataset(root, max_samples=2000).fingerprint
+    assert check_decoding(pipeline._dataset(root)).fingerprint == load_dataset(root, max_samples=2000).fingerprint
+
+
+def test_reading_headers_then_decoding_draws_what_decoding_at_once_draws(tmp_path):
+    """load_dataset(decode=False) then check_decoding: the items, labels, counts, skipped files and fingerprint (the
+    feature cache's key) of load_dataset(decode=True), truncated files and files that are no image at all skipped alike."""
+    from zoo.recommender.data import check_decoding, load_dataset
+    from zoo.testing import write_photo_folder
+
+    root = write_photo_folder(tmp_path / "photos", per_class=5, side=32, min_crop=32)
+    (root / "coffee" / "junk.png").write_bytes(b"not a png")  # no header: skipped by the listing
+    data = (root / "chelsea" / "000.png").read_bytes()
+    (root / "chelsea" / "cut.png").write_bytes(data[: len(data) // 2])  # a header, truncated pixels: skipped when decoded
+    (root / "astronaut" / "cut.png").write_bytes(data[: len(data) // 2])
+    for whole, max_samples in ((True, 2000), (False, 2000), (False, 9)):
+        at_once = load_dataset(root, max_samples=max_samples, whole=whole)
+        listed = load_dataset(root, max_samples=max_samples, whole=whole, decode=False)
+        assert not listed.decoded and len(listed.items) >= len(at_once.items)
+        assert len(listed.items) == len(at_once.items) + 2 or max_samples == 9  # the 2 cut files are listed (a sample of 9 may miss them)
+        later = check_decoding(listed)
+        assert later.decoded and check_decoding(later) is later
+        for name in ("items", "counts", "skipped", "skipped_examples", "image_sizes", "fingerprint", "classes"):
+            assert getattr(later, name) == getattr(at_once, name), (name, whole, max_samples)
+        assert np.array_equal(later.labels, at_once.labels) and later.skipped_note == at_once.skipped_note
+    one = tmp_path / "one"  # a class left with one image once its truncated file is skipped: the same one-line error
+    for cls, n in (("a", 2), ("b", 2)):
+        (one / cls).mkdir(parents=True)
+        for j in range(n):
+            (one / cls / f"{j}.png").write_bytes((root / "coffee" / f"{j:03d}.png").read_bytes())
+    (one / "b" / "1.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidInputError, match="class 'b' has 1 readable image"):
+        load_dataset(one)
+    with pytest.raises(InvalidInputError, match="class 'b' has 1 readable image"):
+        check_decoding(load_dataset(one, decode=False))
+
+
+def test_a_run_on_cached_features_decodes_no_image_to_check_it(tmp_path, zoo_home, no_network, monkeypatch):
+    """zoo run decoded every image to check it before stage 1; on the recommender's cached features that was the only
+    decode of the run's start (the features were read from the cache), on a miss the extraction decoded them all again.
+    The cache vouches for the files (its key holds their paths, sizes and times, and zoo's reading rules): no image is
+    decoded then. Files that do not decode are still skipped and counted (their data misses the cache: decoded once)."""
+    import zoo.inputs
+    from zoo.recommender.data import load_dataset
+    from zoo.recommender.features import features_for
+    from zoo.testing import write_photo_folder
+
+    decoded: list[str] = []
+    real = zoo.inputs.iter_images
+
+    def counting(inputs, **kwargs):
+        for img in real(inputs, **kwargs):
+            decoded.append("image")
+            yield img
+
+    root = write_photo_folder(tmp_path / "photos", per_class=6, side=32, min_crop=32)
+    plan = tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0, resolution=32)
+    bb = zoo.load(LITE0)
+    features_for(bb, load_dataset(root), 32)  # what `zoo recommend --data` leaves behind
+    monkeypatch.setattr(zoo.inputs, "iter_images", counting)
+    r = zoo.run(plan, root, out=tmp_path / "run", progress=False)
+    assert r.features_cached and r.skipped_unreadable == 0 and decoded == []
+    # files whose header reads but whose pixels do not: the listing keeps them, the cache misses, each image is decoded once
+    data = (root / "chelsea" / "000.png").read_bytes()
+    for cls in ("chelsea", "coffee"):
+        (root / cls / "cut.png").write_bytes(data[: len(data) // 2])
+    r = zoo.run(plan, root, out=tmp_path / "run2", progress=False)
+    assert r.features_cached and r.skipped_unreadable == 2 and len(decoded) == 18  # the 18 readable ones (the 2 cut ones raise)
+    assert "2 unreadable file(s) skipped" in (tmp_path / "run2" / "report.md").read_text()
+    # --resume of that run: the data check passes once the cut files are skipped again
+    decoded.clear()
+    r = zoo.run(plan.model_copy(update={"strategy": "lp-ft", "unfreeze": ["top-1"], "lr": {"head": 0.01, "top-1": 0.005}}), root,
+                out=tmp_path / "run3", epochs=0, progress=False)
+    assert r.features_cached and r.skipped_unreadable == 2 and len(decoded) == 18
 
 
 @pytest.mark.parametrize("strategy", ["linear-probe", "lp-concat"])

@@ -196,3 +196,70 @@ def test_a_kill_between_the_checkpoint_and_the_best_model_is_repaired_by_resume(
     assert r.best_epoch == seen["epoch"] and r.resumed_from == seen["epoch"]
     best = load_file(str(out / "model" / "model.safetensors"))
     assert best.keys() == seen["weights"].keys() and all(torch.equal(best[k], seen["weights"][k]) for k in best)
+
+
+def _interrupt_at_batch(monkeypatch, k: int) -> list[int]:
+    """Feature extraction counts the items of each batch it moves to the model (the first, of one item, counts FLOPs);
+    the ``k``-th batch raises KeyboardInterrupt instead (Ctrl-C, or SIGTERM as the `zoo` command unwinds it); 0: never.
+    Returns the list of batch sizes seen."""
+    import zoo.frameworks.torch as zt
+
+    seen: list[int] = []
+    real = zt.move
+
+    def counting(batch, device):
+        seen.append(len(batch))
+        if len(seen) == k:
+            raise KeyboardInterrupt
+        return real(batch, device)
+
+    monkeypatch.setattr(zt, "move", counting)
+    return seen
+
+
+def test_an_interrupted_feature_extraction_keeps_its_finished_batches(tmp_path, zoo_home, no_network, monkeypatch):
+    """Ctrl-C (or SIGTERM) while features were extracted threw every finished batch away: the next request extracted
+    the whole sample again. The finished batches' rows are kept in a partial file; the next request extracts only the
+    others, writes the whole-sample file (the same features as one pass) and removes the partial file."""
+    import numpy as np
+
+    from zoo.recommender import features
+    from zoo.recommender.data import load_dataset
+
+    ds = load_dataset(digits(tmp_path, 40))
+    bb = zoo.load("timm:efficientnet_lite0.pypi_in1k")
+    with monkeypatch.context() as m:
+        _interrupt_at_batch(m, 5)  # FLOPs on one item, then batches of 8: 3 finished (24 rows), the 4th interrupted
+        with pytest.raises(KeyboardInterrupt):
+            features.features_for(bb, ds, 32, batch_size=8)
+    prep = features.preprocessing_for(bb, 32)
+    assert features.cached(bb, ds, 32) is None
+    kept = features.load(features._partial_file(bb, ds, prep))
+    assert sorted(kept.index.tolist()) == list(range(24)) and np.array_equal(kept.labels, ds.labels[kept.index]) and kept.logits is not None
+    with monkeypatch.context() as m:
+        seen = _interrupt_at_batch(m, 0)
+        fs = features.features_for(bb, ds, 32, batch_size=8)
+    assert seen == [8, 8] and fs.meta["reused"] == 24  # the 16 others only (the partial file kept the FLOPs count too)
+    assert not features.cache_path(features._partial_file(bb, ds, prep)).exists() and features.cached(bb, ds, 32) is not None
+    one_pass = features.extract(bb, ds.items, ds.labels, resolution=32, batch_size=8)
+    assert fs.groups.keys() == one_pass.groups.keys()
+    for g in fs.groups:
+        np.testing.assert_allclose(fs.groups[g], one_pass.groups[g], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fs.logits, one_pass.logits, rtol=1e-4, atol=1e-4)
+
+
+def test_a_run_interrupted_in_stage_1_resumes_from_the_features_it_extracted(tmp_path, zoo_home, no_network, monkeypatch):
+    """zoo run stopped during feature extraction, then --resume: only the items not yet extracted go through the model."""
+    root = digits(tmp_path, 40)
+    plan = tiny_plan(strategy="linear-probe", unfreeze=(), epochs=0, resolution=32)
+    out = tmp_path / "run"
+    with monkeypatch.context() as m:
+        _interrupt_at_batch(m, 3)  # FLOPs on one item, then batches of 32: the first finished
+        with pytest.raises(KeyboardInterrupt) as exc:
+            zoo.run(plan, root, out=out, progress=False)
+    assert exc.value.zoo_run_dir == str(out) and (out / "plan.yaml").is_file()
+    with monkeypatch.context() as m:
+        seen = _interrupt_at_batch(m, 0)
+        r = zoo.run(plan, root, out=out, resume=True, progress=False)
+    assert seen == [8], seen  # the 8 items left, nothing else
+    assert not r.features_cached and r.final_val_acc == json.loads((out / "result.json").read_text())["final_val_acc"]

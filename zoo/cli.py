@@ -462,6 +462,8 @@ def _interrupted_run(args: argparse.Namespace, exc: KeyboardInterrupt) -> str:
         return " before the run started: run the same command again"
     if not (Path(run_dir) / "plan.yaml").is_file():
         return f"; nothing to resume in {run_dir} yet (the run had not started): run the same command again"
+    if not (Path(run_dir) / "checkpoints" / "LATEST").is_file():  # stopped in stage 1 (its extracted features are kept in the cache)
+        return f"; stopped before its first checkpoint: resume with `{_resume_command(args, run_dir)}`"
     return f"; the last finished epoch is kept: resume with `{_resume_command(args, run_dir)}`"
 
 

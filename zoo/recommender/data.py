@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,8 @@ class Dataset:
             with up to three examples (file paths, or ``line N`` of the table).
         image_sizes: (width, height) of the sampled images.
         fingerprint: sha256 over the sample's identities and labels (and file sizes and times).
+        decoded: every item was decoded once as :mod:`zoo.inputs` reads it (files that do not were skipped);
+            ``False`` for ``load_dataset(..., decode=False)`` until :func:`check_decoding`.
     """
 
     path: Path
@@ -54,6 +56,8 @@ class Dataset:
     skipped_examples: list[str] = field(default_factory=list)
     image_sizes: list[tuple[int, int]] = field(default_factory=list)
     fingerprint: str = ""
+    decoded: bool = True
+    draw: tuple[int, int] = (0, 0)  # (max_samples, seed) of the draw: where the fingerprint starts (see _fingerprint)
 
     @property
     def skipped_what(self) -> str:
@@ -123,13 +127,17 @@ def skipped_what(path: str | Path) -> str:
 
 
 def load_dataset(
-    path: str | Path, max_samples: int = 2000, seed: int = 0, text_column: str | None = None, label_column: str | None = None, whole: bool = False
+    path: str | Path, max_samples: int = 2000, seed: int = 0, text_column: str | None = None, label_column: str | None = None, whole: bool = False,
+    decode: bool = True,
 ) -> Dataset:
     """Read ``path`` (image folder, ``.csv``/``.tsv``/``.jsonl``) and draw the stratified sample.
 
     ``whole``: keep every readable item (what ``zoo run`` trains on), in one pass over the data; the
     fingerprint is that of a sample of ``max(max_samples, n)`` items, so data of at most
     ``max_samples`` items has the fingerprint (and the feature cache) of the recommender's sample.
+    ``decode=False`` (image folders): read each file's header only; the sample is then ``decoded=False``, and
+    :func:`check_decoding` later gives what ``decode=True`` gives (``zoo run`` skips that when the feature cache
+    holds the sample's features: they were extracted from these very files, so each of them decoded).
 
     Raises:
         InvalidInputError: missing path, no items, one class, more classes than items, a class
@@ -139,7 +147,7 @@ def load_dataset(
     if not p.exists():
         raise InvalidInputError(f"{p}: no such file or folder; pass an image folder (one sub-folder per class) or a CSV/JSONL file.")
     if p.is_dir():
-        return _image_folder(p, max_samples, seed, whole)
+        return _image_folder(p, max_samples, seed, whole, decode)
     if p.suffix.lower() in TABULAR:
         return _table(p, max_samples, seed, text_column, label_column, whole)
     raise InvalidInputError(f"{p}: not a folder or a .csv/.tsv/.jsonl file; pass an image folder (one sub-folder per class) or a table of text and label.")
@@ -181,7 +189,7 @@ def stratified_sample(labels: np.ndarray, max_samples: int, seed: int = 0, min_p
     return np.concatenate(out)
 
 
-def _image_folder(p: Path, max_samples: int, seed: int, whole: bool = False) -> Dataset:
+def _image_folder(p: Path, max_samples: int, seed: int, whole: bool = False, decode: bool = True) -> Dataset:
     from PIL import Image, UnidentifiedImageError
 
     class_dirs = sorted(d for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -222,10 +230,8 @@ def _image_folder(p: Path, max_samples: int, seed: int, whole: bool = False) -> 
     for j in pick:
         i = ok[int(j)]
         f = files[i]
-        try:  # decode now, as zoo.inputs reads it: a truncated file, or one its rules refuse (a float TIFF holding NaN),
-            check_images([f])  # must be skipped here, not crash the forward pass
-        except (OSError, ValueError, SyntaxError):  # InvalidInputError is a ValueError
-            skipped.append(str(f.relative_to(p)))
+        if decode and not _decodes(f):  # a truncated file, or one zoo.inputs' rules refuse (a float TIFF holding NaN),
+            skipped.append(str(f.relative_to(p)))  # is skipped here, not a crash of the forward pass
             counts[names[labels[i]]] -= 1
             continue
         items.append(f)
@@ -235,7 +241,40 @@ def _image_folder(p: Path, max_samples: int, seed: int, whole: bool = False) -> 
     _check_classes(p, counts, "image")
     y = np.array(keep_labels, dtype=np.int64)
     _check_classes(p, {names[c]: int((y == c).sum()) for c in range(len(names))}, "image")
-    return Dataset(p, "image", names, counts, items, y, len(skipped), skipped[:3], img_sizes, h.hexdigest())
+    return Dataset(p, "image", names, counts, items, y, len(skipped), skipped[:3], img_sizes, h.hexdigest(), decoded=decode, draw=(max_samples, seed))
+
+
+def _decodes(f: Path) -> bool:
+    """``f`` decodes as :mod:`zoo.inputs` reads it (the image is decoded, then dropped)."""
+    try:
+        check_images([f])
+    except (OSError, ValueError, SyntaxError):  # InvalidInputError is a ValueError
+        return False
+    return True
+
+
+def check_decoding(ds: Dataset) -> Dataset:
+    """``ds`` (from ``load_dataset(..., decode=False)``) as ``decode=True`` would have drawn it: each item decoded once,
+    those that do not decode skipped and counted (the classes checked again, the fingerprint of the items kept).
+    ``ds`` itself when it is decoded already; a copy marked decoded when every item decodes."""
+    if ds.decoded:
+        return ds
+    bad = {j for j, f in enumerate(ds.items) if not _decodes(Path(f))}
+    if not bad:
+        return replace(ds, decoded=True)
+    counts = dict(ds.counts)
+    for j in sorted(bad):
+        counts[ds.classes[int(ds.labels[j])]] -= 1
+    _check_classes(ds.path, counts, "image")
+    keep = [j for j in range(len(ds.items)) if j not in bad]
+    y = np.asarray(ds.labels)[keep]
+    _check_classes(ds.path, {name: int((y == c).sum()) for c, name in enumerate(ds.classes)}, "image")
+    h = _fingerprint("image", *ds.draw)
+    for j in keep:
+        _add(h, "image", ds.items[j], int(ds.labels[j]), ds.path)
+    examples = (ds.skipped_examples + [str(Path(ds.items[j]).relative_to(ds.path)) for j in sorted(bad)])[:3]  # header failures came first
+    return replace(ds, counts=counts, items=[ds.items[j] for j in keep], labels=y, skipped=ds.skipped + len(bad), skipped_examples=examples,
+                   image_sizes=[ds.image_sizes[j] for j in keep], fingerprint=h.hexdigest(), decoded=True)
 
 
 JSONL_FORMAT = 'one JSON object per line with a text and a label field, e.g. {"text": "...", "label": "..."}'

@@ -30,6 +30,13 @@ whole-sample request (``zoo run``'s stage 1) that misses takes these rows from i
 the others; the whole-sample file it writes is exactly what a single pass would write. ``zoo run`` on data
 larger than the recommender's sample (``features_for(..., sample=2000)``) finds that sample's file, or its
 sub-sample file, by the fingerprint the sample has (``Dataset.sample_fingerprint``) and reuses those rows the same way.
+
+A whole-sample extraction that is interrupted (Ctrl-C, or SIGTERM, which the ``zoo`` command unwinds the same way)
+keeps the rows of its finished batches (and the rows it reused) in a partial file, in the sub-sample format under the
+key of ``fingerprint + "|partial"``; the next whole-sample request takes them from it, extracts the others, and
+removes it once the whole-sample file is written. A process killed outright (``kill -9``, the OOM killer) keeps
+nothing: the rows are saved as the interruption unwinds, not rewritten every few batches (for a large sample that
+is the whole file again each time).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,6 +200,7 @@ def _flops(backbone: Any, batch: Any) -> float | None:
 def extract(
     backbone: Any, items: Sequence[Any], labels: np.ndarray, *, resolution: int | None = None, batch_size: int = 32, count_flops: bool = True,
     positions: np.ndarray | None = None, size: int | None = None, length_sorted: bool = True,
+    keep_done: Callable[[FeatureSet], None] | None = None,
 ) -> FeatureSet:
     """Pooled output of every layer group (and the source head's logits) in one forward pass.
 
@@ -203,6 +211,8 @@ def extract(
     extra forward of one item). ``positions``, ``size``: item ``i``'s rows go to row ``positions[i]`` of
     arrays of ``size`` rows (the other rows are left for the caller to fill; ``labels`` stay the items').
     ``length_sorted``: run texts longest first (rows stay in the items' order); ``False`` runs them as given.
+    ``keep_done``: on an interruption (``KeyboardInterrupt``) after at least one batch, called with the finished
+    items' rows (``index``: their rows as above) before the interruption goes on (torch backbones).
     """
     if getattr(backbone, "framework", "torch") != "torch":  # Keras / TF Hub: same format, same preprocessing
         from zoo.runner.keras_run import extract as keras_extract
@@ -269,6 +279,8 @@ def extract(
         return into
 
     t0 = time.perf_counter()
+    finished, complete = 0, 0  # items and batches done, and the groups pooled on every one of them (below)
+    pooled_on: dict[str, int] = {}
     try:
         with torch.inference_mode():
             for start in range(0, len(items), batch_size):
@@ -284,6 +296,15 @@ def extract(
                         batches[n] += 1
                 if head is not None:
                     logits_out = put(logits_out, head(pooled).float().cpu().numpy(), start)
+                finished, complete, pooled_on = min(len(items), start + batch_size), n_batches, dict(batches)
+    except KeyboardInterrupt:
+        if keep_done is not None and finished:
+            done = rows_of[:finished]
+            kept = {n: outs[n][done] for n in names if n in outs and pooled_on[n] == complete}  # not batches: the interrupted batch may be half counted
+            meta = {"flops_per_item": flops or None, "n": finished, "seconds": round(time.perf_counter() - t0, 3)}
+            keep_done(FeatureSet(str(backbone.id), kept, np.asarray(labels, dtype=np.int64)[order[:finished]],
+                                 logits_out[done] if logits_out is not None else None, meta, index=np.asarray(done, dtype=np.int64)))
+        raise
     finally:
         for h in handles:
             h.remove()
@@ -313,9 +334,14 @@ def _rows_file(backbone: Any, dataset: Any, prep: dict[str, Any]) -> str:
     return cache_key(str(backbone.id), f"{dataset.fingerprint}|rows", prep)
 
 
-def _cached_rows(backbone: Any, dataset: Any, prep: dict[str, Any]) -> FeatureSet | None:
-    """The sub-sample file of ``dataset`` for ``backbone``, when it is there and fits the sample."""
-    part = load(_rows_file(backbone, dataset, prep))
+def _partial_file(backbone: Any, dataset: Any, prep: dict[str, Any]) -> str:
+    return cache_key(str(backbone.id), f"{dataset.fingerprint}|partial", prep)
+
+
+def _cached_rows(backbone: Any, dataset: Any, prep: dict[str, Any], key: str | None = None) -> FeatureSet | None:
+    """The sub-sample file of ``dataset`` for ``backbone`` (or the file under ``key``: an interrupted extraction's
+    partial file), when it is there and fits the sample."""
+    part = load(key or _rows_file(backbone, dataset, prep))
     if part is None or part.index is None or part.backbone != str(backbone.id):
         return None
     idx = np.asarray(part.index, dtype=np.int64)
@@ -409,8 +435,26 @@ def features_for(
     part = _cached_rows(backbone, dataset, prep)
     if part is None and sample is not None:
         part = _sample_rows(backbone, dataset, prep, sample)
+    partial_key = _partial_file(backbone, dataset, prep)
+    partial = _cached_rows(backbone, dataset, prep, partial_key)  # what an interrupted extraction kept (it holds the rows it reused)
+    if partial is not None and (part is None or len(partial.index) > len(part.index)):
+        part = partial
+
+    def keep_done(done: FeatureSet) -> None:
+        """Keep the rows reused and those extracted before an interruption, for the next request to take."""
+        parts = [p for p in (part, done) if p is not None and p.index is not None and len(p.index)]
+        names = [g for g in done.groups if all(g in p.groups for p in parts)]
+        kept = FeatureSet(done.backbone, {g: np.concatenate([p.groups[g] for p in parts]) for g in names},
+                          np.concatenate([np.asarray(p.labels, dtype=np.int64) for p in parts]),
+                          np.concatenate([p.logits for p in parts]) if all(p.logits is not None for p in parts) else None,
+                          dict(done.meta, fingerprint=dataset.fingerprint, preprocessing=prep, classes=list(dataset.classes), of=n,
+                               flops_per_item=done.meta.get("flops_per_item") or (part.meta.get("flops_per_item") if part is not None else None)),
+                          index=np.concatenate([np.asarray(p.index, dtype=np.int64) for p in parts]))
+        if len(kept.index) > (len(partial.index) if partial is not None else 0):  # never fewer rows than the file already holds
+            keep(kept, partial_key)
+
     if part is None or not len(part.index):
-        fs = extract(backbone, dataset.items, dataset.labels, resolution=resolution, batch_size=batch_size)
+        fs = extract(backbone, dataset.items, dataset.labels, resolution=resolution, batch_size=batch_size, keep_done=keep_done)
     else:
         idx = np.asarray(part.index, dtype=np.int64)
         rest = np.setdiff1d(np.arange(n), idx)
@@ -420,7 +464,7 @@ def features_for(
             # the sample's features exist once (extracting the rest, then merging both parts into new arrays, held them twice)
             new = extract(
                 backbone, [dataset.items[int(i)] for i in rest], np.asarray(dataset.labels)[rest], resolution=resolution, batch_size=batch_size,
-                count_flops=not part.meta.get("flops_per_item"), positions=rest, size=n,
+                count_flops=not part.meta.get("flops_per_item"), positions=rest, size=n, keep_done=keep_done,
             )
             meta = dict(new.meta, seconds=new.meta["seconds"], flops_per_item=new.meta["flops_per_item"] or part.meta.get("flops_per_item"))
             groups = {}
@@ -437,6 +481,11 @@ def features_for(
         fs.meta = dict(meta, n=n, reused=len(idx), created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     fs.meta.update(fingerprint=dataset.fingerprint, preprocessing=prep, classes=list(dataset.classes))
     keep(fs, key)
+    if fs.path is not None:  # the whole-sample file is written: an interrupted extraction's rows are in it
+        try:
+            cache_path(partial_key).unlink(missing_ok=True)
+        except OSError:
+            pass
     if only is not None:
         last = list(fs.groups)[-1] if fs.groups else None
         fs.groups = {g: a for g, a in fs.groups.items() if g in only or g == last}

@@ -416,7 +416,7 @@ def fine_tune(backbone: Any, plan: Any, s1: Any, train: tuple[Sequence[Any], np.
             if not np.isfinite(loss):
                 self.bar.close()
                 kept = latest_checkpoint(ckpt_root)
-                raise DivergedError(f"the training loss became {loss} at epoch {feeder.epoch}, step {batch + 1}; {'kept ' + str(kept) if kept else 'no checkpoint yet'}; lower the learning rates in the plan and rerun{DIVERGED_RERUN if kept else ''}.")
+                raise DivergedError(f"the training loss became {loss} at epoch {feeder.epoch}, step {batch + 1}; {'kept ' + str(kept) if kept else 'no checkpoint yet'}; lower the learning rates in the plan and rerun{DIVERGED_RERUN}.")
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self.bar.close()

@@ -88,8 +88,9 @@ def _dataset(data: Any) -> Any:
 
     # training uses every readable item (the recommender saw a sample), read in one pass; the fingerprint is the
     # recommender's for data of at most its sample size (a sample first, then load_dataset(max_samples=n), listed and
-    # opened every file twice, and when the sample held a truncated file, n fell short and dropped readable items)
-    return load_dataset(data, max_samples=RECOMMENDER_MAX_SAMPLES, whole=True)
+    # opened every file twice, and when the sample held a truncated file, n fell short and dropped readable items).
+    # Headers only: each image is decoded by check_decoding, or vouched for by the feature cache (see _run_in)
+    return load_dataset(data, max_samples=RECOMMENDER_MAX_SAMPLES, whole=True, decode=False)
 
 
 def _load(model_id: str, from_scratch: bool, seed: int) -> Any:
@@ -164,10 +165,14 @@ def _check_unfreeze(plan: Any, backbone: Any) -> None:
 
 
 def _check_out(out: Path, plan: Any, resume: bool) -> None:
+    """One-line errors for a run folder no run can use, before any framework is imported or model loaded: a file in the
+    way, a folder this process cannot write in, a folder holding a run (without ``resume``, or of another plan)."""
+    near = Path(".")
     for p in (out, *out.parents):  # the nearest existing ancestor must be a folder, else mkdir fails
         if p.exists():
             if not p.is_dir():
                 raise InvalidInputError(f"{out}: is a file; pass a folder to --out." if p == out else f"{out}: {p} is a file; pass a folder to --out.")
+            near = p
             break
     saved = out / "plan.yaml"  # written by every run before any result: a folder without it holds nothing to continue
     if resume:
@@ -175,9 +180,63 @@ def _check_out(out: Path, plan: Any, resume: bool) -> None:
             raise InvalidInputError(f"{out}: nothing to resume (no run there); drop --resume to start one.")
         if saved.read_text(encoding="utf-8") != plan.to_yaml():
             raise InvalidInputError(f"{out}: holds a run of a different plan; resume with the same plan or pass a new --out.")
-        return
-    if (out / "checkpoints").exists() or (out / "result.json").exists():
+    elif (out / "checkpoints").exists() or (out / "result.json").exists():
         raise InvalidInputError(f"{out}: already holds a run; pass --resume to continue it or a new --out.")
+    elif saved.is_file():  # a run stopped before its first checkpoint (in stage 1): starting over would overwrite it
+        same = saved.read_text(encoding="utf-8") == plan.to_yaml()
+        raise InvalidInputError(f"{out}: holds a run that stopped before it finished; pass --resume to continue it or a new --out." if same
+                                else f"{out}: holds a run of a different plan; pass a new --out (or --resume with that run's plan).")
+    _check_writable(out, near)
+
+
+def _catalog_modality(model_id: str) -> str | None:
+    """The modality (``image``, ``text``) the catalog gives ``model_id``, no model loaded; ``None`` for an id it does not
+    list (the source may still know it: the loaded backbone says then)."""
+    from zoo._api import _resolve
+
+    card = _resolve(model_id)[1]  # an unknown source (or a plugin down) is its one-line error now, not after the data is read
+    return card.modality if card is not None else None
+
+
+def _check_backbone_modality(plan: Any, modality: str | None, data: Any = None) -> None:
+    """The plan's backbone reads the plan's (and the data's) modality: a plan edited to another backbone, or to another
+    modality, failed in feature extraction after the run folder was made ("input #0 is a PosixPath; text models take strings")."""
+    if modality is None or modality == plan.modality:
+        return
+    where = f"{data} holds {plan.modality} data" if data is not None else f"the plan is for {plan.modality} data"
+    raise InvalidInputError(f"{plan.backbone} is a{'n' if modality == 'image' else ''} {modality} model but {where}; put a{'n' if plan.modality == 'image' else ''} "
+                            f"{plan.modality} backbone in the plan (`zoo recommend --data DATA -o plan.yaml` writes one that fits).")
+
+
+def _check_out_of_data(out: Path, data: str | Path) -> None:
+    """The run folder is neither the image folder ``data`` nor inside it (except under a hidden folder, which is not data):
+    its files (``model/``, ``checkpoints/``, ``curves.png``) would be read as classes or images by the next run on it."""
+    root = Path(data).expanduser()
+    if not root.is_dir():
+        return
+    try:
+        o, r = out.expanduser().resolve(), root.resolve()
+    except (OSError, RuntimeError):
+        return
+    if o == r:
+        raise InvalidInputError(f"{out}: is the data folder; the run's files (model/, checkpoints/) would be read as classes by the next run on it: "
+                                "pass an --out outside it.")
+    if r in o.parents and not any(part.startswith(".") for part in o.relative_to(r).parts):
+        raise InvalidInputError(f"{out}: is inside the data folder {data}; the run's files (model/, checkpoints/, curves.png) would be read as "
+                                "classes or images by the next run on it: pass an --out outside it.")
+
+
+def _check_writable(out: Path, near: Path) -> None:
+    """``out`` can be made and written: a folder is made and removed in ``near``, its nearest existing ancestor (``out``
+    itself when it exists). Permissions alone do not say it (a read-only file system, an ACL, root on a 0555 folder)."""
+    import os
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".zoo-write-check-", dir=near))
+    except OSError as exc:
+        where = "in it" if near == out else f"in {near}"
+        raise InvalidInputError(f"{out}: cannot write {where} ({exc.strerror or type(exc).__name__}); pass an --out in a folder you can write to.") from None
 
 
 def data_stamp(ds: Any, seed: int, val_frac: float) -> dict[str, Any]:
@@ -314,8 +373,11 @@ def run(
             raise InvalidInputError(f"{plan.backbone}: --from-scratch supports torch sources (timm, torchvision, hf), not {framework}; "
                                     "run the baseline with a torch backbone of the same family.")
         plan = scratch_plan(plan, batch_size)
+    _check_backbone_modality(plan, _catalog_modality(plan.backbone))
     named = out is not None
-    out = Path(out) if named else Path("runs") / f"{plan.backbone.split(':', 1)[-1].replace('/', '--')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # ~ as in the data's path (`--out=~/runs/a`: no shell expands that ~)
+    out = Path(out).expanduser() if named else Path("runs") / f"{plan.backbone.split(':', 1)[-1].replace('/', '--')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_out_of_data(out, data)
     _check_out(out, plan, resume)
     with _hold(out):
         _check_out(out, plan, resume)  # again, holding the folder: a run that just ended there may have filled it
@@ -361,7 +423,8 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
 
     from zoo._io import remove_dead_temps, remove_stale_temps
 
-    from zoo.recommender.features import features_for
+    from zoo.recommender.data import check_decoding
+    from zoo.recommender.features import cached, features_for
     from zoo.runner import report
     from zoo.runner.stage1 import probe
     from zoo.runner.stage1 import refit as refit_probe
@@ -383,18 +446,42 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
     ds = _dataset(data)
     if ds.modality != plan.modality:
         raise InvalidInputError(f"{data}: {ds.modality} data but the plan is for {plan.modality}; run `zoo recommend --data {data}` again.")
-    stamp = data_stamp(ds, seed, val_frac)
     # what fixes the schedule, as asked (the from-scratch plan already carries its own epochs and batch)
     n_epochs = plan.schedule.epochs if epochs is None else int(epochs)
     bs = plan.schedule.batch_size if batch_size is None else int(batch_size)
-    stamp.update(epochs=n_epochs, batch_size=bs)
-    _check_data(out, stamp, resume)
+
+    def decoded(ds: Any) -> tuple[Any, dict[str, Any]]:
+        """``ds`` with each image decoded once (files whose header reads but whose pixels do not are skipped), its stamp checked."""
+        ds = check_decoding(ds)
+        stamp = dict(data_stamp(ds, seed, val_frac), epochs=n_epochs, batch_size=bs)
+        _check_data(out, stamp, resume)
+        return ds, stamp
+
+    stamp = dict(data_stamp(ds, seed, val_frac), epochs=n_epochs, batch_size=bs)
+    try:
+        _check_data(out, stamp, resume)
+    except InvalidInputError:
+        if ds.decoded:
+            raise
+        ds, stamp = decoded(ds)  # the run may have started without a file that reads but does not decode
     if epochs is not None and int(epochs) > 0 and not plan.unfreeze and not from_scratch:  # accepted (the benchmark grid passes it), but
         # said, once the run is past its checks (a refused run prints its one error line alone)
         print(f"zoo run: --epochs {epochs} trains nothing: the plan unfreezes no layer group (a {plan.strategy} plan), so the run is its stage-1 probe; "
               "set unfreeze (and a fine-tuning strategy) in the plan to fine-tune.", file=sys.stderr)
     backbone = _load(plan.backbone, from_scratch, seed)
+    _check_backbone_modality(plan, backbone.input_spec.modality, data)  # an id the catalog does not list (checked above otherwise)
     _check_unfreeze(plan, backbone)
+    res = plan.resolution if ds.modality == "image" else None
+    only: set[str] = set()  # stage 1 (and its refit) reads the final features, and lp-concat's middle group
+    if plan.strategy == "lp-concat" and len(backbone.layer_groups) > 1:
+        from zoo.runner.stage1 import concat_group
+
+        only = {concat_group([g.name for g in backbone.layer_groups])}
+    # the sample's features in the cache were extracted from these very files (paths, sizes and times, under zoo's
+    # current reading rules: the cache key): each of them decoded, and decoding them all once more to check is not needed
+    hit = cached(backbone, ds, res, only) if not from_scratch and backbone.framework == "torch" else None
+    if hit is None and not ds.decoded:
+        ds, stamp = decoded(ds)
     if backbone.framework != "torch":  # Keras / TF Hub: stage 2 on fit (zoo.runner.keras_run)
         from zoo.runner.keras_run import run as run_keras
 
@@ -404,7 +491,6 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
         )
     start_folder(out, plan, stamp)
     torch.manual_seed(seed)
-    res = plan.resolution if ds.modality == "image" else None
     tr, va = split(ds.labels, val_frac, seed)
     n_classes = len(ds.classes)
     stage2 = bool(plan.unfreeze) and n_epochs > 0
@@ -419,11 +505,8 @@ def _run_in(plan: Any, data: str | Path, out: Path, named: bool, resume: bool, e
     else:
         # stage 1 (and its refit, after stage 2) reads the final features and lp-concat's middle group only: the other
         # groups and the source head's logits are neither read from the cache nor held through fine-tuning
-        from zoo.runner.stage1 import concat_group
-
-        names = [g.name for g in backbone.layer_groups]
-        fs = features_for(backbone, ds, res, only={concat_group(names)} if plan.strategy == "lp-concat" and len(names) > 1 else set(),
-                          sample=RECOMMENDER_MAX_SAMPLES)  # data larger than the recommender's sample: the rows it extracted are reused
+        fs = hit if hit is not None else features_for(
+            backbone, ds, res, only=only, sample=RECOMMENDER_MAX_SAMPLES)  # data larger than the recommender's sample: the rows it extracted are reused
         mid, concat_note = mid_group(plan, backbone, fs)
         s1 = probe(fs, ds.labels, tr, va, n_classes, group=mid)
         if refit and not stage2:  # the probe is the saved model

@@ -429,7 +429,7 @@ def train_job(
             if not torch.isfinite(step_totals[0]):  # the same verdict on every process: all stop together
                 bar.close()
                 kept = checkpoint.latest(ckpt_root)
-                raise DivergedError(f"the training loss became {float(step_totals[0]) / real} at epoch {epoch}, step {step + 1}; {'kept ' + str(kept) if kept else 'no checkpoint yet'}; lower the learning rates in the plan and rerun{DIVERGED_RERUN if kept else ''}.")
+                raise DivergedError(f"the training loss became {float(step_totals[0]) / real} at epoch {epoch}, step {step + 1}; {'kept ' + str(kept) if kept else 'no checkpoint yet'}; lower the learning rates in the plan and rerun{DIVERGED_RERUN}.")
             opt.zero_grad(set_to_none=True)
             acc.backward(loss)
             opt.step()
