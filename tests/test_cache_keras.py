@@ -36,9 +36,8 @@ def write_random_h5(path: Path) -> bytes:
     return path.read_bytes()
 
 
-@pytest.fixture
-def served(tmp_path: Path):
-    body = write_random_h5(tmp_path / FILE)
+def _serve(files: dict[str, bytes]):
+    """A loopback server of ``files`` (URL path -> body); yields its base URL and the paths asked for."""
     gets: list[str] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -47,21 +46,24 @@ def served(tmp_path: Path):
 
         def do_GET(self) -> None:  # noqa: N802
             gets.append(self.path)
-            ok = self.path.endswith("/" + FILE)
-            self.send_response(200 if ok else 404)
-            self.send_header("Content-Length", str(len(body) if ok else 0))
+            body = files.get(self.path)
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
             self.end_headers()
-            if ok:
+            if body:
                 self.wfile.write(body)
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    stopper = threading.Timer(90, server.shutdown)
-    stopper.daemon = True
     thread.start()
-    stopper.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/keras/", body, gets
-    stopper.cancel()
+    return server, f"http://127.0.0.1:{server.server_address[1]}", gets
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    body = write_random_h5(tmp_path / FILE)
+    server, base, gets = _serve({"/keras/" + FILE: body})
+    yield f"{base}/keras/", body, gets
     server.shutdown()
     server.server_close()
 
@@ -90,29 +92,6 @@ def test_keras_download_goes_through_zoo_with_keras_md5(served, zoo_home: Path, 
     finally:
         zoo.reset()
         keras.backend.clear_session()
-
-
-def _serve(files: dict[str, bytes]):
-    """A loopback server of ``files`` (URL path -> body); yields its base URL and the paths asked for."""
-    gets: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802
-            gets.append(self.path)
-            body = files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            if body:
-                self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}", gets
 
 
 TOP = "weights_mobilenet_v3_small_224_1.0_float.h5"

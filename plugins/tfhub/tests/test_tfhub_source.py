@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pytest
@@ -479,18 +480,15 @@ def _module_tar(saved_model: Path) -> bytes:
     return buf.getvalue()
 
 
-def test_pull_lock_removes_a_module_whose_download_differs_from_the_lock(saved_model: Path, imagenet_classifier: Path, zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
-    """TF Hub publishes no hash and tensorflow_hub unpacks its archive straight into the cache, so `zoo pull --lock`
-    can check a module only after it landed. The differing module stayed there and a later `zoo.load` used it; the
-    files the download added are now removed again, and the error says so in one line."""
+@contextlib.contextmanager
+def _tfhub_server(monkeypatch: pytest.MonkeyPatch, served: dict[str, bytes]) -> Iterator[str]:
+    """A loopback TF Hub: ``served["body"]`` (read at each request) at ``/<HANDLE>?tf-hub-format=compressed``, 404
+    elsewhere; zoo and tensorflow_hub are pointed at it and the offline switches are off. Yields its base URL."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     import zoo_tfhub._backbone
     import zoo_tfhub._paths
-    from zoo.cli import main
-
-    served = {"body": _module_tar(saved_model)}
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
@@ -512,6 +510,22 @@ def test_pull_lock_removes_a_module_whose_download_differs_from_the_lock(saved_m
         monkeypatch.setattr(zoo_tfhub._backbone, "TFHUB_URL", base)
         for var in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
             monkeypatch.delenv(var, raising=False)
+        yield base
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_pull_lock_removes_a_module_whose_download_differs_from_the_lock(saved_model: Path, imagenet_classifier: Path, zoo_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    """TF Hub publishes no hash and tensorflow_hub unpacks its archive straight into the cache, so `zoo pull --lock`
+    can check a module only after it landed. The differing module stayed there and a later `zoo.load` used it; the
+    files the download added are now removed again, and the error says so in one line."""
+    import zoo_tfhub._paths
+    from zoo.cli import main
+
+    served = {"body": _module_tar(saved_model)}
+
+    with _tfhub_server(monkeypatch, served) as base:
         mid, lock = f"tfhub:{HANDLE}", tmp_path / "zoo.lock"
         module = zoo_tfhub._paths.module_dir(base + HANDLE)
         assert main(["lock", mid, "-o", str(lock)]) == 0, capsys.readouterr().err
@@ -532,9 +546,6 @@ def test_pull_lock_removes_a_module_whose_download_differs_from_the_lock(saved_m
         monkeypatch.delenv("ZOO_OFFLINE")
         zoo.reset()
         assert main(["pull", "--lock", str(lock)]) == 0, capsys.readouterr().err
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_lock_of_a_classification_handle_pins_its_class_names(imagenet_classifier: Path, zoo_home: Path, no_network: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
@@ -569,33 +580,13 @@ def test_a_download_killed_with_sigkill_does_not_hold_the_next_one(saved_model: 
     half-unpacked `<module>.<uid>.tmp`: the next pull waited, silent, until that folder had not grown for ten minutes.
     A lock whose process on this host is gone is removed with its folder first; the download then runs at once."""
     import socket
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    import zoo_tfhub._backbone
     import zoo_tfhub._paths
     from tensorflow_hub import resolver
 
-    body = _module_tar(saved_model)
+    served = {"body": _module_tar(saved_model)}
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_address[1]}/"
-        monkeypatch.setattr(zoo_tfhub._paths, "TFHUB_URL", base)
-        monkeypatch.setattr(zoo_tfhub._backbone, "TFHUB_URL", base)
-        for var in ("ZOO_OFFLINE", "HF_HUB_OFFLINE"):
-            monkeypatch.delenv(var, raising=False)
+    with _tfhub_server(monkeypatch, served) as base:
         module = zoo_tfhub._paths.module_dir(base + HANDLE)
         module.parent.mkdir(parents=True, exist_ok=True)
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
@@ -614,6 +605,3 @@ def test_a_download_killed_with_sigkill_does_not_hold_the_next_one(saved_model: 
         assert bb.embed([sample_image("chelsea")]).shape == (1, 16)
         assert (module / "saved_model.pb").is_file() and not Path(f"{module}.lock").exists()
         assert not Path(f"{module}.{uid}.tmp").exists()
-    finally:
-        server.shutdown()
-        server.server_close()
