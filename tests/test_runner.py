@@ -492,7 +492,7 @@ def test_a_plan_whose_backbone_reads_another_modality_is_refused_before_the_run_
         m.setattr(pipeline, "_dataset", lambda data: pytest.fail("the data was read"))
         err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out)], capsys)
     assert f"{text_bb} is a text model but the plan is for image data; put an image backbone in the plan" in err, err
-    monkeypatch.setattr(pipeline, "_catalog_modality", lambda model_id: None)  # as for an id the catalog does not list
+    monkeypatch.setattr(zoo._api, "catalog_modality", lambda model_id: None)  # as for an id the catalog does not list
     err = _one_line_error(["run", plan_path, "--data", str(root), "--out", str(out)], capsys)
     assert f"{text_bb} is a text model but {root} holds image data;" in err, err
     assert not out.exists()

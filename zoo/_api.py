@@ -177,6 +177,17 @@ def _plugin_down(st: _State, source: str) -> str | None:
     return None
 
 
+def catalog_modality(model_id: str | ModelId) -> str | None:
+    """The modality (``image``, ``text``) the catalog gives ``model_id``, no framework loaded; ``None`` for an id it does
+    not list (its source may still know it: the loaded backbone says then).
+
+    Raises:
+        MalformedIdError, UnknownSourceError, PluginUnavailableError (as :func:`load` would, before it loads anything).
+    """
+    card = _resolve(model_id)[1]
+    return card.modality if card is not None else None
+
+
 def info(model_id: str | ModelId) -> ModelCard:
     """The catalog card for ``model_id`` (a bare architecture gives its default weights' card).
 

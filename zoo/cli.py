@@ -219,10 +219,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _catalog_modality(model_id: str) -> str | None:
     """The catalog's modality for ``model_id``, or None where the catalog does not know it (no framework loads)."""
-    import zoo
+    from zoo._api import catalog_modality
 
     try:
-        return zoo.info(model_id).modality
+        return catalog_modality(model_id)
     except Exception:  # noqa: BLE001 - an id the catalog does not hold may still load; zoo.load says what is wrong
         return None
 

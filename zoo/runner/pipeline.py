@@ -189,15 +189,6 @@ def _check_out(out: Path, plan: Any, resume: bool) -> None:
     _check_writable(out, near)
 
 
-def _catalog_modality(model_id: str) -> str | None:
-    """The modality (``image``, ``text``) the catalog gives ``model_id``, no model loaded; ``None`` for an id it does not
-    list (the source may still know it: the loaded backbone says then)."""
-    from zoo._api import _resolve
-
-    card = _resolve(model_id)[1]  # an unknown source (or a plugin down) is its one-line error now, not after the data is read
-    return card.modality if card is not None else None
-
-
 def _check_backbone_modality(plan: Any, modality: str | None, data: Any = None) -> None:
     """The plan's backbone reads the plan's (and the data's) modality: a plan edited to another backbone, or to another
     modality, failed in feature extraction after the run folder was made ("input #0 is a PosixPath; text models take strings")."""
@@ -373,7 +364,9 @@ def run(
             raise InvalidInputError(f"{plan.backbone}: --from-scratch supports torch sources (timm, torchvision, hf), not {framework}; "
                                     "run the baseline with a torch backbone of the same family.")
         plan = scratch_plan(plan, batch_size)
-    _check_backbone_modality(plan, _catalog_modality(plan.backbone))
+    from zoo._api import catalog_modality
+
+    _check_backbone_modality(plan, catalog_modality(plan.backbone))  # an unknown source is its one line now, not after the data is read
     named = out is not None
     # ~ as in the data's path (`--out=~/runs/a`: no shell expands that ~)
     out = Path(out).expanduser() if named else Path("runs") / f"{plan.backbone.split(':', 1)[-1].replace('/', '--')}-{time.strftime('%Y%m%d-%H%M%S')}"
