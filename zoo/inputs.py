@@ -216,6 +216,12 @@ def load_images(inputs: Any, *, exif: bool = False) -> list[Any]:
     return list(iter_images(inputs, exif=exif))
 
 
+def load_images_for(backbone: Any, inputs: Any) -> list[Any]:
+    """:func:`load_images` as ``backbone``'s source reads files: upright by their EXIF orientation where its
+    ``exif_orientation`` says so (:attr:`zoo.Backbone.exif_orientation`; an object without it reads pixels as stored)."""
+    return load_images(inputs, exif=bool(getattr(backbone, "exif_orientation", False)))
+
+
 def check_images(inputs: Any) -> int:
     """Check that every input reads as :func:`load_images` would read it (same errors), decoding one
     image at a time and keeping none: memory stays that of one image however many there are.

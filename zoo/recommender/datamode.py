@@ -76,7 +76,7 @@ def _orientation_drop(backbone: Any, ds: Dataset, fs: FeatureSet, rows: np.ndarr
     """
     from PIL import ImageOps
 
-    from zoo.inputs import load_images
+    from zoo.inputs import load_images_for
     from zoo.recommender.features import extract
 
     y = fs.labels
@@ -91,7 +91,7 @@ def _orientation_drop(backbone: Any, ds: Dataset, fs: FeatureSet, rows: np.ndarr
     drops: list[np.ndarray] = []
     for start in range(0, len(local), step):
         chunk = local[start : start + step]
-        flipped = [ImageOps.mirror(im) for im in load_images([ds.items[int(rows[i])] for i in chunk], exif=getattr(backbone, "exif_orientation", False))]
+        flipped = [ImageOps.mirror(im) for im in load_images_for(backbone, [ds.items[int(rows[i])] for i in chunk])]
         mirrored = extract(backbone, flipped, y[chunk], resolution=resolution, count_flops=False)
         drops.append(base[start : start + len(chunk)] - S.knn_correct(mirrored.final, fs.final, y, y[chunk], exclude=chunk))
         d = np.concatenate(drops)

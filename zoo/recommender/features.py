@@ -229,10 +229,10 @@ def extract(
         if resolution is None:
             resolution = backbone.input_spec.size or 224
         tf = _image_transform(backbone, resolution)
-        from zoo.inputs import load_images
+        from zoo.inputs import load_images_for
 
         def prep(chunk: Sequence[Any]) -> Any:
-            return torch.stack([tf(im) for im in load_images(list(chunk), exif=getattr(backbone, "exif_orientation", False))])
+            return torch.stack([tf(im) for im in load_images_for(backbone, list(chunk))])
     else:
         def prep(chunk: Sequence[Any]) -> Any:
             return backbone.preprocess(list(chunk))

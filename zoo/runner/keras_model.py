@@ -131,10 +131,10 @@ def run_resolution(backbone: Any, planned: int | None) -> int:
 
 def eval_batch(items: Sequence[Any], backbone: Any, resolution: int) -> np.ndarray:
     """Raw inputs (paths, PIL images, arrays) -> the eval batch (feature cache, validation, predict)."""
-    from zoo.inputs import load_images
+    from zoo.inputs import load_images_for
 
     geom = eval_geometry(resolution)
-    return to_batch([geom(im.convert("RGB")) for im in load_images(list(items), exif=getattr(backbone, "exif_orientation", False))], backbone)
+    return to_batch([geom(im.convert("RGB")) for im in load_images_for(backbone, list(items))], backbone)
 
 
 # ---- the classifier -------------------------------------------------------------------------------

@@ -183,14 +183,14 @@ class _Feeder:
         self.steps = -(-len(self.items) // batch_size)
 
     def __call__(self) -> Any:
-        from zoo.inputs import load_images
+        from zoo.inputs import load_images_for
 
         epoch = self.epoch
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.items))
         for b in range(self.steps):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
             rng = np.random.default_rng([self.seed, epoch, b])
-            images = [train_image(im.convert("RGB"), self.resolution, self.augment, rng) for im in load_images([self.items[i] for i in idx], exif=getattr(self.backbone, "exif_orientation", False))]
+            images = [train_image(im.convert("RGB"), self.resolution, self.augment, rng) for im in load_images_for(self.backbone, [self.items[i] for i in idx])]
             x = to_batch(images, self.backbone)
             y = self.labels[idx].astype(np.int64)
             soft = np.eye(self.n_classes, dtype=np.float32)[y]

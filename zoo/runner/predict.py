@@ -112,9 +112,9 @@ class RunModel(RunModelBase):
         items = self._items(inputs)
         if self._transform is None:
             return self.backbone.preprocess(items)
-        from zoo.inputs import load_images
+        from zoo.inputs import load_images_for
 
-        return torch.stack([self._transform(im.convert("RGB")) for im in load_images(items, exif=getattr(self.backbone, "exif_orientation", False))])
+        return torch.stack([self._transform(im.convert("RGB")) for im in load_images_for(self.backbone, items)])
 
     def logits(self, inputs: Any, batch_size: int = 32) -> Any:
         """Raw ``(N, num_classes)`` float logits of ``inputs`` (on the CPU)."""

@@ -142,12 +142,12 @@ def make_prep(backbone: Any, resolution: int | None, augment: Any) -> Callable[.
     """
     if backbone.input_spec.modality != "image":
         return lambda items, train, seeds=None: backbone.preprocess(list(items))
-    from zoo.inputs import load_images
+    from zoo.inputs import load_images_for
 
     train_tf, eval_tf = image_transforms(backbone, resolution or backbone.input_spec.size or 224, augment)
 
     def prep(items: Sequence[Any], train: bool, seeds: Sequence[int] | None = None) -> Any:
-        images = load_images(list(items), exif=getattr(backbone, "exif_orientation", False))
+        images = load_images_for(backbone, list(items))
         if not train:
             return torch.stack([eval_tf(im.convert("RGB")) for im in images])
         if seeds is None:
